@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the Debian packages retort needs (only those missing), then
+# configures and builds into build/ (or $RETORT_BUILD). Idempotent: a second
+# run with everything in place costs a dpkg query and an incremental make.
+#
+#   bash launch/setup.sh            # Release build
+#   RETORT_SANITIZE=ON bash launch/setup.sh   # ASan + UBSan build
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${RETORT_BUILD:-$root/build}
+
+pkgs=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libdnnl-dev
+      libhdf5-dev hdf5-tools libzstd-dev libcunit1-dev libpcre2-dev
+      libjansson-dev libinih-dev fortunes fortunes-min)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+jobs=$(nproc 2>/dev/null || echo 2)
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
+        -DRETORT_SANITIZE="${RETORT_SANITIZE:-OFF}" >/dev/null
+fi
+cmake --build "$build" -j "$jobs" 2>&1 | grep -vE '^\[ *[0-9]+%\]|^(Consolidate|Scanning)' || true
+test -x "$build/trainer/retort" || { echo "setup: build failed" >&2; exit 1; }
+echo "setup: built $build/trainer/retort"
