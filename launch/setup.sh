@@ -29,6 +29,10 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
         -DRETORT_SANITIZE="${RETORT_SANITIZE:-OFF}" >/dev/null
 fi
-cmake --build "$build" -j "$jobs" 2>&1 | grep -vE '^\[ *[0-9]+%\]|^(Consolidate|Scanning)' || true
-test -x "$build/trainer/retort" || { echo "setup: build failed" >&2; exit 1; }
+echo "setup: building in $build (log: $build/build.log)"
+if ! cmake --build "$build" -j "$jobs" >"$build/build.log" 2>&1; then
+  grep -E 'error|Error' "$build/build.log" | head -40 >&2
+  echo "setup: build failed; see $build/build.log" >&2
+  exit 1
+fi
 echo "setup: built $build/trainer/retort"
