@@ -24,14 +24,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+mkdir -p "$build"
 jobs=$(nproc 2>/dev/null || echo 2)
-if [ ! -f "$build/CMakeCache.txt" ]; then
+if [ ! -f "$build/Makefile" ]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
-        -DRETORT_SANITIZE="${RETORT_SANITIZE:-OFF}" >/dev/null
+        -DRETORT_SANITIZE="${RETORT_SANITIZE:-OFF}" >"$build/configure.log" 2>&1 || {
+    cat "$build/configure.log" >&2
+    echo "setup: cmake configure failed" >&2
+    exit 1
+  }
 fi
 echo "setup: building in $build (log: $build/build.log)"
 if ! cmake --build "$build" -j "$jobs" >"$build/build.log" 2>&1; then
-  grep -E 'error|Error' "$build/build.log" | head -40 >&2
+  grep -E 'error|Error' "$build/build.log" | head -40 >&2 || tail -40 "$build/build.log" >&2
   echo "setup: build failed; see $build/build.log" >&2
   exit 1
 fi

@@ -1,0 +1,63 @@
+/* Internals shared by the files of checkpoints/: HDF5 type mapping and
+ * error helpers, the file-system steps of atomic writes, and the portable
+ * CRC-32C (exposed so the tests can check it against the hardware one). */
+#ifndef CKPT_INTERNAL_H
+#define CKPT_INTERNAL_H
+
+#include <hdf5.h>
+
+#include "ckpt.h"
+#include "rt_h5.h"
+
+/* Longest path this module builds. */
+#define CKPT_PATH_MAX 4096
+
+/* A dataset attribute holding the CRC-32C of the raw bytes. */
+#define CKPT_CHECKSUM_ATTR "checksum"
+/* Suffix of the attribute holding the CRC-32C of a string attribute. */
+#define CKPT_STR_CHECKSUM_SUFFIX "_checksum"
+
+uint32_t ckpt_crc32c_portable(uint32_t crc, const void *data, size_t n);
+
+/* The innermost message of HDF5's error stack on one line ("" if none);
+ * clears the stack. */
+void ckpt_h5_message(char *msg, size_t cap);
+
+/* Records "PATH: <formatted what> failed (hdf5: innermost message)". */
+rt_status ckpt_h5_fail(rt_status s, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Jumps to cleanup with an HDF5 failure message when expr < 0. Needs
+ * `rt_status st` and a `cleanup:` label. */
+#define CKPT_H5(expr, status, path, ...)                                         \
+    do {                                                                         \
+        if ((expr) < 0) {                                                        \
+            st = ckpt_h5_fail((status), (path), __VA_ARGS__);                    \
+            goto cleanup;                                                        \
+        }                                                                        \
+    } while (0)
+
+hid_t ckpt_file_type(ckpt_dtype t); /* little-endian file type */
+hid_t ckpt_mem_type(ckpt_dtype t);  /* native memory type */
+/* The ckpt_dtype whose file representation `type` is; -1 if none. */
+int ckpt_dtype_of(hid_t type);
+
+/* File access properties both sides use: HDF5 1.8+ format (checksummed
+ * metadata), no file locking (files are immutable once renamed, and
+ * locking fails on some shared file systems). Close with H5Pclose. */
+hid_t ckpt_fapl(void);
+
+/* The reader's open file (owned by the reader). */
+hid_t ckpt_reader_file(const ckpt_reader *r);
+
+/* Splits path into its folder ("." when none) and file name. */
+rt_status ckpt_fs_split(const char *path, char *dir, size_t dir_cap, char *base, size_t base_cap);
+/* <dir>/.<name>.tmp.<pid>: where `path` is built before the rename. */
+rt_status ckpt_fs_tmp_path(const char *path, char *out, size_t cap);
+/* fsync(tmp), rename(tmp, path), fsync(folder of path). Removes tmp on
+ * failure. Messages name `path`. */
+rt_status ckpt_fs_commit(const char *tmp, const char *path);
+/* Writes a small text file atomically and durably (tmp + commit). */
+rt_status ckpt_fs_write_text(const char *path, const char *text);
+
+#endif

@@ -1,0 +1,518 @@
+/* Reading checkpoints with validation: every way a file can be wrong
+ * (missing, not HDF5, truncated, someone else's HDF5, newer version, broken
+ * /config, a missing or reshaped tensor, flipped bits in the data) becomes
+ * one rt_status with a message naming the file and, where there is one, the
+ * dataset. Nothing here trusts the file's sizes for memory: every dataset's
+ * extent is compared with what the caller's buffer holds before reading. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ckpt_internal.h"
+
+struct ckpt_reader {
+    char *path;
+    hid_t file;
+    student_config cfg;
+    char kind[8];
+    int64_t step, tokens_seen;
+};
+
+const char *ckpt_reader_path(const ckpt_reader *r) { return r->path; }
+const student_config *ckpt_reader_config(const ckpt_reader *r) { return &r->cfg; }
+const char *ckpt_reader_kind(const ckpt_reader *r) { return r->kind; }
+int64_t ckpt_reader_step(const ckpt_reader *r) { return r->step; }
+int64_t ckpt_reader_tokens_seen(const ckpt_reader *r) { return r->tokens_seen; }
+hid_t ckpt_reader_file(const ckpt_reader *r) { return r->file; }
+
+void ckpt_reader_close(ckpt_reader *r) {
+    if (!r) return;
+    if (r->file >= 0) H5Fclose(r->file);
+    free(r->path);
+    free(r);
+}
+
+/* ------------------------------------------------------------ attributes */
+
+static rt_status read_int_attr(const char *path, hid_t obj, const char *objname,
+                               const char *name, int64_t *v) {
+    rt_status st = RT_OK;
+    hid_t a = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    if (H5Aexists(obj, name) <= 0)
+        return rt_fail(RT_ERR_FORMAT, "%s: %s lacks the attribute %s", path, objname, name);
+    CKPT_H5(a = H5Aopen(obj, name, H5P_DEFAULT), RT_ERR_FORMAT, path, "opening attribute %s of %s",
+            name, objname);
+    CKPT_H5(type = H5Aget_type(a), RT_ERR_FORMAT, path, "reading the type of %s of %s", name,
+            objname);
+    CKPT_H5(space = H5Aget_space(a), RT_ERR_FORMAT, path, "reading the shape of %s of %s", name,
+            objname);
+    if (H5Tget_class(type) != H5T_INTEGER || H5Sget_simple_extent_npoints(space) != 1) {
+        st = rt_fail(RT_ERR_FORMAT, "%s: attribute %s of %s is not one integer", path, name,
+                     objname);
+        goto cleanup;
+    }
+    CKPT_H5(H5Aread(a, H5T_NATIVE_INT64, v), RT_ERR_FORMAT, path, "reading attribute %s of %s",
+            name, objname);
+cleanup:
+    if (space >= 0) H5Sclose(space);
+    if (type >= 0) H5Tclose(type);
+    if (a >= 0) H5Aclose(a);
+    return st;
+}
+
+/* A string attribute (variable or fixed length) into a new string; checks
+ * <name>_checksum when present. */
+static rt_status read_str_attr(const char *path, hid_t obj, const char *objname, const char *name,
+                               char **out) {
+    rt_status st = RT_OK;
+    hid_t a = H5I_INVALID_HID, type = H5I_INVALID_HID, mem = H5I_INVALID_HID,
+          space = H5I_INVALID_HID;
+    char *vstr = NULL, *s = NULL;
+    *out = NULL;
+    if (H5Aexists(obj, name) <= 0)
+        return rt_fail(RT_ERR_FORMAT, "%s: %s lacks the attribute %s", path, objname, name);
+    CKPT_H5(a = H5Aopen(obj, name, H5P_DEFAULT), RT_ERR_FORMAT, path, "opening attribute %s of %s",
+            name, objname);
+    CKPT_H5(type = H5Aget_type(a), RT_ERR_FORMAT, path, "reading the type of %s of %s", name,
+            objname);
+    CKPT_H5(space = H5Aget_space(a), RT_ERR_FORMAT, path, "reading the shape of %s of %s", name,
+            objname);
+    if (H5Tget_class(type) != H5T_STRING || H5Sget_simple_extent_npoints(space) != 1) {
+        st = rt_fail(RT_ERR_FORMAT, "%s: attribute %s of %s is not one string", path, name, objname);
+        goto cleanup;
+    }
+    CKPT_H5(mem = H5Tcopy(type), RT_ERR_INTERNAL, path, "H5Tcopy");
+    if (H5Tis_variable_str(type) > 0) {
+        CKPT_H5(H5Aread(a, mem, &vstr), RT_ERR_FORMAT, path, "reading attribute %s of %s", name,
+                objname);
+        s = strdup(vstr ? vstr : "");
+    } else {
+        size_t size = H5Tget_size(type);
+        s = calloc(size + 1, 1);
+        if (s) CKPT_H5(H5Aread(a, mem, s), RT_ERR_FORMAT, path, "reading attribute %s of %s", name,
+                       objname);
+    }
+    if (!s) {
+        st = rt_fail(RT_ERR_NOMEM, "%s: out of memory reading attribute %s of %s", path, name,
+                     objname);
+        goto cleanup;
+    }
+    char cname[256];
+    snprintf(cname, sizeof cname, "%s%s", name, CKPT_STR_CHECKSUM_SUFFIX);
+    if (H5Aexists(obj, cname) > 0) {
+        int64_t want;
+        if ((st = read_int_attr(path, obj, objname, cname, &want)) != RT_OK) goto cleanup;
+        uint32_t got = ckpt_crc32c(0, s, strlen(s));
+        if ((int64_t)got != want) {
+            st = rt_fail(RT_ERR_FORMAT, "%s: attribute %s of %s fails its checksum (stored "
+                         "0x%08llx, text 0x%08x): the file is corrupt", path, name, objname,
+                         (unsigned long long)want, got);
+            goto cleanup;
+        }
+    }
+    *out = s;
+    s = NULL;
+cleanup:
+    free(s);
+    if (vstr) H5free_memory(vstr);
+    if (mem >= 0) H5Tclose(mem);
+    if (space >= 0) H5Sclose(space);
+    if (type >= 0) H5Tclose(type);
+    if (a >= 0) H5Aclose(a);
+    return st;
+}
+
+/* ------------------------------------------------------------------ open */
+
+static rt_status read_root(ckpt_reader *r) {
+    const char *path = r->path;
+    char *fmt = NULL, *kind = NULL;
+    int64_t version = 0;
+    rt_status st = RT_OK;
+    if (H5Aexists(r->file, "format") <= 0 || read_str_attr(path, r->file, "/", "format", &fmt) ||
+        strcmp(fmt, "retort") != 0) {
+        st = rt_fail(RT_ERR_FORMAT, "%s: not a retort checkpoint (no format=retort attribute)",
+                     path);
+        goto cleanup;
+    }
+    if ((st = read_int_attr(path, r->file, "/ (root)", "version", &version)) != RT_OK) goto cleanup;
+    if (version > CKPT_FORMAT_VERSION) {
+        st = rt_fail(RT_ERR_UNSUPPORTED, "%s: checkpoint format version %lld is newer than this "
+                     "retort reads (%d); use a newer retort", path, (long long)version,
+                     CKPT_FORMAT_VERSION);
+        goto cleanup;
+    }
+    if (version < 1) {
+        st = rt_fail(RT_ERR_FORMAT, "%s: bad checkpoint format version %lld", path,
+                     (long long)version);
+        goto cleanup;
+    }
+    if ((st = read_str_attr(path, r->file, "/ (root)", "kind", &kind)) != RT_OK) goto cleanup;
+    if (strcmp(kind, "train") != 0 && strcmp(kind, "deploy") != 0) {
+        st = rt_fail(RT_ERR_FORMAT, "%s: kind is \"%.40s\"; expected train or deploy", path, kind);
+        goto cleanup;
+    }
+    snprintf(r->kind, sizeof r->kind, "%s", kind);
+    if ((st = read_int_attr(path, r->file, "/ (root)", "step", &r->step)) != RT_OK) goto cleanup;
+    if ((st = read_int_attr(path, r->file, "/ (root)", "tokens_seen", &r->tokens_seen)) != RT_OK)
+        goto cleanup;
+    if (r->step < 0 || r->tokens_seen < 0)
+        st = rt_fail(RT_ERR_FORMAT, "%s: negative step (%lld) or tokens_seen (%lld)", path,
+                     (long long)r->step, (long long)r->tokens_seen);
+cleanup:
+    free(fmt);
+    free(kind);
+    return st;
+}
+
+static rt_status read_config(ckpt_reader *r) {
+    const char *path = r->path;
+    rt_status st = RT_OK;
+    hid_t g = H5I_INVALID_HID;
+    if (H5Lexists(r->file, "config", H5P_DEFAULT) <= 0)
+        return rt_fail(RT_ERR_FORMAT, "%s: no /config group (model shape unknown)", path);
+    CKPT_H5(g = H5Gopen2(r->file, "config", H5P_DEFAULT), RT_ERR_FORMAT, path, "opening /config");
+    struct { const char *name; int *dst; } f[] = {
+        {"n_layer", &r->cfg.n_layer}, {"n_head", &r->cfg.n_head},
+        {"d_model", &r->cfg.d_model}, {"d_ff", &r->cfg.d_ff},
+        {"vocab_size", &r->cfg.vocab_size}, {"seq_len", &r->cfg.seq_len},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        int64_t v;
+        if ((st = read_int_attr(path, g, "/config", f[i].name, &v)) != RT_OK) goto cleanup;
+        if (v > INT_MAX || v < INT_MIN) {
+            st = rt_fail(RT_ERR_FORMAT, "%s: /config %s is %lld, too large", path, f[i].name,
+                         (long long)v);
+            goto cleanup;
+        }
+        *f[i].dst = (int)v;
+    }
+    if (student_config_validate(&r->cfg) != RT_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", rt_last_error());
+        st = rt_fail(RT_ERR_FORMAT, "%s: /config is invalid: %s", path, why);
+    }
+cleanup:
+    if (g >= 0) H5Gclose(g);
+    return st;
+}
+
+rt_status ckpt_open(const char *path, ckpt_reader **out) {
+    *out = NULL;
+    if (!path || !path[0]) return rt_fail(RT_ERR_ARGS, "no checkpoint path given");
+    rt_h5_quiet();
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        if (errno == ENOENT) return rt_fail(RT_ERR_IO, "%s: no such file", path);
+        return rt_fail(RT_ERR_IO, "%s: cannot access (%s)", path, strerror(errno));
+    }
+    if (S_ISDIR(sb.st_mode))
+        return rt_fail(RT_ERR_IO, "%s: is a folder, not a checkpoint file (pass a step_*.h5 file "
+                       "or \"latest\")", path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return rt_fail(RT_ERR_IO, "%s: cannot read (%s)", path, strerror(errno));
+    close(fd);
+    if (H5Fis_hdf5(path) <= 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return rt_fail(RT_ERR_FORMAT, "%s: not an HDF5 file", path);
+    }
+    rt_status st = RT_OK;
+    hid_t fapl = H5I_INVALID_HID;
+    ckpt_reader *r = calloc(1, sizeof *r);
+    if (!r || !(r->path = strdup(path))) {
+        st = rt_fail(RT_ERR_NOMEM, "%s: out of memory opening the checkpoint", path);
+        goto cleanup;
+    }
+    r->file = H5I_INVALID_HID;
+    CKPT_H5(fapl = ckpt_fapl(), RT_ERR_INTERNAL, path, "making file access properties");
+    r->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    if (r->file < 0) {
+        char msg[512];
+        ckpt_h5_message(msg, sizeof msg);
+        st = rt_fail(RT_ERR_FORMAT, "%s: cannot open (truncated or corrupt HDF5)%s%s", path,
+                     msg[0] ? "; hdf5: " : "", msg);
+        goto cleanup;
+    }
+    if ((st = read_root(r)) != RT_OK) goto cleanup;
+    if ((st = read_config(r)) != RT_OK) goto cleanup;
+    *out = r;
+    r = NULL;
+cleanup:
+    if (fapl >= 0) H5Pclose(fapl);
+    ckpt_reader_close(r);
+    return st;
+}
+
+rt_status ckpt_require_kind(const ckpt_reader *r, const char *kind, const char *purpose) {
+    if (strcmp(r->kind, kind) == 0) return RT_OK;
+    if (strcmp(r->kind, "deploy") == 0)
+        return rt_fail(RT_ERR_FORMAT, "%s: is a deploy file (kind=deploy); %s needs a training "
+                       "checkpoint (kind=%s, e.g. <run_dir>/step_*.h5)", r->path,
+                       purpose ? purpose : "this", kind);
+    return rt_fail(RT_ERR_FORMAT, "%s: is a kind=%s checkpoint; %s needs kind=%s", r->path,
+                   r->kind, purpose ? purpose : "this", kind);
+}
+
+rt_status ckpt_check_config(const ckpt_reader *r, const student_config *want, const char *what) {
+    const struct { const char *name; int have, want; } f[] = {
+        {"n_layer", r->cfg.n_layer, want->n_layer}, {"n_head", r->cfg.n_head, want->n_head},
+        {"d_model", r->cfg.d_model, want->d_model}, {"d_ff", r->cfg.d_ff, want->d_ff},
+        {"vocab_size", r->cfg.vocab_size, want->vocab_size},
+        {"seq_len", r->cfg.seq_len, want->seq_len},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        if (f[i].have != f[i].want)
+            return rt_fail(RT_ERR_MISMATCH, "%s: %s is %d, expected %d%s%s%s", r->path, f[i].name,
+                           f[i].have, f[i].want, what ? " (" : "", what ? what : "",
+                           what ? ")" : "");
+    return RT_OK;
+}
+
+/* -------------------------------------------------------------- datasets */
+
+int ckpt_has(ckpt_reader *r, const char *path) {
+    if (!path || path[0] != '/') return 0;
+    if (path[1] == '\0') return 1;
+    char buf[CKPT_PATH_MAX];
+    if (strlen(path) >= sizeof buf) return 0;
+    snprintf(buf, sizeof buf, "%s", path);
+    /* H5Lexists needs every parent to exist: check them one by one. */
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            htri_t e = H5Lexists(r->file, buf, H5P_DEFAULT);
+            if (e <= 0) {
+                H5Eclear2(H5E_DEFAULT);
+                return 0;
+            }
+            if (c == '\0') break;
+            *p = c;
+        }
+    }
+    htri_t e = H5Oexists_by_name(r->file, path, H5P_DEFAULT);
+    H5Eclear2(H5E_DEFAULT);
+    return e > 0;
+}
+
+static void format_shape(char *buf, size_t cap, int ndim, const hsize_t *dims) {
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < ndim && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%llu", i ? "," : "", (unsigned long long)dims[i]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+}
+
+/* Opens the dataset at dpath; RT_ERR_FORMAT naming it when missing. */
+static rt_status open_dataset(ckpt_reader *r, const char *dpath, hid_t *d) {
+    if (!ckpt_has(r, dpath))
+        return rt_fail(RT_ERR_FORMAT, "%s: %s is missing (incomplete checkpoint?)", r->path, dpath);
+    rt_status st = RT_OK;
+    *d = H5Dopen2(r->file, dpath, H5P_DEFAULT);
+    if (*d < 0) st = ckpt_h5_fail(RT_ERR_FORMAT, r->path, "opening %s as a dataset", dpath);
+    return st;
+}
+
+/* Reads dataset `dpath` into out after checking its type is t and its
+ * shape is shape[ndim] (ndim >= 0) or its element count numel (ndim < 0),
+ * then verifies the stored checksum. */
+static rt_status read_dataset(ckpt_reader *r, const char *dpath, ckpt_dtype t, int ndim,
+                              const int64_t *shape, size_t numel, void *out) {
+    const char *path = r->path;
+    rt_status st = RT_OK;
+    hid_t d = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    if ((st = open_dataset(r, dpath, &d)) != RT_OK) return st;
+    CKPT_H5(type = H5Dget_type(d), RT_ERR_FORMAT, path, "reading the type of %s", dpath);
+    int have_t = ckpt_dtype_of(type);
+    if (have_t != (int)t) {
+        st = rt_fail(RT_ERR_FORMAT, "%s: %s is %s, expected %s", path, dpath,
+                     have_t < 0 ? "of an unsupported type" : ckpt_dtype_name((ckpt_dtype)have_t),
+                     ckpt_dtype_name(t));
+        goto cleanup;
+    }
+    CKPT_H5(space = H5Dget_space(d), RT_ERR_FORMAT, path, "reading the shape of %s", dpath);
+    int rank = H5Sget_simple_extent_ndims(space);
+    hsize_t dims[H5S_MAX_RANK];
+    if (rank < 0 || H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
+        st = ckpt_h5_fail(RT_ERR_FORMAT, path, "reading the shape of %s", dpath);
+        goto cleanup;
+    }
+    size_t have_n = 1;
+    for (int i = 0; i < rank; i++) have_n *= (size_t)dims[i];
+    if (ndim >= 0) {
+        int same = rank == ndim;
+        for (int i = 0; same && i < ndim; i++) same = dims[i] == (hsize_t)shape[i];
+        if (!same) {
+            char hb[128], wb[128];
+            hsize_t wd[CKPT_MAX_DIMS];
+            for (int i = 0; i < ndim; i++) wd[i] = (hsize_t)shape[i];
+            format_shape(hb, sizeof hb, rank, dims);
+            format_shape(wb, sizeof wb, ndim, wd);
+            st = rt_fail(RT_ERR_MISMATCH, "%s: %s has shape %s, expected %s", path, dpath, hb, wb);
+            goto cleanup;
+        }
+    } else if (have_n != numel) {
+        st = rt_fail(RT_ERR_MISMATCH, "%s: %s has %zu elements, expected %zu", path, dpath, have_n,
+                     numel);
+        goto cleanup;
+    }
+    if (have_n > 0)
+        CKPT_H5(H5Dread(d, ckpt_mem_type(t), H5S_ALL, H5S_ALL, H5P_DEFAULT, out), RT_ERR_FORMAT,
+                path, "reading %s", dpath);
+    if (H5Aexists(d, CKPT_CHECKSUM_ATTR) > 0) {
+        int64_t want;
+        if ((st = read_int_attr(path, d, dpath, CKPT_CHECKSUM_ATTR, &want)) != RT_OK) goto cleanup;
+        uint32_t got = ckpt_crc32c(0, out, have_n * ckpt_dtype_size(t));
+        if ((int64_t)got != want)
+            st = rt_fail(RT_ERR_FORMAT, "%s: %s fails its checksum (stored 0x%08llx, data "
+                         "0x%08x): the file is corrupt", path, dpath, (unsigned long long)want,
+                         got);
+    }
+cleanup:
+    if (space >= 0) H5Sclose(space);
+    if (type >= 0) H5Tclose(type);
+    if (d >= 0) H5Dclose(d);
+    H5Eclear2(H5E_DEFAULT);
+    return st;
+}
+
+/* Every tensor of the table from group `gname` into block. */
+static rt_status read_block(ckpt_reader *r, const char *gname, float *block) {
+    student_tensor t;
+    char dpath[256];
+    for (int i = 0; i < student_tensor_count(&r->cfg); i++) {
+        student_tensor_info(&r->cfg, i, &t);
+        snprintf(dpath, sizeof dpath, "%s/%s", gname, t.name);
+        RT_TRY(read_dataset(r, dpath, CKPT_F32, t.ndim, t.shape, t.numel, block + t.offset));
+    }
+    return RT_OK;
+}
+
+rt_status ckpt_read_params(ckpt_reader *r, float *block) {
+    if (!ckpt_has(r, "/model"))
+        return rt_fail(RT_ERR_FORMAT, "%s: no /model group (kind=%s file without float weights)",
+                       r->path, r->kind);
+    return read_block(r, "/model", block);
+}
+
+rt_status ckpt_read_optimizer(ckpt_reader *r, float *adam_m, float *adam_v, int64_t *step) {
+    rt_status st = RT_OK;
+    hid_t g = H5I_INVALID_HID;
+    if (!ckpt_has(r, "/optimizer"))
+        return rt_fail(RT_ERR_FORMAT, "%s: has no optimizer state (/optimizer); it cannot resume "
+                       "training exactly", r->path);
+    CKPT_H5(g = H5Gopen2(r->file, "/optimizer", H5P_DEFAULT), RT_ERR_FORMAT, r->path,
+            "opening /optimizer");
+    if ((st = read_int_attr(r->path, g, "/optimizer", "step", step)) != RT_OK) goto cleanup;
+    if ((st = read_block(r, "/optimizer/m", adam_m)) != RT_OK) goto cleanup;
+    st = read_block(r, "/optimizer/v", adam_v);
+cleanup:
+    if (g >= 0) H5Gclose(g);
+    return st;
+}
+
+rt_status ckpt_array_info(ckpt_reader *r, const char *path, ckpt_dtype *dtype, int *ndim,
+                          int64_t *shape) {
+    rt_status st = RT_OK;
+    hid_t d = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    if ((st = open_dataset(r, path, &d)) != RT_OK) return st;
+    CKPT_H5(type = H5Dget_type(d), RT_ERR_FORMAT, r->path, "reading the type of %s", path);
+    int t = ckpt_dtype_of(type);
+    if (t < 0) {
+        st = rt_fail(RT_ERR_FORMAT, "%s: %s is of a type retort does not read", r->path, path);
+        goto cleanup;
+    }
+    CKPT_H5(space = H5Dget_space(d), RT_ERR_FORMAT, r->path, "reading the shape of %s", path);
+    int rank = H5Sget_simple_extent_ndims(space);
+    if (rank < 0 || rank > CKPT_MAX_DIMS) {
+        st = rt_fail(RT_ERR_FORMAT, "%s: %s has %d dimensions (at most %d)", r->path, path, rank,
+                     CKPT_MAX_DIMS);
+        goto cleanup;
+    }
+    hsize_t dims[CKPT_MAX_DIMS];
+    CKPT_H5(H5Sget_simple_extent_dims(space, dims, NULL), RT_ERR_FORMAT, r->path,
+            "reading the shape of %s", path);
+    *dtype = (ckpt_dtype)t;
+    *ndim = rank;
+    if (shape)
+        for (int i = 0; i < rank; i++) shape[i] = (int64_t)dims[i];
+cleanup:
+    if (space >= 0) H5Sclose(space);
+    if (type >= 0) H5Tclose(type);
+    if (d >= 0) H5Dclose(d);
+    return st;
+}
+
+rt_status ckpt_read_array(ckpt_reader *r, const char *path, ckpt_dtype dtype, size_t numel,
+                          void *out) {
+    return read_dataset(r, path, dtype, -1, NULL, numel, out);
+}
+
+rt_status ckpt_read_string_attr(ckpt_reader *r, const char *obj, const char *name, char **out) {
+    *out = NULL;
+    if (!ckpt_has(r, obj))
+        return rt_fail(RT_ERR_FORMAT, "%s: %s is missing", r->path, obj);
+    rt_status st = RT_OK;
+    hid_t o = H5I_INVALID_HID;
+    CKPT_H5(o = H5Oopen(r->file, obj, H5P_DEFAULT), RT_ERR_FORMAT, r->path, "opening %s", obj);
+    st = read_str_attr(r->path, o, obj, name, out);
+cleanup:
+    if (o >= 0) H5Oclose(o);
+    return st;
+}
+
+/* ---------------------------------------------------------------- verify */
+
+typedef struct {
+    ckpt_reader *r;
+    rt_status st;
+} verify_ctx;
+
+static herr_t verify_one(hid_t root, const char *name, const H5L_info_t *info, void *data) {
+    verify_ctx *v = data;
+    if (info->type != H5L_TYPE_HARD) return 0;
+    H5O_info_t oi;
+    if (H5Oget_info_by_name(root, name, &oi, H5P_DEFAULT) < 0) {
+        v->st = ckpt_h5_fail(RT_ERR_FORMAT, v->r->path, "inspecting /%s", name);
+        return 1;
+    }
+    if (oi.type != H5O_TYPE_DATASET) return 0;
+    char dpath[CKPT_PATH_MAX];
+    snprintf(dpath, sizeof dpath, "/%s", name);
+    ckpt_dtype t;
+    int ndim;
+    int64_t shape[CKPT_MAX_DIMS];
+    if ((v->st = ckpt_array_info(v->r, dpath, &t, &ndim, shape)) != RT_OK) return 1;
+    size_t numel = 1;
+    for (int i = 0; i < ndim; i++) numel *= (size_t)shape[i];
+    void *buf = malloc(numel ? numel * ckpt_dtype_size(t) : 1);
+    if (!buf) {
+        v->st = rt_fail(RT_ERR_NOMEM, "%s: out of memory verifying %s", v->r->path, dpath);
+        return 1;
+    }
+    v->st = read_dataset(v->r, dpath, t, -1, NULL, numel, buf);
+    free(buf);
+    return v->st != RT_OK;
+}
+
+rt_status ckpt_verify(ckpt_reader *r) {
+    verify_ctx v = {r, RT_OK};
+    herr_t rc = H5Lvisit(r->file, H5_INDEX_NAME, H5_ITER_INC, verify_one, &v);
+    if (v.st != RT_OK) return v.st;
+    if (rc < 0) return ckpt_h5_fail(RT_ERR_FORMAT, r->path, "walking the file");
+    if (ckpt_has(r, "/meta")) {
+        static const char *const names[] = {"config", "provenance", "retort_version"};
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            char *s = NULL;
+            rt_status st = ckpt_read_string_attr(r, "/meta", names[i], &s);
+            free(s);
+            if (st != RT_OK) return st;
+        }
+    }
+    return RT_OK;
+}

@@ -1,0 +1,162 @@
+/* The deterministic batch sampler (design in data.h and docs/ARCHITECTURE.md).
+ *
+ * Everything a rank reads at a global step is a pure function of (seed,
+ * step, rank, R): the epoch's permutation comes from a PRNG seeded by (seed,
+ * epoch) only, so resuming at any step needs no replay, and since a step's G
+ * windows are one contiguous slice of the permutation, cut into R equal
+ * parts in rank order, the windows of a step do not depend on R. The
+ * permutation of the current epoch is computed once and cached. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "data.h"
+
+struct data_sampler {
+    char *name;       /* shard path, for messages */
+    int64_t n_tokens; /* tokens in the shard */
+    int64_t W, S;     /* windows, steps per epoch */
+    int32_t T, G, R, rank, b;
+    uint64_t seed;
+    int64_t *perm;      /* (W) permutation of epoch perm_epoch */
+    int64_t perm_epoch; /* -1 until the first step */
+};
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+/* xoshiro256** (Blackman & Vigna). */
+static uint64_t xoshiro_next(uint64_t s[4]) {
+    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+/* Uniform in [0, range) without modulo bias (Lemire's method). */
+static uint64_t xoshiro_below(uint64_t s[4], uint64_t range) {
+    unsigned __int128 m = (unsigned __int128)xoshiro_next(s) * range;
+    uint64_t low = (uint64_t)m;
+    if (low < range) {
+        uint64_t floor = (0 - range) % range;
+        while (low < floor) {
+            m = (unsigned __int128)xoshiro_next(s) * range;
+            low = (uint64_t)m;
+        }
+    }
+    return (uint64_t)(m >> 64);
+}
+
+/* perm = Fisher-Yates shuffle of 0..W-1 from the stream of (seed, epoch). */
+static void shuffle_epoch(data_sampler *s, int64_t epoch) {
+    uint64_t x = s->seed;
+    uint64_t key = splitmix64(&x) ^ ((uint64_t)epoch * 0xD1B54A32D192ED03ULL);
+    uint64_t st[4];
+    for (int i = 0; i < 4; i++) st[i] = splitmix64(&key);
+    for (int64_t i = 0; i < s->W; i++) s->perm[i] = i;
+    for (int64_t i = s->W - 1; i > 0; i--) {
+        int64_t j = (int64_t)xoshiro_below(st, (uint64_t)i + 1);
+        int64_t t = s->perm[i];
+        s->perm[i] = s->perm[j];
+        s->perm[j] = t;
+    }
+    s->perm_epoch = epoch;
+}
+
+rt_status data_sampler_create(const char *shard_name, int64_t n_tokens, int32_t seq_len,
+                              int32_t global_batch, int32_t n_ranks, int32_t rank, uint64_t seed,
+                              data_sampler **out) {
+    *out = NULL;
+    const char *name = shard_name ? shard_name : "token shard";
+    if (seq_len < 1 || global_batch < 1 || n_ranks < 1)
+        return rt_fail(RT_ERR_ARGS, "%s: seq_len (%d), batch (%d) and ranks (%d) must be >= 1",
+                       name, seq_len, global_batch, n_ranks);
+    if (rank < 0 || rank >= n_ranks)
+        return rt_fail(RT_ERR_ARGS, "%s: rank %d is outside 0..%d", name, rank, n_ranks - 1);
+    if (global_batch % n_ranks != 0)
+        return rt_fail(RT_ERR_ARGS, "batch %d does not split evenly over %d data-parallel ranks; "
+                       "make batch a multiple of the rank count", global_batch, n_ranks);
+    int64_t W = n_tokens > 1 ? (n_tokens - 1) / seq_len : 0;
+    int64_t S = W / global_batch;
+    if (S == 0)
+        return rt_fail(RT_ERR_ARGS, "%s: %lld tokens make %lld windows of seq_len %d, fewer than "
+                       "one batch of %d sequences; use more data, a smaller seq_len or a "
+                       "smaller batch", name, (long long)n_tokens, (long long)W, seq_len,
+                       global_batch);
+    data_sampler *s = calloc(1, sizeof *s);
+    if (!s) return rt_fail(RT_ERR_NOMEM, "%s: out of memory for the sampler", name);
+    s->name = strdup(name);
+    s->perm = malloc((size_t)W * sizeof *s->perm);
+    if (!s->name || !s->perm) {
+        data_sampler_destroy(s);
+        return rt_fail(RT_ERR_NOMEM, "%s: out of memory for a permutation of %lld windows", name,
+                       (long long)W);
+    }
+    s->n_tokens = n_tokens;
+    s->W = W;
+    s->S = S;
+    s->T = seq_len;
+    s->G = global_batch;
+    s->R = n_ranks;
+    s->rank = rank;
+    s->b = global_batch / n_ranks;
+    s->seed = seed;
+    s->perm_epoch = -1;
+    *out = s;
+    return RT_OK;
+}
+
+void data_sampler_destroy(data_sampler *s) {
+    if (!s) return;
+    free(s->name);
+    free(s->perm);
+    free(s);
+}
+
+int64_t data_sampler_steps_per_epoch(const data_sampler *s) { return s->S; }
+int64_t data_sampler_n_windows(const data_sampler *s) { return s->W; }
+int32_t data_sampler_rows(const data_sampler *s) { return s->b; }
+
+/* Copies `count` window starts at permutation position (step % S) * G + first. */
+static rt_status step_windows(data_sampler *s, int64_t step, int64_t first, int64_t count,
+                              int64_t *starts) {
+    if (step < 0) return rt_fail(RT_ERR_ARGS, "%s: negative step %lld", s->name, (long long)step);
+    int64_t epoch = step / s->S;
+    if (epoch != s->perm_epoch) shuffle_epoch(s, epoch);
+    const int64_t *p = s->perm + (step % s->S) * s->G + first;
+    for (int64_t i = 0; i < count; i++) starts[i] = p[i] * s->T;
+    return RT_OK;
+}
+
+rt_status data_sampler_windows(data_sampler *s, int64_t step, int64_t *starts) {
+    return step_windows(s, step, (int64_t)s->rank * s->b, s->b, starts);
+}
+
+rt_status data_sampler_global_windows(data_sampler *s, int64_t step, int64_t *starts) {
+    return step_windows(s, step, 0, s->G, starts);
+}
+
+rt_status data_sampler_fill(data_sampler *s, const int32_t *tokens, int64_t step,
+                            int32_t *inputs, int32_t *targets) {
+    int64_t stack_starts[64];
+    int64_t *starts = s->b <= 64 ? stack_starts : malloc((size_t)s->b * sizeof *starts);
+    if (!starts) return rt_fail(RT_ERR_NOMEM, "%s: out of memory for %d rows", s->name, s->b);
+    rt_status st = data_sampler_windows(s, step, starts);
+    for (int32_t i = 0; st == RT_OK && i < s->b; i++) {
+        /* start + T < n_tokens because W = (n - 1) / T. */
+        const int32_t *src = tokens + starts[i];
+        memcpy(inputs + (size_t)i * s->T, src, (size_t)s->T * sizeof *src);
+        memcpy(targets + (size_t)i * s->T, src + 1, (size_t)s->T * sizeof *src);
+    }
+    if (starts != stack_starts) free(starts);
+    return st;
+}

@@ -1,0 +1,267 @@
+/* KV-cache inference for generation: one sequence, n new tokens per call.
+ *
+ * Keys and values of every processed position are cached per layer and
+ * head, (L, H, max_len, hs), so a new token costs one row through each
+ * matmul plus attention over the cache instead of a forward over the whole
+ * prefix. The n new rows go through the same oneDNN matmuls as training
+ * (primitives for n = 1 are kept; a prompt builds its own, which oneDNN's
+ * primitive cache makes cheap to repeat). Attention is a hand-written loop
+ * over (head, query row): with one query row a GEMM has nothing to block.
+ * Only the last row goes through the final LayerNorm and the LM head. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+
+#include "student_internal.h"
+
+typedef struct {
+    int n; /* rows */
+    student_mm qkv, attproj, fc, fcproj;
+} row_plan;
+
+struct student_kv {
+    int max_len, len;
+    student_config cfg; /* of the model it was made for */
+    student_precision prec;
+    float *kc, *vc;  /* (L, H, max_len, hs) cached keys and values */
+    float *x;        /* (max_len, C) residual stream of the new rows */
+    float *ln;       /* (max_len, C) LayerNorm output (f32 mode) */
+    float *qkv;      /* (max_len, 3C) */
+    float *atty;     /* (max_len, C) */
+    float *fch;      /* (max_len, F) */
+    float *gelu;     /* (max_len, F) (f32 mode) */
+    float *scores;   /* (threads, max_len) attention row scratch */
+    uint16_t *ln_bf, *atty_bf, *gelu_bf; /* bf16 mode copies (max_len, C|C|F) */
+    int n_threads;
+    row_plan one;    /* n = 1 */
+    student_mm head; /* (1, C) x wte^T */
+};
+
+static void row_plan_destroy(row_plan *p) {
+    student_mm_destroy(&p->qkv);
+    student_mm_destroy(&p->attproj);
+    student_mm_destroy(&p->fc);
+    student_mm_destroy(&p->fcproj);
+}
+
+static rt_status row_plan_create(const student_model *m, int n, row_plan *p) {
+    rt_status st;
+    const int64_t C = m->cfg.d_model, F = m->cfg.d_ff;
+    const dnnl_data_type_t dt = m->prec == STUDENT_BF16 ? dnnl_bf16 : dnnl_f32;
+    student_mm_shape s;
+    memset(p, 0, sizeof *p);
+    p->n = n;
+    student_mm_shape_2d(&s, n, C, 3 * C, 0, 0, dt, 1, 0);
+    if ((st = student_mm_create(&p->qkv, m->eng, &s)) != RT_OK) goto cleanup;
+    student_mm_shape_2d(&s, n, C, C, 0, 0, dt, 1, 1);
+    if ((st = student_mm_create(&p->attproj, m->eng, &s)) != RT_OK) goto cleanup;
+    student_mm_shape_2d(&s, n, C, F, 0, 0, dt, 1, 0);
+    if ((st = student_mm_create(&p->fc, m->eng, &s)) != RT_OK) goto cleanup;
+    student_mm_shape_2d(&s, n, F, C, 0, 0, dt, 1, 1);
+    if ((st = student_mm_create(&p->fcproj, m->eng, &s)) != RT_OK) goto cleanup;
+cleanup:
+    if (st != RT_OK) row_plan_destroy(p);
+    return st;
+}
+
+void student_infer_destroy(student_kv *kv) {
+    if (!kv) return;
+    row_plan_destroy(&kv->one);
+    student_mm_destroy(&kv->head);
+    free(kv->kc);
+    free(kv->vc);
+    free(kv->x);
+    free(kv->ln);
+    free(kv->qkv);
+    free(kv->atty);
+    free(kv->fch);
+    free(kv->gelu);
+    free(kv->scores);
+    free(kv->ln_bf);
+    free(kv->atty_bf);
+    free(kv->gelu_bf);
+    free(kv);
+}
+
+rt_status student_infer_create(const student_model *m, int max_len, student_kv **out) {
+    rt_status st = RT_OK;
+    const student_config *c = &m->cfg;
+    *out = NULL;
+    if (max_len < 1 || max_len > c->seq_len)
+        return rt_fail(RT_ERR_ARGS,
+                       "student_infer_create: max_len %d outside [1, %d] (the model has %d "
+                       "learned positions)",
+                       max_len, c->seq_len, c->seq_len);
+    student_kv *kv = calloc(1, sizeof *kv);
+    if (!kv) return rt_fail(RT_ERR_NOMEM, "student: out of memory for a KV cache");
+    const size_t L = (size_t)c->n_layer, C = (size_t)c->d_model, F = (size_t)c->d_ff,
+                 n = (size_t)max_len;
+    const int bf = m->prec == STUDENT_BF16;
+    kv->max_len = max_len;
+    kv->cfg = *c;
+    kv->prec = m->prec;
+    kv->n_threads = omp_get_max_threads();
+    kv->kc = malloc(L * n * C * sizeof(float));
+    kv->vc = malloc(L * n * C * sizeof(float));
+    kv->x = malloc(n * C * sizeof(float));
+    kv->qkv = malloc(n * 3 * C * sizeof(float));
+    kv->atty = malloc(n * C * sizeof(float));
+    kv->fch = malloc(n * F * sizeof(float));
+    kv->scores = malloc((size_t)kv->n_threads * n * sizeof(float));
+    int ok = kv->kc && kv->vc && kv->x && kv->qkv && kv->atty && kv->fch && kv->scores;
+    if (bf) {
+        kv->ln_bf = malloc(n * C * sizeof(uint16_t));
+        kv->atty_bf = malloc(n * C * sizeof(uint16_t));
+        kv->gelu_bf = malloc(n * F * sizeof(uint16_t));
+        ok = ok && kv->ln_bf && kv->atty_bf && kv->gelu_bf;
+    } else {
+        kv->ln = malloc(n * C * sizeof(float));
+        kv->gelu = malloc(n * F * sizeof(float));
+        ok = ok && kv->ln && kv->gelu;
+    }
+    if (!ok) {
+        st = rt_fail(RT_ERR_NOMEM, "student: out of memory for a KV cache of %d positions",
+                     max_len);
+        goto cleanup;
+    }
+    if ((st = row_plan_create(m, 1, &kv->one)) != RT_OK) goto cleanup;
+    {
+        student_mm_shape s;
+        student_mm_shape_2d(&s, 1, c->d_model, c->vocab_size, 0, 1,
+                            bf ? dnnl_bf16 : dnnl_f32, 0, 0);
+        if ((st = student_mm_create(&kv->head, m->eng, &s)) != RT_OK) goto cleanup;
+    }
+cleanup:
+    if (st != RT_OK) {
+        student_infer_destroy(kv);
+        return st;
+    }
+    *out = kv;
+    return RT_OK;
+}
+
+void student_infer_reset(student_kv *kv) { kv->len = 0; }
+int student_infer_len(const student_kv *kv) { return kv->len; }
+
+/* Causal attention of n new query rows (positions len..len+n-1) over the
+ * cache of layer l, which already holds their keys and values. */
+static void attend(student_kv *kv, const student_config *c, int l, int n) {
+    const int H = c->n_head, C = c->d_model, hs = C / H, len = kv->len, ml = kv->max_len;
+    const float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int h = 0; h < H; h++)
+        for (int i = 0; i < n; i++) {
+            float *sc = kv->scores + (size_t)omp_get_thread_num() * ml;
+            const float *q = kv->qkv + (size_t)i * 3 * C + h * hs;
+            const float *kb = kv->kc + ((size_t)l * H + h) * ml * hs;
+            const float *vb = kv->vc + ((size_t)l * H + h) * ml * hs;
+            const int np = len + i + 1; /* visible positions */
+            float mx = -INFINITY;
+            for (int j = 0; j < np; j++) {
+                const float *kr = kb + (size_t)j * hs;
+                float d = 0.0f;
+#pragma omp simd reduction(+ : d)
+                for (int e = 0; e < hs; e++) d += q[e] * kr[e];
+                sc[j] = d * scale;
+                mx = sc[j] > mx ? sc[j] : mx;
+            }
+            float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+            for (int j = 0; j < np; j++) {
+                sc[j] = student_expf(sc[j] - mx);
+                sum += sc[j];
+            }
+            float *y = kv->atty + (size_t)i * C + h * hs;
+            for (int e = 0; e < hs; e++) y[e] = 0.0f;
+            for (int j = 0; j < np; j++) {
+                const float p = sc[j] / sum, *vr = vb + (size_t)j * hs;
+#pragma omp simd
+                for (int e = 0; e < hs; e++) y[e] += p * vr[e];
+            }
+        }
+}
+
+rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *tokens, int n,
+                             float *logits_last) {
+    rt_status st = RT_OK;
+    const student_config *c = &m->cfg;
+    const int L = c->n_layer, C = c->d_model, F = c->d_ff, V = c->vocab_size, H = c->n_head;
+    const int hs = C / H, bf = m->prec == STUDENT_BF16;
+    row_plan tmp;
+    row_plan *pl = &kv->one;
+    memset(&tmp, 0, sizeof tmp);
+    if (kv->prec != m->prec || memcmp(&kv->cfg, c, sizeof *c) != 0)
+        return rt_fail(RT_ERR_MISMATCH, "student_infer_step: the cache was created for a model "
+                                        "of another shape or precision");
+    if (n < 1 || kv->len + n > kv->max_len)
+        return rt_fail(RT_ERR_ARGS,
+                       "student_infer_step: %d new tokens after %d cached exceed the cache's "
+                       "%d positions; reset the cache or start from a shorter context",
+                       n, kv->len, kv->max_len);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return rt_fail(RT_ERR_ARGS,
+                           "student_infer_step: token id %d is outside the vocabulary [0, %d)",
+                           tokens[i], V);
+    if (n > 1) {
+        if ((st = row_plan_create(m, n, &tmp)) != RT_OK) return st;
+        pl = &tmp;
+    }
+    student_sync_bf16(m);
+    const float *P = m->params;
+    const void *Wb = bf ? (const void *)m->params_bf : (const void *)m->params;
+#define W(off) (bf ? (const void *)((const uint16_t *)Wb + (off)) : (const void *)(P + (off)))
+    const int nt = m->n_tensors, ml = kv->max_len;
+
+    for (int i = 0; i < n; i++) {
+        const float *we = P + m->offset[0] + (size_t)tokens[i] * C;
+        const float *pe = P + m->offset[1] + (size_t)(kv->len + i) * C;
+        for (int e = 0; e < C; e++) kv->x[(size_t)i * C + e] = we[e] + pe[e];
+    }
+    for (int l = 0; l < L; l++) {
+        student_layernorm_fwd(kv->ln, kv->ln_bf, NULL, NULL, kv->x, P + student_off(m, l, SP_LN1W),
+                              P + student_off(m, l, SP_LN1B), n, C);
+        st = student_mm_run(&pl->qkv, m->strm, bf ? (const void *)kv->ln_bf : kv->ln,
+                            W(student_off(m, l, SP_QKVW)), P + student_off(m, l, SP_QKVB), kv->qkv);
+        if (st != RT_OK) goto cleanup;
+        /* append the new keys and values to the cache, per head */
+        for (int i = 0; i < n; i++)
+            for (int h = 0; h < H; h++) {
+                const size_t dst = (((size_t)l * H + h) * ml + kv->len + i) * hs;
+                memcpy(kv->kc + dst, kv->qkv + (size_t)i * 3 * C + C + h * hs, hs * sizeof(float));
+                memcpy(kv->vc + dst, kv->qkv + (size_t)i * 3 * C + 2 * C + h * hs,
+                       hs * sizeof(float));
+            }
+        attend(kv, c, l, n);
+        if (bf) student_to_bf16(kv->atty_bf, kv->atty, (size_t)n * C);
+        st = student_mm_run(&pl->attproj, m->strm, bf ? (const void *)kv->atty_bf : kv->atty,
+                            W(student_off(m, l, SP_ATTPROJW)), P + student_off(m, l, SP_ATTPROJB),
+                            kv->x);
+        if (st != RT_OK) goto cleanup;
+        student_layernorm_fwd(kv->ln, kv->ln_bf, NULL, NULL, kv->x, P + student_off(m, l, SP_LN2W),
+                              P + student_off(m, l, SP_LN2B), n, C);
+        st = student_mm_run(&pl->fc, m->strm, bf ? (const void *)kv->ln_bf : kv->ln,
+                            W(student_off(m, l, SP_FCW)), P + student_off(m, l, SP_FCB), kv->fch);
+        if (st != RT_OK) goto cleanup;
+        student_gelu_fwd(kv->gelu, kv->gelu_bf, kv->fch, (size_t)n * F);
+        st = student_mm_run(&pl->fcproj, m->strm, bf ? (const void *)kv->gelu_bf : kv->gelu,
+                            W(student_off(m, l, SP_FCPROJW)), P + student_off(m, l, SP_FCPROJB),
+                            kv->x);
+        if (st != RT_OK) goto cleanup;
+    }
+    /* final LayerNorm and LM head on the last row only */
+    {
+        const float *xl = kv->x + (size_t)(n - 1) * C;
+        student_layernorm_fwd(kv->ln, kv->ln_bf, NULL, NULL, xl, P + m->offset[nt - 2],
+                              P + m->offset[nt - 1], 1, C);
+        st = student_mm_run(&kv->head, m->strm, bf ? (const void *)kv->ln_bf : kv->ln, W(0), NULL,
+                            logits_last);
+        if (st != RT_OK) goto cleanup;
+        STUDENT_DNNL_CHECK(dnnl_stream_wait(m->strm));
+    }
+#undef W
+    kv->len += n;
+cleanup:
+    row_plan_destroy(&tmp);
+    return st;
+}

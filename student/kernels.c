@@ -1,0 +1,279 @@
+/* Hand-written element-wise and row-wise kernels around the matmuls:
+ * LayerNorm, GELU, bias gradients, causal attention softmax, bf16
+ * conversion. They are OpenMP loops that the compiler vectorizes
+ * (`omp simd`), not oneDNN primitives, because each one fuses what oneDNN
+ * would need two primitives or an extra pass for: LayerNorm writes its bf16
+ * matmul input directly, GELU uses a vectorizable exp and writes the bf16
+ * copy, the softmax applies scale + causal mask in one pass, and gradient
+ * reductions run column-parallel so results do not depend on the thread
+ * count. All of them are memory-bound and a small part of a step. */
+#include <math.h>
+#include <omp.h>
+
+#include "student_internal.h"
+
+void student_to_bf16(uint16_t *dst, const float *src, size_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) dst[i] = student_f2bf(src[i]);
+}
+
+void student_layernorm_fwd(float *out, uint16_t *out_bf, float *mean, float *rstd,
+                           const float *x, const float *w, const float *b, int64_t rows, int C) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * C;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int c = 0; c < C; c++) s += xr[c];
+        const float mu = s / (float)C;
+        float v = 0.0f;
+#pragma omp simd reduction(+ : v)
+        for (int c = 0; c < C; c++) v += (xr[c] - mu) * (xr[c] - mu);
+        const float rs = 1.0f / sqrtf(v / (float)C + STUDENT_LN_EPS);
+        if (out) {
+            float *o = out + r * C;
+#pragma omp simd
+            for (int c = 0; c < C; c++) o[c] = (xr[c] - mu) * rs * w[c] + b[c];
+        }
+        if (out_bf) {
+            uint16_t *o = out_bf + r * C;
+#pragma omp simd
+            for (int c = 0; c < C; c++) o[c] = student_f2bf((xr[c] - mu) * rs * w[c] + b[c]);
+        }
+        if (mean) mean[r] = mu;
+        if (rstd) rstd[r] = rs;
+    }
+}
+
+/* The thread's share [*c0, *c1) of `cols` columns, in 16-float chunks so
+ * neighbours do not share cache lines. */
+static void col_range(int cols, int *c0, int *c1) {
+    int nt = omp_get_num_threads(), id = omp_get_thread_num();
+    int chunk = ((cols + nt - 1) / nt + 15) / 16 * 16;
+    *c0 = id * chunk < cols ? id * chunk : cols;
+    *c1 = *c0 + chunk < cols ? *c0 + chunk : cols;
+}
+
+void student_layernorm_bwd(float *dx, float *dw, float *db, const float *dout, const float *x,
+                           const float *w, const float *mean, const float *rstd, int64_t rows,
+                           int C) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * C, *dr = dout + r * C;
+        const float mu = mean[r], rs = rstd[r];
+        float s1 = 0.0f, s2 = 0.0f;
+#pragma omp simd reduction(+ : s1, s2)
+        for (int c = 0; c < C; c++) {
+            float dn = dr[c] * w[c];
+            s1 += dn;
+            s2 += dn * (xr[c] - mu) * rs;
+        }
+        s1 /= (float)C, s2 /= (float)C;
+        float *o = dx + r * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) {
+            float norm = (xr[c] - mu) * rs;
+            o[c] += (dr[c] * w[c] - s1 - norm * s2) * rs;
+        }
+    }
+#pragma omp parallel
+    {
+        int c0, c1;
+        col_range(C, &c0, &c1);
+        for (int64_t r = 0; r < rows && c0 < c1; r++) {
+            const float *xr = x + r * C, *dr = dout + r * C;
+            const float mu = mean[r], rs = rstd[r];
+#pragma omp simd
+            for (int c = c0; c < c1; c++) {
+                dw[c] += dr[c] * (xr[c] - mu) * rs;
+                db[c] += dr[c];
+            }
+        }
+    }
+}
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_A 0.044715f
+
+/* tanh(u) = 1 - 2 / (1 + exp(2u)); exact limits at +-inf, ~1e-7 absolute. */
+static inline float tanh_fast(float u) { return 1.0f - 2.0f / (1.0f + student_expf(2.0f * u)); }
+
+void student_gelu_fwd(float *out, uint16_t *out_bf, const float *pre, size_t n) {
+    if (out && out_bf) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) {
+            float x = pre[i];
+            float y = 0.5f * x * (1.0f + tanh_fast(GELU_K * (x + GELU_A * x * x * x)));
+            out[i] = y;
+            out_bf[i] = student_f2bf(y);
+        }
+    } else if (out) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) {
+            float x = pre[i];
+            out[i] = 0.5f * x * (1.0f + tanh_fast(GELU_K * (x + GELU_A * x * x * x)));
+        }
+    } else {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) {
+            float x = pre[i];
+            out_bf[i] =
+                student_f2bf(0.5f * x * (1.0f + tanh_fast(GELU_K * (x + GELU_A * x * x * x))));
+        }
+    }
+}
+
+static inline float gelu_grad(float x) {
+    float th = tanh_fast(GELU_K * (x + GELU_A * x * x * x));
+    return 0.5f * (1.0f + th) +
+           0.5f * x * (1.0f - th * th) * GELU_K * (1.0f + 3.0f * GELU_A * x * x);
+}
+
+void student_gelu_bwd(float *dpre, uint16_t *dpre_bf, float *db, const float *pre,
+                      const float *dout, int64_t rows, int cols) {
+    /* column-parallel so the bias gradient needs no cross-thread reduction;
+     * each thread streams its slice of every row */
+#pragma omp parallel
+    {
+        int c0, c1;
+        col_range(cols, &c0, &c1);
+        for (int64_t r = 0; r < rows && c0 < c1; r++) {
+            const size_t o = (size_t)r * cols;
+            const float *x = pre + o, *dy = dout + o;
+            if (dpre && dpre_bf) {
+#pragma omp simd
+                for (int c = c0; c < c1; c++) {
+                    float d = dy[c] * gelu_grad(x[c]);
+                    dpre[o + c] = d, dpre_bf[o + c] = student_f2bf(d), db[c] += d;
+                }
+            } else if (dpre) {
+#pragma omp simd
+                for (int c = c0; c < c1; c++) {
+                    float d = dy[c] * gelu_grad(x[c]);
+                    dpre[o + c] = d, db[c] += d;
+                }
+            } else {
+#pragma omp simd
+                for (int c = c0; c < c1; c++) {
+                    float d = dy[c] * gelu_grad(x[c]);
+                    dpre_bf[o + c] = student_f2bf(d), db[c] += d;
+                }
+            }
+        }
+    }
+}
+
+void student_colsum_add(float *db, uint16_t *d_bf, const float *d, int64_t rows, int cols) {
+#pragma omp parallel
+    {
+        int c0, c1;
+        col_range(cols, &c0, &c1);
+        for (int64_t r = 0; r < rows && c0 < c1; r++) {
+            const float *dr = d + r * cols;
+            if (d_bf) {
+                uint16_t *h = d_bf + r * cols;
+#pragma omp simd
+                for (int c = c0; c < c1; c++) db[c] += dr[c], h[c] = student_f2bf(dr[c]);
+            } else {
+#pragma omp simd
+                for (int c = c0; c < c1; c++) db[c] += dr[c];
+            }
+        }
+    }
+}
+
+void student_attn_softmax(float *att, uint16_t *att_bf, int64_t planes, int rows, int T, int q0,
+                          float scale) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t p = 0; p < planes; p++) {
+        for (int i = 0; i < rows; i++) {
+            float *a = att + (p * rows + i) * (int64_t)T;
+            const int n = q0 + i + 1; /* keys 0..q0+i are visible */
+            float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+            for (int s = 0; s < n; s++) mx = a[s] > mx ? a[s] : mx;
+            float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+            for (int s = 0; s < n; s++) {
+                float e = student_expf(scale * (a[s] - mx));
+                a[s] = e;
+                sum += e;
+            }
+            const float inv = 1.0f / sum;
+#pragma omp simd
+            for (int s = 0; s < n; s++) a[s] *= inv;
+            for (int s = n; s < T; s++) a[s] = 0.0f;
+            if (att_bf) {
+                uint16_t *h = att_bf + (p * rows + i) * (int64_t)T;
+#pragma omp simd
+                for (int s = 0; s < T; s++) h[s] = student_f2bf(a[s]);
+            }
+        }
+    }
+}
+
+void student_attn_softmax_bwd(float *datt, uint16_t *datt_bf, const float *att, int64_t planes,
+                              int T, float scale) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t p = 0; p < planes; p++) {
+        for (int t = 0; t < T; t++) {
+            const float *a = att + (p * T + t) * (int64_t)T;
+            float *d = datt + (p * T + t) * (int64_t)T;
+            const int n = t + 1;
+            float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+            for (int s = 0; s < n; s++) dot += a[s] * d[s];
+#pragma omp simd
+            for (int s = 0; s < n; s++) d[s] = scale * a[s] * (d[s] - dot);
+            for (int s = n; s < T; s++) d[s] = 0.0f;
+            if (datt_bf) {
+                uint16_t *h = datt_bf + (p * T + t) * (int64_t)T;
+#pragma omp simd
+                for (int s = 0; s < T; s++) h[s] = student_f2bf(d[s]);
+            }
+        }
+    }
+}
+
+void student_embed_fwd(float *out, const int32_t *tokens, const float *wte, const float *wpe,
+                       int B, int T, int C) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            const float *we = wte + (int64_t)tokens[b * T + t] * C, *pe = wpe + (int64_t)t * C;
+            float *o = out + ((int64_t)b * T + t) * C;
+#pragma omp simd
+            for (int c = 0; c < C; c++) o[c] = we[c] + pe[c];
+        }
+}
+
+void student_embed_bwd(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B,
+                       int T, int C) {
+    /* Column-parallel: a token repeated in the batch hits the same dwte row,
+     * so rows cannot be split between threads; columns can. */
+#pragma omp parallel
+    {
+        int c0, c1;
+        col_range(C, &c0, &c1);
+        for (int b = 0; b < B && c0 < c1; b++)
+            for (int t = 0; t < T; t++) {
+                const float *d = dout + ((int64_t)b * T + t) * C;
+                float *we = dwte + (int64_t)tokens[b * T + t] * C, *pe = dwpe + (int64_t)t * C;
+#pragma omp simd
+                for (int c = c0; c < c1; c++) {
+                    we[c] += d[c];
+                    pe[c] += d[c];
+                }
+            }
+    }
+}
+
+void student_add_inplace(float *dst, const float *src, size_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+}
+
+void student_copy(float *dst, const float *src, size_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) dst[i] = src[i];
+}

@@ -1,0 +1,428 @@
+/* Vocabulary-level loss kernels: cross-entropy, the teacher's top-k soft
+ * labels, the top-k + tail KL of distillation, and dense reverse-KL / JSD.
+ *
+ * Each kernel handles one position per loop iteration (OpenMP over
+ * positions) and makes a few passes over that row of V logits while it is
+ * in cache: max, exponentials (stored once, reused by the later passes),
+ * then loss terms and gradient. The exponentials use student_expf so the
+ * passes vectorize; at V = 8192 the kernels are bound by exp throughput,
+ * which is why each row computes as few as it can (CE 1, dense KL 2 per
+ * token). Sums over the vocabulary and over positions are accumulated in
+ * double, and the student's tail mass is summed over the tokens outside the
+ * top-k rather than taken as 1 - sum(top-k), which would lose most of its
+ * digits when the top-k hold nearly all the probability. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+
+#include "student_internal.h"
+
+static float row_max(const float *z, int V) {
+    float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+    for (int j = 0; j < V; j++) mx = z[j] > mx ? z[j] : mx;
+    return mx;
+}
+
+/* Vectorized sums are float within blocks of SUM_BLOCK terms and double
+ * across blocks: GCC does not vectorize an `omp simd` loop that mixes a
+ * double reduction with float math, and a float sum over a whole row of
+ * 50k terms would lose digits. */
+enum { SUM_BLOCK = 256 };
+
+/* sum_j exp((z_j - mx) * invT). */
+static double row_sumexp(const float *z, int V, float mx, float invT) {
+    double s = 0.0;
+    for (int j0 = 0; j0 < V; j0 += SUM_BLOCK) {
+        const int j1 = j0 + SUM_BLOCK < V ? j0 + SUM_BLOCK : V;
+        float b = 0.0f;
+#pragma omp simd reduction(+ : b)
+        for (int j = j0; j < j1; j++) b += student_expf((z[j] - mx) * invT);
+        s += b;
+    }
+    return s;
+}
+
+/* e_j = exp((z_j - mx) * invT) stored in e, returns their sum: later
+ * passes reuse e instead of recomputing exponentials. */
+static double row_exp_store(float *e, const float *z, int V, float mx, float invT) {
+    double s = 0.0;
+    for (int j0 = 0; j0 < V; j0 += SUM_BLOCK) {
+        const int j1 = j0 + SUM_BLOCK < V ? j0 + SUM_BLOCK : V;
+        float b = 0.0f;
+#pragma omp simd reduction(+ : b)
+        for (int j = j0; j < j1; j++) {
+            e[j] = student_expf((z[j] - mx) * invT);
+            b += e[j];
+        }
+        s += b;
+    }
+    return s;
+}
+
+double student_loss_ce(const float *logits, const int32_t *targets, int n_pos, int V,
+                       float *dlogits, float scale) {
+    for (int i = 0; i < n_pos; i++) RT_ASSERT(targets[i] < V);
+    double total = 0.0;
+#pragma omp parallel for reduction(+ : total) schedule(static)
+    for (int i = 0; i < n_pos; i++) {
+        const float *z = logits + (size_t)i * V;
+        float *d = dlogits ? dlogits + (size_t)i * V : NULL;
+        const int tg = targets[i];
+        if (tg < 0) {
+            if (d) memset(d, 0, (size_t)V * sizeof *d);
+            continue;
+        }
+        const float mx = row_max(z, V);
+        if (!d) {
+            total += (double)mx + log(row_sumexp(z, V, mx, 1.0f)) - (double)z[tg];
+            continue;
+        }
+        /* the exponentials go straight into the output row, then scale */
+        const double s = row_exp_store(d, z, V, mx, 1.0f);
+        total += (double)mx + log(s) - (double)z[tg];
+        const float f = (float)(scale / s);
+#pragma omp simd
+        for (int j = 0; j < V; j++) d[j] *= f;
+        d[tg] -= scale;
+    }
+    return total;
+}
+
+/* ---------------------------------------------------------- teacher top-k */
+
+/* Heap entry order: a ranks below b when its logit is smaller, or equal
+ * with a larger id (so ties keep the lower id). */
+static int ranks_below(float av, int32_t ai, float bv, int32_t bi) {
+    return av < bv || (av == bv && ai > bi);
+}
+
+static void sift_down(float *hv, int32_t *hi, int n, int i) {
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, w = i;
+        if (l < n && ranks_below(hv[l], hi[l], hv[w], hi[w])) w = l;
+        if (r < n && ranks_below(hv[r], hi[r], hv[w], hi[w])) w = r;
+        if (w == i) return;
+        float tv = hv[i];
+        int32_t ti = hi[i];
+        hv[i] = hv[w], hi[i] = hi[w], hv[w] = tv, hi[w] = ti;
+        i = w;
+    }
+}
+
+void student_teacher_topk(const float *logits, int n_pos, int V, float T, int k, int32_t *ids,
+                          float *logp, float *tail) {
+    RT_ASSERT(T > 0.0f && k >= 1 && k <= V && (ids || k == V));
+    const float invT = 1.0f / T;
+#pragma omp parallel
+    {
+        /* per-thread heap of the k best so far, worst at the root */
+        float *hv = k < V ? malloc((size_t)k * sizeof *hv) : NULL;
+        int32_t *hi = k < V ? malloc((size_t)k * sizeof *hi) : NULL;
+        RT_ASSERT(k == V || (hv && hi));
+#pragma omp for schedule(static)
+        for (int i = 0; i < n_pos; i++) {
+            const float *z = logits + (size_t)i * V;
+            int32_t *oi = ids ? ids + (size_t)i * k : NULL;
+            float *op = logp + (size_t)i * k;
+            const float mx = row_max(z, V);
+            const double s = row_sumexp(z, V, mx, invT);
+            const float logs = (float)log(s);
+            if (k == V) {
+                if (oi)
+                    for (int j = 0; j < V; j++) oi[j] = j;
+#pragma omp simd
+                for (int j = 0; j < V; j++) op[j] = (z[j] - mx) * invT - logs;
+                tail[i] = 0.0f;
+                continue;
+            }
+            int n = 0;
+            for (int j = 0; j < V; j++) {
+                if (n < k) {
+                    /* push, then restore the heap by sifting up */
+                    int c = n++;
+                    hv[c] = z[j], hi[c] = j;
+                    while (c > 0) {
+                        int par = (c - 1) / 2;
+                        if (!ranks_below(hv[c], hi[c], hv[par], hi[par])) break;
+                        float tv = hv[c];
+                        int32_t ti = hi[c];
+                        hv[c] = hv[par], hi[c] = hi[par], hv[par] = tv, hi[par] = ti;
+                        c = par;
+                    }
+                } else if (ranks_below(hv[0], hi[0], z[j], j)) {
+                    hv[0] = z[j], hi[0] = j;
+                    sift_down(hv, hi, k, 0);
+                }
+            }
+            /* pop the worst to the back: descending order */
+            double s_top = 0.0;
+            for (int c = k - 1; c >= 0; c--) {
+                oi[c] = hi[0];
+                op[c] = (hv[0] - mx) * invT - logs;
+                s_top += (double)student_expf((hv[0] - mx) * invT);
+                hv[0] = hv[c], hi[0] = hi[c];
+                sift_down(hv, hi, c, 0);
+            }
+            double t = (s - s_top) / s;
+            tail[i] = t > 0.0 ? (float)t : 0.0f;
+        }
+        free(hv);
+        free(hi);
+    }
+}
+
+/* ------------------------------------------------------------- top-k KL */
+
+/* Per-thread scratch of the KL kernels: e holds the row's exponentials
+ * exp((z - max)/T), reused by every pass; in marks the top-k ids, so
+ * q_tail is summed directly rather than as 1 - sum(top-k) (cancellation
+ * when the top-k hold nearly all the mass). */
+typedef struct {
+    float *e;
+    uint8_t *in;
+} kd_scratch;
+
+static void kd_scratch_init(kd_scratch *w, int V, int k) {
+    w->e = malloc((size_t)V * sizeof *w->e);
+    w->in = k < V ? calloc((size_t)V, 1) : NULL;
+    RT_ASSERT(w->e && (k == V || w->in));
+}
+
+static void kd_scratch_free(kd_scratch *w) {
+    free(w->e);
+    free(w->in);
+}
+
+/* One position of the top-k + tail KL: returns KL(p_T || q_T) and, if d,
+ * ADDS cf * (q - p~) (cf = scale / T). id may be NULL when k == V. */
+static double kd_row(const float *z, const int32_t *id, const float *lp, float tail_i, int k,
+                     int V, float invT, float cf, float *d, kd_scratch *w) {
+    float *e = w->e;
+    /* dense with ids 0..V-1 in order (or none): contiguous passes */
+    int in_order = !id;
+    if (id && k == V) {
+        int shuffled = 0;
+#pragma omp simd reduction(| : shuffled)
+        for (int j = 0; j < V; j++) shuffled |= id[j] != j;
+        in_order = !shuffled;
+    }
+    if (id && !in_order) {
+        /* ids out of range are a bug upstream (comm/ validates records) */
+        int bad = 0;
+#pragma omp simd reduction(| : bad)
+        for (int j = 0; j < k; j++) bad |= (uint32_t)id[j] >= (uint32_t)V;
+        RT_ASSERT(!bad);
+    }
+    const float mx = row_max(z, V);
+    const double s = row_exp_store(e, z, V, mx, invT);
+    const float logs = (float)log(s), invs = (float)(1.0 / s);
+    double kl = 0.0;
+    if (in_order) {
+        /* one pass: KL terms p (log p - log q) and d += c (q - p) */
+        for (int j0 = 0; j0 < V; j0 += SUM_BLOCK) {
+            const int j1 = j0 + SUM_BLOCK < V ? j0 + SUM_BLOCK : V;
+            float b = 0.0f;
+            if (d) {
+#pragma omp simd reduction(+ : b)
+                for (int j = j0; j < j1; j++) {
+                    const float p = student_expf(lp[j]);
+                    b += p * (lp[j] - ((z[j] - mx) * invT - logs));
+                    d[j] += cf * (e[j] * invs - p);
+                }
+            } else {
+#pragma omp simd reduction(+ : b)
+                for (int j = j0; j < j1; j++)
+                    b += student_expf(lp[j]) * (lp[j] - ((z[j] - mx) * invT - logs));
+            }
+            kl += b;
+        }
+        return kl;
+    }
+    /* the k listed tokens: p (log p - log q) */
+    for (int j0 = 0; j0 < k; j0 += SUM_BLOCK) {
+        const int j1 = j0 + SUM_BLOCK < k ? j0 + SUM_BLOCK : k;
+        float b = 0.0f;
+#pragma omp simd reduction(+ : b)
+        for (int j = j0; j < j1; j++)
+            b += student_expf(lp[j]) * (lp[j] - ((z[id[j]] - mx) * invT - logs));
+        kl += b;
+    }
+    /* the tail bucket: the student's mass outside the ids */
+    double s_tail = 0.0;
+    if (w->in) {
+        uint8_t *in = w->in;
+        for (int j = 0; j < k; j++) in[id[j]] = 1;
+        for (int j0 = 0; j0 < V; j0 += SUM_BLOCK) {
+            const int j1 = j0 + SUM_BLOCK < V ? j0 + SUM_BLOCK : V;
+            float b = 0.0f;
+#pragma omp simd reduction(+ : b)
+            for (int j = j0; j < j1; j++) b += in[j] ? 0.0f : e[j];
+            s_tail += b;
+        }
+        for (int j = 0; j < k; j++) in[id[j]] = 0;
+    }
+    const double pt = tail_i > 0.0f ? tail_i : 0.0, q_tail = s_tail / s;
+    /* q_tail > 0 whenever pt > 0 unless the student underflows there; then
+     * the floor keeps the term finite */
+    const double qt = q_tail > 1e-300 ? q_tail : 1e-300;
+    if (pt > 0.0) kl += pt * (log(pt) - log(qt));
+    if (!d) return kl;
+    /* every token: c q_j (1 - tail/q_tail); the listed ones are then
+     * corrected to c (q_j - p_j) */
+    const double ratio = pt > 0.0 ? pt / qt : 0.0;
+    const float f = (float)((double)cf * (1.0 - ratio) / s), rf = (float)ratio;
+#pragma omp simd
+    for (int j = 0; j < V; j++) d[j] += f * e[j];
+    for (int j = 0; j < k; j++) d[id[j]] += cf * (e[id[j]] * invs * rf - student_expf(lp[j]));
+    return kl;
+}
+
+double student_loss_kd(const float *logits, int n_pos, int V, float T, const int32_t *topk_ids,
+                       const float *topk_logp, const float *tail, int k, float *dlogits,
+                       float scale) {
+    RT_ASSERT(T > 0.0f && k >= 1 && k <= V && (topk_ids || k == V) && (tail || k == V));
+    const float invT = 1.0f / T;
+    double total = 0.0;
+#pragma omp parallel reduction(+ : total)
+    {
+        kd_scratch w;
+        kd_scratch_init(&w, V, k);
+#pragma omp for schedule(static)
+        for (int i = 0; i < n_pos; i++)
+            total += kd_row(logits + (size_t)i * V, topk_ids ? topk_ids + (size_t)i * k : NULL,
+                            topk_logp + (size_t)i * k, tail ? tail[i] : 0.0f, k, V, invT,
+                            scale * invT, dlogits ? dlogits + (size_t)i * V : NULL, &w);
+        kd_scratch_free(&w);
+    }
+    return total;
+}
+
+double student_loss_distill(const float *logits, const int32_t *targets, int n_pos, int V,
+                            float T, const int32_t *topk_ids, const float *topk_logp,
+                            const float *tail, int k, float *dlogits, float ce_scale,
+                            float kd_scale, double *kd_sum) {
+    RT_ASSERT(T > 0.0f && k >= 1 && k <= V && (topk_ids || k == V) && (tail || k == V));
+    for (int i = 0; i < n_pos; i++) RT_ASSERT(targets[i] < V);
+    const float invT = 1.0f / T;
+    double ce = 0.0, kl = 0.0;
+#pragma omp parallel reduction(+ : ce, kl)
+    {
+        kd_scratch w;
+        kd_scratch_init(&w, V, k);
+#pragma omp for schedule(static)
+        for (int i = 0; i < n_pos; i++) {
+            /* the row stays in cache between the CE and KL passes, so logits
+             * and dlogits cross memory once instead of twice */
+            const float *z = logits + (size_t)i * V;
+            float *d = dlogits ? dlogits + (size_t)i * V : NULL;
+            const int tg = targets[i];
+            if (tg < 0) {
+                if (d) memset(d, 0, (size_t)V * sizeof *d);
+            } else {
+                const float mx = row_max(z, V);
+                if (d) {
+                    const double s = row_exp_store(d, z, V, mx, 1.0f);
+                    ce += (double)mx + log(s) - (double)z[tg];
+                    const float f = (float)(ce_scale / s);
+#pragma omp simd
+                    for (int j = 0; j < V; j++) d[j] *= f;
+                    d[tg] -= ce_scale;
+                } else {
+                    ce += (double)mx + log(row_sumexp(z, V, mx, 1.0f)) - (double)z[tg];
+                }
+            }
+            kl += kd_row(z, topk_ids ? topk_ids + (size_t)i * k : NULL, topk_logp + (size_t)i * k,
+                         tail ? tail[i] : 0.0f, k, V, invT, kd_scale * invT, d, &w);
+        }
+        kd_scratch_free(&w);
+    }
+    if (kd_sum) *kd_sum = kl;
+    return ce;
+}
+
+/* ------------------------------------------------------- dense variants */
+
+double student_loss_rkl(const float *logits, int n_pos, int V, float T, const float *teacher_logp,
+                        float *dlogits, float scale) {
+    RT_ASSERT(T > 0.0f);
+    const float invT = 1.0f / T;
+    double total = 0.0;
+#pragma omp parallel for reduction(+ : total) schedule(static)
+    for (int i = 0; i < n_pos; i++) {
+        const float *z = logits + (size_t)i * V, *lp = teacher_logp + (size_t)i * V;
+        const float mx = row_max(z, V);
+        const double s = row_sumexp(z, V, mx, invT);
+        const float logs = (float)log(s);
+        /* KL(q||p) = sum q (log q - log p) */
+        double kl = 0.0;
+        for (int j0 = 0; j0 < V; j0 += SUM_BLOCK) {
+            const int j1 = j0 + SUM_BLOCK < V ? j0 + SUM_BLOCK : V;
+            float b = 0.0f;
+#pragma omp simd reduction(+ : b)
+            for (int j = j0; j < j1; j++) {
+                float lq = (z[j] - mx) * invT - logs;
+                b += student_expf(lq) * (lq - lp[j]);
+            }
+            kl += b;
+        }
+        total += kl;
+        if (dlogits) {
+            /* d/dz_m = (1/T) q_m (log q_m - log p_m - KL) */
+            float *d = dlogits + (size_t)i * V;
+            const float c = scale * invT, klf = (float)kl;
+#pragma omp simd
+            for (int j = 0; j < V; j++) {
+                float lq = (z[j] - mx) * invT - logs;
+                d[j] += c * student_expf(lq) * (lq - lp[j] - klf);
+            }
+        }
+    }
+    return total;
+}
+
+double student_loss_jsd(const float *logits, int n_pos, int V, float T, const float *teacher_logp,
+                        float *dlogits, float scale) {
+    RT_ASSERT(T > 0.0f);
+    const float invT = 1.0f / T;
+    double total = 0.0;
+#pragma omp parallel reduction(+ : total)
+    {
+        float *g = malloc((size_t)V * sizeof *g); /* 0.5 (log q - log m) per token */
+        RT_ASSERT(g);
+#pragma omp for schedule(static)
+        for (int i = 0; i < n_pos; i++) {
+            const float *z = logits + (size_t)i * V, *lp = teacher_logp + (size_t)i * V;
+            const float mx = row_max(z, V);
+            const double s = row_sumexp(z, V, mx, invT);
+            const float logs = (float)log(s);
+            double js = 0.0, qg = 0.0;
+            for (int j = 0; j < V; j++) {
+                const float lq = (z[j] - mx) * invT - logs;
+                const float q = student_expf(lq), p = student_expf(lp[j]);
+                const float mm = 0.5f * (p + q);
+                if (mm <= 0.0f) {
+                    g[j] = 0.0f; /* both zero: no contribution, no gradient */
+                    continue;
+                }
+                const float lm = logf(mm);
+                /* 0 * log 0 = 0 for whichever side vanishes */
+                if (p > 0.0f) js += 0.5 * (double)p * (double)(lp[j] - lm);
+                if (q > 0.0f) js += 0.5 * (double)q * (double)(lq - lm);
+                g[j] = 0.5f * (lq - lm);
+                qg += (double)q * g[j];
+            }
+            total += js;
+            if (dlogits) {
+                /* d/dz_m = (1/T) q_m (g_m - sum_j q_j g_j) */
+                float *d = dlogits + (size_t)i * V;
+                const float c = scale * invT, qgf = (float)qg;
+#pragma omp simd
+                for (int j = 0; j < V; j++)
+                    d[j] += c * student_expf((z[j] - mx) * invT - logs) * (g[j] - qgf);
+            }
+        }
+        free(g);
+    }
+    return total;
+}

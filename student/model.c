@@ -1,0 +1,643 @@
+/* The student model: creation (blocks, activation table, oneDNN engine
+ * and matmul plans), accessors, and the forward and backward passes of
+ * GPT-2 as Hugging Face's GPT2LMHeadModel computes them.
+ *
+ * Matmuls are oneDNN primitives built once per micro-batch size (see
+ * student_plan); everything between them is a hand-written kernel
+ * (kernels.c). Residual adds are fused into the c_proj matmuls: the
+ * residual is copied into the output buffer and the matmul accumulates
+ * onto it (sum post-op), which saves one pass per add.
+ *
+ * bf16 mode: every matmul (the six linear ones, the LM head and the four
+ * attention batches) takes bf16 operands and accumulates in f32. Operands
+ * come from bf16 copies written by the kernel that produces them (LayerNorm,
+ * GELU, softmax, softmax backward) or converted right before (qkv, attention
+ * output, gradients); weights from a bf16 copy of the f32 master block,
+ * refreshed by AdamW in its own pass or before a forward after anyone took
+ * the writable parameter pointer. LayerNorm, softmax, GELU, losses,
+ * residuals, gradients and optimizer state stay f32. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "student_internal.h"
+
+/* --------------------------------------------------------------- plans */
+
+static void attn_shape(student_mm_shape *s, const student_model *m, int B, int which,
+                       dnnl_data_type_t dt) {
+    const int64_t T = m->cfg.seq_len, C = m->cfg.d_model, H = m->cfg.n_head, hs = C / H;
+    /* operand layouts: a head slice of qkv (B,T,3C) as (B,H,T,hs); the same
+     * slice transposed (B,H,hs,T); (B,T,C) as (B,H,T,hs); the (B,H,T,T)
+     * score planes, and those transposed */
+    const int64_t qkv_s[4] = {T * 3 * C, hs, 3 * C, 1}, qkv_ts[4] = {T * 3 * C, hs, 1, 3 * C};
+    const int64_t y_s[4] = {T * C, hs, C, 1};
+    const int64_t p_s[4] = {H * T * T, T * T, T, 1}, p_ts[4] = {H * T * T, T * T, 1, T};
+    const int64_t bht_hs[4] = {B, H, T, hs}, bh_hs_t[4] = {B, H, hs, T}, bhtt[4] = {B, H, T, T};
+    const int64_t *d[3] = {0}, *st[3] = {0};
+    switch (which) {
+    case 0: /* qk: S = Q K^T */
+        d[0] = bht_hs, st[0] = qkv_s, d[1] = bh_hs_t, st[1] = qkv_ts, d[2] = bhtt, st[2] = p_s;
+        break;
+    case 1: /* pv: Y = P V */
+        d[0] = bhtt, st[0] = p_s, d[1] = bht_hs, st[1] = qkv_s, d[2] = bht_hs, st[2] = y_s;
+        break;
+    case 2: /* dP = dY V^T */
+        d[0] = bht_hs, st[0] = y_s, d[1] = bh_hs_t, st[1] = qkv_ts, d[2] = bhtt, st[2] = p_s;
+        break;
+    case 3: /* dV = P^T dY */
+        d[0] = bhtt, st[0] = p_ts, d[1] = bht_hs, st[1] = y_s, d[2] = bht_hs, st[2] = qkv_s;
+        break;
+    case 4: /* dQ = dS K */
+        d[0] = bhtt, st[0] = p_s, d[1] = bht_hs, st[1] = qkv_s, d[2] = bht_hs, st[2] = qkv_s;
+        break;
+    default: /* dK = dS^T Q */
+        d[0] = bhtt, st[0] = p_ts, d[1] = bht_hs, st[1] = qkv_s, d[2] = bht_hs, st[2] = qkv_s;
+        break;
+    }
+    memset(s, 0, sizeof *s);
+    s->ndims = 4;
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < 4; k++) s->dims[i][k] = d[i][k], s->strides[i][k] = st[i][k];
+    s->dt = dt;
+}
+
+static void plan_destroy(student_plan *p) {
+    if (!p) return;
+    student_mm *all[] = {&p->qkv,        &p->attproj,    &p->fc,        &p->fcproj,
+                         &p->head,       &p->qk,         &p->pv,        &p->qkv_dx,
+                         &p->attproj_dx, &p->fc_dx,      &p->fcproj_dx, &p->head_dx,
+                         &p->qkv_dw,     &p->attproj_dw, &p->fc_dw,     &p->fcproj_dw,
+                         &p->head_dw,    &p->att_dp,     &p->att_dv,    &p->att_dq,
+                         &p->att_dk};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) student_mm_destroy(all[i]);
+    free(p);
+}
+
+static rt_status plan_create(const student_model *m, int B, student_plan **out) {
+    rt_status st = RT_OK;
+    const int64_t M = (int64_t)B * m->cfg.seq_len, C = m->cfg.d_model, F = m->cfg.d_ff,
+                  V = m->cfg.vocab_size;
+    const dnnl_data_type_t dt = m->prec == STUDENT_BF16 ? dnnl_bf16 : dnnl_f32;
+    student_mm_shape s;
+    student_plan *p = calloc(1, sizeof *p);
+    *out = NULL;
+    if (!p) return rt_fail(RT_ERR_NOMEM, "student: out of memory for a matmul plan");
+    p->B = B;
+#define MM(field, ...)                                                                      \
+    do {                                                                                    \
+        student_mm_shape_2d(&s, __VA_ARGS__);                                               \
+        st = student_mm_create(&p->field, m->eng, &s);                                      \
+        if (st != RT_OK) goto cleanup;                                                      \
+    } while (0)
+#define MMA(field, which)                                                                   \
+    do {                                                                                    \
+        attn_shape(&s, m, B, which, dt);                                                    \
+        st = student_mm_create(&p->field, m->eng, &s);                                      \
+        if (st != RT_OK) goto cleanup;                                                      \
+    } while (0)
+    /*  field        M  K      N      src_t wei_t dt bias acc */
+    MM(qkv, M, C, 3 * C, 0, 0, dt, 1, 0);
+    MM(attproj, M, C, C, 0, 0, dt, 1, 1);
+    MM(fc, M, C, F, 0, 0, dt, 1, 0);
+    MM(fcproj, M, F, C, 0, 0, dt, 1, 1);
+    MM(head, M, C, V, 0, 1, dt, 0, 0);
+    MMA(qk, 0);
+    MMA(pv, 1);
+    if (m->training) {
+        MM(qkv_dx, M, 3 * C, C, 0, 1, dt, 0, 0);
+        MM(attproj_dx, M, C, C, 0, 1, dt, 0, 0);
+        MM(fc_dx, M, F, C, 0, 1, dt, 0, 0);
+        MM(fcproj_dx, M, C, F, 0, 1, dt, 0, 0);
+        MM(head_dx, M, V, C, 0, 0, dt, 0, 0);
+        MM(qkv_dw, C, M, 3 * C, 1, 0, dt, 0, 1);
+        MM(attproj_dw, C, M, C, 1, 0, dt, 0, 1);
+        MM(fc_dw, C, M, F, 1, 0, dt, 0, 1);
+        MM(fcproj_dw, F, M, C, 1, 0, dt, 0, 1);
+        MM(head_dw, V, M, C, 1, 0, dt, 0, 1);
+        MMA(att_dp, 2);
+        MMA(att_dv, 3);
+        MMA(att_dq, 4);
+        MMA(att_dk, 5);
+    }
+#undef MM
+#undef MMA
+cleanup:
+    if (st != RT_OK) {
+        plan_destroy(p);
+        return st;
+    }
+    *out = p;
+    return RT_OK;
+}
+
+static rt_status get_plan(student_model *m, int B, student_plan **out) {
+    if (!m->plans[B]) RT_TRY(plan_create(m, B, &m->plans[B]));
+    *out = m->plans[B];
+    return RT_OK;
+}
+
+/* -------------------------------------------------------------- create */
+
+/* llm.c-style size table: each entry a pointer field and its float count;
+ * every tensor starts on a 64-byte boundary. */
+typedef struct {
+    float **ptr;
+    size_t n;
+} act_entry;
+typedef struct {
+    uint16_t **ptr;
+    size_t n;
+} act_entry_bf;
+
+static size_t round16(size_t n) { return (n + 15) / 16 * 16; } /* 64 bytes of f32 */
+static size_t round32(size_t n) { return (n + 31) / 32 * 32; } /* 64 bytes of bf16 */
+
+void student_destroy(student_model *m) {
+    if (!m) return;
+    if (m->plans) {
+        for (int b = 0; b <= m->max_B; b++) plan_destroy(m->plans[b]);
+        free(m->plans);
+    }
+    if (m->strm) dnnl_stream_destroy(m->strm);
+    if (m->eng) dnnl_engine_destroy(m->eng);
+    rt_free_aligned(m->params);
+    rt_free_aligned(m->grads);
+    rt_free_aligned(m->adam_m);
+    rt_free_aligned(m->adam_v);
+    rt_free_aligned(m->params_bf);
+    rt_free_aligned(m->act_block);
+    rt_free_aligned(m->act_bf_block);
+    free(m->inputs);
+    free(m->offset);
+    free(m->tensors);
+    free(m);
+}
+
+rt_status student_create(const student_config *c, int batch, student_precision p, int training,
+                         student_model **out) {
+    rt_status st = RT_OK;
+    student_model *m = NULL;
+    *out = NULL;
+    RT_TRY(student_config_validate(c));
+    if (batch < 1) return rt_fail(RT_ERR_ARGS, "student: batch must be >= 1 (got %d)", batch);
+    if (p != STUDENT_F32 && p != STUDENT_BF16)
+        return rt_fail(RT_ERR_ARGS, "student: unknown precision %d", (int)p);
+    m = calloc(1, sizeof *m);
+    if (!m) return rt_fail(RT_ERR_NOMEM, "student: out of memory for the model");
+    m->cfg = *c;
+    m->prec = p;
+    m->training = training ? 1 : 0;
+    m->max_B = batch;
+    m->lmul = m->training;
+    m->n_tensors = student_tensor_count(c);
+    m->block_floats = student_block_floats(c);
+    m->offset = calloc((size_t)m->n_tensors, sizeof *m->offset);
+    m->tensors = calloc((size_t)m->n_tensors, sizeof *m->tensors);
+    m->inputs = calloc((size_t)batch * (size_t)c->seq_len, sizeof *m->inputs);
+    m->plans = calloc((size_t)batch + 1, sizeof *m->plans);
+    if (!m->offset || !m->tensors || !m->inputs || !m->plans) {
+        st = rt_fail(RT_ERR_NOMEM, "student: out of memory for the model tables");
+        goto cleanup;
+    }
+    /* student_tensor_info walks the table from the start: fill it once. */
+    for (int i = 0; i < m->n_tensors; i++) {
+        student_tensor_info(c, i, &m->tensors[i]);
+        m->offset[i] = m->tensors[i].offset;
+    }
+
+    const size_t bf = m->block_floats * sizeof(float);
+    m->params = rt_alloc_aligned(bf);
+    if (m->training) {
+        m->grads = rt_alloc_aligned(bf);
+        m->adam_m = rt_alloc_aligned(bf);
+        m->adam_v = rt_alloc_aligned(bf);
+    }
+    if (p == STUDENT_BF16) m->params_bf = rt_alloc_aligned(m->block_floats * sizeof(uint16_t));
+    if (!m->params || (m->training && (!m->grads || !m->adam_m || !m->adam_v)) ||
+        (p == STUDENT_BF16 && !m->params_bf)) {
+        st = rt_fail(RT_ERR_NOMEM, "student: out of memory for %zu-float parameter blocks",
+                     m->block_floats);
+        goto cleanup;
+    }
+    m->bf_stale = 1;
+
+    {
+        const size_t L = (size_t)c->n_layer, B = (size_t)batch, T = (size_t)c->seq_len,
+                     C = (size_t)c->d_model, F = (size_t)c->d_ff, V = (size_t)c->vocab_size,
+                     H = (size_t)c->n_head;
+        const size_t Lt = m->training ? L : 1, tr = (size_t)m->training;
+        const size_t f32 = p == STUDENT_F32; /* f32 copies of matmul inputs */
+        student_acts *a = &m->act;
+        act_entry e[] = {
+            {&a->encoded, B * T * C},
+            {&a->ln1, f32 * Lt * B * T * C},
+            {&a->ln1_mean, Lt * B * T},
+            {&a->ln1_rstd, Lt * B * T},
+            {&a->qkv, Lt * B * T * 3 * C},
+            {&a->att, Lt * B * H * T * T},
+            {&a->atty, Lt * B * T * C},
+            {&a->res2, Lt * B * T * C},
+            {&a->ln2, f32 * Lt * B * T * C},
+            {&a->ln2_mean, Lt * B * T},
+            {&a->ln2_rstd, Lt * B * T},
+            {&a->fch, Lt * B * T * F},
+            {&a->fch_gelu, f32 * Lt * B * T * F},
+            {&a->res3, L * B * T * C},
+            {&a->lnf, f32 * B * T * C},
+            {&a->lnf_mean, B * T},
+            {&a->lnf_rstd, B * T},
+            {&a->logits, B * T * V},
+            {&a->dlogits, tr * B * T * V},
+            {&a->hidden_grad, tr * L * B * T * C},
+            {&a->dres, tr * B * T * C},
+            {&a->dc, tr * B * T * C},
+            {&a->dqkv, tr * B * T * 3 * C},
+            {&a->dfch, f32 * tr * B * T * F},
+            {&a->datt, tr * B * H * T * T},
+            {&a->dfch_gelu, tr * B * T * F},
+        };
+        size_t total = 0;
+        for (size_t i = 0; i < sizeof e / sizeof e[0]; i++) total += round16(e[i].n);
+        m->act_block = rt_alloc_aligned(total * sizeof(float));
+        if (!m->act_block) {
+            st = rt_fail(RT_ERR_NOMEM, "student: out of memory for %zu MiB of activations",
+                         total * sizeof(float) >> 20);
+            goto cleanup;
+        }
+        float *q = m->act_block;
+        for (size_t i = 0; i < sizeof e / sizeof e[0]; i++) {
+            *e[i].ptr = e[i].n ? q : NULL;
+            q += round16(e[i].n);
+        }
+        if (p == STUDENT_BF16) {
+            student_acts_bf *ab = &m->abf;
+            size_t dy = V > F ? V : F;
+            dy = dy > 3 * C ? dy : 3 * C;
+            act_entry_bf eb[] = {
+                {&ab->ln1, Lt * B * T * C},      {&ab->atty, Lt * B * T * C},
+                {&ab->qkv, Lt * B * T * 3 * C},  {&ab->att, Lt * B * H * T * T},
+                {&ab->datt, tr * B * H * T * T},
+                {&ab->ln2, Lt * B * T * C},      {&ab->fch_gelu, Lt * B * T * F},
+                {&ab->lnf, B * T * C},           {&ab->dy, tr * B * T * dy},
+            };
+            size_t totb = 0;
+            for (size_t i = 0; i < sizeof eb / sizeof eb[0]; i++) totb += round32(eb[i].n);
+            m->act_bf_block = rt_alloc_aligned(totb * sizeof(uint16_t));
+            if (!m->act_bf_block) {
+                st = rt_fail(RT_ERR_NOMEM, "student: out of memory for bf16 activations");
+                goto cleanup;
+            }
+            uint16_t *h = m->act_bf_block;
+            for (size_t i = 0; i < sizeof eb / sizeof eb[0]; i++) {
+                *eb[i].ptr = eb[i].n ? h : NULL;
+                h += round32(eb[i].n);
+            }
+        }
+    }
+
+    STUDENT_DNNL_CHECK(dnnl_engine_create(&m->eng, dnnl_cpu, 0));
+    STUDENT_DNNL_CHECK(dnnl_stream_create(&m->strm, m->eng, dnnl_stream_default_flags));
+    /* Plan the full batch now so shape errors surface here, not mid-run. */
+    st = plan_create(m, batch, &m->plans[batch]);
+cleanup:
+    if (st != RT_OK) {
+        student_destroy(m);
+        return st;
+    }
+    *out = m;
+    return RT_OK;
+}
+
+/* ----------------------------------------------------------- accessors */
+
+const student_config *student_cfg(const student_model *m) { return &m->cfg; }
+student_precision student_prec(const student_model *m) { return m->prec; }
+int student_max_batch(const student_model *m) { return m->max_B; }
+size_t student_block_size(const student_model *m) { return m->block_floats; }
+float *student_params(student_model *m) {
+    m->bf_stale = 1; /* the caller may write through the pointer */
+    return m->params;
+}
+float *student_grads(student_model *m) { return m->grads; }
+float *student_adam_m(student_model *m) { return m->adam_m; }
+float *student_adam_v(student_model *m) { return m->adam_v; }
+float *student_logits(student_model *m) { return m->act.logits; }
+float *student_dlogits(student_model *m) { return m->act.dlogits; }
+
+float *student_hidden(student_model *m, int layer) {
+    RT_ASSERT(layer >= 0 && layer < m->cfg.n_layer);
+    return m->act.res3 + (size_t)layer * m->max_B * m->cfg.seq_len * m->cfg.d_model;
+}
+
+float *student_hidden_grad(student_model *m, int layer) {
+    RT_ASSERT(layer >= 0 && layer < m->cfg.n_layer);
+    if (!m->training) return NULL;
+    return m->act.hidden_grad + (size_t)layer * m->max_B * m->cfg.seq_len * m->cfg.d_model;
+}
+
+void student_zero_grad(student_model *m) {
+    if (m->grads) memset(m->grads, 0, m->block_floats * sizeof(float));
+}
+
+void student_sync_bf16(student_model *m) {
+    if (m->prec != STUDENT_BF16 || !m->bf_stale) return;
+    student_to_bf16(m->params_bf, m->params, m->block_floats);
+    m->bf_stale = 0;
+}
+
+/* Weight tensor at block offset `off` as the matmuls take it. */
+static const void *wgt(const student_model *m, size_t off) {
+    return m->prec == STUDENT_BF16 ? (const void *)(m->params_bf + off)
+                                   : (const void *)(m->params + off);
+}
+
+/* ------------------------------------------------------------- forward */
+
+/* The CPU stream with OpenMP runs primitives synchronously; waiting keeps
+ * the contract explicit should the runtime ever be asynchronous. */
+static rt_status stream_wait(student_model *m) {
+    rt_status st = RT_OK;
+    STUDENT_DNNL_CHECK(dnnl_stream_wait(m->strm));
+cleanup:
+    return st;
+}
+
+rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
+    const student_config *c = &m->cfg;
+    const int L = c->n_layer, T = c->seq_len, C = c->d_model, F = c->d_ff, V = c->vocab_size,
+              H = c->n_head;
+    const int bf = m->prec == STUDENT_BF16;
+    if (B < 1 || B > m->max_B)
+        return rt_fail(RT_ERR_ARGS, "student_forward: batch %d outside [1, %d]", B, m->max_B);
+    for (int64_t i = 0; i < (int64_t)B * T; i++)
+        if (inputs[i] < 0 || inputs[i] >= V)
+            return rt_fail(RT_ERR_ARGS,
+                           "student_forward: token id %d at row %d position %d is outside the "
+                           "vocabulary [0, %d); check the tokenizer matches the model",
+                           inputs[i], (int)(i / T), (int)(i % T), V);
+    student_plan *pl;
+    RT_TRY(get_plan(m, B, &pl));
+    STUDENT_PROF(m, SPF_BF16, student_sync_bf16(m));
+    m->last_B = 0;
+    memcpy(m->inputs, inputs, (size_t)B * T * sizeof *inputs);
+
+    const float *P = m->params;
+    student_acts *a = &m->act;
+    student_acts_bf *ab = &m->abf;
+    const size_t M = (size_t)B * T;
+    const size_t BTC = (size_t)m->max_B * T * C, BT = (size_t)m->max_B * T,
+                 BTF = (size_t)m->max_B * T * F, lm = (size_t)m->lmul;
+    const float scale = 1.0f / sqrtf((float)(C / H));
+
+    STUDENT_PROF(m, SPF_EMBED,
+                 student_embed_fwd(a->encoded, inputs, P + m->offset[0], P + m->offset[1], B, T, C));
+    for (int l = 0; l < L; l++) {
+        const size_t li = (size_t)l * lm;
+        const float *res_in = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * BTC;
+        float *qkv = a->qkv + li * 3 * BTC, *att = a->att + li * BT * H * T;
+        float *atty = a->atty + li * BTC, *res2 = a->res2 + li * BTC;
+        float *fch = a->fch + li * BTF, *res3 = a->res3 + (size_t)l * BTC;
+        float *ln1 = bf ? NULL : a->ln1 + li * BTC, *ln2 = bf ? NULL : a->ln2 + li * BTC;
+        float *gelu = bf ? NULL : a->fch_gelu + li * BTF;
+        uint16_t *ln1b = bf ? ab->ln1 + li * BTC : NULL, *ln2b = bf ? ab->ln2 + li * BTC : NULL;
+        uint16_t *attyb = bf ? ab->atty + li * BTC : NULL;
+        uint16_t *gelub = bf ? ab->fch_gelu + li * BTF : NULL;
+
+        /* attention: res2 = res_in + attn(ln_1(res_in)) Wo + bo */
+        STUDENT_PROF(m, SPF_LN,
+                     student_layernorm_fwd(ln1, ln1b, a->ln1_mean + li * BT, a->ln1_rstd + li * BT,
+                                           res_in, P + student_off(m, l, SP_LN1W),
+                                           P + student_off(m, l, SP_LN1B), (int64_t)M, C));
+        STUDENT_PROF(m, SPF_MM,
+                     RT_TRY(student_mm_run(&pl->qkv, m->strm, bf ? (const void *)ln1b : ln1,
+                                           wgt(m, student_off(m, l, SP_QKVW)),
+                                           P + student_off(m, l, SP_QKVB), qkv)));
+        /* attention operands: f32 views of qkv, or its bf16 copy */
+        uint16_t *qkvb = bf ? ab->qkv + li * 3 * BTC : NULL, *attb = bf ? ab->att + li * BT * H * T : NULL;
+        if (bf) STUDENT_PROF(m, SPF_BF16, student_to_bf16(qkvb, qkv, M * 3 * C));
+        const void *q_op = bf ? (const void *)qkvb : qkv;
+        const void *k_op = bf ? (const void *)(qkvb + C) : qkv + C;
+        const void *v_op = bf ? (const void *)(qkvb + 2 * C) : qkv + 2 * C;
+        STUDENT_PROF(m, SPF_ATT_MM, RT_TRY(student_mm_run(&pl->qk, m->strm, q_op, k_op, NULL, att)));
+        STUDENT_PROF(m, SPF_SOFTMAX, student_attn_softmax(att, attb, (int64_t)B * H, T, T, 0, scale));
+        STUDENT_PROF(m, SPF_ATT_MM,
+                     RT_TRY(student_mm_run(&pl->pv, m->strm, bf ? (const void *)attb : att, v_op,
+                                           NULL, atty)));
+        if (bf) STUDENT_PROF(m, SPF_BF16, student_to_bf16(attyb, atty, M * C));
+        STUDENT_PROF(m, SPF_RESID, student_copy(res2, res_in, M * C));
+        STUDENT_PROF(m, SPF_MM,
+                     RT_TRY(student_mm_run(&pl->attproj, m->strm, bf ? (const void *)attyb : atty,
+                                           wgt(m, student_off(m, l, SP_ATTPROJW)),
+                                           P + student_off(m, l, SP_ATTPROJB), res2)));
+        /* MLP: res3 = res2 + gelu(ln_2(res2) Wfc + bfc) Wproj + bproj */
+        STUDENT_PROF(m, SPF_LN,
+                     student_layernorm_fwd(ln2, ln2b, a->ln2_mean + li * BT, a->ln2_rstd + li * BT,
+                                           res2, P + student_off(m, l, SP_LN2W),
+                                           P + student_off(m, l, SP_LN2B), (int64_t)M, C));
+        STUDENT_PROF(m, SPF_MM,
+                     RT_TRY(student_mm_run(&pl->fc, m->strm, bf ? (const void *)ln2b : ln2,
+                                           wgt(m, student_off(m, l, SP_FCW)),
+                                           P + student_off(m, l, SP_FCB), fch)));
+        STUDENT_PROF(m, SPF_GELU, student_gelu_fwd(gelu, gelub, fch, M * F));
+        STUDENT_PROF(m, SPF_RESID, student_copy(res3, res2, M * C));
+        STUDENT_PROF(m, SPF_MM,
+                     RT_TRY(student_mm_run(&pl->fcproj, m->strm, bf ? (const void *)gelub : gelu,
+                                           wgt(m, student_off(m, l, SP_FCPROJW)),
+                                           P + student_off(m, l, SP_FCPROJB), res3)));
+    }
+    const int nt = m->n_tensors;
+    STUDENT_PROF(m, SPF_LN,
+                 student_layernorm_fwd(a->lnf, bf ? ab->lnf : NULL, a->lnf_mean, a->lnf_rstd,
+                                       a->res3 + (size_t)(L - 1) * BTC, P + m->offset[nt - 2],
+                                       P + m->offset[nt - 1], (int64_t)M, C));
+    STUDENT_PROF(m, SPF_HEAD,
+                 RT_TRY(student_mm_run(&pl->head, m->strm, bf ? (const void *)ab->lnf : a->lnf,
+                                       wgt(m, 0), NULL, a->logits)));
+    if (m->training)
+        for (int l = 0; l < L; l++)
+            memset(a->hidden_grad + (size_t)l * BTC, 0, M * C * sizeof(float));
+    RT_TRY(stream_wait(m));
+    m->last_B = B;
+    return RT_OK;
+}
+
+/* ------------------------------------------------------------ backward */
+
+rt_status student_backward(student_model *m, int B) {
+    const student_config *c = &m->cfg;
+    const int L = c->n_layer, T = c->seq_len, C = c->d_model, F = c->d_ff, V = c->vocab_size,
+              H = c->n_head;
+    const int bf = m->prec == STUDENT_BF16;
+    if (!m->training)
+        return rt_fail(RT_ERR_ARGS, "student_backward: the model was created with training = 0");
+    if (B != m->last_B || B < 1)
+        return rt_fail(RT_ERR_ARGS,
+                       "student_backward: batch %d does not match the last forward (batch %d)", B,
+                       m->last_B);
+    student_plan *pl;
+    RT_TRY(get_plan(m, B, &pl));
+
+    const float *P = m->params;
+    float *G = m->grads;
+    student_acts *a = &m->act;
+    student_acts_bf *ab = &m->abf;
+    const size_t M = (size_t)B * T;
+    const size_t BTC = (size_t)m->max_B * T * C, BT = (size_t)m->max_B * T,
+                 BTF = (size_t)m->max_B * T * F;
+    const float scale = 1.0f / sqrtf((float)(C / H));
+    const int nt = m->n_tensors;
+    float *dres = a->dres, *dc = a->dc;
+    /* the gradient operand of each pair of backward matmuls: f32 as is, or
+     * converted once into ab->dy in bf16 mode */
+    const void *g;
+#define DY(buf, n)                                                                          \
+    do {                                                                                    \
+        if (bf) {                                                                           \
+            STUDENT_PROF(m, SPF_BF16, student_to_bf16(ab->dy, (buf), (n)));                 \
+            g = ab->dy;                                                                     \
+        } else {                                                                            \
+            g = (buf);                                                                      \
+        }                                                                                   \
+    } while (0)
+
+    /* LM head: logits = ln_f(res3) wte^T */
+    DY(a->dlogits, M * V);
+    STUDENT_PROF(m, SPF_HEAD_BWD,
+                 RT_TRY(student_mm_run(&pl->head_dx, m->strm, g, wgt(m, 0), NULL, dc)));
+    STUDENT_PROF(m, SPF_HEAD_BWD,
+                 RT_TRY(student_mm_run(&pl->head_dw, m->strm, g,
+                                       bf ? (const void *)ab->lnf : a->lnf, NULL,
+                                       G + m->offset[0])));
+    memset(dres, 0, M * C * sizeof(float));
+    STUDENT_PROF(m, SPF_LN_BWD,
+                 student_layernorm_bwd(dres, G + m->offset[nt - 2], G + m->offset[nt - 1], dc,
+                                       a->res3 + (size_t)(L - 1) * BTC, P + m->offset[nt - 2],
+                                       a->lnf_mean, a->lnf_rstd, (int64_t)M, C));
+    STUDENT_PROF(m, SPF_RESID_BWD,
+                 student_add_inplace(dres, a->hidden_grad + (size_t)(L - 1) * BTC, M * C));
+
+    for (int l = L - 1; l >= 0; l--) {
+        const size_t li = (size_t)l;
+        const float *res_in = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * BTC;
+        const float *qkv = a->qkv + li * 3 * BTC, *att = a->att + li * BT * H * T;
+        const float *res2 = a->res2 + li * BTC, *fch = a->fch + li * BTF;
+        const void *ln1 = bf ? (const void *)(ab->ln1 + li * BTC) : a->ln1 + li * BTC;
+        const void *ln2 = bf ? (const void *)(ab->ln2 + li * BTC) : a->ln2 + li * BTC;
+        const void *atty = bf ? (const void *)(ab->atty + li * BTC) : a->atty + li * BTC;
+        const void *gelu = bf ? (const void *)(ab->fch_gelu + li * BTF) : a->fch_gelu + li * BTF;
+
+        /* MLP: res3 = res2 + gelu(ln2 Wfc + bfc) Wproj + bproj. Bias
+         * gradients come with the bf16 conversion of the same buffer. */
+        STUDENT_PROF(m, SPF_BIAS_BWD,
+                     student_colsum_add(G + student_off(m, l, SP_FCPROJB), bf ? ab->dy : NULL, dres,
+                                        (int64_t)M, C));
+        g = bf ? (const void *)ab->dy : dres;
+        STUDENT_PROF(m, SPF_MM_DW,
+                     RT_TRY(student_mm_run(&pl->fcproj_dw, m->strm, gelu, g, NULL,
+                                           G + student_off(m, l, SP_FCPROJW))));
+        STUDENT_PROF(m, SPF_MM_DX,
+                     RT_TRY(student_mm_run(&pl->fcproj_dx, m->strm, g,
+                                           wgt(m, student_off(m, l, SP_FCPROJW)), NULL,
+                                           a->dfch_gelu)));
+        STUDENT_PROF(m, SPF_GELU_BWD,
+                     student_gelu_bwd(bf ? NULL : a->dfch, bf ? ab->dy : NULL,
+                                      G + student_off(m, l, SP_FCB), fch, a->dfch_gelu,
+                                      (int64_t)M, F));
+        g = bf ? (const void *)ab->dy : a->dfch;
+        STUDENT_PROF(m, SPF_MM_DW,
+                     RT_TRY(student_mm_run(&pl->fc_dw, m->strm, ln2, g, NULL,
+                                           G + student_off(m, l, SP_FCW))));
+        STUDENT_PROF(m, SPF_MM_DX,
+                     RT_TRY(student_mm_run(&pl->fc_dx, m->strm, g,
+                                           wgt(m, student_off(m, l, SP_FCW)), NULL, dc)));
+        STUDENT_PROF(m, SPF_LN_BWD,
+                     student_layernorm_bwd(dres, G + student_off(m, l, SP_LN2W),
+                                           G + student_off(m, l, SP_LN2B), dc, res2,
+                                           P + student_off(m, l, SP_LN2W), a->ln2_mean + li * BT,
+                                           a->ln2_rstd + li * BT, (int64_t)M, C));
+
+        /* attention: res2 = res_in + attn(ln1) Wo + bo */
+        STUDENT_PROF(m, SPF_BIAS_BWD,
+                     student_colsum_add(G + student_off(m, l, SP_ATTPROJB), bf ? ab->dy : NULL,
+                                        dres, (int64_t)M, C));
+        g = bf ? (const void *)ab->dy : dres;
+        STUDENT_PROF(m, SPF_MM_DW,
+                     RT_TRY(student_mm_run(&pl->attproj_dw, m->strm, atty, g, NULL,
+                                           G + student_off(m, l, SP_ATTPROJW))));
+        STUDENT_PROF(m, SPF_MM_DX,
+                     RT_TRY(student_mm_run(&pl->attproj_dx, m->strm, g,
+                                           wgt(m, student_off(m, l, SP_ATTPROJW)), NULL, dc)));
+        /* attention backward; in bf16 mode the operands are the bf16 copies
+         * of qkv and P from the forward, and of dY and dS made here */
+        const uint16_t *qkvb = bf ? ab->qkv + li * 3 * BTC : NULL;
+        const void *q_op = bf ? (const void *)qkvb : qkv;
+        const void *k_op = bf ? (const void *)(qkvb + C) : qkv + C;
+        const void *v_op = bf ? (const void *)(qkvb + 2 * C) : qkv + 2 * C;
+        const void *p_op = bf ? (const void *)(ab->att + li * BT * H * T) : att;
+        const void *ds_op = bf ? (const void *)ab->datt : a->datt;
+        DY(dc, M * C);
+        STUDENT_PROF(m, SPF_ATT_MM_BWD,
+                     RT_TRY(student_mm_run(&pl->att_dp, m->strm, g, v_op, NULL, a->datt)));
+        STUDENT_PROF(m, SPF_ATT_MM_BWD,
+                     RT_TRY(student_mm_run(&pl->att_dv, m->strm, p_op, g, NULL, a->dqkv + 2 * C)));
+        STUDENT_PROF(m, SPF_SOFTMAX_BWD,
+                     student_attn_softmax_bwd(a->datt, bf ? ab->datt : NULL, att, (int64_t)B * H, T,
+                                              scale));
+        STUDENT_PROF(m, SPF_ATT_MM_BWD,
+                     RT_TRY(student_mm_run(&pl->att_dq, m->strm, ds_op, k_op, NULL, a->dqkv)));
+        STUDENT_PROF(m, SPF_ATT_MM_BWD,
+                     RT_TRY(student_mm_run(&pl->att_dk, m->strm, ds_op, q_op, NULL, a->dqkv + C)));
+        STUDENT_PROF(m, SPF_BIAS_BWD,
+                     student_colsum_add(G + student_off(m, l, SP_QKVB), bf ? ab->dy : NULL, a->dqkv,
+                                        (int64_t)M, 3 * C));
+        g = bf ? (const void *)ab->dy : a->dqkv;
+        STUDENT_PROF(m, SPF_MM_DW,
+                     RT_TRY(student_mm_run(&pl->qkv_dw, m->strm, ln1, g, NULL,
+                                           G + student_off(m, l, SP_QKVW))));
+        STUDENT_PROF(m, SPF_MM_DX,
+                     RT_TRY(student_mm_run(&pl->qkv_dx, m->strm, g,
+                                           wgt(m, student_off(m, l, SP_QKVW)), NULL, dc)));
+        STUDENT_PROF(m, SPF_LN_BWD,
+                     student_layernorm_bwd(dres, G + student_off(m, l, SP_LN1W),
+                                           G + student_off(m, l, SP_LN1B), dc, res_in,
+                                           P + student_off(m, l, SP_LN1W), a->ln1_mean + li * BT,
+                                           a->ln1_rstd + li * BT, (int64_t)M, C));
+        if (l > 0)
+            STUDENT_PROF(m, SPF_RESID_BWD,
+                         student_add_inplace(dres, a->hidden_grad + (size_t)(l - 1) * BTC, M * C));
+    }
+#undef DY
+    STUDENT_PROF(m, SPF_EMBED_BWD,
+                 student_embed_bwd(G + m->offset[0], G + m->offset[1], dres, m->inputs, B, T, C));
+    return stream_wait(m);
+}
+
+/* ------------------------------------------------------------ profile */
+
+static const char *const prof_names[SPF_N] = {
+    [SPF_EMBED] = "embedding",          [SPF_LN] = "layernorm",
+    [SPF_MM] = "matmul",                [SPF_HEAD] = "lm_head",
+    [SPF_ATT_MM] = "attention_matmul",  [SPF_SOFTMAX] = "attention_softmax",
+    [SPF_GELU] = "gelu",                [SPF_RESID] = "residual_copy",
+    [SPF_BF16] = "bf16_convert",        [SPF_HEAD_BWD] = "lm_head_bwd",
+    [SPF_MM_DX] = "matmul_bwd_input",   [SPF_MM_DW] = "matmul_bwd_weight",
+    [SPF_ATT_MM_BWD] = "attention_matmul_bwd", [SPF_SOFTMAX_BWD] = "attention_softmax_bwd",
+    [SPF_GELU_BWD] = "gelu_bwd",        [SPF_LN_BWD] = "layernorm_bwd",
+    [SPF_BIAS_BWD] = "bias_grad",       [SPF_RESID_BWD] = "residual_grad_add",
+    [SPF_EMBED_BWD] = "embedding_bwd",  [SPF_ADAMW] = "adamw",
+    [SPF_GRADNORM] = "grad_norm_scale",
+};
+
+void student_profile_reset(student_model *m, int enable) {
+    m->prof_on = enable ? 1 : 0;
+    memset(m->prof, 0, sizeof m->prof);
+}
+
+int student_profile_get(const student_model *m, const char **names, double *seconds, int n) {
+    int k = 0;
+    for (int i = 0; i < SPF_N && k < n; i++, k++) {
+        names[k] = prof_names[i];
+        seconds[k] = m->prof[i];
+    }
+    return k;
+}

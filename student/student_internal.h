@@ -1,0 +1,274 @@
+/* Internals shared by the student/ sources: the oneDNN check macro and
+ * matmul wrapper, the hand-written kernels, and the student_model struct
+ * with its llm.c-style blocks. Not part of the module's public API. */
+#ifndef STUDENT_INTERNAL_H
+#define STUDENT_INTERNAL_H
+
+#include <dnnl.h>
+#include <dnnl_debug.h>
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "student.h"
+
+/* Turns a failed oneDNN call into RT_ERR_DNNL naming the expression, the
+ * place and oneDNN's own message. Needs `rt_status st` and a `cleanup:`
+ * label, like RT_H5_CHECK. */
+#define STUDENT_DNNL_CHECK(expr)                                                           \
+    do {                                                                                   \
+        dnnl_status_t student_dnnl_s_ = (expr);                                            \
+        if (student_dnnl_s_ != dnnl_success) {                                             \
+            st = rt_fail(RT_ERR_DNNL, "oneDNN: %s failed at %s:%d: %s", #expr, __FILE__,   \
+                         __LINE__, dnnl_status2str(student_dnnl_s_));                      \
+            goto cleanup;                                                                  \
+        }                                                                                  \
+    } while (0)
+
+/* ------------------------------------------------------------- matmul */
+
+/* One oneDNN matmul primitive, built once for a shape and run many times on
+ * retort's own buffers: dst (+)= src x wei (+ bias), with up to two batch
+ * dimensions in front and arbitrary element strides for each operand, so
+ * transposes and head slices of a fused QKV buffer need no copies. */
+typedef struct {
+    int ndims;               /* 2, 3 or 4 */
+    int64_t dims[3][4];      /* [operand: src, wei, dst][dim] */
+    int64_t strides[3][4];
+    dnnl_data_type_t dt;     /* src and weights: dnnl_f32 or dnnl_bf16; dst is f32 */
+    int bias;                /* add a (N) f32 bias row */
+    int accumulate;          /* dst += result (sum post-op) instead of dst = result */
+} student_mm_shape;
+
+typedef struct {
+    dnnl_primitive_t prim;
+    dnnl_memory_t src, wei, bias, dst; /* descriptors with handles set per run */
+} student_mm;
+
+/* 2-D case: dst(M,N) (+)= op(src)(M,K) x op(wei)(K,N) (+ bias). src_t: src
+ * is stored (K,M) row-major; wei_t: wei is stored (N,K) row-major. */
+void student_mm_shape_2d(student_mm_shape *s, int64_t M, int64_t K, int64_t N, int src_t,
+                         int wei_t, dnnl_data_type_t dt, int bias, int accumulate);
+rt_status student_mm_create(student_mm *mm, dnnl_engine_t eng, const student_mm_shape *s);
+rt_status student_mm_run(student_mm *mm, dnnl_stream_t strm, const void *src, const void *wei,
+                         const float *bias, float *dst);
+void student_mm_destroy(student_mm *mm); /* zeroed or created; safe twice */
+
+/* ------------------------------------------------------------ kernels */
+
+#define STUDENT_LN_EPS 1e-5f
+
+/* exp(x) to ~2 ulp for x <= 88, 0 below -87.3; plain float arithmetic so
+ * that loops calling it vectorize (glibc's expf does not without
+ * -ffast-math). Cephes range reduction and polynomial. */
+static inline float student_expf(float x) {
+    const float xc = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float n = (xc * 1.44269504088896341f + shifter) - shifter;
+    float r = xc - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { float f; int32_t i; } u;
+    u.i = ((int32_t)n + 127) << 23;
+    float y = p * u.f;
+    return x < -87.3f ? 0.0f : y;
+}
+
+/* float -> bf16 with round-to-nearest-even (NaN stays NaN). */
+static inline uint16_t student_f2bf(float f) {
+    union { float f; uint32_t u; } v = {f};
+    uint32_t u = v.u;
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    return (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)0x7fc0u : (uint16_t)r;
+}
+static inline float student_bf2f(uint16_t h) {
+    union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+    return v.f;
+}
+
+void student_to_bf16(uint16_t *dst, const float *src, size_t n);
+
+/* LayerNorm over rows of C: out = (x - mean) * rstd * w + b. Writes `out`
+ * (f32) and/or `out_bf` (bf16) when non-NULL, and mean/rstd when non-NULL. */
+void student_layernorm_fwd(float *out, uint16_t *out_bf, float *mean, float *rstd,
+                           const float *x, const float *w, const float *b, int64_t rows, int C);
+/* ADDS the input gradient into dx and the weight/bias gradients into dw/db. */
+void student_layernorm_bwd(float *dx, float *dw, float *db, const float *dout, const float *x,
+                           const float *w, const float *mean, const float *rstd, int64_t rows,
+                           int C);
+
+/* GELU, tanh approximation, in place on an (n) buffer; bf copy if non-NULL.
+ * `pre` keeps the input when out != pre. */
+void student_gelu_fwd(float *out, uint16_t *out_bf, const float *pre, size_t n);
+/* dpre = dout * gelu'(pre) over (rows, cols), written (not added) to dpre
+ * and/or its bf16 copy dpre_bf (either may be NULL), and ADDED column-wise
+ * into the bias gradient db: three passes fused into one. */
+void student_gelu_bwd(float *dpre, uint16_t *dpre_bf, float *db, const float *pre,
+                      const float *dout, int64_t rows, int cols);
+
+/* db[c] += sum over rows of d[r][c] (bias gradients); also writes the bf16
+ * copy of d into d_bf when not NULL (the matmul operand in bf16 mode). */
+void student_colsum_add(float *db, uint16_t *d_bf, const float *d, int64_t rows, int cols);
+
+/* Causal softmax of attention scores in place: `rows` rows of length T per
+ * (b, h) plane; row i is query position q0 + i and sees keys 0..q0+i: those
+ * become softmax(scale * x), the rest 0. A bf16 copy goes to att_bf if not
+ * NULL (the P V matmul input in bf16 mode). */
+void student_attn_softmax(float *att, uint16_t *att_bf, int64_t planes, int rows, int T, int q0,
+                          float scale);
+/* In place: datt <- scale * P * (dP - rowsum(P * dP)) (softmax backward with
+ * the 1/sqrt(hs) scale), masked; bf16 copy to datt_bf if not NULL. */
+void student_attn_softmax_bwd(float *datt, uint16_t *datt_bf, const float *att, int64_t planes,
+                              int T, float scale);
+
+/* out[b,t,:] = wte[tokens[b,t]] + wpe[t]; tokens already range-checked. */
+void student_embed_fwd(float *out, const int32_t *tokens, const float *wte, const float *wpe,
+                       int B, int T, int C);
+/* ADDS dout[b,t,:] into dwte[tokens[b,t]] and dwpe[t]. */
+void student_embed_bwd(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B,
+                       int T, int C);
+void student_add_inplace(float *dst, const float *src, size_t n); /* dst += src */
+void student_copy(float *dst, const float *src, size_t n);        /* parallel memcpy */
+
+/* ----------------------------------------------------------- profile */
+
+/* Kernel classes timed when profiling is on (student_profile_reset). */
+enum {
+    SPF_EMBED, SPF_LN, SPF_MM, SPF_HEAD, SPF_ATT_MM, SPF_SOFTMAX, SPF_GELU, SPF_RESID, SPF_BF16,
+    SPF_HEAD_BWD, SPF_MM_DX, SPF_MM_DW, SPF_ATT_MM_BWD, SPF_SOFTMAX_BWD, SPF_GELU_BWD,
+    SPF_LN_BWD, SPF_BIAS_BWD, SPF_RESID_BWD, SPF_EMBED_BWD, SPF_ADAMW, SPF_GRADNORM, SPF_N
+};
+
+/* Runs `stmt`, adding its wall time to m->prof[slot] when profiling is on.
+ * oneDNN primitives on the CPU engine with OpenMP return when done, so
+ * the time is the kernel's. */
+#define STUDENT_PROF(m, slot, stmt)                                                         \
+    do {                                                                                    \
+        const double student_t0_ = (m)->prof_on ? omp_get_wtime() : 0.0;                    \
+        stmt;                                                                               \
+        if ((m)->prof_on) (m)->prof[slot] += omp_get_wtime() - student_t0_;                 \
+    } while (0)
+
+/* ----------------------------------------------------------- model */
+
+/* Parameter tensors of one block, in params.c's order. */
+enum {
+    SP_LN1W, SP_LN1B, SP_QKVW, SP_QKVB, SP_ATTPROJW, SP_ATTPROJB,
+    SP_LN2W, SP_LN2B, SP_FCW, SP_FCB, SP_FCPROJW, SP_FCPROJB, SP_PER_LAYER
+};
+
+/* The matmul primitives for one micro-batch size B (M = B*T rows). Weights
+ * of every layer share a shape, so one primitive serves all layers. */
+typedef struct {
+    int B;
+    /* forward */
+    student_mm qkv;      /* (M,C) x (C,3C) + b */
+    student_mm attproj;  /* (M,C) x (C,C) + b, accumulated onto the residual copy */
+    student_mm fc;       /* (M,C) x (C,F) + b */
+    student_mm fcproj;   /* (M,F) x (F,C) + b, accumulated onto the residual copy */
+    student_mm head;     /* (M,C) x wte^T (C,V) */
+    student_mm qk;       /* (B,H,T,hs) x (B,H,hs,T) -> (B,H,T,T), slices of qkv */
+    student_mm pv;       /* (B,H,T,T) x (B,H,T,hs) -> (B,T,C) layout */
+    /* backward: input gradients dX = dY W^T */
+    student_mm qkv_dx, attproj_dx, fc_dx, fcproj_dx, head_dx;
+    /* backward: weight gradients dW += X^T dY */
+    student_mm qkv_dw, attproj_dw, fc_dw, fcproj_dw, head_dw;
+    /* backward: attention */
+    student_mm att_dp;   /* dP = dO V^T */
+    student_mm att_dv;   /* dV = P^T dO */
+    student_mm att_dq;   /* dQ = dS K */
+    student_mm att_dk;   /* dK = dS^T Q */
+} student_plan;
+
+/* Activations, one block; per-layer tensors hold L layers in training mode
+ * and one shared layer otherwise (layer stride 0), except res3, which always
+ * keeps every layer (hidden states for feature distillation). B is the
+ * maximum batch; a forward with fewer rows uses the first B*T of each. */
+typedef struct {
+    float *encoded;     /* (B, T, C) wte[token] + wpe[t] */
+    float *ln1;         /* (L, B, T, C) f32 mode only */
+    float *ln1_mean;    /* (L, B, T) */
+    float *ln1_rstd;    /* (L, B, T) */
+    float *qkv;         /* (L, B, T, 3C) */
+    float *att;         /* (L, B, H, T, T) softmax probabilities */
+    float *atty;        /* (L, B, T, C) attention output before c_proj */
+    float *res2;        /* (L, B, T, C) residual after attention */
+    float *ln2;         /* (L, B, T, C) f32 mode only */
+    float *ln2_mean;    /* (L, B, T) */
+    float *ln2_rstd;    /* (L, B, T) */
+    float *fch;         /* (L, B, T, F) c_fc output before GELU */
+    float *fch_gelu;    /* (L, B, T, F) f32 mode only */
+    float *res3;        /* (L, B, T, C) residual after the block (hidden state) */
+    float *lnf;         /* (B, T, C) f32 mode only */
+    float *lnf_mean;    /* (B, T) */
+    float *lnf_rstd;    /* (B, T) */
+    float *logits;      /* (B, T, V) */
+    /* training only */
+    float *dlogits;     /* (B, T, V) */
+    float *hidden_grad; /* (L, B, T, C) */
+    float *dres;        /* (B, T, C) running residual gradient */
+    float *dc;          /* (B, T, C) scratch: dln, datty */
+    float *dqkv;        /* (B, T, 3C) */
+    float *dfch;        /* (B, T, F) f32 mode only (bf16: straight to abf.dy) */
+    float *datt;        /* (B, H, T, T) */
+    float *dfch_gelu;   /* (B, T, F) */
+} student_acts;
+
+/* bf16 mode: matmul inputs in bf16 (same shapes as their f32 names). */
+typedef struct {
+    uint16_t *ln1;      /* (L, B, T, C) */
+    uint16_t *qkv;      /* (L, B, T, 3C) attention matmul operands */
+    uint16_t *att;      /* (L, B, H, T, T) probabilities for P V and dV */
+    uint16_t *atty;     /* (L, B, T, C) */
+    uint16_t *ln2;      /* (L, B, T, C) */
+    uint16_t *fch_gelu; /* (L, B, T, F) */
+    uint16_t *lnf;      /* (B, T, C) */
+    uint16_t *dy;       /* (B, T, max(V, F, 3C)) training only: gradient fed to matmuls */
+    uint16_t *datt;     /* (B, H, T, T) training only: softmax input gradient dS */
+} student_acts_bf;
+
+struct student_model {
+    student_config cfg;
+    student_precision prec;
+    int training;
+    int max_B;
+    int n_tensors;
+    student_tensor *tensors; /* (n_tensors) the parameter table, cached */
+    size_t *offset;        /* (n_tensors) offsets into every block */
+    size_t block_floats;
+    float *params;         /* (block_floats) */
+    float *grads;          /* (block_floats) training only */
+    float *adam_m;         /* (block_floats) training only */
+    float *adam_v;         /* (block_floats) training only */
+    uint16_t *params_bf;   /* (block_floats) bf16 copy, bf16 mode only */
+    int bf_stale;          /* params changed since params_bf was written */
+    float *act_block;
+    student_acts act;
+    uint16_t *act_bf_block;
+    student_acts_bf abf;
+    int lmul;              /* 1: per-layer activations (training), 0: shared */
+    dnnl_engine_t eng;
+    dnnl_stream_t strm;
+    student_plan **plans;  /* [1..max_B], built on first use */
+    int32_t *inputs;       /* (max_B, T) tokens of the last forward */
+    int prof_on;           /* accumulate kernel times into prof */
+    double prof[SPF_N];    /* seconds per kernel class since student_profile_reset */
+    int last_B;            /* B of the last forward, 0 if none */
+};
+
+/* Pointer to tensor `k` of layer `l` (SP_*) inside a block laid out like
+ * the parameters. */
+static inline size_t student_off(const student_model *m, int l, int k) {
+    return m->offset[2 + l * SP_PER_LAYER + k];
+}
+
+/* Refreshes params_bf from params if stale (bf16 mode). */
+void student_sync_bf16(student_model *m);
+
+#endif

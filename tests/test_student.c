@@ -1,0 +1,740 @@
+/* Tests for libretort_student against PyTorch.
+ *
+ * The reference is tests/fixtures/student_fixture.{txt,bin}, written by
+ * tests/fixtures/gen_student_fixture.py: a tiny GPT-2 (L=2, H=2, C=32,
+ * F=64 != 4C, V=67, T=16, B=3) with random weights written out in plain
+ * torch with Hugging Face semantics and computed in float64. Compared here:
+ * logits, hidden states, CE, every parameter gradient, the distillation
+ * kernels (top-k + tail and dense KL, reverse KL, JSD), two AdamW steps,
+ * the bf16 mode (looser tolerances), and, with no PyTorch involved, central
+ * finite differences of the loss and KV-cache decoding against the full
+ * forward. Every comparison prints its maximum difference and states its
+ * tolerance next to the check. */
+#include <CUnit/Basic.h>
+#include <CUnit/CUnit.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "student.h"
+
+/* ------------------------------------------------------------ fixture */
+
+typedef struct {
+    char name[96];
+    char dtype[4];
+    size_t count, offset;
+} fx_entry;
+
+static struct {
+    int loaded;
+    int L, H, C, F, V, T, B;
+    float kd_T;
+    int kd_k;
+    fx_entry *e;
+    int n;
+    unsigned char *blob;
+    size_t blob_size;
+} fx;
+
+static int fx_load(void) {
+    char path[1024], line[256];
+    snprintf(path, sizeof path, "%s/student_fixture.txt", RT_FIXTURES_DIR);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "cannot open %s (run tests/fixtures/gen_student_fixture.py)\n", path);
+        return -1;
+    }
+    int cap = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "config %d %d %d %d %d %d %d", &fx.L, &fx.H, &fx.C, &fx.F, &fx.V, &fx.T,
+                   &fx.B) == 7)
+            continue;
+        if (sscanf(line, "kd %f %d", &fx.kd_T, &fx.kd_k) == 2) continue;
+        if (fx.n == cap) {
+            cap = cap ? 2 * cap : 256;
+            fx.e = realloc(fx.e, (size_t)cap * sizeof *fx.e);
+        }
+        fx_entry *e = &fx.e[fx.n];
+        if (sscanf(line, "%95s %3s %zu %zu", e->name, e->dtype, &e->count, &e->offset) == 4) fx.n++;
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "%s/student_fixture.bin", RT_FIXTURES_DIR);
+    f = fopen(path, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    fx.blob_size = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    fx.blob = malloc(fx.blob_size);
+    size_t got = fread(fx.blob, 1, fx.blob_size, f);
+    fclose(f);
+    if (got != fx.blob_size || fx.L <= 0) return -1;
+    fx.loaded = 1;
+    return 0;
+}
+
+/* The array `name`; aborts the test program if the fixture lacks it (the
+ * fixture and this file are out of sync: a bug, not a test failure). */
+static const void *fx_get(const char *name, const char *dtype, size_t count) {
+    for (int i = 0; i < fx.n; i++)
+        if (strcmp(fx.e[i].name, name) == 0) {
+            if (strcmp(fx.e[i].dtype, dtype) != 0 || (count && fx.e[i].count != count) ||
+                fx.e[i].offset + fx.e[i].count * 4 > fx.blob_size) {
+                fprintf(stderr, "fixture entry %s: wrong dtype/size\n", name);
+                abort();
+            }
+            return fx.blob + fx.e[i].offset;
+        }
+    fprintf(stderr, "fixture lacks %s; regenerate it\n", name);
+    abort();
+}
+static const float *fx_f32(const char *name, size_t count) { return fx_get(name, "f32", count); }
+static double fx_f64(const char *name) {
+    double v;
+    memcpy(&v, fx_get(name, "f64", 0), sizeof v);
+    return v;
+}
+
+static student_config fx_cfg(void) {
+    student_config c = {fx.L, fx.H, fx.C, fx.F, fx.V, fx.T};
+    return c;
+}
+
+/* Copies the fixture's tensors with prefix (e.g. "param/") into a block laid
+ * out by the parameter table. */
+static void fx_fill_block(float *block, const char *prefix) {
+    student_config c = fx_cfg();
+    char name[128];
+    for (int i = 0; i < student_tensor_count(&c); i++) {
+        student_tensor t;
+        student_tensor_info(&c, i, &t);
+        snprintf(name, sizeof name, "%s%s", prefix, t.name);
+        memcpy(block + t.offset, fx_f32(name, t.numel), t.numel * sizeof(float));
+    }
+}
+
+static student_model *fx_model(student_precision p, int training, int batch) {
+    student_config c = fx_cfg();
+    student_model *m = NULL;
+    rt_status st = student_create(&c, batch, p, training, &m);
+    if (st != RT_OK) {
+        fprintf(stderr, "student_create: %s\n", rt_last_error());
+        return NULL;
+    }
+    fx_fill_block(student_params(m), "param/");
+    return m;
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+    double d = 0.0;
+    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - (double)b[i]));
+    return d;
+}
+static double max_abs(const float *a, size_t n) {
+    double d = 0.0;
+    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i]));
+    return d;
+}
+
+/* The fixture loss: mean CE + sum_l <hidden_l, hidden_w_l>. Fills dlogits
+ * and the hidden grads when `grads`. Returns the loss (double). */
+static double fx_loss(student_model *m, int grads) {
+    const int n = fx.B * fx.T;
+    const int32_t *targets = fx_get("targets", "i32", (size_t)n);
+    double loss = student_loss_ce(student_logits(m), targets, n, fx.V,
+                                  grads ? student_dlogits(m) : NULL, 1.0f / (float)n) /
+                  n;
+    char name[64];
+    for (int l = 0; l < fx.L; l++) {
+        snprintf(name, sizeof name, "hidden_w/%d", l);
+        const float *w = fx_f32(name, (size_t)n * fx.C), *h = student_hidden(m, l);
+        for (size_t i = 0; i < (size_t)n * fx.C; i++) loss += (double)h[i] * w[i];
+        if (grads) memcpy(student_hidden_grad(m, l), w, (size_t)n * fx.C * sizeof(float));
+    }
+    return loss;
+}
+
+/* Compares every gradient tensor with the fixture: max |diff| relative to
+ * the tensor's max |grad|. `factor` scales the reference (accumulation). */
+static double compare_grads(const float *grads, double factor, double tol, int verbose) {
+    student_config c = fx_cfg();
+    char name[128];
+    double worst = 0.0;
+    float *ref = NULL;
+    for (int i = 0; i < student_tensor_count(&c); i++) {
+        student_tensor t;
+        student_tensor_info(&c, i, &t);
+        snprintf(name, sizeof name, "grad/%s", t.name);
+        const float *r = fx_f32(name, t.numel);
+        ref = realloc(ref, t.numel * sizeof *ref);
+        for (size_t j = 0; j < t.numel; j++) ref[j] = (float)(factor * r[j]);
+        double rel = max_abs_diff(grads + t.offset, ref, t.numel) / fmax(max_abs(ref, t.numel), 1e-30);
+        if (verbose) printf("\n      %-38s max|g| %.3e  rel diff %.2e", t.name, max_abs(ref, t.numel), rel);
+        if (rel > tol) printf("\n      FAIL %s: rel diff %.3e > %.1e", t.name, rel, tol);
+        worst = fmax(worst, rel);
+    }
+    free(ref);
+    return worst;
+}
+
+/* -------------------------------------------------------------- tests */
+
+static void test_forward_f32(void) {
+    student_model *m = fx_model(STUDENT_F32, 1, fx.B);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    const int n = fx.B * fx.T;
+    CU_ASSERT_EQUAL_FATAL(student_forward(m, fx_get("tokens", "i32", (size_t)n), fx.B), RT_OK);
+    double d = max_abs_diff(student_logits(m), fx_f32("logits", (size_t)n * fx.V), (size_t)n * fx.V);
+    printf("\n    logits max abs diff %.3e (tol 1e-4)", d);
+    CU_ASSERT(d <= 1e-4);
+    char name[64];
+    for (int l = 0; l < fx.L; l++) {
+        snprintf(name, sizeof name, "hidden/%d", l);
+        d = max_abs_diff(student_hidden(m, l), fx_f32(name, (size_t)n * fx.C), (size_t)n * fx.C);
+        printf("\n    hidden %d max abs diff %.3e (tol 1e-4)", l, d);
+        CU_ASSERT(d <= 1e-4);
+    }
+    const double ce = student_loss_ce(student_logits(m), fx_get("targets", "i32", (size_t)n), n,
+                                      fx.V, NULL, 1.0f);
+    const double ref = fx_f64("ce_sum");
+    printf("\n    CE sum %.8f vs torch %.8f: rel diff %.2e (tol 1e-6)", ce, ref, fabs(ce - ref) / ref);
+    CU_ASSERT(fabs(ce - ref) / ref <= 1e-6);
+    /* a smaller batch uses its own plan and the first rows of the inputs */
+    CU_ASSERT_EQUAL_FATAL(student_forward(m, fx_get("tokens", "i32", (size_t)n), 2), RT_OK);
+    d = max_abs_diff(student_logits(m), fx_f32("logits", (size_t)n * fx.V), (size_t)2 * fx.T * fx.V);
+    printf("\n    B=2 logits max abs diff %.3e (tol 1e-4)", d);
+    CU_ASSERT(d <= 1e-4);
+    student_destroy(m);
+}
+
+static void test_backward_f32(void) {
+    student_model *m = fx_model(STUDENT_F32, 1, fx.B);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    const int n = fx.B * fx.T;
+    const int32_t *tokens = fx_get("tokens", "i32", (size_t)n);
+    CU_ASSERT_EQUAL_FATAL(student_forward(m, tokens, fx.B), RT_OK);
+    double loss = fx_loss(m, 1);
+    printf("\n    loss %.8f vs torch %.8f", loss, fx_f64("loss"));
+    CU_ASSERT(fabs(loss - fx_f64("loss")) <= 1e-5 * fabs(fx_f64("loss")));
+    CU_ASSERT_EQUAL_FATAL(student_backward(m, fx.B), RT_OK);
+    double worst = compare_grads(student_grads(m), 1.0, 1e-3, 1);
+    printf("\n    every gradient: worst max|diff|/max|g| %.3e (tol 1e-3)", worst);
+    CU_ASSERT(worst <= 1e-3);
+    /* gradients accumulate: a second forward+backward doubles them */
+    CU_ASSERT_EQUAL_FATAL(student_forward(m, tokens, fx.B), RT_OK);
+    fx_loss(m, 1);
+    CU_ASSERT_EQUAL_FATAL(student_backward(m, fx.B), RT_OK);
+    worst = compare_grads(student_grads(m), 2.0, 1e-3, 0);
+    printf("\n    accumulated twice: worst rel diff vs 2x torch %.3e (tol 1e-3)", worst);
+    CU_ASSERT(worst <= 1e-3);
+    student_zero_grad(m);
+    CU_ASSERT(max_abs(student_grads(m), student_block_size(m)) == 0.0);
+    /* the hidden-grad buffers are zeroed by forward */
+    CU_ASSERT_EQUAL_FATAL(student_forward(m, tokens, fx.B), RT_OK);
+    CU_ASSERT(max_abs(student_hidden_grad(m, 0), (size_t)n * fx.C) == 0.0);
+    student_destroy(m);
+}
+
+/* Central differences of the fixture loss, no PyTorch involved: for a few
+ * entries of several tensors (the largest |grad| of each, so the relative
+ * check is meaningful), (L(p+e) - L(p-e)) / 2e with e = 1e-3 against the
+ * analytic gradient. The loss is accumulated in double from float32
+ * forwards; float32 rounding of the logits (~1e-6) divided by 2e gives
+ * ~1e-3 absolute noise, hence tolerance |fd - g| <= 2e-3 + 2e-2 |g|. */
+static void test_finite_difference(void) {
+    student_model *m = fx_model(STUDENT_F32, 1, fx.B);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    const student_config *c = student_cfg(m);
+    const int n = fx.B * fx.T;
+    const int32_t *tokens = fx_get("tokens", "i32", (size_t)n);
+    CU_ASSERT_EQUAL_FATAL(student_forward(m, tokens, fx.B), RT_OK);
+    fx_loss(m, 1);
+    CU_ASSERT_EQUAL_FATAL(student_backward(m, fx.B), RT_OK);
+    const char *names[] = {"transformer.wte.weight",         "transformer.wpe.weight",
+                           "transformer.h.0.ln_1.weight",    "transformer.h.0.attn.c_attn.weight",
+                           "transformer.h.0.attn.c_attn.bias", "transformer.h.1.attn.c_proj.weight",
+                           "transformer.h.1.mlp.c_fc.weight", "transformer.h.1.mlp.c_proj.bias",
+                           "transformer.ln_f.bias"};
+    const float eps = 1e-3f;
+    double worst = 0.0;
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        student_tensor t;
+        student_tensor_info(c, student_tensor_find(c, names[k]), &t);
+        /* the 2 entries with the largest |grad| */
+        const float *g = student_grads(m) + t.offset;
+        size_t best[2] = {0, 0};
+        for (size_t j = 0; j < t.numel; j++)
+            if (fabsf(g[j]) > fabsf(g[best[0]])) best[1] = best[0], best[0] = j;
+            else if (j != best[0] && fabsf(g[j]) > fabsf(g[best[1]])) best[1] = j;
+        for (int b = 0; b < 2; b++) {
+            float *p = student_params(m) + t.offset + best[b];
+            const float orig = *p;
+            *p = orig + eps;
+            student_forward(m, tokens, fx.B);
+            const double lp = fx_loss(m, 0);
+            *p = orig - eps;
+            student_forward(m, tokens, fx.B);
+            const double lm = fx_loss(m, 0);
+            *p = orig;
+            const double fd = (lp - lm) / (2.0 * eps), an = g[best[b]];
+            const double err = fabs(fd - an), tol = 2e-3 + 2e-2 * fabs(an);
+            printf("\n      %-36s[%4zu] analytic % .6f  fd % .6f  |diff| %.2e (tol %.2e)", names[k],
+                   best[b], an, fd, err, tol);
+            CU_ASSERT(err <= tol);
+            worst = fmax(worst, err / tol);
+        }
+    }
+    printf("\n    finite differences: worst |diff|/tol %.3f (<= 1 passes)", worst);
+    student_destroy(m);
+}
+
+/* Cross-entropy against a plain double-precision softmax written here. */
+static void test_loss_ce(void) {
+    const int n = fx.B * fx.T, V = fx.V;
+    const float *z = fx_f32("logits", (size_t)n * V);
+    int32_t *tg = malloc((size_t)n * sizeof *tg);
+    memcpy(tg, fx_get("targets", "i32", (size_t)n), (size_t)n * sizeof *tg);
+    tg[5] = -1; /* masked position */
+    float *d = malloc((size_t)n * V * sizeof *d);
+    const float scale = 0.25f;
+    double got = student_loss_ce(z, tg, n, V, d, scale), ref = 0.0, worst = 0.0;
+    for (int i = 0; i < n; i++) {
+        const float *r = z + (size_t)i * V;
+        double mx = -INFINITY, s = 0.0;
+        for (int j = 0; j < V; j++) mx = fmax(mx, r[j]);
+        for (int j = 0; j < V; j++) s += exp(r[j] - mx);
+        if (tg[i] >= 0) ref += mx + log(s) - r[tg[i]];
+        for (int j = 0; j < V; j++) {
+            double want = tg[i] < 0 ? 0.0 : scale * (exp(r[j] - mx) / s - (j == tg[i]));
+            worst = fmax(worst, fabs(want - d[(size_t)i * V + j]));
+        }
+    }
+    printf("\n    CE sum %.8f vs double ref %.8f; dlogits max abs diff %.2e (tol 1e-6)", got, ref, worst);
+    CU_ASSERT(fabs(got - ref) <= 1e-6 * ref);
+    CU_ASSERT(worst <= 1e-6);
+    /* eval mode: no gradient buffer */
+    CU_ASSERT(fabs(student_loss_ce(z, tg, n, V, NULL, 1.0f) - ref) <= 1e-6 * ref);
+    free(tg);
+    free(d);
+}
+
+static void test_loss_kd(void) {
+    const int n = fx.B * fx.T, V = fx.V, k = fx.kd_k;
+    const float T = fx.kd_T;
+    const float *z = fx_f32("logits", (size_t)n * V);
+    /* teacher side: top-k of the teacher logits at T */
+    int32_t *ids = malloc((size_t)n * V * sizeof *ids);
+    float *lp = malloc((size_t)n * V * sizeof *lp), *tail = malloc((size_t)n * sizeof *tail);
+    student_teacher_topk(fx_f32("kd_teacher_logits", (size_t)n * V), n, V, T, k, ids, lp, tail);
+    int id_ok = memcmp(ids, fx_get("kd_topk_ids", "i32", (size_t)n * k), (size_t)n * k * 4) == 0;
+    double dlp = max_abs_diff(lp, fx_f32("kd_topk_logp", (size_t)n * k), (size_t)n * k);
+    double dtail = max_abs_diff(tail, fx_f32("kd_tail", (size_t)n), (size_t)n);
+    printf("\n    teacher top-%d: ids %s, logp max diff %.2e, tail max diff %.2e (tol 1e-5)", k,
+           id_ok ? "equal" : "DIFFER", dlp, dtail);
+    CU_ASSERT(id_ok);
+    CU_ASSERT(dlp <= 1e-5 && dtail <= 1e-5);
+
+    /* top-k KL with the tail bucket, on the fixture's own soft labels; the
+     * kernel ADDS into dlogits, so start from a known non-zero value */
+    float *d = malloc((size_t)n * V * sizeof *d);
+    const float scale = 0.5f, pre = 0.125f;
+    for (size_t i = 0; i < (size_t)n * V; i++) d[i] = pre;
+    double kl = student_loss_kd(z, n, V, T, fx_get("kd_topk_ids", "i32", (size_t)n * k),
+                                fx_f32("kd_topk_logp", (size_t)n * k), fx_f32("kd_tail", (size_t)n),
+                                k, d, scale);
+    const float *rg = fx_f32("kd_topk_grad", (size_t)n * V);
+    double worst = 0.0;
+    for (size_t i = 0; i < (size_t)n * V; i++)
+        worst = fmax(worst, fabs((double)d[i] - pre - scale * (double)rg[i]));
+    double ref = fx_f64("kd_topk_sum");
+    printf("\n    KD top-%d: sum %.8f vs torch %.8f (rel %.2e, tol 1e-5); grad max abs diff %.2e "
+           "(max |g| %.2e, tol 1e-6)",
+           k, kl, ref, fabs(kl - ref) / ref, worst, scale * max_abs(rg, (size_t)n * V));
+    CU_ASSERT(fabs(kl - ref) <= 1e-5 * ref);
+    CU_ASSERT(worst <= 1e-6);
+
+    /* dense: k = V, tail 0 -> exactly the textbook KL */
+    student_teacher_topk(fx_f32("kd_teacher_logits", (size_t)n * V), n, V, T, V, ids, lp, tail);
+    int order_ok = 1;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < V; j++) order_ok &= ids[(size_t)i * V + j] == j;
+    double dlp_dense = max_abs_diff(lp, fx_f32("kd_dense_logp", (size_t)n * V), (size_t)n * V);
+    printf("\n    teacher dense: ids in order %s, logp max diff %.2e (tol 1e-5), max tail %.1e",
+           order_ok ? "yes" : "NO", dlp_dense, max_abs(tail, (size_t)n));
+    CU_ASSERT(order_ok && dlp_dense <= 1e-5 && max_abs(tail, (size_t)n) == 0.0);
+    memset(d, 0, (size_t)n * V * sizeof *d);
+    kl = student_loss_kd(z, n, V, T, ids, fx_f32("kd_dense_logp", (size_t)n * V), tail, V, d, 1.0f);
+    ref = fx_f64("kd_dense_sum");
+    double gd = max_abs_diff(d, fx_f32("kd_dense_grad", (size_t)n * V), (size_t)n * V);
+    printf("\n    KD dense: sum %.8f vs torch %.8f (rel %.2e, tol 1e-5); grad max abs diff %.2e (tol 1e-6)",
+           kl, ref, fabs(kl - ref) / ref, gd);
+    CU_ASSERT(fabs(kl - ref) <= 1e-5 * ref);
+    CU_ASSERT(gd <= 1e-6);
+    /* eval mode */
+    CU_ASSERT(fabs(student_loss_kd(z, n, V, T, ids, fx_f32("kd_dense_logp", (size_t)n * V), tail,
+                                   V, NULL, 1.0f) - ref) <= 1e-5 * ref);
+
+    /* dense without ids (vocabulary order) and with the ids shuffled per
+     * row (the gather/scatter path) give the same sum and gradient */
+    {
+        const float *dl = fx_f32("kd_dense_logp", (size_t)n * V);
+        float *d2 = calloc((size_t)n * V, sizeof *d2), *lp2 = malloc((size_t)n * V * sizeof *lp2);
+        double k1 = student_loss_kd(z, n, V, T, NULL, dl, NULL, V, d2, 1.0f);
+        double g1 = max_abs_diff(d2, fx_f32("kd_dense_grad", (size_t)n * V), (size_t)n * V);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < V; j++) {
+                int32_t t = (int32_t)((j * 31 + i) % V); /* 31 coprime with 67 */
+                ids[(size_t)i * V + j] = t;
+                lp2[(size_t)i * V + j] = dl[(size_t)i * V + t];
+            }
+        memset(d2, 0, (size_t)n * V * sizeof *d2);
+        double k2 = student_loss_kd(z, n, V, T, ids, lp2, tail, V, d2, 1.0f);
+        double g2 = max_abs_diff(d2, fx_f32("kd_dense_grad", (size_t)n * V), (size_t)n * V);
+        printf("\n    KD dense, no ids: rel %.2e, grad %.2e; shuffled ids: rel %.2e, grad %.2e "
+               "(tol 1e-5, 1e-6)", fabs(k1 - ref) / ref, g1, fabs(k2 - ref) / ref, g2);
+        CU_ASSERT(fabs(k1 - ref) <= 1e-5 * ref && g1 <= 1e-6);
+        CU_ASSERT(fabs(k2 - ref) <= 1e-5 * ref && g2 <= 1e-6);
+        free(d2);
+        free(lp2);
+    }
+
+    /* fused CE + KD == the two kernels composed (top-k and dense) */
+    for (int dense = 0; dense < 2; dense++) {
+        const int32_t *tg = fx_get("targets", "i32", (size_t)n);
+        const int kk = dense ? V : k;
+        const int32_t *ki = dense ? NULL : fx_get("kd_topk_ids", "i32", (size_t)n * k);
+        const float *kl_p = dense ? fx_f32("kd_dense_logp", (size_t)n * V)
+                                  : fx_f32("kd_topk_logp", (size_t)n * k);
+        const float *kt = dense ? NULL : fx_f32("kd_tail", (size_t)n);
+        float *d1 = malloc((size_t)n * V * sizeof *d1), *d2 = malloc((size_t)n * V * sizeof *d2);
+        for (size_t i = 0; i < (size_t)n * V; i++) d2[i] = 99.0f; /* fused WRITES */
+        const float cs = 0.3f / n, ks = 0.7f * T * T / n;
+        double ce1 = student_loss_ce(z, tg, n, V, d1, cs);
+        double kd1 = student_loss_kd(z, n, V, T, ki, kl_p, kt, kk, d1, ks), kd2 = 0.0;
+        double ce2 = student_loss_distill(z, tg, n, V, T, ki, kl_p, kt, kk, d2, cs, ks, &kd2);
+        double gdiff = max_abs_diff(d1, d2, (size_t)n * V);
+        printf("\n    fused CE+KD (%s): CE %.2e, KL %.2e rel diff; grad max abs diff %.2e "
+               "(tol 1e-9, 1e-9, 1e-7)", dense ? "dense" : "top-k", fabs(ce1 - ce2) / ce1,
+               fabs(kd1 - kd2) / kd1, gdiff);
+        CU_ASSERT(fabs(ce1 - ce2) <= 1e-9 * ce1 && fabs(kd1 - kd2) <= 1e-9 * kd1 && gdiff <= 1e-7);
+        free(d1);
+        free(d2);
+    }
+
+    /* dense reverse KL and JSD */
+    struct { const char *name, *sum, *grad; } v[2] = {{"reverse KL", "rkl_sum", "rkl_grad"},
+                                                       {"JSD", "jsd_sum", "jsd_grad"}};
+    for (int i = 0; i < 2; i++) {
+        memset(d, 0, (size_t)n * V * sizeof *d);
+        const float *tl = fx_f32("kd_dense_logp", (size_t)n * V);
+        double s = i == 0 ? student_loss_rkl(z, n, V, T, tl, d, 1.0f)
+                          : student_loss_jsd(z, n, V, T, tl, d, 1.0f);
+        ref = fx_f64(v[i].sum);
+        double g = max_abs_diff(d, fx_f32(v[i].grad, (size_t)n * V), (size_t)n * V);
+        printf("\n    %s: sum %.8f vs torch %.8f (rel %.2e, tol 1e-5); grad max abs diff %.2e (tol 1e-6)",
+               v[i].name, s, ref, fabs(s - ref) / ref, g);
+        CU_ASSERT(fabs(s - ref) <= 1e-5 * ref);
+        CU_ASSERT(g <= 1e-6);
+    }
+    free(ids);
+    free(lp);
+    free(tail);
+    free(d);
+}
+
+static void test_adamw(void) {
+    student_model *m = fx_model(STUDENT_F32, 1, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    const double *hp = fx_get("adam_hparams", "f64", 5);
+    fx_fill_block(student_grads(m), "grad/");
+    student_adamw_step(m, (float)hp[0], (float)hp[1], (float)hp[2], (float)hp[3], (float)hp[4], 1);
+    fx_fill_block(student_grads(m), "adam_grad2/");
+    student_adamw_step(m, (float)hp[0], (float)hp[1], (float)hp[2], (float)hp[3], (float)hp[4], 2);
+    const size_t nb = student_block_size(m);
+    float *ref = calloc(nb, sizeof *ref);
+    const char *prefix[3] = {"adam_param/", "adam_m/", "adam_v/"};
+    float *got[3] = {student_params(m), student_adam_m(m), student_adam_v(m)};
+    for (int i = 0; i < 3; i++) {
+        fx_fill_block(ref, prefix[i]);
+        /* relative to each block's scale: params ~1, moments much smaller */
+        double d = max_abs_diff(got[i], ref, nb), s = max_abs(ref, nb);
+        printf("\n    AdamW x2 %-12s max abs diff %.2e (max |x| %.2e, tol 1e-6 * max)", prefix[i], d, s);
+        CU_ASSERT(d <= 1e-6 * s);
+    }
+    /* decay grouping: a no-decay tensor moved by Adam alone, checked above;
+     * here: the grad norm and scaling against a plain double sum */
+    fx_fill_block(student_grads(m), "grad/");
+    double want = 0.0;
+    const float *g = student_grads(m);
+    for (size_t i = 0; i < nb; i++) want += (double)g[i] * g[i];
+    want = sqrt(want);
+    double norm = student_grad_norm(m);
+    student_grad_scale(m, 0.5f);
+    double half = student_grad_norm(m);
+    printf("\n    grad norm %.9f vs %.9f; after scale 0.5: %.9f", norm, want, half);
+    CU_ASSERT(fabs(norm - want) <= 1e-9 * want);
+    CU_ASSERT(fabs(half - 0.5 * want) <= 1e-9 * want);
+    free(ref);
+    student_destroy(m);
+}
+
+static void test_lr_schedule(void) {
+    const float lr = 3e-4f;
+    /* warmup: linear from lr/warmup at step 1 to lr at step warmup */
+    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(1, lr, 10, 110), lr / 10, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(5, lr, 10, 110), lr / 2, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(10, lr, 10, 110), lr, 1e-9);
+    /* cosine: halfway between warmup and total is the mean of lr and 0.1 lr */
+    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(60, lr, 10, 110), 0.55 * lr, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(110, lr, 10, 110), 0.1 * lr, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(500, lr, 10, 110), 0.1 * lr, 1e-9);
+    /* no warmup: cosine from step 0, so step 1 is 1/total of the way */
+    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(1, lr, 0, 101), lr * (0.1 + 0.45 * (1 + cos(M_PI / 101))), 1e-9);
+    /* monotone after warmup */
+    for (int s = 11; s < 110; s++) CU_ASSERT(student_lr_at(s + 1, lr, 10, 110) <= student_lr_at(s, lr, 10, 110));
+}
+
+static void test_init(void) {
+    student_config c = fx_cfg();
+    c.n_layer = 4, c.d_model = 64, c.n_head = 4, c.d_ff = 256, c.vocab_size = 500;
+    student_model *a = NULL, *b = NULL;
+    CU_ASSERT_EQUAL_FATAL(student_create(&c, 1, STUDENT_F32, 0, &a), RT_OK);
+    CU_ASSERT_EQUAL_FATAL(student_create(&c, 1, STUDENT_F32, 0, &b), RT_OK);
+    student_init_weights(a, 42);
+    student_init_weights(b, 42);
+    const size_t nb = student_block_size(a);
+    CU_ASSERT(memcmp(student_params(a), student_params(b), nb * sizeof(float)) == 0);
+    student_init_weights(b, 43);
+    CU_ASSERT(memcmp(student_params(a), student_params(b), nb * sizeof(float)) != 0);
+    const float *p = student_params(a);
+    size_t used = 0;
+    for (int i = 0; i < student_tensor_count(&c); i++) {
+        student_tensor t;
+        student_tensor_info(&c, i, &t);
+        used += t.numel;
+        double s = 0, s2 = 0, mn = INFINITY, mx = -INFINITY;
+        for (size_t j = 0; j < t.numel; j++) {
+            double x = p[t.offset + j];
+            s += x, s2 += x * x, mn = fmin(mn, x), mx = fmax(mx, x);
+        }
+        const double mean = s / t.numel, sd = sqrt(s2 / t.numel - mean * mean);
+        if (strstr(t.name, "ln_") && strstr(t.name, "weight")) {
+            CU_ASSERT(mn == 1.0 && mx == 1.0);
+        } else if (t.ndim == 1) {
+            CU_ASSERT(mn == 0.0 && mx == 0.0);
+        } else {
+            double want = strstr(t.name, "c_proj.weight") ? 0.02 / sqrt(2.0 * c.n_layer) : 0.02;
+            if (fabs(sd - want) > 0.1 * want || fabs(mean) > 0.1 * want)
+                printf("\n    %s: mean %.2e sd %.4e, want sd %.4e", t.name, mean, sd, want);
+            CU_ASSERT(fabs(sd - want) <= 0.1 * want); /* >= 4096 samples: sd error ~1-2% */
+            CU_ASSERT(fabs(mean) <= 0.1 * want);
+        }
+    }
+    /* padding between tensors stays zero */
+    double pad = 0.0;
+    for (int i = 0; i + 1 < student_tensor_count(&c); i++) {
+        student_tensor t, u;
+        student_tensor_info(&c, i, &t);
+        student_tensor_info(&c, i + 1, &u);
+        for (size_t j = t.offset + t.numel; j < u.offset; j++) pad = fmax(pad, fabs(p[j]));
+    }
+    CU_ASSERT(pad == 0.0);
+    printf("\n    %zu parameters initialised; seed-deterministic; padding zero", used);
+    student_destroy(a);
+    student_destroy(b);
+}
+
+/* bf16 matmuls (f32 accumulation) against the f32 torch reference; bf16
+ * keeps 8 significant bits (relative rounding 2^-9 = 2e-3 per operand,
+ * compounded over 2 layers and the LM head), so the stated tolerances are
+ * 1e-2 of the largest |logit| for logits (0.12 here: the fixture's logits
+ * reach 12) and 5e-2 of each gradient tensor's max |g| for gradients. */
+static void test_bf16(void) {
+    student_model *m = fx_model(STUDENT_BF16, 1, fx.B);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    const int n = fx.B * fx.T;
+    const int32_t *tokens = fx_get("tokens", "i32", (size_t)n);
+    CU_ASSERT_EQUAL_FATAL(student_forward(m, tokens, fx.B), RT_OK);
+    const double tol = 1e-2 * max_abs(fx_f32("logits", (size_t)n * fx.V), (size_t)n * fx.V);
+    double d = max_abs_diff(student_logits(m), fx_f32("logits", (size_t)n * fx.V), (size_t)n * fx.V);
+    printf("\n    bf16 logits max abs diff %.3e (tol 1e-2 * max|logit| = %.3e)", d, tol);
+    CU_ASSERT(d <= tol);
+    fx_loss(m, 1);
+    CU_ASSERT_EQUAL_FATAL(student_backward(m, fx.B), RT_OK);
+    double worst = compare_grads(student_grads(m), 1.0, 5e-2, 0);
+    printf("\n    bf16 gradients: worst max|diff|/max|g| %.3e (tol 5e-2)", worst);
+    CU_ASSERT(worst <= 5e-2);
+    /* weights written through student_params() reach the bf16 copy */
+    float *p = student_params(m);
+    for (size_t i = 0; i < student_block_size(m); i++) p[i] = 0.0f;
+    fx_fill_block(student_params(m), "param/");
+    student_init_weights(m, 7);
+    fx_fill_block(student_params(m), "param/");
+    CU_ASSERT_EQUAL_FATAL(student_forward(m, tokens, fx.B), RT_OK);
+    double d2 = max_abs_diff(student_logits(m), fx_f32("logits", (size_t)n * fx.V), (size_t)n * fx.V);
+    printf("\n    bf16 after rewriting params: logits max abs diff %.3e (tol %.3e)", d2, tol);
+    CU_ASSERT(d2 <= tol);
+    /* AdamW writes the bf16 weight copy in its own pass: a model given the
+     * updated f32 weights (full conversion) must compute the same logits */
+    fx_fill_block(student_grads(m), "grad/");
+    student_adamw_step(m, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 1);
+    CU_ASSERT_EQUAL_FATAL(student_forward(m, tokens, fx.B), RT_OK);
+    student_model *m2 = NULL;
+    student_config c = fx_cfg();
+    CU_ASSERT_EQUAL_FATAL(student_create(&c, fx.B, STUDENT_BF16, 0, &m2), RT_OK);
+    memcpy(student_params(m2), student_params(m), student_block_size(m) * sizeof(float));
+    CU_ASSERT_EQUAL_FATAL(student_forward(m2, tokens, fx.B), RT_OK);
+    double d3 = max_abs_diff(student_logits(m), student_logits(m2), (size_t)n * fx.V);
+    printf("\n    bf16 weights after AdamW vs fresh conversion: logits max abs diff %.1e (tol 0)", d3);
+    CU_ASSERT(d3 == 0.0);
+    student_destroy(m2);
+    student_destroy(m);
+}
+
+/* KV-cache decoding equals the full forward at every position. */
+static void check_kv(student_precision prec, double tol_abs, double tol_rel) {
+    student_model *m = fx_model(prec, 0, fx.B);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    const int n = fx.B * fx.T, T = fx.T, V = fx.V;
+    const int32_t *tokens = fx_get("tokens", "i32", (size_t)n);
+    CU_ASSERT_EQUAL_FATAL(student_forward(m, tokens, fx.B), RT_OK);
+    float *full = malloc((size_t)n * V * sizeof *full), *lg = malloc((size_t)V * sizeof *lg);
+    memcpy(full, student_logits(m), (size_t)n * V * sizeof *full);
+    const double tol = tol_abs + tol_rel * max_abs(full, (size_t)n * V);
+    student_kv *kv = NULL;
+    CU_ASSERT_EQUAL_FATAL(student_infer_create(m, T, &kv), RT_OK);
+    double worst = 0.0;
+    for (int b = 0; b < fx.B; b++) {
+        const int32_t *seq = tokens + (size_t)b * T;
+        const int prompt = b == 0 ? 1 : (b == 1 ? 5 : T); /* 1-token, 5-token and full prompts */
+        student_infer_reset(kv);
+        CU_ASSERT_EQUAL_FATAL(student_infer_step(m, kv, seq, prompt, lg), RT_OK);
+        worst = fmax(worst, max_abs_diff(lg, full + ((size_t)b * T + prompt - 1) * V, (size_t)V));
+        for (int t = prompt; t < T; t++) {
+            CU_ASSERT_EQUAL_FATAL(student_infer_step(m, kv, seq + t, 1, lg), RT_OK);
+            worst = fmax(worst, max_abs_diff(lg, full + ((size_t)b * T + t) * V, (size_t)V));
+        }
+        CU_ASSERT_EQUAL(student_infer_len(kv), T);
+    }
+    printf("\n    %s KV-cache logits vs full forward: max abs diff %.3e (tol %.2e)",
+           prec == STUDENT_BF16 ? "bf16" : "f32", worst, tol);
+    CU_ASSERT(worst <= tol);
+    /* full cache: one more token is an argument error and changes nothing */
+    CU_ASSERT_EQUAL(student_infer_step(m, kv, tokens, 1, lg), RT_ERR_ARGS);
+    CU_ASSERT(strstr(rt_last_error(), "exceed") != NULL);
+    CU_ASSERT_EQUAL(student_infer_len(kv), T);
+    student_infer_reset(kv);
+    int32_t bad = V;
+    CU_ASSERT_EQUAL(student_infer_step(m, kv, &bad, 1, lg), RT_ERR_ARGS);
+    student_infer_destroy(kv);
+    student_infer_destroy(NULL);
+    free(full);
+    free(lg);
+    student_destroy(m);
+}
+
+static void test_kv_cache(void) {
+    check_kv(STUDENT_F32, 1e-4, 0.0);
+    /* bf16: the full forward runs attention in bf16, the cache path in f32,
+     * so only bf16-level agreement is expected: the bf16 test's 1e-2 of the
+     * largest |logit| */
+    check_kv(STUDENT_BF16, 0.0, 1e-2);
+}
+
+/* Everything together: forward, CE, backward, clipping and AdamW must fit
+ * one fixed batch (48 random targets) far below the uniform-guess loss
+ * ln(67) = 4.2 within 100 steps, in both precisions. */
+static void test_overfit(void) {
+    const int n = fx.B * fx.T;
+    const int32_t *tokens = fx_get("tokens", "i32", (size_t)n);
+    const int32_t *targets = fx_get("targets", "i32", (size_t)n);
+    for (int bf = 0; bf < 2; bf++) {
+        student_model *m = NULL;
+        student_config c = fx_cfg();
+        CU_ASSERT_EQUAL_FATAL(student_create(&c, fx.B, bf ? STUDENT_BF16 : STUDENT_F32, 1, &m), RT_OK);
+        student_init_weights(m, 99);
+        double first = 0.0, last = 0.0;
+        for (int step = 1; step <= 100; step++) {
+            CU_ASSERT_EQUAL_FATAL(student_forward(m, tokens, fx.B), RT_OK);
+            last = student_loss_ce(student_logits(m), targets, n, fx.V, student_dlogits(m),
+                                   1.0f / (float)n) / n;
+            if (step == 1) first = last;
+            CU_ASSERT_EQUAL_FATAL(student_backward(m, fx.B), RT_OK);
+            double norm = student_grad_norm(m);
+            if (norm > 1.0) student_grad_scale(m, (float)(1.0 / norm));
+            student_adamw_step(m, student_lr_at(step, 1e-2f, 10, 100), 0.9f, 0.95f, 1e-8f, 0.1f, step);
+            student_zero_grad(m);
+        }
+        printf("\n    %s: CE %.6f at step 1 -> %.6f at step 100 (must fall below 0.5)",
+               bf ? "bf16" : "f32", first, last);
+        CU_ASSERT(first > 3.5 && last < 0.5);
+        student_destroy(m);
+    }
+}
+
+static void test_errors(void) {
+    student_config c = fx_cfg();
+    student_model *m = NULL;
+    c.n_head = 5; /* 32 % 5 != 0 */
+    CU_ASSERT_EQUAL(student_create(&c, 2, STUDENT_F32, 1, &m), RT_ERR_ARGS);
+    CU_ASSERT_PTR_NULL(m);
+    c = fx_cfg();
+    CU_ASSERT_EQUAL(student_create(&c, 0, STUDENT_F32, 1, &m), RT_ERR_ARGS);
+    CU_ASSERT_EQUAL_FATAL(student_create(&c, 2, STUDENT_F32, 1, &m), RT_OK);
+    int32_t *tok = calloc((size_t)2 * c.seq_len, sizeof *tok);
+    tok[7] = c.vocab_size;
+    CU_ASSERT_EQUAL(student_forward(m, tok, 2), RT_ERR_ARGS);
+    CU_ASSERT(strstr(rt_last_error(), "vocabulary") != NULL);
+    tok[7] = -3;
+    CU_ASSERT_EQUAL(student_forward(m, tok, 2), RT_ERR_ARGS);
+    tok[7] = 0;
+    CU_ASSERT_EQUAL(student_forward(m, tok, 3), RT_ERR_ARGS); /* above the planned batch */
+    CU_ASSERT_EQUAL(student_backward(m, 2), RT_ERR_ARGS);     /* no forward yet */
+    CU_ASSERT_EQUAL(student_forward(m, tok, 1), RT_OK);
+    CU_ASSERT_EQUAL(student_backward(m, 2), RT_ERR_ARGS);     /* batch mismatch */
+    CU_ASSERT_EQUAL(student_backward(m, 1), RT_OK);
+    student_kv *kv = NULL;
+    CU_ASSERT_EQUAL(student_infer_create(m, c.seq_len + 1, &kv), RT_ERR_ARGS);
+    CU_ASSERT_PTR_NULL(kv);
+    student_destroy(m);
+    m = NULL;
+    CU_ASSERT_EQUAL_FATAL(student_create(&c, 1, STUDENT_F32, 0, &m), RT_OK);
+    CU_ASSERT_PTR_NULL(student_grads(m));
+    CU_ASSERT_PTR_NULL(student_dlogits(m));
+    CU_ASSERT_PTR_NULL(student_hidden_grad(m, 0));
+    CU_ASSERT_EQUAL(student_forward(m, tok, 1), RT_OK);
+    CU_ASSERT_EQUAL(student_backward(m, 1), RT_ERR_ARGS);
+    CU_ASSERT_EQUAL(student_block_size(m), student_block_floats(&c));
+    student_destroy(m);
+    student_destroy(NULL);
+    free(tok);
+}
+
+int main(void) {
+    if (fx_load() != 0) {
+        fprintf(stderr, "test_student: cannot load the fixture from %s\n", RT_FIXTURES_DIR);
+        return 1;
+    }
+    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
+    CU_pSuite s = CU_add_suite("student", NULL, NULL);
+    CU_add_test(s, "forward f32 vs torch", test_forward_f32);
+    CU_add_test(s, "backward f32 vs torch (every gradient)", test_backward_f32);
+    CU_add_test(s, "finite differences", test_finite_difference);
+    CU_add_test(s, "cross-entropy kernel", test_loss_ce);
+    CU_add_test(s, "distillation kernels vs torch", test_loss_kd);
+    CU_add_test(s, "AdamW vs torch.optim.AdamW, grad norm", test_adamw);
+    CU_add_test(s, "learning-rate schedule", test_lr_schedule);
+    CU_add_test(s, "GPT-2 init", test_init);
+    CU_add_test(s, "bf16 vs torch", test_bf16);
+    CU_add_test(s, "KV-cache decoding == full forward", test_kv_cache);
+    CU_add_test(s, "overfit one batch (f32, bf16)", test_overfit);
+    CU_add_test(s, "argument errors", test_errors);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    CU_cleanup_registry();
+    free(fx.e);
+    free(fx.blob);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,277 @@
+/* `retort bench`: speed of retort's engines on synthetic data.
+ *
+ * `retort bench student` times exactly what a student rank does per step in
+ * distillation, on random tokens and random dense teacher logits turned
+ * into soft labels once (the teacher's work is not part of the step):
+ * forward, loss = alpha*T^2*KL(p_T || q_T) + (1-alpha)*CE (fused vocabulary
+ * kernel student_loss_distill writing dlogits), backward, gradient clipping +
+ * AdamW + zeroing.
+ * tests/bench/bench_student_torch.py runs the same step in PyTorch and
+ * tests/bench/bench_student.sh runs both side by side.
+ *
+ * Reported FLOPs (stated in the output as the formula): 6 * N * tokens for
+ * the matmul parameters (N = all parameters except wpe, which is a lookup;
+ * wte counts once, as the LM head) plus 12 * L * B * T^2 * C for attention
+ * (QK^T and PV, full T x T as computed, forward + 2x backward). */
+#include "bench.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "rt_status.h"
+#include "student.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t bench_rng(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* ------------------------------------------------------- bench student */
+
+static const cli_option student_options[] = {
+    {.name = "layers", .type = CLI_INT, .metavar = "N", .def = "4", .min = 1, .max = 1024,
+     .help = "Transformer blocks."},
+    {.name = "dim", .type = CLI_INT, .metavar = "N", .def = "256", .min = 1, .max = 65536,
+     .help = "Residual width d_model."},
+    {.name = "heads", .type = CLI_INT, .metavar = "N", .def = "4", .min = 1, .max = 1024,
+     .help = "Attention heads (must divide --dim)."},
+    {.name = "ff", .type = CLI_INT, .metavar = "N", .def = "1024", .min = 1, .max = 262144,
+     .help = "MLP hidden width d_ff."},
+    {.name = "vocab", .type = CLI_INT, .metavar = "N", .def = "8192", .min = 2, .max = 1048576,
+     .help = "Vocabulary size."},
+    {.name = "seq", .type = CLI_INT, .metavar = "N", .def = "256", .min = 1, .max = 65536,
+     .help = "Sequence length T of every row."},
+    {.name = "batch", .type = CLI_INT, .metavar = "N", .def = "8", .min = 1, .max = 65536,
+     .help = "Rows per step (one micro-batch)."},
+    {.name = "steps", .type = CLI_INT, .metavar = "N", .def = "10", .min = 1, .max = 100000,
+     .help = "Timed steps; the report averages them."},
+    {.name = "warmup", .type = CLI_INT, .metavar = "N", .def = "2", .min = 0, .max = 100000,
+     .help = "Untimed steps first (oneDNN JIT, page faults)."},
+    {.name = "bf16", .type = CLI_BOOL,
+     .help = "bf16 matmuls with f32 accumulation and f32 master weights (default f32)."},
+    {.name = "temperature", .type = CLI_REAL, .metavar = "T", .def = "2", .min = 0.01, .max = 100,
+     .help = "Distillation temperature."},
+    {.name = "alpha", .type = CLI_REAL, .metavar = "A", .def = "0.5", .min = 0, .max = 1,
+     .help = "Weight of the KL term; CE gets 1 - A."},
+    {.name = "topk", .type = CLI_INT, .metavar = "K", .def = "0", .min = 0, .max = 1048576,
+     .help = "Soft labels as top-K + tail (0 = dense, K = vocab)."},
+    {.name = "seed", .type = CLI_INT, .metavar = "S", .def = "1234",
+     .help = "Seed of the weights and the random data."},
+    {.name = "profile", .type = CLI_BOOL,
+     .help = "Also report time per kernel class (matmuls, attention, LayerNorm, loss "
+             "kernels, ...) per step."},
+    {.name = "json", .type = CLI_BOOL, .help = "Print one JSON object instead of text."},
+    {0},
+};
+
+static const cli_spec student_spec = {
+    .name = "bench student",
+    .description =
+        "Time a full distillation step of the student on random data: forward, loss = "
+        "alpha*T^2*KL(p_T || q_T) + (1-alpha)*CE against random dense teacher soft labels, "
+        "backward, gradient clipping to norm 1 and AdamW. Reports tokens/s, step time, a "
+        "per-phase breakdown and achieved GFLOP/s (6*N*tokens + attention). Threads: "
+        "OMP_NUM_THREADS.",
+    .options = student_options,
+    .max_positional = 0,
+    .epilog = "example:\n  retort bench student --layers 4 --dim 256 --heads 4 --ff 1024 "
+              "--vocab 8192 --seq 256 --batch 8 --steps 10 --bf16 --json\n",
+};
+
+enum { PH_FWD, PH_LOSS, PH_BWD, PH_OPT, N_PHASES };
+static const char *const phase_names[N_PHASES] = {"forward", "loss", "backward", "optimizer"};
+
+int trainer_bench_student(int argc, char **argv) {
+    cli_args *a = NULL;
+    int rc = cli_parse(&student_spec, argc, argv, &a);
+    if (rc >= 0) return rc;
+    rt_status st = RT_OK;
+    student_model *m = NULL;
+    int32_t *tokens = NULL, *targets = NULL, *ids = NULL;
+    float *tlogits = NULL, *logp = NULL, *tail = NULL;
+
+    student_config c = {
+        .n_layer = (int)cli_int(a, "layers"), .n_head = (int)cli_int(a, "heads"),
+        .d_model = (int)cli_int(a, "dim"),    .d_ff = (int)cli_int(a, "ff"),
+        .vocab_size = (int)cli_int(a, "vocab"), .seq_len = (int)cli_int(a, "seq"),
+    };
+    const int B = (int)cli_int(a, "batch"), steps = (int)cli_int(a, "steps"),
+              warmup = (int)cli_int(a, "warmup"), json = cli_flag(a, "json");
+    const int bf16 = cli_flag(a, "bf16"), profile = cli_flag(a, "profile");
+    const float T = (float)cli_real(a, "temperature"), alpha = (float)cli_real(a, "alpha");
+    int k = (int)cli_int(a, "topk");
+    uint64_t seed = (uint64_t)cli_int(a, "seed");
+    if (k == 0 || k > c.vocab_size) k = c.vocab_size;
+    const int n = B * c.seq_len, V = c.vocab_size;
+
+    if ((st = student_create(&c, B, bf16 ? STUDENT_BF16 : STUDENT_F32, 1, &m)) != RT_OK)
+        goto cleanup;
+    student_init_weights(m, seed);
+    tokens = malloc((size_t)n * sizeof *tokens);
+    targets = malloc((size_t)n * sizeof *targets);
+    tlogits = malloc((size_t)n * V * sizeof *tlogits);
+    /* dense soft labels carry no ids: tokens are in vocabulary order */
+    ids = k < V ? malloc((size_t)n * k * sizeof *ids) : NULL;
+    logp = malloc((size_t)n * k * sizeof *logp);
+    tail = malloc((size_t)n * sizeof *tail);
+    if (!tokens || !targets || !tlogits || (k < V && !ids) || !logp || !tail) {
+        st = rt_fail(RT_ERR_NOMEM, "bench student: out of memory for %d x %d soft labels", n, V);
+        goto cleanup;
+    }
+    for (int i = 0; i < n; i++) {
+        tokens[i] = (int32_t)(bench_rng(&seed) % (uint64_t)V);
+        targets[i] = (int32_t)(bench_rng(&seed) % (uint64_t)V);
+    }
+    /* teacher logits ~ N(0, 2^2): soft labels with a realistic spread */
+    for (size_t i = 0; i < (size_t)n * V; i += 2) {
+        double u1 = ((double)(bench_rng(&seed) >> 11) + 1.0) * 0x1.0p-53;
+        double u2 = (double)(bench_rng(&seed) >> 11) * 0x1.0p-53;
+        double r = 2.0 * sqrt(-2.0 * log(u1));
+        tlogits[i] = (float)(r * cos(2.0 * M_PI * u2));
+        if (i + 1 < (size_t)n * V) tlogits[i + 1] = (float)(r * sin(2.0 * M_PI * u2));
+    }
+    student_teacher_topk(tlogits, n, V, T, k, ids, logp, tail);
+    free(tlogits);
+    tlogits = NULL;
+
+    const float lr = 3e-4f, clip = 1.0f;
+    double ph[N_PHASES] = {0}, loss = 0.0, t_total = 0.0;
+    for (int s = 0; s < warmup + steps; s++) {
+        double t[N_PHASES + 1];
+        if (s == warmup) student_profile_reset(m, profile);
+        t[0] = now_s();
+        if ((st = student_forward(m, tokens, B)) != RT_OK) goto cleanup;
+        t[1] = now_s();
+        float *lg = student_logits(m), *dl = student_dlogits(m);
+        double kl = 0.0;
+        double ce = student_loss_distill(lg, targets, n, V, T, ids, logp, tail, k, dl,
+                                         (1.0f - alpha) / (float)n, alpha * T * T / (float)n, &kl);
+        loss = ((1.0 - alpha) * ce + alpha * T * T * kl) / n;
+        t[2] = now_s();
+        if ((st = student_backward(m, B)) != RT_OK) goto cleanup;
+        t[3] = now_s();
+        double norm = student_grad_norm(m);
+        if (norm > clip) student_grad_scale(m, (float)(clip / norm));
+        student_adamw_step(m, student_lr_at(s + 1, lr, 1, warmup + steps), 0.9f, 0.95f, 1e-8f, 0.1f,
+                           s + 1);
+        student_zero_grad(m);
+        t[4] = now_s();
+        if (s >= warmup) {
+            for (int p = 0; p < N_PHASES; p++) ph[p] += t[p + 1] - t[p];
+            t_total += t[4] - t[0];
+        }
+    }
+
+    {
+        const double step_s = t_total / steps, tok = (double)n;
+        size_t wpe = (size_t)c.seq_len * c.d_model;
+        const double N = (double)(student_param_count(&c) - wpe);
+        const double flops = 6.0 * N * tok + 12.0 * c.n_layer * (double)B * c.seq_len *
+                                                  (double)c.seq_len * c.d_model;
+        if (json) {
+            printf("{\"target\": \"student\", \"impl\": \"retort\", \"precision\": \"%s\", "
+                   "\"layers\": %d, \"dim\": %d, \"heads\": %d, \"ff\": %d, \"vocab\": %d, "
+                   "\"seq\": %d, \"batch\": %d, \"steps\": %d, \"warmup\": %d, \"threads\": %d, "
+                   "\"topk\": %d, \"params\": %zu, \"tokens_per_step\": %d, "
+                   "\"step_ms\": %.3f, \"tokens_per_s\": %.1f, \"gflop_per_step\": %.3f, "
+                   "\"gflop_per_s\": %.1f, \"phase_ms\": {",
+                   bf16 ? "bf16" : "f32", c.n_layer, c.d_model, c.n_head, c.d_ff, V, c.seq_len, B,
+                   steps, warmup, omp_get_max_threads(), k, student_param_count(&c), n,
+                   1e3 * step_s, tok / step_s, flops * 1e-9, flops * 1e-9 / step_s);
+            for (int p = 0; p < N_PHASES; p++)
+                printf("%s\"%s\": %.3f", p ? ", " : "", phase_names[p], 1e3 * ph[p] / steps);
+            printf("}");
+            if (profile) {
+                const char *names[32];
+                double sec[32];
+                int np = student_profile_get(m, names, sec, 32);
+                printf(", \"kernel_ms\": {");
+                for (int i = 0; i < np; i++)
+                    printf("%s\"%s\": %.3f", i ? ", " : "", names[i], 1e3 * sec[i] / steps);
+                printf("}");
+            }
+            printf(", \"loss\": %.6f}\n", loss);
+        } else {
+            printf("bench student (%s, %d threads): L=%d C=%d H=%d F=%d V=%d T=%d B=%d, %zu "
+                   "parameters\n",
+                   bf16 ? "bf16" : "f32", omp_get_max_threads(), c.n_layer, c.d_model, c.n_head,
+                   c.d_ff, V, c.seq_len, B, student_param_count(&c));
+            printf("  step %.1f ms, %.0f tokens/s, %.1f GFLOP/s (%.2f GFLOP per step)\n",
+                   1e3 * step_s, tok / step_s, flops * 1e-9 / step_s, flops * 1e-9);
+            for (int p = 0; p < N_PHASES; p++)
+                printf("  %-10s %8.2f ms\n", phase_names[p], 1e3 * ph[p] / steps);
+            if (profile) {
+                const char *names[32];
+                double sec[32];
+                int np = student_profile_get(m, names, sec, 32);
+                printf("  kernels per step (forward, backward, optimizer):\n");
+                for (int i = 0; i < np; i++)
+                    printf("    %-24s %8.2f ms\n", names[i], 1e3 * sec[i] / steps);
+            }
+            printf("  loss after %d steps: %.4f\n", warmup + steps, loss);
+        }
+    }
+cleanup:
+    student_destroy(m);
+    free(tokens);
+    free(targets);
+    free(tlogits);
+    free(ids);
+    free(logp);
+    free(tail);
+    cli_args_free(a);
+    return rt_report(st);
+}
+
+/* --------------------------------------------------------------- bench */
+
+typedef struct {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+} bench_target;
+
+static const bench_target targets_table[] = {
+    {"student", "time a full distillation training step of the student", trainer_bench_student},
+};
+enum { N_TARGETS = (int)(sizeof targets_table / sizeof targets_table[0]) };
+
+static void bench_usage(FILE *f) {
+    fprintf(f, "usage: retort bench <target> [options]\n"
+               "       retort bench <target> --help\n\n"
+               "Measure the speed of retort's engines on synthetic data. Prints text, or one\n"
+               "JSON object per run with --json.\n\ntargets:\n");
+    for (int i = 0; i < N_TARGETS; i++)
+        fprintf(f, "  %-10s %s\n", targets_table[i].name, targets_table[i].summary);
+    fprintf(f, "\noptions:\n  -h, --help  show this help and exit\n");
+}
+
+int trainer_cmd_bench(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "retort: bench needs a target (");
+        for (int i = 0; i < N_TARGETS; i++) fprintf(stderr, "%s%s", i ? ", " : "", targets_table[i].name);
+        fprintf(stderr, "); see 'retort bench --help'\n");
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        bench_usage(stdout);
+        return 0;
+    }
+    for (int i = 0; i < N_TARGETS; i++)
+        if (strcmp(argv[1], targets_table[i].name) == 0) return targets_table[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "retort: bench: unknown target '%s'; see 'retort bench --help'\n", argv[1]);
+    return 2;
+}

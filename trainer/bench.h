@@ -1,0 +1,19 @@
+/* `retort bench`: speed measurements of retort's engines.
+ *
+ *   retort bench student [--layers N --dim N --heads N --ff N --vocab N --seq N
+ *                         --batch N --steps N --warmup N --bf16 --json ...]
+ *
+ * argv[0] is "bench", argv[1] the target; each target parses its own flags
+ * (--help, exit 2 on unknown flags) and prints one JSON object with --json. */
+#ifndef TRAINER_BENCH_H
+#define TRAINER_BENCH_H
+
+/* Entry point of `retort bench`; returns the process exit code. */
+int trainer_cmd_bench(int argc, char **argv);
+
+/* `retort bench student`: a full distillation step (forward, fused CE +
+ * soft-label KL loss, backward, grad clip + AdamW) on random data.
+ * argv[0] is "student". */
+int trainer_bench_student(int argc, char **argv);
+
+#endif

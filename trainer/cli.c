@@ -1,0 +1,850 @@
+/* The command-line parser (see cli.h) and the option table of every retort
+ * command.
+ *
+ * The tables live here rather than next to each implementation so that
+ * `retort <cmd> --help` and argument checking exist for every command from
+ * the first build on, and an implementation that lands later parses with
+ * the very table its help was generated from. */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmds.h"
+#include "config.h"
+
+enum { HELP_WIDTH = 80, HELP_COL = 26 };
+
+struct cli_args {
+    const cli_spec *spec;
+    int n_opts;
+    int *count;               /* (n_opts) values given per option */
+    const char ***values;     /* (n_opts) arrays of up to argc values */
+    const char **positionals; /* (n_pos) */
+    int n_pos;
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static int n_options(const cli_spec *s) {
+    int n = 0;
+    while (s->options && s->options[n].name) n++;
+    return n;
+}
+
+static int find_option(const cli_spec *s, const char *name, size_t len) {
+    for (int i = 0; s->options && s->options[i].name; i++)
+        if (strlen(s->options[i].name) == len && strncmp(s->options[i].name, name, len) == 0)
+            return i;
+    return -1;
+}
+
+static bool bounded(const cli_option *o) { return o->min != 0 || o->max != 0; }
+
+void cli_fmt_number(char *buf, size_t cap, double x) {
+    if (isinf(x)) {
+        snprintf(buf, cap, "%s", x > 0 ? "inf" : "-inf");
+        return;
+    }
+    if (x == floor(x) && fabs(x) >= 1e6) {
+        int e = (int)floor(log10(fabs(x)) + 1e-9);
+        if (fabs(x) == pow(10, e) && e <= 300) {
+            snprintf(buf, cap, "%s1e%d", x < 0 ? "-" : "", e);
+            return;
+        }
+    }
+    if (x == floor(x) && fabs(x) < 1e15)
+        snprintf(buf, cap, "%.0f", x);
+    else
+        snprintf(buf, cap, "%g", x);
+}
+
+/* "[lo, hi]" or ">= lo" (words joined so the help never splits them). */
+static void fmt_range(char *buf, size_t cap, const cli_option *o) {
+    char lo[32], hi[32];
+    cli_fmt_number(lo, sizeof lo, o->min);
+    cli_fmt_number(hi, sizeof hi, o->max);
+    if (isinf(o->max))
+        snprintf(buf, cap, ">=" CLI_NBSP "%s", lo);
+    else
+        snprintf(buf, cap, "in [%s," CLI_NBSP "%s]", lo, hi);
+}
+
+static bool choice_ok(const char *choices, const char *v) {
+    size_t len = strlen(v);
+    for (const char *p = choices; *p;) {
+        const char *bar = strchr(p, '|');
+        size_t n = bar ? (size_t)(bar - p) : strlen(p);
+        if (n == len && strncmp(p, v, n) == 0) return true;
+        p += n + (bar ? 1 : 0);
+    }
+    return false;
+}
+
+/* "a|b|c" -> "a, b, c". */
+static void choices_list(char *buf, size_t cap, const char *choices) {
+    size_t k = 0;
+    for (const char *p = choices; *p && k + 3 < cap; p++) {
+        if (*p == '|') {
+            buf[k++] = ',';
+            buf[k++] = ' ';
+        } else {
+            buf[k++] = *p;
+        }
+    }
+    buf[k] = '\0';
+}
+
+/* Validates one value of option `o`; the message names the command and option. */
+static rt_status check_value(const cli_spec *s, const cli_option *o, const char *v) {
+    char range[80];
+    fmt_range(range, sizeof range, o);
+    for (char *p = range; *p; p++)
+        if (*p == CLI_NBSP[0]) *p = ' ';
+    switch (o->type) {
+    case CLI_BOOL:
+    case CLI_STRING:
+        break;
+    case CLI_INT: {
+        char *end = NULL;
+        errno = 0;
+        long long x = strtoll(v, &end, 10);
+        if (*v == '\0' || *end != '\0' || errno == ERANGE) {
+            if (bounded(o))
+                return rt_fail(RT_ERR_ARGS, "%s: --%s expects an integer %s, got '%s'", s->name,
+                               o->name, range, v);
+            return rt_fail(RT_ERR_ARGS, "%s: --%s expects an integer, got '%s'", s->name,
+                           o->name, v);
+        }
+        if (bounded(o) && ((double)x < o->min || (double)x > o->max))
+            return rt_fail(RT_ERR_ARGS, "%s: --%s must be %s, got %s", s->name, o->name, range,
+                           v);
+        break;
+    }
+    case CLI_REAL: {
+        char *end = NULL;
+        errno = 0;
+        double x = strtod(v, &end);
+        if (*v == '\0' || *end != '\0' || errno == ERANGE || !isfinite(x)) {
+            if (bounded(o))
+                return rt_fail(RT_ERR_ARGS, "%s: --%s expects a number %s, got '%s'", s->name,
+                               o->name, range, v);
+            return rt_fail(RT_ERR_ARGS, "%s: --%s expects a number, got '%s'", s->name,
+                           o->name, v);
+        }
+        if (bounded(o) && (x < o->min || x > o->max))
+            return rt_fail(RT_ERR_ARGS, "%s: --%s must be %s, got %s", s->name, o->name, range,
+                           v);
+        break;
+    }
+    case CLI_CHOICE:
+        if (!choice_ok(o->choices, v)) {
+            char list[256];
+            choices_list(list, sizeof list, o->choices);
+            return rt_fail(RT_ERR_ARGS, "%s: --%s must be one of %s, got '%s'", s->name,
+                           o->name, list, v);
+        }
+        break;
+    }
+    if (o->check && o->check(v) != RT_OK) {
+        char why[768];
+        snprintf(why, sizeof why, "%s", rt_last_error());
+        return rt_fail(RT_ERR_ARGS, "%s: --%s: %s", s->name, o->name, why);
+    }
+    return RT_OK;
+}
+
+static bool is_help(const char *a) { return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0; }
+
+/* "--x" (not the bare "--" terminator) and "-x" look like options; "-" and
+ * negative numbers ("-3", "-0.5") are values. */
+static bool looks_like_option(const char *a) {
+    if (a[0] != '-' || a[1] == '\0') return false;
+    if (a[1] == '-') return a[2] != '\0';
+    return !(a[1] >= '0' && a[1] <= '9') && a[1] != '.';
+}
+
+static rt_status unknown_option(const cli_spec *s, const char *arg, size_t len) {
+    const char *names[64];
+    int n = 0;
+    for (int i = 0; s->options && s->options[i].name && n < 64; i++)
+        names[n++] = s->options[i].name;
+    char word[128];
+    const char *bare = arg + (arg[1] == '-' ? 2 : 1);
+    size_t blen = len - (size_t)(bare - arg);
+    snprintf(word, sizeof word, "%.*s", (int)(blen < sizeof word ? blen : sizeof word - 1), bare);
+    const char *near = cli_closest(word, names, n);
+    if (near)
+        return rt_fail(RT_ERR_ARGS, "%s: unknown option '%.*s' (did you mean --%s?)", s->name,
+                       (int)len, arg, near);
+    return rt_fail(RT_ERR_ARGS, "%s: unknown option '%.*s' (see 'retort %s --help')", s->name,
+                   (int)len, arg, s->name);
+}
+
+/* ------------------------------------------------------------- parser */
+
+void cli_args_free(cli_args *a) {
+    if (!a) return;
+    if (a->values)
+        for (int i = 0; i < a->n_opts; i++) free(a->values[i]);
+    free(a->values);
+    free(a->count);
+    free(a->positionals);
+    free(a);
+}
+
+static rt_status add_value(cli_args *a, int opt, const char *v, int cap) {
+    const cli_option *o = &a->spec->options[opt];
+    if (!a->values[opt]) {
+        a->values[opt] = calloc((size_t)cap, sizeof(char *));
+        if (!a->values[opt]) return rt_fail(RT_ERR_NOMEM, "out of memory parsing arguments");
+    }
+    if (a->count[opt] > 0 && !(o->flags & (CLI_REPEAT | CLI_MANY)) && o->type != CLI_BOOL)
+        return rt_fail(RT_ERR_ARGS, "%s: --%s given twice ('%s' and '%s'); give it once",
+                       a->spec->name, o->name, a->values[opt][a->count[opt] - 1], v);
+    if (o->type != CLI_BOOL) RT_TRY(check_value(a->spec, o, v));
+    RT_ASSERT(a->count[opt] < cap);
+    a->values[opt][a->count[opt]++] = v;
+    return RT_OK;
+}
+
+rt_status cli_parse_args(const cli_spec *spec, int argc, char **argv, cli_args **out,
+                         bool *help) {
+    rt_status st = RT_OK;
+    cli_args *a = NULL;
+    *out = NULL;
+    *help = false;
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (is_help(argv[i])) {
+            *help = true;
+            return RT_OK;
+        }
+
+    const int cap = argc > 1 ? argc : 1;
+    a = calloc(1, sizeof *a);
+    if (!a) return rt_fail(RT_ERR_NOMEM, "out of memory parsing arguments");
+    a->spec = spec;
+    a->n_opts = n_options(spec);
+    a->count = calloc((size_t)a->n_opts + 1, sizeof(int));
+    a->values = calloc((size_t)a->n_opts + 1, sizeof(char **));
+    a->positionals = calloc((size_t)cap, sizeof(char *));
+    if (!a->count || !a->values || !a->positionals) {
+        st = rt_fail(RT_ERR_NOMEM, "out of memory parsing arguments");
+        goto cleanup;
+    }
+
+    bool only_positional = false;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (only_positional || !looks_like_option(arg)) {
+            if (!only_positional && strcmp(arg, "--") == 0) {
+                only_positional = true;
+                continue;
+            }
+            if (spec->max_positional >= 0 && a->n_pos >= spec->max_positional) {
+                if (spec->max_positional == 0)
+                    st = rt_fail(RT_ERR_ARGS,
+                                 "%s: unexpected argument '%s' (it takes options only)",
+                                 spec->name, arg);
+                else
+                    st = rt_fail(RT_ERR_ARGS, "%s: unexpected argument '%s' (takes at most %d %s)",
+                                 spec->name, arg, spec->max_positional, spec->positional);
+                goto cleanup;
+            }
+            a->positionals[a->n_pos++] = arg;
+            continue;
+        }
+        if (arg[1] != '-') { /* single-dash options other than -h do not exist */
+            st = unknown_option(spec, arg, strlen(arg));
+            goto cleanup;
+        }
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        int k = find_option(spec, name, len);
+        if (k < 0) {
+            st = unknown_option(spec, arg, len + 2);
+            goto cleanup;
+        }
+        const cli_option *o = &spec->options[k];
+        if (o->type == CLI_BOOL) {
+            if (eq) {
+                st = rt_fail(RT_ERR_ARGS, "%s: --%s is a flag and takes no value (got '%s')",
+                             spec->name, o->name, eq + 1);
+                goto cleanup;
+            }
+            if ((st = add_value(a, k, "true", cap)) != RT_OK) goto cleanup;
+            continue;
+        }
+        if (eq) {
+            if ((st = add_value(a, k, eq + 1, cap)) != RT_OK) goto cleanup;
+            continue;
+        }
+        bool next_is_value = i + 1 < argc && !looks_like_option(argv[i + 1]) &&
+                             strcmp(argv[i + 1], "--") != 0;
+        if (!next_is_value) {
+            if (o->flags & CLI_OPTIONAL_VALUE) {
+                if ((st = add_value(a, k, o->implicit, cap)) != RT_OK) goto cleanup;
+                continue;
+            }
+            if (i + 1 < argc && strcmp(argv[i + 1], "--") != 0)
+                st = rt_fail(RT_ERR_ARGS,
+                             "%s: --%s needs a value (%s) but is followed by '%s' "
+                             "(write --%s=VALUE for a value that starts with '-')",
+                             spec->name, o->name, o->metavar, argv[i + 1], o->name);
+            else
+                st = rt_fail(RT_ERR_ARGS, "%s: --%s needs a value (%s)", spec->name, o->name,
+                             o->metavar);
+            goto cleanup;
+        }
+        if ((st = add_value(a, k, argv[++i], cap)) != RT_OK) goto cleanup;
+        if (o->flags & CLI_MANY)
+            while (i + 1 < argc && !looks_like_option(argv[i + 1]) &&
+                   strcmp(argv[i + 1], "--") != 0)
+                if ((st = add_value(a, k, argv[++i], cap)) != RT_OK) goto cleanup;
+    }
+
+    for (int k = 0; k < a->n_opts; k++) {
+        const cli_option *o = &spec->options[k];
+        if ((o->flags & CLI_REQUIRED) && a->count[k] == 0) {
+            st = rt_fail(RT_ERR_ARGS,
+                         "%s: missing required option --%s %s%s (see 'retort %s --help')",
+                         spec->name, o->name, o->metavar ? o->metavar : "",
+                         (o->flags & CLI_MANY) ? "..." : "", spec->name);
+            goto cleanup;
+        }
+    }
+    if (a->n_pos < spec->min_positional) {
+        st = rt_fail(RT_ERR_ARGS, "%s: missing %s (see 'retort %s --help')", spec->name,
+                     spec->positional, spec->name);
+        goto cleanup;
+    }
+    *out = a;
+    a = NULL;
+cleanup:
+    cli_args_free(a);
+    return st;
+}
+
+int cli_parse(const cli_spec *spec, int argc, char **argv, cli_args **out) {
+    bool help = false;
+    rt_status st = cli_parse_args(spec, argc, argv, out, &help);
+    if (st != RT_OK) return rt_report(st);
+    if (help) {
+        cli_print_help(spec, stdout);
+        return 0;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------ getters */
+
+static int option_index(const cli_args *a, const char *name) {
+    int k = find_option(a->spec, name, strlen(name));
+    RT_ASSERT(k >= 0); /* a command asked for an option its table lacks */
+    return k;
+}
+
+bool cli_has(const cli_args *a, const char *name) { return a->count[option_index(a, name)] > 0; }
+
+const char *cli_str(const cli_args *a, const char *name) {
+    int k = option_index(a, name);
+    if (a->count[k] > 0) return a->values[k][a->count[k] - 1];
+    return a->spec->options[k].def;
+}
+
+int64_t cli_int(const cli_args *a, const char *name) {
+    const char *v = cli_str(a, name);
+    RT_ASSERT(v != NULL); /* neither given nor defaulted: check cli_has first */
+    RT_ASSERT(a->spec->options[option_index(a, name)].type == CLI_INT);
+    return strtoll(v, NULL, 10);
+}
+
+double cli_real(const cli_args *a, const char *name) {
+    const char *v = cli_str(a, name);
+    RT_ASSERT(v != NULL);
+    RT_ASSERT(a->spec->options[option_index(a, name)].type == CLI_REAL);
+    return strtod(v, NULL);
+}
+
+bool cli_flag(const cli_args *a, const char *name) {
+    int k = option_index(a, name);
+    RT_ASSERT(a->spec->options[k].type == CLI_BOOL);
+    return a->count[k] > 0;
+}
+
+const char *const *cli_list(const cli_args *a, const char *name, int *n) {
+    int k = option_index(a, name);
+    *n = a->count[k];
+    return a->values[k];
+}
+
+const char *const *cli_positionals(const cli_args *a, int *n) {
+    *n = a->n_pos;
+    return a->positionals;
+}
+
+/* --------------------------------------------------------------- help */
+
+void cli_wrap(FILE *f, const char *text, int first_col, int indent, int width) {
+    int col = first_col;
+    bool line_has_word = false;
+    const char *p = text;
+    while (*p) {
+        if (*p == '\n') {
+            fputc('\n', f);
+            col = 0;
+            line_has_word = false;
+            p++;
+            continue;
+        }
+        if (*p == ' ') {
+            p++;
+            continue;
+        }
+        size_t n = strcspn(p, " \n");
+        /* CLI_NBSP counts as part of the word and prints as a space. */
+        if (line_has_word && col + 1 + (int)n > width) {
+            fputc('\n', f);
+            col = 0;
+            line_has_word = false;
+        }
+        if (col < indent) {
+            fprintf(f, "%*s", indent - col, "");
+            col = indent;
+        } else if (line_has_word) {
+            fputc(' ', f);
+            col++;
+        }
+        for (size_t i = 0; i < n; i++) fputc(p[i] == CLI_NBSP[0] ? ' ' : p[i], f);
+        col += (int)n;
+        line_has_word = true;
+        p += n;
+    }
+    fputc('\n', f);
+}
+
+/* The synopsis word of one option: "--out DIR", "[--json]", "[--set S.K=V]...". */
+static void synopsis_word(const cli_option *o, char *buf, size_t cap) {
+    char core[160];
+    if (o->type == CLI_BOOL)
+        snprintf(core, sizeof core, "--%s", o->name);
+    else if (o->flags & CLI_OPTIONAL_VALUE)
+        snprintf(core, sizeof core, "--%s [%s]", o->name, o->metavar);
+    else
+        snprintf(core, sizeof core, "--%s %s%s", o->name, o->metavar,
+                 (o->flags & CLI_MANY) ? "..." : "");
+    if (o->flags & CLI_REQUIRED)
+        snprintf(buf, cap, "%s", core);
+    else
+        snprintf(buf, cap, "[%s]%s", core, (o->flags & CLI_REPEAT) ? "..." : "");
+}
+
+static void print_synopsis(const cli_spec *s, FILE *f) {
+    char lead[64];
+    int col = snprintf(lead, sizeof lead, "usage: retort %s", s->name);
+    fputs(lead, f);
+    const int indent = col + 1;
+    char word[256];
+    int n = n_options(s);
+    /* Positionals first, then required options, then optional ones. */
+    for (int pass = 0; pass < 3; pass++) {
+        int count = pass == 0 ? (s->positional ? 1 : 0) : n;
+        for (int i = 0; i < count; i++) {
+            if (pass == 0) {
+                if (s->min_positional > 0)
+                    snprintf(word, sizeof word, "%s%s", s->positional,
+                             s->max_positional != 1 ? "..." : "");
+                else
+                    snprintf(word, sizeof word, "[%s]%s", s->positional,
+                             s->max_positional != 1 ? "..." : "");
+            } else {
+                const cli_option *o = &s->options[i];
+                if (((o->flags & CLI_REQUIRED) != 0) != (pass == 1)) continue;
+                synopsis_word(o, word, sizeof word);
+            }
+            int len = (int)strlen(word);
+            if (col + 1 + len > HELP_WIDTH && col > indent) {
+                fprintf(f, "\n%*s", indent - 1, "");
+                col = indent - 1;
+            }
+            fprintf(f, " %s", word);
+            col += 1 + len;
+        }
+    }
+    fputc('\n', f);
+}
+
+static void print_entry(FILE *f, const char *left, const char *text) {
+    int col = fprintf(f, "  %s", left);
+    if (col + 2 > HELP_COL) {
+        fputc('\n', f);
+        col = 0;
+    }
+    cli_wrap(f, text, col, HELP_COL, HELP_WIDTH);
+}
+
+void cli_print_help(const cli_spec *s, FILE *f) {
+    print_synopsis(s, f);
+    if (s->description) {
+        fputc('\n', f);
+        cli_wrap(f, s->description, 0, 0, HELP_WIDTH);
+    }
+    char left[160], text[1536], range[80], list[256];
+    if (s->positional && s->positional_help) {
+        fprintf(f, "\narguments:\n");
+        print_entry(f, s->positional, s->positional_help);
+    }
+    fprintf(f, "\noptions:\n");
+    for (int i = 0; s->options && s->options[i].name; i++) {
+        const cli_option *o = &s->options[i];
+        if (o->type == CLI_BOOL)
+            snprintf(left, sizeof left, "--%s", o->name);
+        else if (o->flags & CLI_OPTIONAL_VALUE)
+            snprintf(left, sizeof left, "--%s [%s]", o->name, o->metavar);
+        else
+            snprintf(left, sizeof left, "--%s %s%s", o->name, o->metavar,
+                     (o->flags & CLI_MANY) ? "..." : "");
+        size_t k = (size_t)snprintf(text, sizeof text, "%s", o->help ? o->help : "");
+        fmt_range(range, sizeof range, o);
+        if (o->type == CLI_INT && bounded(o) && k < sizeof text)
+            k += (size_t)snprintf(text + k, sizeof text - k, " An integer %s.", range);
+        if (o->type == CLI_REAL && bounded(o) && k < sizeof text)
+            k += (size_t)snprintf(text + k, sizeof text - k, " A number %s.", range);
+        if (o->type == CLI_CHOICE && k < sizeof text) {
+            choices_list(list, sizeof list, o->choices);
+            k += (size_t)snprintf(text + k, sizeof text - k, " One of: %s.", list);
+        }
+        if ((o->flags & CLI_REPEAT) && !(o->flags & CLI_MANY) && k < sizeof text)
+            k += (size_t)snprintf(text + k, sizeof text - k, " Repeatable.");
+        if (o->def && k < sizeof text)
+            k += (size_t)snprintf(text + k, sizeof text - k, " Default: %s.",
+                                  o->def[0] ? o->def : "\"\"");
+        if ((o->flags & CLI_REQUIRED) && k < sizeof text)
+            snprintf(text + k, sizeof text - k, " Required.");
+        print_entry(f, left, text);
+    }
+    print_entry(f, "-h, --help", "Show this help and exit.");
+    if (s->epilog) fprintf(f, "\n%s", s->epilog);
+    if (s->extra_help) {
+        fputc('\n', f);
+        s->extra_help(f);
+    }
+}
+
+/* ------------------------------------------------------- suggestions */
+
+static int edit_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63) return 1 << 20;
+    int prev[64], cur[64];
+    for (size_t j = 0; j <= lb; j++) prev[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            int del = prev[j] + 1, ins = cur[j - 1] + 1;
+            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+        memcpy(prev, cur, sizeof(int) * (lb + 1));
+    }
+    return prev[lb];
+}
+
+const char *cli_closest(const char *word, const char *const *candidates, int n) {
+    size_t len = strlen(word);
+    const char *best = NULL;
+    int best_d = 1 << 20;
+    for (int i = 0; i < n; i++) {
+        int d = edit_distance(word, candidates[i]);
+        if (d < best_d) best_d = d, best = candidates[i];
+    }
+    /* A typo changes a letter or two; more than that is another word. */
+    int limit = len <= 4 ? 1 : len <= 9 ? 2 : 3;
+    if (best && best_d <= limit && (size_t)best_d < len) return best;
+    /* A unique prefix ("--vocab" for --vocab-size) is also worth naming. */
+    if (len >= 3) {
+        const char *hit = NULL;
+        for (int i = 0; i < n; i++)
+            if (strncmp(candidates[i], word, len) == 0) {
+                if (hit) return NULL;
+                hit = candidates[i];
+            }
+        return hit;
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------ the commands' tables */
+
+static rt_status check_fraction(const char *v) {
+    double x = strtod(v, NULL);
+    if (!(x >= 0.0 && x < 1.0))
+        return rt_fail(RT_ERR_ARGS, "expects a fraction in [0, 1), got %s", v);
+    return RT_OK;
+}
+
+rt_status trainer_check_prune_method(const char *v) {
+    static const char *const named[] = {"magnitude", "wanda", "heads", "ffn"};
+    for (size_t i = 0; i < sizeof named / sizeof named[0]; i++)
+        if (strcmp(v, named[i]) == 0) return RT_OK;
+    int n = 0, m = 0;
+    if (strchr(v, ':') && trainer_parse_nm(v, &n, &m) == RT_OK) return RT_OK;
+    if (strchr(v, ':')) return RT_ERR_ARGS; /* trainer_parse_nm said what is wrong */
+    return rt_fail(RT_ERR_ARGS, "expects magnitude, wanda, heads, ffn or N:M (e.g. 2:4), got '%s'",
+                   v);
+}
+
+static const cli_option prepare_options[] = {
+    {.name = "input", .type = CLI_STRING, .flags = CLI_REQUIRED | CLI_MANY, .metavar = "PATH",
+     .help = "Text files, or folders walked recursively in sorted order (hidden names, *.dat "
+             "and files containing NUL bytes are skipped). List several paths after one "
+             "--input, or repeat it."},
+    {.name = "out", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "DIR",
+     .help = "Output folder, created if missing. Each output is written to a temporary file "
+             "and renamed, so an interrupted run never leaves a half-written file."},
+    {.name = "vocab-size", .type = CLI_INT, .metavar = "N", .def = "4096", .min = 257,
+     .max = 1048576,
+     .help = "Size of the tokenizer to train: 256 byte tokens, the learned merges and "
+             "<|endoftext|>. It may come out smaller when the text has no more pairs to merge. "
+             "Ignored with --tokenizer."},
+    {.name = "val-fraction", .type = CLI_REAL, .metavar = "F", .def = "0.05",
+     .check = check_fraction,
+     .help = "Share of documents held out for val.h5, chosen by a fixed hash of each "
+             "document's position, so reruns split the same way. A fraction in [0, 1)."},
+    {.name = "tokenizer", .type = CLI_STRING, .metavar = "DIR",
+     .help = "Encode with the tokenizer in DIR (vocab.json + merges.txt, GPT-2 format) "
+             "instead of training one, e.g. to add data for an existing model."},
+    {.name = "quiet", .type = CLI_BOOL,
+     .help = "Print no progress or summary on stderr (errors are still printed)."},
+    {0},
+};
+
+const cli_spec trainer_spec_prepare = {
+    .name = "prepare",
+    .description =
+        "Turn text into what training reads: a byte-level BPE tokenizer (DIR/vocab.json and "
+        "DIR/merges.txt, the GPT-2 / Hugging Face format) and two token shards, DIR/train.h5 "
+        "and DIR/val.h5 (HDF5, dataset /tokens).\n\n"
+        "Every file is one document, except that a line holding only \"%\" (the fortune(6) "
+        "format) also ends a document; whitespace-only documents are dropped. Each document "
+        "is encoded followed by <|endoftext|>. The tokenizer is trained on the train "
+        "documents only.",
+    .options = prepare_options,
+    .max_positional = 0,
+    .epilog = "examples:\n"
+              "  retort prepare --input /usr/share/games/fortunes --out data/\n"
+              "  retort prepare --input corpus/*.txt --out data/ --vocab-size 8192\n"
+              "  retort prepare --input more/ --out data2/ --tokenizer data/\n",
+};
+
+static const cli_option train_options[] = {
+    {.name = "config", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "FILE",
+     .help = "INI file with the run's settings (sections and keys below; an unknown key is an "
+             "error)."},
+    {.name = "set", .type = CLI_STRING, .flags = CLI_REPEAT, .metavar = "S.K=V",
+     .help = "Override one key after the file is read, e.g. --set train.lr=3e-4. Applied in "
+             "command-line order."},
+    {.name = "resume", .type = CLI_STRING, .flags = CLI_OPTIONAL_VALUE, .metavar = "PATH|latest",
+     .implicit = "latest",
+     .help = "Continue from a training checkpoint: PATH, or latest (what a bare --resume "
+             "means) for the newest checkpoint in train.run_dir. Weights, optimizer state, "
+             "step, random state and data position are restored, so the run continues as if "
+             "never stopped; the student rank count may change if train.batch stays the same."},
+    {0},
+};
+
+const cli_spec trainer_spec_train = {
+    .name = "train",
+    .description =
+        "Train a model with the settings of an INI config. With distill.teachers = 0 this is "
+        "plain next-token training (that is how a teacher is pretrained). With K > 0 teacher "
+        "ranks, run it under mpirun: the first K ranks run the frozen teacher distill.teacher "
+        "and stream its soft labels (and feature maps) to the other ranks, which train the "
+        "student on them; the global batch train.batch is split over the student ranks.\n\n"
+        "Rank 0 prints progress (step, loss, tokens/s, ETA) and appends one JSON object per "
+        "logged step to RUN_DIR/metrics.jsonl. Checkpoints go to RUN_DIR/step_NNNNNN.h5 and "
+        "RUN_DIR/final.h5.",
+    .options = train_options,
+    .max_positional = 0,
+    .epilog = "examples:\n"
+              "  mpirun -np 1 retort train --config teacher.ini\n"
+              "  mpirun -np 4 retort train --config distill.ini --set distill.teachers=1\n"
+              "  retort train --config teacher.ini --set train.steps=50 --set train.lr=1e-3\n"
+              "  retort train --config distill.ini --resume\n",
+    .extra_help = trainer_config_print_help,
+};
+
+static const cli_option eval_options[] = {
+    {.name = "model", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "CKPT",
+     .help = "Checkpoint to evaluate (training or deploy file)."},
+    {.name = "data", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "SHARD",
+     .help = "Token shard written by `retort prepare`, e.g. data/val.h5. Its vocabulary size "
+             "must match the model's."},
+    {.name = "max-tokens", .type = CLI_INT, .metavar = "N", .def = "0", .min = 0, .max = INFINITY,
+     .help = "Evaluate only the first N tokens of the shard (0 = all of it)."},
+    {.name = "json", .type = CLI_BOOL,
+     .help = "Print the result as one JSON object on stdout instead of text."},
+    {0},
+};
+
+const cli_spec trainer_spec_eval = {
+    .name = "eval",
+    .description =
+        "Measure a checkpoint's next-token loss and perplexity on a token shard. The tokens "
+        "are cut into consecutive, non-overlapping windows of seq_len tokens; window i "
+        "predicts tokens i*T+1 .. i*T+T from tokens i*T .. i*T+T-1, and a final partial "
+        "window is dropped. The loss is the mean cross-entropy over all predicted tokens; "
+        "perplexity is exp(loss).",
+    .options = eval_options,
+    .max_positional = 0,
+    .epilog = "example:\n  retort eval --model runs/s/final.h5 --data data/val.h5 --json\n",
+};
+
+static const cli_option generate_options[] = {
+    {.name = "model", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "CKPT",
+     .help = "Checkpoint to sample from (training or deploy file)."},
+    {.name = "prompt", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "TEXT",
+     .help = "Text to continue."},
+    {.name = "max-new-tokens", .type = CLI_INT, .metavar = "N", .def = "128", .min = 1,
+     .max = 1000000, .help = "Tokens to generate (fewer if <|endoftext|> comes first)."},
+    {.name = "temperature", .type = CLI_REAL, .metavar = "T", .def = "0.8", .min = 0,
+     .max = 100,
+     .help = "Divide the logits by T before sampling; 0 means greedy (always the most likely "
+             "token)."},
+    {.name = "top-k", .type = CLI_INT, .metavar = "K", .def = "40", .min = 0, .max = 16777216,
+     .help = "Sample among the K most likely tokens only (0 = the whole vocabulary)."},
+    {.name = "seed", .type = CLI_INT, .metavar = "S", .def = "1234",
+     .help = "Random seed; the same seed, model and prompt give the same text."},
+    {.name = "tokenizer", .type = CLI_STRING, .metavar = "DIR", .def = "data/",
+     .help = "Folder with the vocab.json and merges.txt the model was trained with."},
+    {0},
+};
+
+const cli_spec trainer_spec_generate = {
+    .name = "generate",
+    .description = "Continue a prompt with text sampled from a checkpoint, printing tokens to "
+                   "stdout as they are produced.",
+    .options = generate_options,
+    .max_positional = 0,
+    .epilog = "example:\n"
+              "  retort generate --model student.int8.h5 --prompt \"Once upon a time\"\n",
+};
+
+static const cli_option prune_options[] = {
+    {.name = "model", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "CKPT",
+     .help = "Training checkpoint to prune."},
+    {.name = "method", .type = CLI_STRING, .flags = CLI_REQUIRED,
+     .metavar = "magnitude|wanda|N:M|heads|ffn", .check = trainer_check_prune_method,
+     .help = "magnitude: zero the weights of smallest |w| in each matrix. wanda: zero the "
+             "smallest |w| * ||x|| per output row, with input norms ||x|| measured on --calib. "
+             "N:M (e.g. 2:4): keep the N largest of every M consecutive weights. heads: remove "
+             "whole attention heads; ffn: remove whole MLP hidden units (structured: the model "
+             "gets smaller and faster)."},
+    {.name = "sparsity", .type = CLI_REAL, .metavar = "S", .def = "0.5", .check = check_fraction,
+     .help = "Fraction of weights (or of heads / MLP units) to remove, in [0, 1). N:M sets its "
+             "own sparsity (1 - N/M)."},
+    {.name = "calib", .type = CLI_STRING, .metavar = "SHARD",
+     .help = "Token shard for calibration activations (wanda needs it; heads and ffn use it to "
+             "rank units by their effect when given)."},
+    {.name = "out", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "CKPT",
+     .help = "Checkpoint to write: the pruned weights plus their masks under /prune, ready for "
+             "fine-tuning with --set train.init=CKPT."},
+    {0},
+};
+
+const cli_spec trainer_spec_prune = {
+    .name = "prune",
+    .description = "Prune a trained model after training and write the result as a new "
+                   "checkpoint.",
+    .options = prune_options,
+    .max_positional = 0,
+    .epilog = "example:\n"
+              "  retort prune --model runs/s/final.h5 --method wanda --sparsity 0.5 \\\n"
+              "      --calib data/train.h5 --out pruned.h5\n",
+};
+
+static const cli_option export_options[] = {
+    {.name = "model", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "CKPT",
+     .help = "Training checkpoint to export."},
+    {.name = "format", .type = CLI_CHOICE, .flags = CLI_REQUIRED, .metavar = "FORMAT",
+     .choices = "deploy",
+     .help = "deploy: only what inference needs (no optimizer or training state)."},
+    {.name = "int8", .type = CLI_BOOL,
+     .help = "Store matmul weights as int8 with one scale per output channel (QAT scales "
+             "from the checkpoint when it has them)."},
+    {.name = "calib", .type = CLI_STRING, .metavar = "SHARD",
+     .help = "Token shard to calibrate activation ranges for --int8 when the checkpoint has "
+             "no QAT scales."},
+    {.name = "out", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "FILE",
+     .help = "Deploy file to write (atomically)."},
+    {0},
+};
+
+const cli_spec trainer_spec_export = {
+    .name = "export",
+    .description = "Write a deploy file from a training checkpoint: the model alone, readable "
+                   "by `retort eval`, `retort generate`, `retort info` and any HDF5 reader.",
+    .options = export_options,
+    .max_positional = 0,
+    .epilog = "example:\n"
+              "  retort export --model pruned.h5 --format deploy --int8 --out student.int8.h5\n",
+};
+
+static const cli_option info_options[] = {
+    {.name = "json", .type = CLI_BOOL, .help = "Print one JSON object instead of text."},
+    {0},
+};
+
+const cli_spec trainer_spec_info = {
+    .name = "info",
+    .description = "Describe a checkpoint or deploy file without building a model: kind, "
+                   "step, tokens seen, model shape and parameter count, sparsity and "
+                   "quantization, and the training config it was written with.",
+    .options = info_options,
+    .positional = "CKPT",
+    .min_positional = 1,
+    .max_positional = 1,
+    .positional_help = "Checkpoint or deploy file (HDF5).",
+    .epilog = "example:\n  retort info runs/s/step_000400.h5\n",
+};
+
+static const cli_option report_options[] = {
+    {.name = "json", .type = CLI_BOOL, .help = "Print one JSON object instead of a table."},
+    {0},
+};
+
+const cli_spec trainer_spec_report = {
+    .name = "report",
+    .description = "Summarize runs and models side by side: for a run folder, its config and "
+                   "the last logged metrics of RUN_DIR/metrics.jsonl; for a checkpoint, what "
+                   "`retort info` shows.",
+    .options = report_options,
+    .positional = "PATH",
+    .min_positional = 0,
+    .max_positional = -1,
+    .positional_help = "Run folders or checkpoints (default: every folder under runs/).",
+};
+
+const cli_spec *trainer_spec_find(const char *name) {
+    static const cli_spec *const all[] = {
+        &trainer_spec_prepare, &trainer_spec_train, &trainer_spec_eval, &trainer_spec_generate,
+        &trainer_spec_prune,   &trainer_spec_export, &trainer_spec_info, &trainer_spec_report,
+    };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(all[i]->name, name) == 0) return all[i];
+    return NULL;
+}
+
+int trainer_cmd_not_implemented(int argc, char **argv) {
+    const cli_spec *spec = trainer_spec_find(argv[0]);
+    if (spec) {
+        cli_args *a = NULL;
+        int rc = cli_parse(spec, argc, argv, &a);
+        if (rc >= 0) return rc;
+        cli_args_free(a);
+    }
+    return rt_report(rt_fail(RT_ERR_UNSUPPORTED, "%s is not implemented in this build", argv[0]));
+}
