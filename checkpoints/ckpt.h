@@ -173,6 +173,21 @@ rt_status ckpt_read_string_attr(ckpt_reader *r, const char *obj, const char *nam
  * `retort info --verify` would do); RT_ERR_FORMAT names the first bad one. */
 rt_status ckpt_verify(ckpt_reader *r);
 
+/* ------------------------------------------------------------ models */
+
+/* Opens and validates `path` (ckpt_open), creates a student_model of the
+ * file's shape for up to `batch` rows in precision p (training as in
+ * student_create) and reads its weights. On success *model_out is the
+ * caller's; *reader_out (when reader_out != NULL) is the still-open reader
+ * for further reads (optimizer, /state, /prune, ...), else it is closed.
+ * Errors name the file; nothing is returned on error. */
+rt_status ckpt_load_model(const char *path, int batch, student_precision p, int training,
+                          student_model **model_out, ckpt_reader **reader_out);
+
+/* Reads the file's weights into an existing model after checking that the
+ * shapes agree (RT_ERR_MISMATCH naming the field otherwise). */
+rt_status ckpt_read_model(ckpt_reader *r, student_model *m);
+
 /* ---------------------------------------------------------------- info */
 
 /* Prints kind, step, tokens seen, model shape, parameter count, file size,
