@@ -65,6 +65,32 @@ void student_init_weights(student_model *m, uint64_t seed) {
 
 /* -------------------------------------------------------------- AdamW */
 
+/* One AdamW update of element j, in torch.optim.AdamW's (foreach=False)
+ * order: p *= keep (= 1 - lr*wd); m, v updated; p -= step_size * m /
+ * (sqrt(v)/sqrt_bc2 + eps). Shared by the model block and plain arrays. */
+static inline float adamw_elem(float *p, const float *g, float *mm, float *vv, int64_t j,
+                               float beta1, float beta2, float eps, float keep, float step_size,
+                               float sqrt_bc2) {
+    float gj = g[j];
+    float mj = beta1 * mm[j] + (1.0f - beta1) * gj;
+    float vj = beta2 * vv[j] + (1.0f - beta2) * gj * gj;
+    mm[j] = mj, vv[j] = vj;
+    float pj = p[j] * keep - step_size * mj / (sqrtf(vj) / sqrt_bc2 + eps);
+    p[j] = pj;
+    return pj;
+}
+
+void student_adamw_array(float *p, const float *g, float *m, float *v, size_t n, float lr,
+                         float beta1, float beta2, float eps, float weight_decay, int64_t step) {
+    RT_ASSERT(step >= 1);
+    const double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
+    const float step_size = (float)(lr / bc1), sqrt_bc2 = (float)sqrt(bc2);
+    const float keep = 1.0f - lr * weight_decay;
+#pragma omp parallel for simd schedule(static)
+    for (int64_t j = 0; j < (int64_t)n; j++)
+        adamw_elem(p, g, m, v, j, beta1, beta2, eps, keep, step_size, sqrt_bc2);
+}
+
 void student_adamw_step(student_model *m, float lr, float beta1, float beta2, float eps,
                         float weight_decay, int64_t step) {
     RT_ASSERT(m->training && step >= 1);
@@ -82,18 +108,11 @@ void student_adamw_step(student_model *m, float lr, float beta1, float beta2, fl
         float *mm = m->adam_m + t.offset, *vv = m->adam_v + t.offset;
         const float keep = t.decay ? 1.0f - lr * weight_decay : 1.0f;
         const int64_t n = (int64_t)t.numel;
-        /* Same operation order as torch.optim.AdamW (foreach=False):
-         * p *= 1 - lr*wd; m, v updated; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).
-         * In bf16 mode the bf16 weight copy is written in the same pass. */
+        /* In bf16 mode the bf16 weight copy is written in the same pass. */
         uint16_t *pb = m->params_bf ? m->params_bf + t.offset : NULL;
 #pragma omp for simd schedule(static) nowait
         for (int64_t j = 0; j < n; j++) {
-            float gj = g[j];
-            float mj = beta1 * mm[j] + (1.0f - beta1) * gj;
-            float vj = beta2 * vv[j] + (1.0f - beta2) * gj * gj;
-            mm[j] = mj, vv[j] = vj;
-            float pj = p[j] * keep - step_size * mj / (sqrtf(vj) / sqrt_bc2 + eps);
-            p[j] = pj;
+            float pj = adamw_elem(p, g, mm, vv, j, beta1, beta2, eps, keep, step_size, sqrt_bc2);
             if (pb) pb[j] = student_f2bf(pj);
         }
     }
@@ -137,8 +156,8 @@ void student_grad_scale(student_model *m, float s) {
 
 /* ----------------------------------------------------------- schedule */
 
-float student_lr_at(int64_t step, float lr, int warmup, int64_t total) {
-    const double min_lr = 0.1 * lr;
+float student_lr_at(int64_t step, float lr, int warmup, int64_t total, float min_ratio) {
+    const double min_lr = (double)min_ratio * lr;
     if (warmup > 0 && step <= warmup) return (float)((double)lr * (double)step / warmup);
     if (step >= total || total <= warmup) return (float)min_lr;
     double progress = (double)(step - warmup) / (double)(total - warmup);

@@ -130,9 +130,14 @@ void student_adamw_step(student_model *m, float lr, float beta1, float beta2, fl
                         float weight_decay, int64_t step);
 double student_grad_norm(student_model *m); /* L2 norm over every gradient */
 void student_grad_scale(student_model *m, float s); /* grads *= s (clipping) */
+/* The same AdamW update on a plain array of n parameters with gradients g
+ * and moments m, v (decay applied to all of them): feature projections and
+ * other small trainable arrays that live outside the model block. */
+void student_adamw_array(float *p, const float *g, float *m, float *v, size_t n, float lr,
+                         float beta1, float beta2, float eps, float weight_decay, int64_t step);
 /* Learning rate of 1-based `step`: linear warmup over `warmup` steps to lr,
- * then cosine decay to 0.1*lr at step `total` (and 0.1*lr after). */
-float student_lr_at(int64_t step, float lr, int warmup, int64_t total);
+ * then cosine decay to min_ratio*lr at step `total` (and min_ratio*lr after). */
+float student_lr_at(int64_t step, float lr, int warmup, int64_t total, float min_ratio);
 
 /* ----------------------------------------------------------- loss kernels
  *
@@ -186,6 +191,17 @@ double student_loss_rkl(const float *logits, int n_pos, int V, float T, const fl
 double student_loss_jsd(const float *logits, int n_pos, int V, float T, const float *teacher_logp,
                         float *dlogits, float scale);
 
+/* Feature-map loss between student hidden states h (n, Cs) and teacher
+ * hidden states t (n, Ct), through the projection y = h W with W (Cs, Ct)
+ * when W != NULL (else Cs == Ct and y = h). mse (cosine = 0): mean over
+ * n*Ct of (y - t)^2; cosine: mean over the n positions of 1 - cos(y_i, t_i).
+ * *loss gets the mean; scale * d(loss)/dh is ADDED into dh and
+ * scale * d(loss)/dW into dW (either may be NULL). y and dy are (n, Ct)
+ * scratch. RT_ERR_DNNL if oneDNN's sgemm fails. */
+rt_status student_feature_loss(const float *h, const float *W, const float *t, int64_t n, int Cs,
+                               int Ct, int cosine, float scale, float *dh, float *dW, float *y,
+                               float *dy, double *loss);
+
 /* ------------------------------------------------- KV-cache inference
  *
  * Incremental decoding of one sequence: the first call takes the prompt,
@@ -208,5 +224,206 @@ int student_infer_len(const student_kv *kv); /* positions cached so far */
  * exceed max_len (then nothing is appended). */
 rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *tokens, int n,
                              float *logits_last);
+
+/* ---------------------------------------------------------------- pruning
+ *
+ * Post-training pruning (prune.c): pure functions over float matrices and
+ * the parameter block; `retort prune` (trainer/cmd_prune.c) composes them
+ * and checkpoints/ckpt_masks.h stores the masks. Prunable tensors are the
+ * four matmul weights of every block (attn.c_attn, attn.c_proj, mlp.c_fc,
+ * mlp.c_proj); embeddings, LayerNorms and biases are never pruned (heads
+ * masking also zeroes the c_attn bias entries of the removed heads).
+ * Weights are Conv1D [in, out] row-major, so "per output" means per COLUMN
+ * of the stored matrix and "along the input dimension" means down a column.
+ * Masks are uint8, 1 = kept. A count to prune is round(sparsity * n). Ties
+ * in a score are broken by position (the lower flat index goes first), so
+ * results depend neither on the sort nor on the thread count. */
+
+/* The linear layers of a block, named by the activation each one reads. */
+typedef enum {
+    STUDENT_LIN_QKV,     /* attn.c_attn: reads ln_1(x)       (C), weight [C, 3C] */
+    STUDENT_LIN_ATTPROJ, /* attn.c_proj: reads attention out (C), weight [C, C]  */
+    STUDENT_LIN_FC,      /* mlp.c_fc:    reads ln_2(x)       (C), weight [C, F]  */
+    STUDENT_LIN_FCPROJ,  /* mlp.c_proj:  reads gelu(c_fc)    (F), weight [F, C]  */
+    STUDENT_LIN_N
+} student_linear;
+
+/* Tensor index (student_tensor_info) of the weight of linear `which` in
+ * block `layer`. */
+int student_linear_tensor(const student_config *c, int layer, student_linear which);
+/* The linear whose weight tensor `index` is (its block in *layer when not
+ * NULL), or -1 when tensor `index` is not prunable. */
+int student_prune_target(const student_config *c, int index, int *layer);
+
+/* Input activations of linear `which` of block `layer` in the last
+ * forward: *rows (= B*T of that forward) rows of C floats (F for
+ * STUDENT_LIN_FCPROJ), contiguous. Only a training-mode f32 model keeps
+ * them for every layer; otherwise, or before the first forward, NULL.
+ * Valid until the next forward. Defined in model.c. */
+const float *student_linear_input(student_model *m, int layer, student_linear which,
+                                  int64_t *rows);
+
+/* acc[j] += sum over rows r of x[r*cols + j]^2, in double (calibration
+ * statistics: ||X_j||^2 over many batches). */
+void student_colsumsq_add(double *acc, const float *x, int64_t rows, int cols);
+
+/* Unstructured magnitude pruning of n weights: mask = 0 for the
+ * round(sparsity*n) smallest |w|, 1 elsewhere. Returns the number pruned.
+ * RT_ERR_NOMEM is the only failure (scratch for the sort). */
+rt_status student_prune_magnitude(const float *w, size_t n, double sparsity, uint8_t *mask,
+                                  size_t *pruned);
+
+/* Wanda (Sun et al. 2023): score_ij = |W_ij| * xnorm[i] for the [in, out]
+ * weight W, where xnorm[i] = ||X_i||_2 is the norm of input feature i over
+ * the calibration tokens; in every output column j the round(sparsity*in)
+ * lowest scores are pruned. */
+rt_status student_prune_wanda(const float *w, int64_t in, int64_t out, const float *xnorm,
+                              double sparsity, uint8_t *mask, size_t *pruned);
+
+/* N:M semi-structured pruning of the [in, out] weight W: in every column,
+ * every group of m consecutive inputs (rows g*m .. g*m+m-1) keeps its n
+ * largest |w|. in % m == 0 is the caller's check (a bug otherwise). */
+void student_prune_nm(const float *w, int64_t in, int64_t out, int n, int m, uint8_t *mask,
+                      size_t *pruned);
+
+/* keep[i] = 0 for the k lowest of n scores, 1 for the rest. */
+rt_status student_prune_lowest(const double *score, int n, int k, uint8_t *keep);
+
+/* Importance of the H heads of one block (head_dim hs = C/H). Without
+ * act_sq: ||[Wq_h Wk_h Wv_h]||_F * ||Wo_h||_F (c_attn columns of head h
+ * times its c_proj rows). With act_sq (the C sums of squares of the
+ * attention output over calibration tokens, i.e. of c_proj's input):
+ * ||Y_h||_2 * ||Wo_h||_F, a bound on what the head adds to the residual. */
+void student_head_scores(const float *qkvw, const float *projw, int C, int H,
+                         const double *act_sq, double *score);
+
+/* Masks for removing heads with keep[h] == 0: their q, k and v columns
+ * (h*hs.., C + h*hs.., 2C + h*hs..) of c_attn weight [C, 3C] and of its
+ * bias [3C], and their rows h*hs.. of attn.c_proj weight [C, C]. Every
+ * entry of the three masks is written. */
+void student_head_masks(int C, int H, const uint8_t *keep, uint8_t *qkvw_mask,
+                        uint8_t *qkvb_mask, uint8_t *projw_mask);
+
+/* Importance of the F hidden units of one MLP: without act_sq,
+ * ||c_fc[:, u]||_2 * ||c_proj[u, :]||_2; with act_sq (the F sums of
+ * squares of gelu(c_fc) over calibration tokens, i.e. of c_proj's input),
+ * ||a_u||_2 * ||c_proj[u, :]||_2, what the unit can add to the residual. */
+void student_ffn_scores(const float *fcw, const float *projw, int C, int F, const double *act_sq,
+                        double *score);
+
+/* Physically removes MLP hidden units: copies the parameter block src of
+ * config c into dst of config c2 (c with d_ff = number of kept units per
+ * layer, the same in every layer), dropping unit u of layer l where
+ * keep[l*F + u] == 0 from mlp.c_fc weight columns and bias and mlp.c_proj
+ * weight rows. Every other tensor is copied unchanged; dst padding is 0. */
+void student_ffn_shrink(const student_config *c, const float *src, const uint8_t *keep,
+                        const student_config *c2, float *dst);
+
+/* params[i] = 0 where mask[i] == 0 (n entries; OpenMP). Keeps pruned
+ * weights at zero during recovery training: run it on the parameter block
+ * after every optimizer step (and on the gradient block before clipping,
+ * so pruned weights do not count in the gradient norm). */
+void student_apply_mask(float *params, const uint8_t *mask, size_t n);
+
+/* Number of exact zeros among n floats. */
+size_t student_count_zeros(const float *x, size_t n);
+
+/* ------------------------------------------------------------------- QAT
+ *
+ * Quantization-aware training (qat.c): while enabled, every forward of the
+ * four linear layers of each block (student_linear) computes
+ *     y = fq_a(x) fq_w(W) + b
+ * with fq_w: int8 symmetric per output channel (scale = max|W| over the
+ * input dimension / 127, recomputed from the current weights every
+ * forward) and fq_a: int8 per tensor, symmetric (q in [-127, 127]) or
+ * asymmetric (q in [0, 255] with a zero point), from a range observed over
+ * the first calib_steps forwards (running min/max, or an EMA of the
+ * per-forward range) and then frozen. The tied LM head and the embeddings
+ * stay f32 (the head shares wte with the embedding lookup; an int8 deploy
+ * runs it in bf16 and stores wte as weight-only int8 per row, which costs
+ * far less accuracy than per-tensor activations would; see quant.c).
+ * Backward is the straight-through estimator with clipping: the gradient
+ * passes unchanged where round(x/s)+z fell inside [qmin, qmax] and is zero
+ * where the activation was clipped; weights are never clipped (the
+ * largest maps to exactly 127), so their gradient passes unchanged and the
+ * scale is treated as a constant. Scales are not learned (no LSQ): a
+ * frozen calibrated range is what the int8 deploy uses, so training sees
+ * exactly the arithmetic inference will do. f32 models only. */
+typedef struct {
+    int calib_steps;  /* forwards whose activation ranges are observed, >= 1 */
+    int asymmetric;   /* 0: int8 symmetric activations; 1: uint8 with a zero point */
+    int freeze;       /* 1: ranges frozen after calib_steps forwards; 0: keep
+                         tracking them (EMA, momentum `ema` or 0.01) forever */
+    float ema;        /* 0: running min/max during calibration; in (0, 1): EMA
+                         momentum of the per-forward min/max */
+    int observe_only; /* 1: no fake quantization, only record ranges
+                         (post-training calibration for an int8 export) */
+} student_qat_config;
+
+/* Enables QAT (or, with observe_only, range recording) on m, observers
+ * fresh. RT_ERR_UNSUPPORTED for a bf16 or int8 model, RT_ERR_ARGS for a bad
+ * config. Allocates the fake-quantized weight copy and, when training,
+ * the clip masks; enabling again resets the observers. */
+rt_status student_qat_enable(student_model *m, const student_qat_config *cfg);
+void student_qat_disable(student_model *m); /* frees it all; no-op when off */
+int student_qat_enabled(const student_model *m);
+/* 1 while activation ranges are still being calibrated. */
+int student_qat_calibrating(const student_model *m);
+/* Freezes the activation ranges now (calibration ends early). */
+void student_qat_end_calibration(student_model *m);
+
+/* Observer state as floats, for checkpoints (/qat/state): n =
+ * student_qat_state_size(cfg) = 4 + 2 * 4 * n_layer: forwards observed,
+ * asymmetric, calib_steps, freeze, then (min, max) per linear input in
+ * (layer, student_linear) order. The pointer is the model's, valid until
+ * the next forward or disable; NULL when QAT is off. */
+size_t student_qat_state_size(const student_config *c);
+const float *student_qat_state(const student_model *m, size_t *n);
+/* Restores a state saved by student_qat_state (QAT must be enabled; the
+ * stored asymmetric/calib_steps/freeze override the enable-time ones).
+ * RT_ERR_MISMATCH when n does not fit this model. */
+rt_status student_qat_set_state(student_model *m, const float *state, size_t n);
+
+/* ------------------------------------------------------- int8 inference
+ *
+ * An inference model (training = 0) can run the four linear layers of
+ * every block as int8 x int8 -> f32 oneDNN matmuls (quant.c): activations
+ * quantized per tensor with stored scales to u8, weights s8 per output
+ * channel, output scales and a zero-point-compensated bias applied by
+ * oneDNN, in both student_forward and the KV-cache path. The LM head then
+ * runs in bf16 (f32 accumulation). Such a model is inference-only. */
+
+/* x ~ scale * (q - zero) with q in [qmin, qmax]: [-127, 127] (zero 0) for
+ * symmetric int8, [0, 255] for asymmetric uint8. */
+typedef struct {
+    float scale;
+    int32_t zero;
+    int32_t qmin, qmax;
+} student_act_quant;
+
+/* The quantizer of a range [lo, hi] (widened to include 0): symmetric
+ * scale = max(|lo|, |hi|) / 127, or asymmetric scale = (hi - lo) / 255 and
+ * zero = round(-lo / scale). A zero-width range gets scale 1. */
+student_act_quant student_act_quant_from_range(float lo, float hi, int asymmetric);
+/* The activation quantizers QAT or calibration give now, (n_layer, 4). */
+rt_status student_qat_act_params(const student_model *m, student_act_quant *aq);
+
+/* Per-output-channel symmetric int8 of a (K, N) row-major [in, out] weight:
+ * scale[n] = max_k |w[k][n]| / 127 (1 for an all-zero column) and q =
+ * round(w / scale). */
+void student_quantize_weight(const float *w, int64_t K, int64_t N, int8_t *q, float *scale);
+/* The same per row of an (R, C) matrix (scale[r] over row r): embeddings. */
+void student_quantize_rows(const float *w, int64_t R, int64_t C, int8_t *q, float *scale);
+
+/* Switches inference model m to int8 linear layers. w8[l*4+k] is the
+ * (in, out) int8 weight of linear k of block l, wscale[l*4+k] its (out)
+ * scales, aq[l*4+k] the quantizer of its input. Call after the parameter
+ * block holds everything else (embeddings, LayerNorms, biases): the f32
+ * copies of the linear weights are overwritten with the dequantized ones
+ * and the head's bf16 copy of wte is made here. Copies what it needs.
+ * RT_ERR_ARGS for a training or bf16 model or a bad quantizer. */
+rt_status student_int8_set(student_model *m, const int8_t *const *w8, const float *const *wscale,
+                           const student_act_quant *aq);
+int student_int8_enabled(const student_model *m);
 
 #endif

@@ -482,17 +482,17 @@ static void test_adamw(void) {
 static void test_lr_schedule(void) {
     const float lr = 3e-4f;
     /* warmup: linear from lr/warmup at step 1 to lr at step warmup */
-    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(1, lr, 10, 110), lr / 10, 1e-9);
-    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(5, lr, 10, 110), lr / 2, 1e-9);
-    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(10, lr, 10, 110), lr, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(1, lr, 10, 110, 0.1f), lr / 10, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(5, lr, 10, 110, 0.1f), lr / 2, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(10, lr, 10, 110, 0.1f), lr, 1e-9);
     /* cosine: halfway between warmup and total is the mean of lr and 0.1 lr */
-    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(60, lr, 10, 110), 0.55 * lr, 1e-9);
-    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(110, lr, 10, 110), 0.1 * lr, 1e-9);
-    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(500, lr, 10, 110), 0.1 * lr, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(60, lr, 10, 110, 0.1f), 0.55 * lr, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(110, lr, 10, 110, 0.1f), 0.1 * lr, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(500, lr, 10, 110, 0.1f), 0.1 * lr, 1e-9);
     /* no warmup: cosine from step 0, so step 1 is 1/total of the way */
-    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(1, lr, 0, 101), lr * (0.1 + 0.45 * (1 + cos(M_PI / 101))), 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(student_lr_at(1, lr, 0, 101, 0.1f), lr * (0.1 + 0.45 * (1 + cos(M_PI / 101))), 1e-9);
     /* monotone after warmup */
-    for (int s = 11; s < 110; s++) CU_ASSERT(student_lr_at(s + 1, lr, 10, 110) <= student_lr_at(s, lr, 10, 110));
+    for (int s = 11; s < 110; s++) CU_ASSERT(student_lr_at(s + 1, lr, 10, 110, 0.1f) <= student_lr_at(s, lr, 10, 110, 0.1f));
 }
 
 static void test_init(void) {
@@ -663,7 +663,7 @@ static void test_overfit(void) {
             CU_ASSERT_EQUAL_FATAL(student_backward(m, fx.B), RT_OK);
             double norm = student_grad_norm(m);
             if (norm > 1.0) student_grad_scale(m, (float)(1.0 / norm));
-            student_adamw_step(m, student_lr_at(step, 1e-2f, 10, 100), 0.9f, 0.95f, 1e-8f, 0.1f, step);
+            student_adamw_step(m, student_lr_at(step, 1e-2f, 10, 100, 0.1f), 0.9f, 0.95f, 1e-8f, 0.1f, step);
             student_zero_grad(m);
         }
         printf("\n    %s: CE %.6f at step 1 -> %.6f at step 100 (must fall below 0.5)",

@@ -165,7 +165,7 @@ int trainer_bench_student(int argc, char **argv) {
         t[3] = now_s();
         double norm = student_grad_norm(m);
         if (norm > clip) student_grad_scale(m, (float)(clip / norm));
-        student_adamw_step(m, student_lr_at(s + 1, lr, 1, warmup + steps), 0.9f, 0.95f, 1e-8f, 0.1f,
+        student_adamw_step(m, student_lr_at(s + 1, lr, 1, warmup + steps, 0.1f), 0.9f, 0.95f, 1e-8f, 0.1f,
                            s + 1);
         student_zero_grad(m);
         t[4] = now_s();

@@ -28,6 +28,11 @@ typedef struct {
 
 /* Entry points of the commands implemented in this folder. */
 int trainer_cmd_prepare(int argc, char **argv); /* cmd_prepare.c */
+int trainer_cmd_train(int argc, char **argv);   /* train.c */
+int trainer_cmd_eval(int argc, char **argv);     /* cmd_eval.c (library form: report.h) */
+int trainer_cmd_generate(int argc, char **argv); /* cmd_generate.c */
+int trainer_cmd_info(int argc, char **argv);     /* cmd_info.c */
+int trainer_cmd_report(int argc, char **argv);   /* report.c */
 
 /* Stands in for a command whose implementation has not landed: checks the
  * arguments against the command's option table (so --help, unknown flags

@@ -28,15 +28,14 @@
 /* One line per command: name, summary for `retort --help`, entry point. */
 static const trainer_command commands[] = {
     {"prepare", "text files -> BPE tokenizer + train/val token shards", trainer_cmd_prepare},
-    {"train", "train or distill a model from an INI config (under mpirun)",
-     trainer_cmd_not_implemented},
-    {"eval", "loss and perplexity of a checkpoint on a token shard", trainer_cmd_not_implemented},
-    {"generate", "sample text from a checkpoint", trainer_cmd_not_implemented},
+    {"train", "train or distill a model from an INI config (under mpirun)", trainer_cmd_train},
+    {"eval", "loss and perplexity of a checkpoint on a token shard", trainer_cmd_eval},
+    {"generate", "sample text from a checkpoint", trainer_cmd_generate},
     {"prune", "prune a checkpoint (magnitude, wanda, N:M, heads, ffn)",
      trainer_cmd_not_implemented},
     {"export", "write a deploy file (optionally int8) from a checkpoint",
      trainer_cmd_not_implemented},
-    {"info", "describe a checkpoint: kind, step, shape, config", trainer_cmd_not_implemented},
+    {"info", "describe a checkpoint: kind, step, shape, config", trainer_cmd_info},
     {"bench", "measure training and inference speed (bench student|infer)", RT_BENCH_RUN},
     {"report", "summarize runs and checkpoints side by side", trainer_cmd_not_implemented},
 };

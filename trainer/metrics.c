@@ -139,6 +139,10 @@ void trainer_metrics_step(trainer_metrics *m, int64_t step, int64_t tokens) {
     m->last_step = step;
 }
 
+void trainer_metrics_set_tokens(trainer_metrics *m, int64_t tokens) {
+    if (m) m->tokens = tokens;
+}
+
 double trainer_metrics_step_s(const trainer_metrics *m) { return m ? m->ema_dt : 0; }
 
 double trainer_metrics_tokens_per_s(const trainer_metrics *m) {

@@ -56,6 +56,10 @@ void trainer_metrics_set_progress(trainer_metrics *m, FILE *f, bool in_place);
  * together): updates the smoothed step time and rate. No output. */
 void trainer_metrics_step(trainer_metrics *m, int64_t step, int64_t tokens);
 
+/* Sets the running token count written as "tokens" (a resumed run starts
+ * from the tokens its checkpoint had seen, so curves continue). */
+void trainer_metrics_set_tokens(trainer_metrics *m, int64_t tokens);
+
 /* Adds a named value to the pending record (JSON only), or with _show also
  * to the progress line, in the order added. At most 32 values per record;
  * a name must be at most 47 bytes and not "step", "time", "elapsed_s",

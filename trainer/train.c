@@ -1,0 +1,828 @@
+/* `retort train`: plain language-model training and distributed
+ * distillation, one loop for both.
+ *
+ * Every rank reads the same config. comm_roles splits the world: with
+ * distill.teachers = K > 0 the first K ranks become teachers (teacher_serve
+ * below), the rest students (student_train). Both sides derive everything
+ * about the data from the same deterministic sampler, so a teacher computes
+ * the windows of its students' micro-batches itself and only the soft
+ * labels travel; every record carries the batch identity and the student
+ * checks it.
+ *
+ * Per optimizer step a student runs b / mb micro-batches (b = its share of
+ * the global batch, mb = train.micro_batch), accumulates gradients, takes
+ * the mean over students with one all-reduce of the gradient block, clips
+ * and applies AdamW. Loss scales are chosen so that the gradient is that of
+ * the mean loss over the whole global batch, whatever the rank count.
+ *
+ * Failure handling: any error after the world is split is reported with the
+ * rank and ends the whole job (comm_abort), because the peers could only
+ * wait for it until their timeouts. Checkpoints are written atomically by
+ * student 0 only (checkpoints/), so a death at any moment leaves the last
+ * complete one. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ckpt.h"
+#include "cli.h"
+#include "cmds.h"
+#include "comm.h"
+#include "config.h"
+#include "data.h"
+#include "metrics.h"
+#include "student.h"
+#include "teacher.h"
+
+/* ------------------------------------------------------------ set-up */
+
+/* The student's model shape: [model] plus the data's vocabulary, or, with
+ * train.init, the shape of that checkpoint (a pruned model keeps its own
+ * smaller shape). Teachers call this too, to know the student's seq_len. */
+static rt_status run_model_config(const trainer_config *cfg, int64_t vocab, student_config *out) {
+    *out = (student_config){
+        .n_layer = cfg->model.n_layer, .n_head = cfg->model.n_head,
+        .d_model = cfg->model.d_model, .d_ff = cfg->model.d_ff,
+        .vocab_size = (int)vocab,      .seq_len = cfg->model.seq_len,
+    };
+    if (cfg->train.init[0]) {
+        ckpt_reader *r = NULL;
+        RT_TRY(ckpt_open(cfg->train.init, &r));
+        *out = *ckpt_reader_config(r);
+        ckpt_reader_close(r);
+        if (out->vocab_size != vocab)
+            return rt_fail(RT_ERR_MISMATCH,
+                           "%s (train.init): vocabulary of %d tokens, but %s has %lld",
+                           cfg->train.init, out->vocab_size, cfg->data.train, (long long)vocab);
+    }
+    return student_config_validate(out);
+}
+
+/* Checks the teacher checkpoint against the student: same vocabulary and
+ * sequence length, feature-map layers in range. Run by every rank at
+ * start-up, before any training, so all of them fail the same way. */
+static rt_status check_teacher(const trainer_config *cfg, const student_config *sc,
+                               student_config *tc) {
+    ckpt_reader *r = NULL;
+    RT_TRY(ckpt_open(cfg->distill.teacher, &r));
+    *tc = *ckpt_reader_config(r);
+    ckpt_reader_close(r);
+    const char *tp = cfg->distill.teacher;
+    if (tc->vocab_size != sc->vocab_size)
+        return rt_fail(RT_ERR_MISMATCH,
+                       "%s: teacher vocabulary is %d tokens, the student's data has %d "
+                       "(teacher and student must share the tokenizer)",
+                       tp, tc->vocab_size, sc->vocab_size);
+    if (tc->seq_len != sc->seq_len)
+        return rt_fail(RT_ERR_MISMATCH,
+                       "%s: teacher seq_len is %d, the student's is %d (set model.seq_len = %d)",
+                       tp, tc->seq_len, sc->seq_len, tc->seq_len);
+    for (int p = 0; p < cfg->distill.n_feature_pairs; p++) {
+        const int s = cfg->distill.feature_pairs[p][0], t = cfg->distill.feature_pairs[p][1];
+        if (s < 1 || s > sc->n_layer)
+            return rt_fail(RT_ERR_ARGS,
+                           "distill.feature_map: student layer %d is out of range 1..%d", s,
+                           sc->n_layer);
+        if (t < 1 || t > tc->n_layer)
+            return rt_fail(RT_ERR_ARGS,
+                           "distill.feature_map: teacher layer %d is out of range 1..%d (%s)",
+                           t, tc->n_layer, tp);
+    }
+    if (cfg->distill.divergence != TRAINER_DIV_KL && cfg->distill.topk < tc->vocab_size)
+        return rt_fail(RT_ERR_ARGS,
+                       "distill.divergence = %s needs dense soft labels: set distill.topk >= "
+                       "%d (the vocabulary size)",
+                       cfg->distill.divergence == TRAINER_DIV_JSD ? "jsd" : "reverse_kl",
+                       tc->vocab_size);
+    return RT_OK;
+}
+
+/* Micro-batch geometry shared by teachers and students. */
+typedef struct {
+    int R;       /* student ranks */
+    int G;       /* global batch (rows) */
+    int b;       /* rows per student per step */
+    int mb;      /* rows per micro-batch */
+    int n_micro; /* micro-batches per step */
+    int T, V;
+} run_shape;
+
+static rt_status run_shape_make(const trainer_config *cfg, int R, const student_config *sc,
+                                run_shape *out) {
+    run_shape s = {.R = R, .G = cfg->train.batch, .T = sc->seq_len, .V = sc->vocab_size};
+    if (s.G % R != 0)
+        return rt_fail(RT_ERR_ARGS,
+                       "train.batch = %d cannot be split evenly over %d student ranks", s.G, R);
+    s.b = s.G / R;
+    s.mb = cfg->train.micro_batch > 0 ? cfg->train.micro_batch : s.b;
+    if (s.mb > s.b || s.b % s.mb != 0)
+        return rt_fail(RT_ERR_ARGS,
+                       "train.micro_batch = %d must divide the %d rows each of the %d student "
+                       "ranks gets (train.batch = %d)",
+                       s.mb, s.b, R, s.G);
+    s.n_micro = s.b / s.mb;
+    *out = s;
+    return RT_OK;
+}
+
+/* Record sequence number of micro-batch j of `step` (the record identity). */
+static int64_t record_seq(const run_shape *s, int64_t step, int j) {
+    return step * s->n_micro + j;
+}
+
+/* ---------------------------------------------------------- teacher */
+
+static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int64_t start,
+                               const int32_t *tokens, int64_t n_tokens,
+                               const student_config *sc) {
+    rt_status st = RT_OK;
+    teacher *t = NULL;
+    comm_stream *stream = NULL;
+    data_sampler **samplers = NULL;
+    int32_t *inputs = NULL, *targets = NULL;
+    int64_t *starts = NULL;
+    comm_record rec;
+    comm_record_init(&rec);
+    const int n_served = comm_roles_n_served(roles);
+    run_shape rs;
+    if ((st = run_shape_make(cfg, comm_roles_n_students(roles), sc, &rs)) != RT_OK) goto cleanup;
+
+    /* the frozen teacher */
+    ckpt_reader *r = NULL;
+    if ((st = ckpt_open(cfg->distill.teacher, &r)) != RT_OK) goto cleanup;
+    teacher_config tc = {
+        .model = *ckpt_reader_config(r),
+        .batch = rs.mb,
+        .precision = cfg->distill.teacher_precision == TRAINER_PRECISION_BF16 ? STUDENT_BF16
+                                                                              : STUDENT_F32,
+        .temperature = (float)cfg->distill.temperature,
+        .topk = cfg->distill.topk < sc->vocab_size ? cfg->distill.topk : sc->vocab_size,
+        .n_features = cfg->distill.n_feature_pairs,
+    };
+    for (int p = 0; p < tc.n_features; p++)
+        tc.feature_layers[p] = cfg->distill.feature_pairs[p][1] - 1; /* HF index -> block */
+    st = teacher_create(&tc, &t);
+    if (st == RT_OK) st = ckpt_read_params(r, teacher_params(t));
+    ckpt_reader_close(r);
+    if (st != RT_OK) goto cleanup;
+
+    comm_stream_config scfg = comm_stream_config_default();
+    scfg.depth = cfg->distill.depth;
+    scfg.zstd_level = cfg->distill.zstd_level;
+    if ((st = comm_stream_create(roles, &scfg, &stream)) != RT_OK) goto cleanup;
+
+    samplers = calloc((size_t)n_served, sizeof *samplers);
+    inputs = malloc((size_t)rs.b * rs.T * sizeof *inputs);
+    targets = malloc((size_t)rs.b * rs.T * sizeof *targets);
+    starts = malloc((size_t)rs.b * sizeof *starts);
+    if (!samplers || !inputs || !targets || !starts) {
+        st = rt_fail(RT_ERR_NOMEM, "teacher: out of memory for %d rows", rs.b);
+        goto cleanup;
+    }
+    for (int i = 0; i < n_served; i++) {
+        st = data_sampler_create(cfg->data.train, n_tokens, rs.T, rs.G, rs.R,
+                                 comm_roles_served_student(roles, i), (uint64_t)cfg->train.seed,
+                                 &samplers[i]);
+        if (st != RT_OK) goto cleanup;
+    }
+    st = comm_record_reserve(&rec, rs.mb, rs.T, tc.topk, sc->vocab_size, tc.n_features,
+                             tc.model.d_model);
+    if (st != RT_OK) goto cleanup;
+    rec.temperature = tc.temperature;
+
+    for (int64_t step = start; step < cfg->train.steps; step++) {
+        for (int i = 0; i < n_served; i++) {
+            const int s = comm_roles_served_student(roles, i);
+            if ((st = data_sampler_fill(samplers[i], tokens, step, inputs, targets)) != RT_OK ||
+                (st = data_sampler_windows(samplers[i], step, starts)) != RT_OK)
+                goto cleanup;
+            for (int j = 0; j < rs.n_micro; j++) {
+                st = teacher_run(t, inputs + (size_t)j * rs.mb * rs.T, rs.mb, rec.ids,
+                                 rec.logprobs, rec.tail, tc.n_features ? rec.feat : NULL);
+                if (st != RT_OK) goto cleanup;
+                rec.step = record_seq(&rs, step, j);
+                rec.student = s;
+                memcpy(rec.starts, starts + (size_t)j * rs.mb, (size_t)rs.mb * sizeof *starts);
+                if ((st = comm_stream_send(stream, s, &rec)) != RT_OK) goto cleanup;
+            }
+        }
+    }
+    st = comm_stream_close(stream);
+    if (st == RT_OK && getenv("RETORT_TEACHER_STATS")) {
+        comm_stream_stats ss;
+        comm_stream_get_stats(stream, &ss);
+        fprintf(stderr,
+                "teacher rank %d: %lld records, %.1f raw / %.1f wire bytes per token, "
+                "waited %.1f s for credits, %.1f s compressing\n",
+                comm_roles_world_rank(roles), (long long)ss.records,
+                (double)ss.raw_bytes / (double)(ss.positions ? ss.positions : 1),
+                (double)ss.wire_bytes / (double)(ss.positions ? ss.positions : 1),
+                ss.wait_seconds, ss.codec_seconds);
+    }
+cleanup:
+    for (int i = 0; samplers && i < n_served; i++) data_sampler_destroy(samplers[i]);
+    free(samplers);
+    free(inputs);
+    free(targets);
+    free(starts);
+    comm_record_free(&rec);
+    comm_stream_destroy(stream);
+    teacher_destroy(t);
+    return st;
+}
+
+/* ---------------------------------------------------------- student */
+
+/* Learned projections of the feature loss, one (Cs, Ct) matrix per pair
+ * when the widths differ, with their gradients and AdamW moments: the
+ * same llm.c-style blocks as the model, in one allocation each. */
+typedef struct {
+    int n_pairs, Cs, Ct;
+    size_t n;                     /* floats per block (0 without projections) */
+    float *w, *g, *m, *v;         /* (n_pairs, Cs, Ct) */
+    float *y, *dy;                /* (mb*T, Ct) scratch */
+} feature_proj;
+
+static void feature_proj_free(feature_proj *f) {
+    rt_free_aligned(f->w);
+    rt_free_aligned(f->g);
+    rt_free_aligned(f->m);
+    rt_free_aligned(f->v);
+    rt_free_aligned(f->y);
+    rt_free_aligned(f->dy);
+    memset(f, 0, sizeof *f);
+}
+
+static uint64_t proj_rng(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static rt_status feature_proj_init(feature_proj *f, int n_pairs, int Cs, int Ct, int64_t n_pos,
+                                   uint64_t seed) {
+    memset(f, 0, sizeof *f);
+    f->n_pairs = n_pairs, f->Cs = Cs, f->Ct = Ct;
+    if (n_pairs == 0) return RT_OK;
+    f->y = rt_alloc_aligned((size_t)n_pos * Ct * sizeof(float));
+    f->dy = rt_alloc_aligned((size_t)n_pos * Ct * sizeof(float));
+    if (!f->y || !f->dy) goto nomem;
+    if (Cs == Ct) return RT_OK; /* same width: compared directly */
+    f->n = (size_t)n_pairs * Cs * Ct;
+    f->w = rt_alloc_aligned(f->n * sizeof(float));
+    f->g = rt_alloc_aligned(f->n * sizeof(float));
+    f->m = rt_alloc_aligned(f->n * sizeof(float));
+    f->v = rt_alloc_aligned(f->n * sizeof(float));
+    if (!f->w || !f->g || !f->m || !f->v) goto nomem;
+    /* N(0, 1/Cs): keeps the projected features at the scale of the input */
+    uint64_t s = seed ^ 0xF0A7u;
+    const double sd = 1.0 / sqrt((double)Cs);
+    for (size_t i = 0; i < f->n; i++) {
+        double u1 = ((double)(proj_rng(&s) >> 11) + 1.0) * 0x1.0p-53;
+        double u2 = (double)(proj_rng(&s) >> 11) * 0x1.0p-53;
+        f->w[i] = (float)(sd * sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
+    }
+    return RT_OK;
+nomem:
+    feature_proj_free(f);
+    return rt_fail(RT_ERR_NOMEM, "out of memory for the feature projections");
+}
+
+/* Everything student_train owns; freed in one place. */
+typedef struct {
+    trainer_config cfg;
+    comm_roles *roles;
+    int rank; /* student index */
+    run_shape rs;
+    student_config mc;
+    student_config tc; /* teacher shape (distillation only) */
+    int distill;
+    int topk;
+    int32_t *tokens, *val;
+    int64_t n_tokens, n_val;
+    data_sampler *sampler;
+    student_model *m;
+    feature_proj fp;
+    comm_stream *stream;
+    comm_record rec;
+    int32_t *inputs, *targets; /* (b, T) */
+    int64_t *starts;           /* (b) */
+    trainer_metrics *metrics;
+    int64_t start_step;
+    char resume_path[TRAINER_STR_MAX];
+    char *config_ini;
+    char *provenance;
+} student_run;
+
+static void student_run_free(student_run *s) {
+    data_sampler_destroy(s->sampler);
+    rt_free_aligned(s->tokens);
+    rt_free_aligned(s->val);
+    student_destroy(s->m);
+    feature_proj_free(&s->fp);
+    comm_stream_destroy(s->stream);
+    comm_record_free(&s->rec);
+    free(s->inputs);
+    free(s->targets);
+    free(s->starts);
+    trainer_metrics_close(s->metrics);
+    free(s->config_ini);
+    free(s->provenance);
+}
+
+/* CRC-32C of a whole file, for provenance (teacher and data identity). */
+static rt_status file_crc32c(const char *path, uint32_t *crc) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return rt_fail(RT_ERR_IO, "%s: cannot open for checksumming", path);
+    static char buf[1 << 16];
+    uint32_t c = 0;
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) c = ckpt_crc32c(c, buf, n);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) return rt_fail(RT_ERR_IO, "%s: read error while checksumming", path);
+    *crc = c;
+    return RT_OK;
+}
+
+static rt_status make_provenance(student_run *s) {
+    uint32_t c_train = 0, c_val = 0, c_teacher = 0;
+    RT_TRY(file_crc32c(s->cfg.data.train, &c_train));
+    if (s->val) RT_TRY(file_crc32c(s->cfg.data.val, &c_val));
+    if (s->distill) RT_TRY(file_crc32c(s->cfg.distill.teacher, &c_teacher));
+    char buf[4 * TRAINER_STR_MAX + 512];
+    snprintf(buf, sizeof buf,
+             "{\"retort_version\": \"%s\", \"train_shard\": \"%s\", \"train_crc32c\": "
+             "\"%08x\", \"val_shard\": \"%s\", \"val_crc32c\": \"%08x\", \"teacher\": \"%s\", "
+             "\"teacher_crc32c\": \"%08x\", \"init\": \"%s\", \"student_ranks\": %d, "
+             "\"teacher_ranks\": %d}",
+             RETORT_VERSION, s->cfg.data.train, c_train, s->val ? s->cfg.data.val : "", c_val,
+             s->distill ? s->cfg.distill.teacher : "", c_teacher, s->cfg.train.init, s->rs.R,
+             s->cfg.distill.teachers);
+    s->provenance = strdup(buf);
+    return s->provenance ? RT_OK : rt_fail(RT_ERR_NOMEM, "out of memory");
+}
+
+/* Writes the full training state of the step just finished. Student 0
+ * only: the sampler position is a pure function of (seed, step), so the
+ * other ranks have no state of their own to contribute. */
+static rt_status save_checkpoint(student_run *s, int64_t step, int final) {
+    const int64_t tokens_seen = step * s->rs.G * s->rs.T;
+    const int64_t n_students = s->rs.R, seed = s->cfg.train.seed;
+    ckpt_array ex[8];
+    int n_ex = 0;
+    ex[n_ex++] = (ckpt_array){"/state/step", CKPT_I64, 0, {0}, &step};
+    ex[n_ex++] = (ckpt_array){"/state/seed", CKPT_I64, 0, {0}, &seed};
+    ex[n_ex++] = (ckpt_array){"/state/student_ranks", CKPT_I64, 0, {0}, &n_students};
+    if (s->fp.n) {
+        const int64_t shp[3] = {s->fp.n_pairs, s->fp.Cs, s->fp.Ct};
+        ex[n_ex++] = (ckpt_array){"/distill/projection", CKPT_F32, 3, {shp[0], shp[1], shp[2]},
+                                  s->fp.w};
+        ex[n_ex++] = (ckpt_array){"/distill/projection_m", CKPT_F32, 3,
+                                  {shp[0], shp[1], shp[2]}, s->fp.m};
+        ex[n_ex++] = (ckpt_array){"/distill/projection_v", CKPT_F32, 3,
+                                  {shp[0], shp[1], shp[2]}, s->fp.v};
+    }
+    ckpt_contents c = {
+        .kind = "train",
+        .step = step,
+        .tokens_seen = tokens_seen,
+        .cfg = s->mc,
+        .params = student_params(s->m),
+        .adam_m = student_adam_m(s->m),
+        .adam_v = student_adam_v(s->m),
+        .adam_step = step,
+        .extras = ex,
+        .n_extras = n_ex,
+        .config_text = s->config_ini,
+        .provenance_json = s->provenance,
+    };
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    RT_TRY(ckpt_save_rotating(s->cfg.train.run_dir, step, &c, s->cfg.train.keep_checkpoints));
+    char path[TRAINER_STR_MAX + 32];
+    if (final) {
+        snprintf(path, sizeof path, "%s/final.h5", s->cfg.train.run_dir);
+        RT_TRY(ckpt_save(path, &c));
+    } else {
+        RT_TRY(ckpt_step_path(s->cfg.train.run_dir, step, path, sizeof path));
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    const double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    trainer_metrics_note(s->metrics, "saved %s (%.2f s)", path, dt);
+    return RT_OK;
+}
+
+/* Restores model, optimizer, projections and the step from a checkpoint. */
+static rt_status load_resume(student_run *s) {
+    ckpt_reader *r = NULL;
+    rt_status st = ckpt_open(s->resume_path, &r);
+    if (st != RT_OK) return st;
+    int64_t step = 0, adam_step = 0;
+    if ((st = ckpt_require_kind(r, "train", "resuming training")) != RT_OK) goto cleanup;
+    if ((st = ckpt_check_config(r, &s->mc, "the run's [model] config")) != RT_OK) goto cleanup;
+    if ((st = ckpt_read_model(r, s->m)) != RT_OK) goto cleanup;
+    st = ckpt_read_optimizer(r, student_adam_m(s->m), student_adam_v(s->m), &adam_step);
+    if (st != RT_OK) goto cleanup;
+    if ((st = ckpt_read_array(r, "/state/step", CKPT_I64, 1, &step)) != RT_OK) goto cleanup;
+    if (step != ckpt_reader_step(r) || adam_step != step) {
+        st = rt_fail(RT_ERR_FORMAT, "%s: inconsistent step counters (%lld, %lld, %lld)",
+                     s->resume_path, (long long)ckpt_reader_step(r), (long long)step,
+                     (long long)adam_step);
+        goto cleanup;
+    }
+    if (s->fp.n) {
+        if (!ckpt_has(r, "/distill/projection")) {
+            st = rt_fail(RT_ERR_FORMAT,
+                         "%s: has no /distill/projection, but this run's feature_map needs one "
+                         "(was it written with another distill config?)",
+                         s->resume_path);
+            goto cleanup;
+        }
+        if ((st = ckpt_read_array(r, "/distill/projection", CKPT_F32, s->fp.n, s->fp.w)) ||
+            (st = ckpt_read_array(r, "/distill/projection_m", CKPT_F32, s->fp.n, s->fp.m)) ||
+            (st = ckpt_read_array(r, "/distill/projection_v", CKPT_F32, s->fp.n, s->fp.v)))
+            goto cleanup;
+    }
+    s->start_step = step;
+cleanup:
+    ckpt_reader_close(r);
+    return st;
+}
+
+/* Mean CE over the first eval_tokens of the val shard, windows split over
+ * the students (the evaluation protocol of ARCHITECTURE.md). */
+static rt_status evaluate(student_run *s, double *loss) {
+    const int T = s->rs.T, V = s->rs.V, R = s->rs.R, mb = s->rs.mb;
+    int64_t n_win = (s->n_val - 1) / T;
+    if (s->cfg.train.eval_tokens > 0 && s->cfg.train.eval_tokens / T < n_win)
+        n_win = s->cfg.train.eval_tokens / T;
+    if (n_win < 1) n_win = 1;
+    double sums[2] = {0, 0}; /* CE sum, predicted tokens */
+    int32_t *in = s->inputs, *tg = s->targets;
+    int rows = 0;
+    for (int64_t w = s->rank;; w += R) {
+        const int have = w < n_win;
+        if (have) {
+            memcpy(in + (size_t)rows * T, s->val + w * T, (size_t)T * sizeof *in);
+            memcpy(tg + (size_t)rows * T, s->val + w * T + 1, (size_t)T * sizeof *tg);
+            rows++;
+        }
+        if (rows == mb || (!have && rows > 0)) {
+            RT_TRY(student_forward(s->m, in, rows));
+            sums[0] += student_loss_ce(student_logits(s->m), tg, rows * T, V, NULL, 0.0f);
+            sums[1] += (double)rows * T;
+            rows = 0;
+        }
+        if (!have) break;
+    }
+    RT_TRY(comm_allreduce_sum_double(sums, 2, s->roles));
+    *loss = sums[0] / sums[1];
+    return RT_OK;
+}
+
+/* Index of the largest of n floats (first on ties). */
+static int argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+/* Per-step sums, all-reduced over the students (then divided). */
+enum { S_CE, S_KD, S_FEAT, S_AGREE, S_POS, S_WAIT, S_N };
+
+/* One micro-batch: forward, loss and its gradient into dlogits (and the
+ * hidden-state gradients), backward. */
+static rt_status micro_step(student_run *s, int64_t step, int j, double *sums) {
+    const run_shape *rs = &s->rs;
+    const int T = rs->T, V = rs->V, n_pos = rs->mb * T;
+    const int32_t *in = s->inputs + (size_t)j * n_pos, *tg = s->targets + (size_t)j * n_pos;
+    RT_TRY(student_forward(s->m, in, rs->mb));
+    float *logits = student_logits(s->m), *dl = student_dlogits(s->m);
+    const float per_rank = 1.0f / (float)((int64_t)rs->b * T); /* mean over this rank's rows */
+    if (!s->distill) {
+        sums[S_CE] += student_loss_ce(logits, tg, n_pos, V, dl, per_rank);
+    } else {
+        const trainer_config *c = &s->cfg;
+        double wait = 0.0;
+        RT_TRY(comm_stream_recv(s->stream, &s->rec, &wait));
+        sums[S_WAIT] += wait;
+        comm_record *r = &s->rec;
+        RT_TRY(comm_record_check_identity(r, record_seq(rs, step, j), s->rank,
+                                          s->starts + (size_t)j * rs->mb, rs->mb));
+        if (r->T != T || r->vocab != V || r->k != s->topk ||
+            r->n_feat != c->distill.n_feature_pairs)
+            return rt_fail(RT_ERR_MISMATCH,
+                           "teacher record of step %lld has T=%d vocab=%d k=%d features=%d, "
+                           "expected %d, %d, %d, %d",
+                           (long long)step, r->T, r->vocab, r->k, r->n_feat, T, V, s->topk,
+                           c->distill.n_feature_pairs);
+        const float Tk = (float)c->distill.temperature, a = (float)c->distill.alpha;
+        const float ce_scale = (1.0f - a) * per_rank, kd_scale = a * Tk * Tk * per_rank;
+        const int dense = r->k == V;
+        if (c->distill.divergence == TRAINER_DIV_KL) {
+            double kd = 0.0;
+            sums[S_CE] += student_loss_distill(logits, tg, n_pos, V, Tk, dense ? NULL : r->ids,
+                                               r->logprobs, r->tail, r->k, dl, ce_scale,
+                                               kd_scale, &kd);
+            sums[S_KD] += kd;
+        } else {
+            sums[S_CE] += student_loss_ce(logits, tg, n_pos, V, dl, ce_scale);
+            sums[S_KD] += c->distill.divergence == TRAINER_DIV_JSD
+                              ? student_loss_jsd(logits, n_pos, V, Tk, r->logprobs, dl, kd_scale)
+                              : student_loss_rkl(logits, n_pos, V, Tk, r->logprobs, dl, kd_scale);
+        }
+        /* top-1 agreement: ids are sorted by probability unless dense */
+        int64_t agree = 0;
+#pragma omp parallel for reduction(+ : agree) schedule(static)
+        for (int i = 0; i < n_pos; i++) {
+            const int t1 = dense ? argmax(r->logprobs + (size_t)i * V, V) : r->ids[(size_t)i * r->k];
+            agree += argmax(logits + (size_t)i * V, V) == t1;
+        }
+        sums[S_AGREE] += (double)agree;
+        /* feature maps: gradient into the hidden state after block s-1 */
+        for (int p = 0; p < s->fp.n_pairs; p++) {
+            const int sl = c->distill.feature_pairs[p][0] - 1;
+            const size_t pw = (size_t)s->fp.Cs * s->fp.Ct;
+            double fl = 0.0;
+            RT_TRY(student_feature_loss(
+                student_hidden(s->m, sl), s->fp.n ? s->fp.w + p * pw : NULL,
+                r->feat + (size_t)p * n_pos * r->feat_width, n_pos, s->fp.Cs, s->fp.Ct,
+                c->distill.feature_loss == TRAINER_FEATURE_COSINE,
+                (float)c->distill.beta / (float)rs->n_micro, student_hidden_grad(s->m, sl),
+                s->fp.n ? s->fp.g + p * pw : NULL, s->fp.y, s->fp.dy, &fl));
+            sums[S_FEAT] += fl / rs->n_micro;
+        }
+    }
+    sums[S_POS] += n_pos;
+    return student_backward(s->m, rs->mb);
+}
+
+static rt_status student_setup(student_run *s, const char *resume_arg) {
+    const trainer_config *c = &s->cfg;
+    int64_t vocab = 0;
+    RT_TRY(data_shard_load(c->data.train, &s->tokens, &s->n_tokens, &vocab));
+    if (c->train.eval_every > 0) {
+        int64_t vv = 0;
+        RT_TRY(data_shard_load(c->data.val, &s->val, &s->n_val, &vv));
+        if (vv != vocab)
+            return rt_fail(RT_ERR_MISMATCH, "%s has a vocabulary of %lld, %s of %lld",
+                           c->data.val, (long long)vv, c->data.train, (long long)vocab);
+        if (s->n_val < 2)
+            return rt_fail(RT_ERR_ARGS, "%s: too few tokens to evaluate", c->data.val);
+    }
+    RT_TRY(run_model_config(c, vocab, &s->mc));
+    RT_TRY(run_shape_make(c, comm_roles_n_students(s->roles), &s->mc, &s->rs));
+    s->distill = c->distill.teachers > 0;
+    if (s->distill) {
+        RT_TRY(check_teacher(c, &s->mc, &s->tc));
+        s->topk = c->distill.topk < s->rs.V ? c->distill.topk : s->rs.V;
+    }
+    RT_TRY(data_sampler_create(c->data.train, s->n_tokens, s->rs.T, s->rs.G, s->rs.R, s->rank,
+                               (uint64_t)c->train.seed, &s->sampler));
+    RT_TRY(student_create(&s->mc, s->rs.mb,
+                          c->train.precision == TRAINER_PRECISION_BF16 ? STUDENT_BF16
+                                                                        : STUDENT_F32,
+                          1, &s->m));
+    if (s->distill)
+        RT_TRY(feature_proj_init(&s->fp, c->distill.n_feature_pairs, s->mc.d_model,
+                                 s->tc.d_model, (int64_t)s->rs.mb * s->rs.T,
+                                 (uint64_t)c->train.seed));
+    s->inputs = malloc((size_t)s->rs.b * s->rs.T * sizeof *s->inputs);
+    s->targets = malloc((size_t)s->rs.b * s->rs.T * sizeof *s->targets);
+    s->starts = malloc((size_t)s->rs.b * sizeof *s->starts);
+    if (!s->inputs || !s->targets || !s->starts)
+        return rt_fail(RT_ERR_NOMEM, "out of memory for %d rows of %d tokens", s->rs.b,
+                       s->rs.T);
+
+    /* starting weights: a checkpoint to resume, train.init, or random */
+    if (resume_arg) {
+        RT_TRY(ckpt_resolve(resume_arg, c->train.run_dir, s->resume_path,
+                            sizeof s->resume_path));
+        RT_TRY(load_resume(s));
+    } else if (c->train.init[0]) {
+        ckpt_reader *r = NULL;
+        RT_TRY(ckpt_open(c->train.init, &r));
+        rt_status st = ckpt_read_model(r, s->m);
+        ckpt_reader_close(r);
+        RT_TRY(st);
+    } else {
+        student_init_weights(s->m, (uint64_t)c->train.seed);
+    }
+    RT_TRY(trainer_config_to_ini(c, &s->config_ini));
+    RT_TRY(make_provenance(s));
+    if (s->distill) {
+        comm_stream_config scfg = comm_stream_config_default();
+        scfg.depth = c->distill.depth;
+        scfg.zstd_level = c->distill.zstd_level;
+        RT_TRY(comm_stream_create(s->roles, &scfg, &s->stream));
+    }
+    return RT_OK;
+}
+
+static rt_status student_train(student_run *s) {
+    const trainer_config *c = &s->cfg;
+    const run_shape *rs = &s->rs;
+    const int64_t steps = c->train.steps, tokens_per_step = (int64_t)rs->G * rs->T;
+    if (s->rank == 0) {
+        RT_TRY(trainer_metrics_open(c->train.run_dir, steps, s->start_step, &s->metrics));
+        trainer_metrics_set_tokens(s->metrics, s->start_step * tokens_per_step);
+        if (s->start_step > 0)
+            trainer_metrics_note(s->metrics, "resumed from %s at step %lld", s->resume_path,
+                                 (long long)s->start_step);
+        trainer_metrics_note(s->metrics,
+                             "%s: %zu parameters (%d layers, d_model %d, %d heads, d_ff %d, "
+                             "vocab %d, seq %d), %d student rank(s) x %d rows, %d teacher "
+                             "rank(s), %lld steps, %lld windows per epoch",
+                             s->distill ? "distilling" : "training",
+                             student_param_count(&s->mc), s->mc.n_layer, s->mc.d_model,
+                             s->mc.n_head, s->mc.d_ff, s->mc.vocab_size, s->mc.seq_len, rs->R,
+                             rs->b, c->distill.teachers, (long long)steps,
+                             (long long)data_sampler_n_windows(s->sampler));
+    }
+    if (s->start_step >= steps) {
+        trainer_metrics_note(s->metrics, "%s is at step %lld of %lld: nothing left to train",
+                             s->resume_path, (long long)s->start_step, (long long)steps);
+        return RT_OK;
+    }
+    float *grads = student_grads(s->m);
+    const size_t nblock = student_block_size(s->m);
+    struct timespec ts0;
+    clock_gettime(CLOCK_MONOTONIC, &ts0);
+    double run_wait = 0.0;
+    for (int64_t step = s->start_step; step < steps; step++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        const float lr = student_lr_at(step + 1, (float)c->train.lr, (int)c->train.warmup, steps,
+                                       (float)c->train.min_lr_ratio);
+        RT_TRY(data_sampler_fill(s->sampler, s->tokens, step, s->inputs, s->targets));
+        RT_TRY(data_sampler_windows(s->sampler, step, s->starts));
+        double sums[S_N] = {0};
+        for (int j = 0; j < rs->n_micro; j++) RT_TRY(micro_step(s, step, j, sums));
+        if (rs->R > 1) {
+            RT_TRY(comm_allreduce_mean(grads, nblock, s->roles));
+            if (s->fp.n) RT_TRY(comm_allreduce_mean(s->fp.g, s->fp.n, s->roles));
+        }
+        const double wait_here = sums[S_WAIT];
+        RT_TRY(comm_allreduce_sum_double(sums, S_N, s->roles));
+        /* clip on the global norm of all trainable gradients */
+        double norm2 = student_grad_norm(s->m);
+        norm2 *= norm2;
+        for (size_t i = 0; i < s->fp.n; i++) norm2 += (double)s->fp.g[i] * s->fp.g[i];
+        const double norm = sqrt(norm2);
+        if (c->train.grad_clip > 0 && norm > c->train.grad_clip) {
+            const float k = (float)(c->train.grad_clip / norm);
+            student_grad_scale(s->m, k);
+            for (size_t i = 0; i < s->fp.n; i++) s->fp.g[i] *= k;
+        }
+        if (!isfinite(norm))
+            return rt_fail(RT_ERR_INTERNAL,
+                           "step %lld: the gradient is not finite (loss diverged; lower "
+                           "train.lr or raise train.warmup)",
+                           (long long)step + 1);
+        student_adamw_step(s->m, lr, (float)c->train.beta1, (float)c->train.beta2,
+                           (float)c->train.eps, (float)c->train.weight_decay, step + 1);
+        if (s->fp.n) {
+            student_adamw_array(s->fp.w, s->fp.g, s->fp.m, s->fp.v, s->fp.n, lr,
+                                (float)c->train.beta1, (float)c->train.beta2,
+                                (float)c->train.eps, 0.0f, step + 1);
+            memset(s->fp.g, 0, s->fp.n * sizeof(float));
+        }
+        student_zero_grad(s->m);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        const double step_s =
+            (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        run_wait += wait_here;
+
+        const int64_t done = step + 1;
+        trainer_metrics_step(s->metrics, done, tokens_per_step);
+        const double pos = sums[S_POS], a = s->distill ? c->distill.alpha : 0.0;
+        const double Tk = c->distill.temperature;
+        const double ce = sums[S_CE] / pos, kd = sums[S_KD] / pos, feat = sums[S_FEAT] / rs->R;
+        const double loss =
+            s->distill ? (1.0 - a) * ce + a * Tk * Tk * kd + c->distill.beta * feat : ce;
+        const int do_eval = s->val && c->train.eval_every > 0 &&
+                            (done % c->train.eval_every == 0 || done == steps);
+        double val_loss = NAN;
+        if (do_eval) RT_TRY(evaluate(s, &val_loss));
+        if (done % c->train.log_every == 0 || done == steps || do_eval) {
+            trainer_metrics_show(s->metrics, "loss", loss);
+            if (s->distill) {
+                trainer_metrics_show(s->metrics, "kd", kd);
+                trainer_metrics_add(s->metrics, "ce", ce);
+                if (c->distill.n_feature_pairs) trainer_metrics_add(s->metrics, "feat", feat);
+                trainer_metrics_show(s->metrics, "agree", sums[S_AGREE] / pos);
+                /* stall: share of the step spent waiting for teacher
+                 * records, mean over the students */
+                trainer_metrics_show(s->metrics, "stall", sums[S_WAIT] / rs->R / step_s);
+                comm_stream_stats ss;
+                comm_stream_get_stats(s->stream, &ss);
+                if (ss.positions > 0) {
+                    trainer_metrics_add(s->metrics, "wire_bytes_per_token",
+                                        (double)ss.wire_bytes / (double)ss.positions);
+                    trainer_metrics_add(s->metrics, "raw_bytes_per_token",
+                                        (double)ss.raw_bytes / (double)ss.positions);
+                }
+            }
+            if (do_eval) trainer_metrics_show(s->metrics, "val_loss", val_loss);
+            trainer_metrics_add(s->metrics, "lr", lr);
+            trainer_metrics_add(s->metrics, "grad_norm", norm);
+            RT_TRY(trainer_metrics_log(s->metrics, done));
+        }
+        const int final = done == steps;
+        if (s->rank == 0 &&
+            (final || (c->train.checkpoint_every > 0 && done % c->train.checkpoint_every == 0)))
+            RT_TRY(save_checkpoint(s, done, final));
+    }
+    if (s->distill) RT_TRY(comm_stream_close(s->stream));
+    struct timespec ts1;
+    clock_gettime(CLOCK_MONOTONIC, &ts1);
+    const double total =
+        (double)(ts1.tv_sec - ts0.tv_sec) + 1e-9 * (double)(ts1.tv_nsec - ts0.tv_nsec);
+    trainer_metrics_note(s->metrics, "done: %lld steps in %.1f s%s", (long long)(steps - s->start_step),
+                         total, "");
+    if (s->distill)
+        trainer_metrics_note(s->metrics, "student 0 waited %.1f s (%.1f%%) for teacher records",
+                             run_wait, total > 0 ? 100.0 * run_wait / total : 0.0);
+    return RT_OK;
+}
+
+/* ------------------------------------------------------------ entry */
+
+static rt_status train_run(const trainer_config *cfg, const char *resume_arg, comm_roles *roles) {
+    rt_status st = RT_OK;
+    if (comm_roles_role(roles) == COMM_ROLE_STUDENT) {
+        student_run s;
+        memset(&s, 0, sizeof s);
+        comm_record_init(&s.rec);
+        s.cfg = *cfg;
+        s.roles = roles;
+        s.rank = comm_roles_student_index(roles);
+        st = student_setup(&s, resume_arg);
+        /* the teachers learn where to start from the first student */
+        int64_t start = s.start_step;
+        if (st == RT_OK && cfg->distill.teachers > 0)
+            st = comm_bcast_world(&start, sizeof start, cfg->distill.teachers, roles);
+        if (st == RT_OK) st = student_train(&s);
+        student_run_free(&s);
+    } else {
+        int32_t *tokens = NULL;
+        int64_t n_tokens = 0, vocab = 0, start = 0;
+        student_config sc, tc;
+        st = data_shard_load(cfg->data.train, &tokens, &n_tokens, &vocab);
+        if (st == RT_OK) st = run_model_config(cfg, vocab, &sc);
+        if (st == RT_OK) st = check_teacher(cfg, &sc, &tc);
+        if (st == RT_OK)
+            st = comm_bcast_world(&start, sizeof start, cfg->distill.teachers, roles);
+        if (st == RT_OK) st = teacher_serve(cfg, roles, start, tokens, n_tokens, &sc);
+        rt_free_aligned(tokens);
+    }
+    return st;
+}
+
+int trainer_cmd_train(int argc, char **argv) {
+    cli_args *a = NULL;
+    int rc = cli_parse(&trainer_spec_train, argc, argv, &a);
+    if (rc >= 0) return rc;
+    int n_sets = 0;
+    const char *const *sets = cli_list(a, "set", &n_sets);
+    trainer_config cfg;
+    rt_status st = trainer_config_load(cli_str(a, "config"), sets, n_sets, &cfg);
+    const char *resume = cli_has(a, "resume") ? cli_str(a, "resume") : NULL;
+    if (st == RT_OK && cfg.distill.teachers > 0 && !cfg.distill.teacher[0])
+        st = rt_fail(RT_ERR_ARGS, "distill.teachers = %d needs distill.teacher (a checkpoint)",
+                     cfg.distill.teachers);
+    if (st != RT_OK) {
+        cli_args_free(a);
+        return rt_report(st);
+    }
+    if ((st = comm_init(&argc, &argv)) != RT_OK) {
+        cli_args_free(a);
+        return rt_report(st);
+    }
+    comm_roles *roles = NULL;
+    st = comm_set_timeout(cfg.distill.timeout);
+    if (st == RT_OK) st = comm_roles_create(MPI_COMM_WORLD, cfg.distill.teachers, &roles);
+    if (st == RT_OK) {
+        st = train_run(&cfg, resume, roles);
+    }
+    if (st != RT_OK) {
+        int size = 1;
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+        /* alone, a plain error exit; with peers, end the whole job so that
+         * nobody waits for this rank until a timeout */
+        if (size > 1) comm_abort(st == RT_ERR_ARGS ? 2 : 1, NULL);
+        cli_args_free(a);
+        comm_roles_destroy(roles);
+        comm_finalize();
+        return rt_report(st);
+    }
+    cli_args_free(a);
+    comm_roles_destroy(roles);
+    comm_finalize();
+    return 0;
+}
