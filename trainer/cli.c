@@ -686,7 +686,14 @@ static const cli_option eval_options[] = {
     {.name = "max-tokens", .type = CLI_INT, .metavar = "N", .def = "0", .min = 0, .max = INFINITY,
      .help = "Evaluate only the first N tokens of the shard (0 = all of it)."},
     {.name = "json", .type = CLI_BOOL,
-     .help = "Print the result as one JSON object on stdout instead of text."},
+     .help = "Print the result as one JSON object on stdout instead of text: model, data, "
+             "loss, perplexity, tokens, windows, ece, agreement (with --teacher), params, "
+             "file_bytes, seconds, tokens_per_s."},
+    {.name = "teacher", .type = CLI_STRING, .metavar = "CKPT",
+     .help = "Also measure the top-1 agreement with this model (same vocabulary and seq_len; "
+             "any other shape) on the same windows."},
+    {.name = "batch", .type = CLI_INT, .metavar = "N", .def = "8", .min = 1, .max = 4096,
+     .help = "Windows per forward pass (memory: N * seq_len * vocab floats of logits)."},
     {0},
 };
 
@@ -697,7 +704,11 @@ const cli_spec trainer_spec_eval = {
         "are cut into consecutive, non-overlapping windows of seq_len tokens; window i "
         "predicts tokens i*T+1 .. i*T+T from tokens i*T .. i*T+T-1, and a final partial "
         "window is dropped. The loss is the mean cross-entropy over all predicted tokens; "
-        "perplexity is exp(loss).",
+        "perplexity is exp(loss).\n\n"
+        "Also reported: the expected calibration error (ECE: 15 equal-width bins of the top-1 "
+        "softmax probability, the count-weighted mean of |accuracy - confidence| per bin) and "
+        "the speed of the forward passes (loading excluded). Long evaluations print progress "
+        "on stderr.",
     .options = eval_options,
     .max_positional = 0,
     .epilog = "example:\n  retort eval --model runs/s/final.h5 --data data/val.h5 --json\n",
@@ -795,6 +806,9 @@ const cli_spec trainer_spec_export = {
 
 static const cli_option info_options[] = {
     {.name = "json", .type = CLI_BOOL, .help = "Print one JSON object instead of text."},
+    {.name = "verify", .type = CLI_BOOL,
+     .help = "Also read every dataset and check its checksum; prints OK or the first bad "
+             "dataset and exits non-zero on a failure."},
     {0},
 };
 

@@ -1,0 +1,222 @@
+/* `retort generate`: continue a prompt with text sampled from a checkpoint.
+ *
+ * Decoding uses the KV cache of student/ (student_infer_*): the prompt goes
+ * in one step, then one token per step, so a new token costs one row of
+ * every matmul instead of a forward over the whole prefix. The cache holds
+ * seq_len positions (the learned position embeddings), so generation stops
+ * when the context is full rather than sliding the window: a slid window
+ * would need the cache recomputed, and quietly changing the context is not
+ * what a user asking for "the model's continuation" expects.
+ *
+ * Sampling is deterministic in --seed: a xoshiro256** stream seeded through
+ * splitmix64 (our own, so the text does not depend on the C library), and
+ * top-k ties broken by the lower id. Temperature 0 is greedy argmax, the
+ * same rule (ties: lowest id) eval's top-1 uses.
+ *
+ * Output: the prompt, then the continuation as it is produced. Each step
+ * decodes all generated ids and prints the bytes not yet printed, so a
+ * character split over several byte-level tokens comes out whole. */
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "cli.h"
+#include "cmds.h"
+#include "data.h"
+#include "student.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------------ rng */
+
+typedef struct {
+    uint64_t s[4];
+} gen_rng;
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void gen_rng_seed(gen_rng *r, uint64_t seed) {
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t gen_rng_next(gen_rng *r) { /* xoshiro256** */
+    uint64_t *s = r->s;
+    const uint64_t out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return out;
+}
+
+static double gen_rng_uniform(gen_rng *r) { /* [0, 1) with 53 random bits */
+    return (double)(gen_rng_next(r) >> 11) * 0x1.0p-53;
+}
+
+/* ------------------------------------------------------------- sampling */
+
+typedef struct {
+    float z;
+    int32_t id;
+} scored;
+
+static int by_logit_desc(const void *a, const void *b) {
+    const scored *x = a, *y = b;
+    if (x->z != y->z) return x->z > y->z ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static int32_t argmax(const float *z, int V) {
+    int32_t best = 0;
+    for (int j = 1; j < V; j++)
+        if (z[j] > z[best]) best = j; /* strict: ties keep the lowest id */
+    return best;
+}
+
+/* Next token from the logits: greedy at temperature 0, else a draw from
+ * softmax(z / temperature) restricted to the k largest logits (k = 0 or
+ * k >= V: all). `work` holds V entries. */
+static int32_t sample(const float *z, int V, double temperature, int k, gen_rng *rng,
+                      scored *work) {
+    if (temperature == 0) return argmax(z, V);
+    for (int j = 0; j < V; j++) work[j] = (scored){z[j], j};
+    if (k <= 0 || k > V) k = V;
+    if (k < V) qsort(work, (size_t)V, sizeof *work, by_logit_desc);
+    float zmax = work[0].z;
+    for (int j = 1; j < k; j++)
+        if (work[j].z > zmax) zmax = work[j].z;
+    double sum = 0;
+    for (int j = 0; j < k; j++) sum += exp(((double)work[j].z - zmax) / temperature);
+    const double u = gen_rng_uniform(rng) * sum;
+    double acc = 0;
+    for (int j = 0; j < k; j++) {
+        acc += exp(((double)work[j].z - zmax) / temperature);
+        if (u < acc) return work[j].id;
+    }
+    return work[k - 1].id; /* u within rounding of sum */
+}
+
+/* -------------------------------------------------------------- command */
+
+int trainer_cmd_generate(int argc, char **argv) {
+    cli_args *a = NULL;
+    int rc = cli_parse(&trainer_spec_generate, argc, argv, &a);
+    if (rc >= 0) return rc;
+    const char *model_path = cli_str(a, "model"), *prompt = cli_str(a, "prompt");
+    const char *tok_dir = cli_str(a, "tokenizer");
+    const int64_t max_new = cli_int(a, "max-new-tokens");
+    const double temperature = cli_real(a, "temperature");
+    const int top_k = (int)cli_int(a, "top-k");
+    gen_rng rng;
+    gen_rng_seed(&rng, (uint64_t)cli_int(a, "seed"));
+
+    student_model *m = NULL;
+    student_kv *kv = NULL;
+    data_tokenizer *tok = NULL;
+    data_ids ids = {0}, gen = {0};
+    float *logits = NULL;
+    scored *work = NULL;
+    char *text = NULL;
+    size_t printed = 0;
+    rt_status st;
+
+    if ((st = ckpt_load_model(model_path, 1, STUDENT_F32, 0, &m, NULL)) != RT_OK) goto cleanup;
+    if ((st = data_tokenizer_load(tok_dir, &tok)) != RT_OK) goto cleanup;
+    const student_config *c = student_cfg(m);
+    const int V = c->vocab_size, max_len = c->seq_len;
+    if (data_tokenizer_vocab_size(tok) != V) {
+        st = rt_fail(RT_ERR_MISMATCH,
+                     "the tokenizer in %s has %d tokens but the model %s has vocab_size %d "
+                     "(pass the --tokenizer the model was trained with)",
+                     tok_dir, (int)data_tokenizer_vocab_size(tok), model_path, V);
+        goto cleanup;
+    }
+    const int32_t eot = data_tokenizer_eot(tok);
+    if ((st = data_tokenizer_encode(tok, prompt, strlen(prompt), &ids)) != RT_OK) goto cleanup;
+    /* An empty prompt starts from <|endoftext|>, the document boundary the
+     * model saw before every training document. */
+    if (ids.n == 0 && (st = data_ids_push(&ids, eot)) != RT_OK) goto cleanup;
+    const int32_t *ctx = ids.ids;
+    int n_ctx = (int)ids.n;
+    if (ids.n > (size_t)max_len) {
+        fprintf(stderr, "generate: the prompt is %zu tokens; keeping its last %d (the model's "
+                        "context, seq_len)\n", ids.n, max_len);
+        ctx = ids.ids + (ids.n - (size_t)max_len);
+        n_ctx = max_len;
+    }
+    logits = malloc((size_t)V * sizeof *logits);
+    work = malloc((size_t)V * sizeof *work);
+    if (!logits || !work) {
+        st = rt_fail(RT_ERR_NOMEM, "generate: out of memory for %d logits", V);
+        goto cleanup;
+    }
+    if ((st = student_infer_create(m, max_len, &kv)) != RT_OK) goto cleanup;
+
+    fputs(prompt, stdout);
+    fflush(stdout);
+    const double t0 = now_s();
+    if ((st = student_infer_step(m, kv, ctx, n_ctx, logits)) != RT_OK) goto cleanup;
+    const double t1 = now_s();
+    const char *why = "max-new-tokens";
+    for (int64_t i = 0; i < max_new; i++) {
+        const int32_t next = sample(logits, V, temperature, top_k, &rng, work);
+        if (next == eot) {
+            why = "<|endoftext|>";
+            break;
+        }
+        if ((st = data_ids_push(&gen, next)) != RT_OK) goto cleanup;
+        size_t len = 0;
+        free(text);
+        text = NULL;
+        if ((st = data_tokenizer_decode(tok, gen.ids, gen.n, &text, &len)) != RT_OK)
+            goto cleanup;
+        fwrite(text + printed, 1, len - printed, stdout);
+        fflush(stdout);
+        printed = len;
+        if (i + 1 == max_new) break;
+        /* The token just sampled needs one more cache row to be fed back. */
+        if (student_infer_len(kv) >= max_len) {
+            why = "context full";
+            fprintf(stderr, "\ngenerate: the context is full (seq_len %d tokens); stopping\n",
+                    max_len);
+            break;
+        }
+        if ((st = student_infer_step(m, kv, &next, 1, logits)) != RT_OK) goto cleanup;
+    }
+    const double t2 = now_s();
+    if (isatty(STDOUT_FILENO)) putchar('\n');
+    fflush(stdout);
+    fprintf(stderr,
+            "generate: %d prompt tokens (%.3f s), %zu new tokens, %.1f tokens/s, stopped at %s\n",
+            n_ctx, t1 - t0, gen.n, t2 > t1 ? (double)gen.n / (t2 - t1) : 0.0, why);
+
+cleanup:
+    student_infer_destroy(kv);
+    student_destroy(m);
+    data_tokenizer_destroy(tok);
+    data_ids_free(&ids);
+    data_ids_free(&gen);
+    free(logits);
+    free(work);
+    free(text);
+    cli_args_free(a);
+    return rt_report(st);
+}
