@@ -641,3 +641,24 @@ int student_profile_get(const student_model *m, const char **names, double *seco
     }
     return k;
 }
+
+/* ------------------------------------------------- pruning calibration */
+
+/* For Wanda / activation-aware pruning (prune.c): the per-layer copies of
+ * the matmul inputs exist only in a training-mode f32 model (lmul = 1;
+ * bf16 keeps bf16 copies, inference mode one shared layer). */
+const float *student_linear_input(student_model *m, int layer, student_linear which,
+                                  int64_t *rows) {
+    RT_ASSERT(layer >= 0 && layer < m->cfg.n_layer && which >= 0 && which < STUDENT_LIN_N);
+    *rows = 0;
+    if (!m->training || m->prec != STUDENT_F32 || m->last_B == 0) return NULL;
+    const size_t BT = (size_t)m->max_B * m->cfg.seq_len, l = (size_t)layer;
+    const size_t BTC = BT * m->cfg.d_model, BTF = BT * m->cfg.d_ff;
+    *rows = (int64_t)m->last_B * m->cfg.seq_len;
+    switch (which) {
+    case STUDENT_LIN_QKV: return m->act.ln1 + l * BTC;
+    case STUDENT_LIN_ATTPROJ: return m->act.atty + l * BTC;
+    case STUDENT_LIN_FC: return m->act.ln2 + l * BTC;
+    default: return m->act.fch_gelu + l * BTF;
+    }
+}

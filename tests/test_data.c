@@ -786,6 +786,41 @@ static void test_sampler_rank_independent(void) {
     data_sampler_destroy(one);
 }
 
+/* Elastic resume: 2 ranks for the first k steps of an epoch, 1 rank (same
+ * global batch) for the rest. Every window of the epoch's S*G must be used
+ * exactly once, none twice and none skipped. */
+static void test_sampler_elastic_coverage(void) {
+    const int64_t n = 4097;
+    const int32_t T = 8, G = 8;
+    data_sampler *two[2] = {sampler(n, T, G, 2, 0, 5), sampler(n, T, G, 2, 1, 5)};
+    data_sampler *one = sampler(n, T, G, 1, 0, 5);
+    const int64_t S = data_sampler_steps_per_epoch(one), W = data_sampler_n_windows(one);
+    int *seen = calloc((size_t)W, sizeof *seen);
+    const int64_t epoch = 3, k = S / 3; /* resume point inside epoch 3 */
+    for (int64_t s = epoch * S; s < (epoch + 1) * S; s++) {
+        int64_t st[8];
+        if (s < epoch * S + k) {
+            data_sampler_windows(two[0], s, st);
+            data_sampler_windows(two[1], s, st + G / 2);
+        } else {
+            data_sampler_windows(one, s, st);
+        }
+        for (int i = 0; i < G; i++) seen[st[i] / T]++;
+    }
+    int64_t once = 0, twice = 0;
+    for (int64_t w = 0; w < W; w++) once += seen[w] == 1, twice += seen[w] > 1;
+    printf("\n    epoch of %lld steps, resumed at %lld: %lld windows used once, %lld more than "
+           "once (of %lld, %lld usable)\n",
+           (long long)S, (long long)k, (long long)once, (long long)twice, (long long)W,
+           (long long)(S * G));
+    CU_ASSERT_EQUAL(once, S * G);
+    CU_ASSERT_EQUAL(twice, 0);
+    free(seen);
+    data_sampler_destroy(two[0]);
+    data_sampler_destroy(two[1]);
+    data_sampler_destroy(one);
+}
+
 static void test_sampler_fill(void) {
     const int64_t n = 1000;
     const int32_t T = 10;
@@ -1149,6 +1184,7 @@ int main(void) {
         {"sampler_partition", test_sampler_partition},
         {"sampler_reproducible_seekable", test_sampler_reproducible_seekable},
         {"sampler_rank_independent", test_sampler_rank_independent},
+        {"sampler_elastic_coverage", test_sampler_elastic_coverage},
         {"sampler_fill", test_sampler_fill},
         {"sampler_uniform", test_sampler_uniform},
         {"sampler_errors", test_sampler_errors},

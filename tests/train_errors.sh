@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Bad input to `retort train` gets one clear line naming the file or key and
+# a non-zero exit (never a crash: exit codes >= 128 fail), before any
+# training: bad config keys, and truncated, bit-flipped, empty, non-HDF5,
+# wrong-shape and missing files given to --resume, train.init and
+# distill.teacher, plus teachers whose vocabulary or seq_len differ.
+source "$(dirname "$0")/train_lib.sh"
+rt_prepare
+rt_config ok.ini runs/ok
+"$RETORT" train --config ok.ini 2>/dev/null || fail "the reference run failed"
+good=runs/ok/final.h5
+
+# expect_err CODE PATTERN CMD...: exit code CODE (or any 1..127 when CODE is
+# "nz"), stderr matching PATTERN, a single "retort:" line.
+expect_err() {
+  local want=$1 pat=$2
+  shift 2
+  set +e
+  timeout 60 "$@" >out.txt 2>err.txt
+  local rc=$?
+  set -e
+  if [ "$want" = nz ]; then
+    [ $rc -ge 1 ] && [ $rc -lt 124 ] || { cat err.txt; fail "'$*' exited $rc"; }
+  else
+    [ $rc -eq "$want" ] || { cat err.txt; fail "'$*' exited $rc, expected $want"; }
+  fi
+  grep -q -- "$pat" err.txt || { cat err.txt; fail "'$*': stderr lacks '$pat'"; }
+  [ "$(grep -c '^retort' err.txt)" -ge 1 ] || { cat err.txt; fail "'$*': no retort: line"; }
+}
+
+expect_err nz "nope.ini" "$RETORT" train --config nope.ini
+expect_err 2 "train.stepz" "$RETORT" train --config ok.ini --set train.stepz=3
+expect_err 2 "train.lr" "$RETORT" train --config ok.ini --set train.lr=fast
+expect_err 2 "distill.teacher" "$RETORT" train --config ok.ini --set distill.teachers=1
+
+# broken checkpoints
+cp "$good" trunc.h5 && truncate -s $(($(stat -c %s "$good") / 2)) trunc.h5
+: >empty.h5
+echo "not a checkpoint" >text.h5
+cp "$good" flip.h5
+addr=$(h5ls -va "$good/model/transformer.wte.weight" | awk '/Address:/ { print $2; exit }')
+[ -n "$addr" ] || fail "could not locate a dataset in $good"
+byte=$(od -An -tu1 -j $((addr + 100)) -N1 flip.h5 | tr -d ' ')
+printf "$(printf '\\%03o' $((byte ^ 16)))" | dd of=flip.h5 bs=1 seek=$((addr + 100)) conv=notrunc 2>/dev/null
+rt_config wide.ini runs/wide
+sed -i 's/^d_model = 32/d_model = 48/' wide.ini
+"$RETORT" train --config wide.ini --set train.steps=1 2>/dev/null || fail "wide model failed"
+
+for f in trunc.h5 empty.h5 text.h5 flip.h5 missing.h5; do
+  expect_err nz "$f" "$RETORT" train --config ok.ini --resume "$f"
+  expect_err nz "$f" "$RETORT" train --config ok.ini --set "train.init=$f"
+  expect_err nz "$f" mpirun -np 2 "$RETORT" train --config ok.ini --set distill.teachers=1 \
+    --set "distill.teacher=$f"
+done
+expect_err nz "d_model" "$RETORT" train --config ok.ini --resume runs/wide/final.h5
+expect_err nz "nothing left\|no checkpoint\|latest" "$RETORT" train --config ok.ini \
+  --set train.run_dir=runs/none --resume
+
+# mismatched teachers: another vocabulary, another seq_len
+"$RETORT" prepare --input /usr/share/games/fortunes --out data300 --vocab-size 300 --quiet
+rt_config v300.ini runs/v300 "steps=2"
+sed -i 's|^\[train\]|[data]\ntrain = data300/train.h5\nval = data300/val.h5\n[train]|' v300.ini
+"$RETORT" train --config v300.ini 2>/dev/null || fail "vocab-300 teacher failed"
+expect_err nz "vocabulary" mpirun -np 2 "$RETORT" train --config ok.ini --set distill.teachers=1 \
+  --set distill.teacher=runs/v300/final.h5
+"$RETORT" train --config ok.ini --set train.run_dir=runs/s16 --set model.seq_len=16 \
+  --set train.steps=2 2>/dev/null || fail "seq-16 teacher failed"
+expect_err nz "seq_len" mpirun -np 2 "$RETORT" train --config ok.ini --set distill.teachers=1 \
+  --set distill.teacher=runs/s16/final.h5
+[ ! -e runs/ok/metrics.jsonl.tmp ] || fail "stray files"
+echo "train_errors: ok"
