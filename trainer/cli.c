@@ -749,32 +749,52 @@ static const cli_option prune_options[] = {
      .help = "Training checkpoint to prune."},
     {.name = "method", .type = CLI_STRING, .flags = CLI_REQUIRED,
      .metavar = "magnitude|wanda|N:M|heads|ffn", .check = trainer_check_prune_method,
-     .help = "magnitude: zero the weights of smallest |w| in each matrix. wanda: zero the "
-             "smallest |w| * ||x|| per output row, with input norms ||x|| measured on --calib. "
-             "N:M (e.g. 2:4): keep the N largest of every M consecutive weights. heads: remove "
-             "whole attention heads; ffn: remove whole MLP hidden units (structured: the model "
-             "gets smaller and faster)."},
+     .help = "magnitude: zero the smallest |w| in each matmul weight matrix. wanda: zero the "
+             "smallest |w| * ||x|| in each output (a column of the stored [in, out] matrix), "
+             "with the input norms ||x|| measured on --calib, block by block. N:M (e.g. 2:4): "
+             "keep the N largest |w| of every M consecutive inputs of each output. heads: MASK "
+             "whole attention heads (their q/k/v columns, c_attn bias entries and attn.c_proj "
+             "rows are zeroed; the tensors keep their size, because the model ties the "
+             "attention width to d_model). ffn: REMOVE whole MLP hidden units (the same count "
+             "in every layer), writing a model with a smaller d_ff that is smaller and faster. "
+             "Only the matmul weights of the blocks (attn.c_attn, attn.c_proj, mlp.c_fc, "
+             "mlp.c_proj) are pruned; embeddings, LayerNorms and biases never are (except the "
+             "c_attn bias entries of masked heads)."},
     {.name = "sparsity", .type = CLI_REAL, .metavar = "S", .def = "0.5", .check = check_fraction,
-     .help = "Fraction of weights (or of heads / MLP units) to remove, in [0, 1). N:M sets its "
-             "own sparsity (1 - N/M)."},
+     .help = "Fraction of weights (or of heads / MLP units per layer) to remove, in [0, 1); "
+             "the count is rounded to the nearest integer and heads/ffn keep at least one per "
+             "layer. N:M sets its own sparsity (1 - N/M)."},
     {.name = "calib", .type = CLI_STRING, .metavar = "SHARD",
      .help = "Token shard for calibration activations (wanda needs it; heads and ffn use it to "
-             "rank units by their effect when given)."},
+             "rank units by their activation norms when given; magnitude and N:M ignore it)."},
+    {.name = "calib-tokens", .type = CLI_INT, .metavar = "N", .def = "16384", .min = 1,
+     .max = 1e9,
+     .help = "Calibration tokens: this many, rounded up to whole seq_len windows spread evenly "
+             "over the shard (fewer when the shard is shorter). wanda runs one pass over them "
+             "per block."},
     {.name = "out", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "CKPT",
-     .help = "Checkpoint to write: the pruned weights plus their masks under /prune, ready for "
-             "fine-tuning with --set train.init=CKPT."},
+     .help = "Checkpoint to write (atomically): the pruned weights, one uint8 mask per pruned "
+             "tensor under /prune/mask (1 = kept) and the method and sparsity under /prune, "
+             "without optimizer state, ready for fine-tuning with --set train.init=CKPT."},
+    {.name = "json", .type = CLI_BOOL,
+     .help = "Print one JSON object (per-tensor and per-layer sparsity, totals, parameter "
+             "counts, file sizes) instead of the table."},
     {0},
 };
 
 const cli_spec trainer_spec_prune = {
     .name = "prune",
     .description = "Prune a trained model after training and write the result as a new "
-                   "checkpoint.",
+                   "checkpoint, then print the sparsity of every pruned tensor and layer, the "
+                   "totals over prunable weights and over all parameters, the parameter count "
+                   "before and after, and the file size. Heads are masked, not removed; MLP "
+                   "units (ffn) are removed.",
     .options = prune_options,
     .max_positional = 0,
     .epilog = "example:\n"
               "  retort prune --model runs/s/final.h5 --method wanda --sparsity 0.5 \\\n"
-              "      --calib data/train.h5 --out pruned.h5\n",
+              "      --calib data/train.h5 --out pruned.h5\n"
+              "  retort prune --model runs/s/final.h5 --method ffn --sparsity 0.25 --out small.h5\n",
 };
 
 static const cli_option export_options[] = {

@@ -1,0 +1,265 @@
+/* Post-training pruning kernels: scores (magnitude, Wanda, head and MLP
+ * unit importance), masks (unstructured, N:M, heads) and the physical
+ * removal of MLP hidden units. Pure functions over float matrices and the
+ * parameter block, so they are testable without a model and `retort
+ * prune` only composes them.
+ *
+ * Every selection sorts (score, flat index) pairs, so equal scores are
+ * ordered by position and the result is the same for any thread count or
+ * qsort implementation. Counts are round(sparsity * n): "50% of 7" prunes 4
+ * (round half up), and what was pruned is returned so callers can report
+ * exact sparsities instead of the requested ones. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "student.h"
+
+/* A score and where it came from. */
+typedef struct {
+    double s;
+    uint32_t i;
+} scored;
+
+/* Ascending by score, then by index; NaN sorts above everything (a NaN
+ * weight is kept, so the damage stays visible instead of being hidden). */
+static int scored_cmp(const void *pa, const void *pb) {
+    const scored *a = pa, *b = pb;
+    const int na = isnan(a->s), nb = isnan(b->s);
+    if (na != nb) return na - nb;
+    if (!na && a->s != b->s) return a->s < b->s ? -1 : 1;
+    return (a->i > b->i) - (a->i < b->i);
+}
+
+static size_t prune_count(double sparsity, size_t n) {
+    if (!(sparsity > 0.0)) return 0;
+    double k = floor(sparsity * (double)n + 0.5);
+    return k >= (double)n ? n : (size_t)k;
+}
+
+/* ---------------------------------------------------- tensors of a block */
+
+int student_linear_tensor(const student_config *c, int layer, student_linear which) {
+    static const int k[STUDENT_LIN_N] = {2, 4, 8, 10}; /* params.c's per-layer order */
+    RT_ASSERT(layer >= 0 && layer < c->n_layer && which >= 0 && which < STUDENT_LIN_N);
+    return 2 + 12 * layer + k[which];
+}
+
+int student_prune_target(const student_config *c, int index, int *layer) {
+    if (index < 2 || index >= 2 + 12 * c->n_layer) return -1;
+    const int l = (index - 2) / 12, k = (index - 2) % 12;
+    int which = k == 2 ? STUDENT_LIN_QKV
+              : k == 4 ? STUDENT_LIN_ATTPROJ
+              : k == 8 ? STUDENT_LIN_FC
+              : k == 10 ? STUDENT_LIN_FCPROJ : -1;
+    if (which >= 0 && layer) *layer = l;
+    return which;
+}
+
+/* ---------------------------------------------------------- statistics */
+
+void student_colsumsq_add(double *acc, const float *x, int64_t rows, int cols) {
+    /* Column-parallel, rows in order: the sum does not depend on the
+     * thread count. */
+#pragma omp parallel for schedule(static)
+    for (int j = 0; j < cols; j++) {
+        double s = 0.0;
+        for (int64_t r = 0; r < rows; r++) {
+            const double v = x[r * cols + j];
+            s += v * v;
+        }
+        acc[j] += s;
+    }
+}
+
+/* ------------------------------------------------------- unstructured */
+
+rt_status student_prune_magnitude(const float *w, size_t n, double sparsity, uint8_t *mask,
+                                  size_t *pruned) {
+    const size_t k = prune_count(sparsity, n);
+    *pruned = 0;
+    memset(mask, 1, n);
+    if (k == 0) return RT_OK;
+    scored *s = malloc(n * sizeof *s);
+    if (!s) return rt_fail(RT_ERR_NOMEM, "prune: out of memory sorting %zu weights", n);
+    for (size_t i = 0; i < n; i++) s[i] = (scored){fabs((double)w[i]), (uint32_t)i};
+    qsort(s, n, sizeof *s, scored_cmp);
+    for (size_t i = 0; i < k; i++) mask[s[i].i] = 0;
+    free(s);
+    *pruned = k;
+    return RT_OK;
+}
+
+rt_status student_prune_wanda(const float *w, int64_t in, int64_t out, const float *xnorm,
+                              double sparsity, uint8_t *mask, size_t *pruned) {
+    const size_t k = prune_count(sparsity, (size_t)in);
+    const int nt = omp_get_max_threads();
+    memset(mask, 1, (size_t)(in * out));
+    *pruned = k * (size_t)out;
+    if (k == 0) return RT_OK;
+    scored *scratch = malloc((size_t)nt * (size_t)in * sizeof *scratch);
+    if (!scratch)
+        return rt_fail(RT_ERR_NOMEM, "prune: out of memory sorting %lld-row columns",
+                       (long long)in);
+    /* One output (a column of the stored [in, out] matrix) per iteration:
+     * Wanda compares weights only within an output. */
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nt)
+    for (int64_t j = 0; j < out; j++) {
+        scored *s = scratch + (size_t)omp_get_thread_num() * (size_t)in;
+        for (int64_t i = 0; i < in; i++)
+            s[i] = (scored){fabs((double)w[i * out + j]) * (double)xnorm[i], (uint32_t)i};
+        qsort(s, (size_t)in, sizeof *s, scored_cmp);
+        for (size_t r = 0; r < k; r++) mask[(int64_t)s[r].i * out + j] = 0;
+    }
+    free(scratch);
+    return RT_OK;
+}
+
+void student_prune_nm(const float *w, int64_t in, int64_t out, int n, int m, uint8_t *mask,
+                      size_t *pruned) {
+    RT_ASSERT(n > 0 && n < m && m <= 64 && in % m == 0);
+#pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < out; j++) {
+        for (int64_t g = 0; g < in; g += m) {
+            float a[64];
+            for (int t = 0; t < m; t++) a[t] = fabsf(w[(g + t) * out + j]);
+            /* rank = how many group members sort before t (smaller, or
+             * equal and earlier); the m - n lowest ranks are pruned. m is
+             * at most 64, so the quadratic count is cheaper than a sort. */
+            for (int t = 0; t < m; t++) {
+                int rank = 0;
+                for (int u = 0; u < m; u++)
+                    rank += a[u] < a[t] || (a[u] == a[t] && u < t);
+                mask[(g + t) * out + j] = rank >= m - n;
+            }
+        }
+    }
+    *pruned = (size_t)(in / m) * (size_t)(m - n) * (size_t)out;
+}
+
+rt_status student_prune_lowest(const double *score, int n, int k, uint8_t *keep) {
+    RT_ASSERT(n > 0 && k >= 0 && k <= n);
+    scored *s = malloc((size_t)n * sizeof *s);
+    if (!s) return rt_fail(RT_ERR_NOMEM, "prune: out of memory ranking %d units", n);
+    for (int i = 0; i < n; i++) s[i] = (scored){score[i], (uint32_t)i};
+    qsort(s, (size_t)n, sizeof *s, scored_cmp);
+    memset(keep, 1, (size_t)n);
+    for (int i = 0; i < k; i++) keep[s[i].i] = 0;
+    free(s);
+    return RT_OK;
+}
+
+/* ------------------------------------------------------------ heads */
+
+void student_head_scores(const float *qkvw, const float *projw, int C, int H,
+                         const double *act_sq, double *score) {
+    const int hs = C / H;
+    for (int h = 0; h < H; h++) {
+        double in = 0.0, o = 0.0;
+        if (act_sq) {
+            for (int d = 0; d < hs; d++) in += act_sq[h * hs + d];
+        } else {
+            for (int r = 0; r < C; r++)
+                for (int part = 0; part < 3; part++)
+                    for (int d = 0; d < hs; d++) {
+                        const double v = qkvw[(size_t)r * 3 * C + (size_t)part * C + h * hs + d];
+                        in += v * v;
+                    }
+        }
+        for (int d = 0; d < hs; d++)
+            for (int c = 0; c < C; c++) {
+                const double v = projw[(size_t)(h * hs + d) * C + c];
+                o += v * v;
+            }
+        score[h] = sqrt(in) * sqrt(o);
+    }
+}
+
+void student_head_masks(int C, int H, const uint8_t *keep, uint8_t *qkvw_mask,
+                        uint8_t *qkvb_mask, uint8_t *projw_mask) {
+    const int hs = C / H;
+    for (int j = 0; j < 3 * C; j++) qkvb_mask[j] = keep[(j % C) / hs];
+    for (int r = 0; r < C; r++) {
+        memcpy(qkvw_mask + (size_t)r * 3 * C, qkvb_mask, (size_t)3 * C);
+        memset(projw_mask + (size_t)r * C, keep[r / hs], (size_t)C);
+    }
+}
+
+/* ------------------------------------------------------------- MLP */
+
+void student_ffn_scores(const float *fcw, const float *projw, int C, int F, const double *act_sq,
+                        double *score) {
+#pragma omp parallel for schedule(static)
+    for (int u = 0; u < F; u++) {
+        double in = 0.0, o = 0.0;
+        if (act_sq) {
+            in = act_sq[u];
+        } else {
+            for (int r = 0; r < C; r++) {
+                const double v = fcw[(size_t)r * F + u];
+                in += v * v;
+            }
+        }
+        for (int c = 0; c < C; c++) {
+            const double v = projw[(size_t)u * C + c];
+            o += v * v;
+        }
+        score[u] = sqrt(in) * sqrt(o);
+    }
+}
+
+void student_ffn_shrink(const student_config *c, const float *src, const uint8_t *keep,
+                        const student_config *c2, float *dst) {
+    const int n = student_tensor_count(c), C = c->d_model, F = c->d_ff, F2 = c2->d_ff;
+    RT_ASSERT(student_tensor_count(c2) == n && c2->d_model == C && c2->n_layer == c->n_layer);
+    memset(dst, 0, student_block_floats(c2) * sizeof *dst);
+    student_tensor t, t2;
+    for (int i = 0; i < n; i++) {
+        student_tensor_info(c, i, &t);
+        student_tensor_info(c2, i, &t2);
+        const float *s = src + t.offset;
+        float *d = dst + t2.offset;
+        const int l = i >= 2 ? (i - 2) / 12 : 0, k = i >= 2 ? (i - 2) % 12 : -1;
+        const int mlp = i >= 2 && l < c->n_layer && (k == 8 || k == 9 || k == 10);
+        if (!mlp) {
+            RT_ASSERT(t.numel == t2.numel);
+            memcpy(d, s, t.numel * sizeof *d);
+            continue;
+        }
+        const uint8_t *kp = keep + (size_t)l * F;
+        if (k == 8) { /* c_fc weight [C, F]: keep columns */
+            for (int r = 0; r < C; r++) {
+                int o = 0;
+                for (int u = 0; u < F; u++)
+                    if (kp[u]) d[(size_t)r * F2 + o++] = s[(size_t)r * F + u];
+                RT_ASSERT(o == F2);
+            }
+        } else if (k == 9) { /* c_fc bias [F] */
+            int o = 0;
+            for (int u = 0; u < F; u++)
+                if (kp[u]) d[o++] = s[u];
+            RT_ASSERT(o == F2);
+        } else { /* c_proj weight [F, C]: keep rows */
+            int o = 0;
+            for (int u = 0; u < F; u++)
+                if (kp[u]) memcpy(d + (size_t)(o++) * C, s + (size_t)u * C, (size_t)C * sizeof *d);
+            RT_ASSERT(o == F2);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ masks */
+
+void student_apply_mask(float *params, const uint8_t *mask, size_t n) {
+    /* A select rather than a multiply: 0 * inf or 0 * NaN would not be 0. */
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) params[i] = mask[i] ? params[i] : 0.0f;
+}
+
+size_t student_count_zeros(const float *x, size_t n) {
+    size_t z = 0;
+#pragma omp parallel for simd reduction(+ : z) schedule(static)
+    for (size_t i = 0; i < n; i++) z += x[i] == 0.0f;
+    return z;
+}

@@ -1,0 +1,639 @@
+/* `retort prune`: post-training pruning of a checkpoint.
+ *
+ *   magnitude  unstructured: the smallest |w| of each matmul weight
+ *   wanda      unstructured: the smallest |w| * ||x|| per output (Sun et al.
+ *              2023), input norms measured on --calib, block by block on the
+ *              already-pruned earlier blocks as the paper's code does
+ *   N:M        semi-structured: N largest |w| of every M consecutive inputs
+ *   heads      whole attention heads, MASKED (zeroed), not removed: the
+ *              model ties the attention width to d_model = n_head*head_dim
+ *   ffn        whole MLP hidden units, physically removed: smaller d_ff
+ *
+ * Kernels are in student/prune.c, mask storage in checkpoints/masks.c; this
+ * file loads, calibrates, composes, reports and saves. The output is a
+ * "train" checkpoint without optimizer state that ckpt_load_model reads,
+ * config text and provenance carried over (d_ff rewritten for ffn). */
+#define _GNU_SOURCE
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ckpt.h"
+#include "ckpt_masks.h"
+#include "cli.h"
+#include "cmds.h"
+#include "config.h"
+#include "data.h"
+#include "student.h"
+
+/* Rows per calibration forward: enough for oneDNN to be efficient, small
+ * enough that a training-mode model (which keeps every layer's
+ * activations) stays small. */
+#define PRUNE_CALIB_BATCH 8
+
+typedef enum { PM_MAGNITUDE, PM_WANDA, PM_NM, PM_HEADS, PM_FFN } prune_method;
+
+typedef struct {
+    const char *model, *out, *calib, *method_text;
+    prune_method method;
+    int nm_n, nm_m;
+    double sparsity;
+    int64_t calib_tokens;
+    int json;
+} prune_opts;
+
+/* ------------------------------------------------------- calibration */
+
+/* Calibration windows of one shard: n evenly spread windows of T inputs. */
+typedef struct {
+    int32_t *tokens; /* (n, T) */
+    int n, T;
+} calib_set;
+
+static rt_status calib_load(const char *path, const student_config *c, int64_t want_tokens,
+                            calib_set *out) {
+    rt_status st = RT_OK;
+    data_shard *s = NULL;
+    memset(out, 0, sizeof *out);
+    RT_TRY(data_shard_open(path, &s));
+    const int T = c->seq_len;
+    const int64_t n = data_shard_n_tokens(s), W = n > 0 ? (n - 1) / T : 0;
+    if (data_shard_vocab_size(s) > c->vocab_size) {
+        st = rt_fail(RT_ERR_MISMATCH, "%s: calibration shard has vocab_size %lld but the model "
+                     "has %d; use a shard made with the model's tokenizer", path,
+                     (long long)data_shard_vocab_size(s), c->vocab_size);
+        goto cleanup;
+    }
+    if (W < 1) {
+        st = rt_fail(RT_ERR_ARGS, "%s: %lld tokens hold no window of seq_len %d + 1 for "
+                     "calibration", path, (long long)n, T);
+        goto cleanup;
+    }
+    int64_t nw = (want_tokens + T - 1) / T;
+    nw = nw < 1 ? 1 : nw > W ? W : nw;
+    out->tokens = malloc((size_t)nw * T * sizeof *out->tokens);
+    if (!out->tokens) {
+        st = rt_fail(RT_ERR_NOMEM, "%s: out of memory for %lld calibration windows", path,
+                     (long long)nw);
+        goto cleanup;
+    }
+    out->n = (int)nw, out->T = T;
+    /* Spread over the whole shard: consecutive windows of one document
+     * would measure one topic. */
+    for (int64_t k = 0; k < nw; k++)
+        if ((st = data_shard_read(s, (k * W / nw) * T, T, out->tokens + k * T)) != RT_OK)
+            goto cleanup;
+cleanup:
+    data_shard_close(s);
+    if (st != RT_OK) {
+        free(out->tokens);
+        memset(out, 0, sizeof *out);
+    }
+    return st;
+}
+
+/* Offset of (layer, linear) in the statistics array: every slot holds
+ * max(C, F) doubles. */
+static size_t stat_off(const student_config *c, int l, int which) {
+    const size_t w = (size_t)(c->d_ff > c->d_model ? c->d_ff : c->d_model);
+    return ((size_t)l * STUDENT_LIN_N + (size_t)which) * w;
+}
+
+/* acc (see stat_off) = sums of squares of every linear's input over the
+ * calibration windows, with the model's current weights. */
+static rt_status calib_pass(student_model *m, const calib_set *cs, double *acc) {
+    const student_config *c = student_cfg(m);
+    memset(acc, 0, stat_off(c, c->n_layer, 0) * sizeof *acc);
+    for (int b0 = 0; b0 < cs->n; b0 += PRUNE_CALIB_BATCH) {
+        const int B = cs->n - b0 < PRUNE_CALIB_BATCH ? cs->n - b0 : PRUNE_CALIB_BATCH;
+        RT_TRY(student_forward(m, cs->tokens + (size_t)b0 * cs->T, B));
+        for (int l = 0; l < c->n_layer; l++)
+            for (int w = 0; w < STUDENT_LIN_N; w++) {
+                int64_t rows = 0;
+                const float *x = student_linear_input(m, l, (student_linear)w, &rows);
+                RT_ASSERT(x && rows == (int64_t)B * cs->T);
+                student_colsumsq_add(acc + stat_off(c, l, w), x, rows,
+                                     w == STUDENT_LIN_FCPROJ ? c->d_ff : c->d_model);
+            }
+    }
+    return RT_OK;
+}
+
+/* ------------------------------------------------------------ pruning */
+
+/* Rows (inputs) and columns (outputs) of the stored [in, out] weight. */
+static void lin_shape(const student_config *c, int which, int64_t *in, int64_t *out) {
+    const int64_t C = c->d_model, F = c->d_ff;
+    *in = which == STUDENT_LIN_FCPROJ ? F : C;
+    *out = which == STUDENT_LIN_QKV ? 3 * C : which == STUDENT_LIN_FC ? F : C;
+}
+
+/* Unstructured and N:M masks of block `layer` (xnorm_sq: wanda's
+ * statistics for it, else NULL). */
+static rt_status prune_layer(const prune_opts *o, const student_config *c, const float *params,
+                             int layer, const double *acc, uint8_t *mask) {
+    rt_status st = RT_OK;
+    float *xnorm = NULL;
+    for (int w = 0; w < STUDENT_LIN_N; w++) {
+        student_tensor t;
+        student_tensor_info(c, student_linear_tensor(c, layer, (student_linear)w), &t);
+        int64_t in, out;
+        lin_shape(c, w, &in, &out);
+        const float *W = params + t.offset;
+        uint8_t *M = mask + t.offset;
+        size_t pruned = 0;
+        if (o->method == PM_MAGNITUDE) {
+            st = student_prune_magnitude(W, t.numel, o->sparsity, M, &pruned);
+        } else if (o->method == PM_NM) {
+            if (in % o->nm_m != 0)
+                return rt_fail(RT_ERR_ARGS, "prune: %s has %lld inputs, not a multiple of M = %d "
+                               "of --method %s", t.name, (long long)in, o->nm_m, o->method_text);
+            student_prune_nm(W, in, out, o->nm_n, o->nm_m, M, &pruned);
+        } else {
+            xnorm = malloc((size_t)in * sizeof *xnorm);
+            if (!xnorm) return rt_fail(RT_ERR_NOMEM, "prune: out of memory for input norms");
+            const double *a = acc + stat_off(c, layer, w);
+            for (int64_t i = 0; i < in; i++) xnorm[i] = (float)sqrt(a[i]);
+            st = student_prune_wanda(W, in, out, xnorm, o->sparsity, M, &pruned);
+            free(xnorm);
+            xnorm = NULL;
+        }
+        if (st != RT_OK) return st;
+    }
+    return st;
+}
+
+/* How many of n units to remove: round(s*n), but at least one stays. */
+static int units_to_remove(double s, int n, const char *what, int quiet) {
+    int k = (int)floor(s * n + 0.5);
+    if (k >= n) {
+        if (!quiet)
+            fprintf(stderr, "prune: --sparsity %g would remove all %d %s per layer; keeping one\n",
+                    s, n, what);
+        k = n - 1;
+    }
+    return k;
+}
+
+/* Rewrites `d_ff = ...` in the [model] section of INI text (a new string);
+ * other lines stay byte for byte. Returns NULL when out of memory; sets
+ * *found to whether the key was there. */
+static char *ini_set_d_ff(const char *text, int d_ff, int *found) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    int in_model = 0;
+    *found = 0;
+    const char *p = text;
+    while (*p) {
+        const char *e = strchr(p, '\n');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        const char *q = p;
+        while (q < p + n && (*q == ' ' || *q == '\t')) q++;
+        if (q < p + n && *q == '[') {
+            in_model = strncmp(q, "[model]", 7) == 0;
+        } else if (in_model && strncmp(q, "d_ff", 4) == 0) {
+            const char *r = q + 4;
+            while (r < p + n && (*r == ' ' || *r == '\t')) r++;
+            if (r < p + n && *r == '=') {
+                fprintf(f, "d_ff = %d%s", d_ff, e ? "\n" : "");
+                *found = 1;
+                p += n + (e ? 1 : 0);
+                continue;
+            }
+        }
+        fwrite(p, 1, n + (e ? 1 : 0), f);
+        p += n + (e ? 1 : 0);
+    }
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* The input's provenance with what this command did added (a new string),
+ * or a copy of it when it is not a JSON object. NULL when out of memory. */
+static char *provenance_add(const char *prov, const prune_opts *o, double achieved) {
+    json_error_t err;
+    json_t *root = prov && prov[0] ? json_loads(prov, 0, &err) : json_object();
+    if (!root || !json_is_object(root)) {
+        json_decref(root);
+        return strdup(prov ? prov : "");
+    }
+    json_t *p = json_pack("{s:s, s:s, s:f, s:f, s:s?, s:I}", "from", o->model, "method",
+                          o->method_text, "sparsity", o->sparsity, "sparsity_achieved", achieved,
+                          "calib", o->calib, "calib_tokens", (json_int_t)o->calib_tokens);
+    char *s = NULL;
+    if (p && json_object_set_new(root, "prune", p) == 0)
+        s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    else
+        json_decref(p);
+    json_decref(root);
+    return s;
+}
+
+/* ------------------------------------------------------------- report */
+
+typedef struct {
+    int index, layer;          /* tensor index in the ORIGINAL table, block */
+    char name[64];
+    int64_t shape[2];          /* after pruning */
+    int ndim;
+    size_t before, after, zeros;
+} tensor_stat;
+
+static double frac(size_t a, size_t b) { return b ? (double)a / (double)b : 0.0; }
+
+static long long file_size(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+}
+
+/* ---------------------------------------------------------------- run */
+
+static rt_status prune_run(const prune_opts *o) {
+    rt_status st = RT_OK;
+    ckpt_reader *r = NULL;
+    student_model *m = NULL;
+    calib_set cs = {0};
+    double *acc = NULL, *score = NULL;
+    uint8_t *mask = NULL, *old_mask = NULL, *keep = NULL, *heads_kept = NULL;
+    float *out_params = NULL;
+    int32_t *ffn_kept = NULL;
+    char *config = NULL, *prov = NULL, *config_out = NULL, *prov_out = NULL;
+    tensor_stat *ts = NULL;
+    ckpt_masks_extras mx = {0};
+    ckpt_array *extras = NULL;
+
+    const int use_calib = o->calib && (o->method == PM_WANDA || o->method == PM_HEADS ||
+                                       o->method == PM_FFN);
+    if (o->method == PM_WANDA && !o->calib)
+        return rt_fail(RT_ERR_ARGS, "prune: --method wanda needs --calib SHARD (the input norms "
+                       "||x|| come from calibration tokens)");
+    if (o->calib && !use_calib && !o->json)
+        fprintf(stderr, "prune: --calib is not used by --method %s\n", o->method_text);
+
+    if ((st = ckpt_open(o->model, &r)) != RT_OK) goto cleanup;
+    if ((st = ckpt_require_kind(r, "train", "pruning")) != RT_OK) goto cleanup;
+    const student_config c = *ckpt_reader_config(r);
+    const int L = c.n_layer, C = c.d_model, F = c.d_ff, H = c.n_head;
+    /* Calibration needs every layer's matmul inputs, which only a
+     * training-mode f32 model keeps. */
+    if ((st = student_create(&c, PRUNE_CALIB_BATCH, STUDENT_F32, use_calib, &m)) != RT_OK)
+        goto cleanup;
+    if ((st = ckpt_read_model(r, m)) != RT_OK) goto cleanup;
+    if ((st = ckpt_masks_read(r, &c, &old_mask)) != RT_OK) goto cleanup;
+    if (old_mask && o->method == PM_FFN) {
+        st = rt_fail(RT_ERR_UNSUPPORTED, "%s: already has pruning masks; remove MLP units (ffn) "
+                     "before unstructured pruning, not after", o->model);
+        goto cleanup;
+    }
+    if (ckpt_has(r, "/meta")) {
+        if ((st = ckpt_read_string_attr(r, "/meta", "config", &config)) != RT_OK ||
+            (st = ckpt_read_string_attr(r, "/meta", "provenance", &prov)) != RT_OK)
+            goto cleanup;
+    }
+    const int64_t step = ckpt_reader_step(r), tokens_seen = ckpt_reader_tokens_seen(r);
+    const long long in_bytes = file_size(o->model);
+    ckpt_reader_close(r);
+    r = NULL;
+
+    float *P = student_params(m);
+    const size_t nb = student_block_floats(&c);
+    if (use_calib) {
+        if ((st = calib_load(o->calib, &c, o->calib_tokens, &cs)) != RT_OK) goto cleanup;
+        acc = calloc(stat_off(&c, L, 0), sizeof *acc);
+        if (!acc) {
+            st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for calibration statistics");
+            goto cleanup;
+        }
+        if (!o->json)
+            fprintf(stderr, "prune: calibrating on %d windows x %d tokens of %s\n", cs.n, cs.T,
+                    o->calib);
+    }
+
+    student_config c2 = c;
+    int heads_k = 0, ffn_k = 0;
+    if (o->method != PM_FFN) {
+        mask = rt_alloc_aligned(nb);
+        if (!mask) {
+            st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for a %zu-byte mask block", nb);
+            goto cleanup;
+        }
+        memset(mask, 1, nb);
+    }
+    switch (o->method) {
+    case PM_MAGNITUDE:
+    case PM_NM:
+        for (int l = 0; l < L; l++)
+            if ((st = prune_layer(o, &c, P, l, NULL, mask)) != RT_OK) goto cleanup;
+        break;
+    case PM_WANDA:
+        /* Block by block: block l is calibrated on the outputs of the
+         * already-pruned blocks before it, so each block's pruning sees the
+         * inputs it will get (Sun et al.'s reference code does the same). */
+        for (int l = 0; l < L; l++) {
+            if ((st = calib_pass(m, &cs, acc)) != RT_OK) goto cleanup;
+            if ((st = prune_layer(o, &c, P, l, acc, mask)) != RT_OK) goto cleanup;
+            student_apply_mask(P, mask, nb);
+            P = student_params(m); /* marks the weights changed */
+        }
+        break;
+    case PM_HEADS: {
+        heads_k = units_to_remove(o->sparsity, H, "heads", o->json);
+        score = malloc((size_t)H * sizeof *score);
+        heads_kept = malloc((size_t)L * H);
+        if (!score || !heads_kept) {
+            st = rt_fail(RT_ERR_NOMEM, "prune: out of memory ranking heads");
+            goto cleanup;
+        }
+        if (use_calib && (st = calib_pass(m, &cs, acc)) != RT_OK) goto cleanup;
+        for (int l = 0; l < L; l++) {
+            student_tensor tq, tb, tp;
+            student_tensor_info(&c, student_linear_tensor(&c, l, STUDENT_LIN_QKV), &tq);
+            student_tensor_info(&c, student_linear_tensor(&c, l, STUDENT_LIN_QKV) + 1, &tb);
+            student_tensor_info(&c, student_linear_tensor(&c, l, STUDENT_LIN_ATTPROJ), &tp);
+            student_head_scores(P + tq.offset, P + tp.offset, C, H,
+                                use_calib ? acc + stat_off(&c, l, STUDENT_LIN_ATTPROJ) : NULL,
+                                score);
+            if ((st = student_prune_lowest(score, H, heads_k, heads_kept + (size_t)l * H)) !=
+                RT_OK)
+                goto cleanup;
+            student_head_masks(C, H, heads_kept + (size_t)l * H, mask + tq.offset,
+                               mask + tb.offset, mask + tp.offset);
+        }
+        break;
+    }
+    case PM_FFN: {
+        ffn_k = units_to_remove(o->sparsity, F, "MLP units", o->json);
+        c2.d_ff = F - ffn_k;
+        score = malloc((size_t)F * sizeof *score);
+        keep = malloc((size_t)L * F);
+        ffn_kept = malloc((size_t)L * c2.d_ff * sizeof *ffn_kept);
+        out_params = rt_alloc_aligned(student_block_floats(&c2) * sizeof *out_params);
+        if (!score || !keep || !ffn_kept || !out_params) {
+            st = rt_fail(RT_ERR_NOMEM, "prune: out of memory removing MLP units");
+            goto cleanup;
+        }
+        if (use_calib && (st = calib_pass(m, &cs, acc)) != RT_OK) goto cleanup;
+        for (int l = 0; l < L; l++) {
+            student_tensor tf, tp;
+            student_tensor_info(&c, student_linear_tensor(&c, l, STUDENT_LIN_FC), &tf);
+            student_tensor_info(&c, student_linear_tensor(&c, l, STUDENT_LIN_FCPROJ), &tp);
+            student_ffn_scores(P + tf.offset, P + tp.offset, C, F,
+                               use_calib ? acc + stat_off(&c, l, STUDENT_LIN_FCPROJ) : NULL,
+                               score);
+            uint8_t *kl = keep + (size_t)l * F;
+            if ((st = student_prune_lowest(score, F, ffn_k, kl)) != RT_OK) goto cleanup;
+            for (int u = 0, j = 0; u < F; u++)
+                if (kl[u]) ffn_kept[(size_t)l * c2.d_ff + j++] = u;
+        }
+        student_ffn_shrink(&c, P, keep, &c2, out_params);
+        break;
+    }
+    }
+    if (mask) {
+        /* Weights pruned before stay pruned (they are zero already, so
+         * this only keeps the masks honest). */
+        if (old_mask)
+            for (size_t i = 0; i < nb; i++) mask[i] &= old_mask[i];
+        student_apply_mask(P, mask, nb);
+    }
+    const float *final = out_params ? out_params : P;
+
+    /* ---- statistics over the written weights */
+    const int nt = student_tensor_count(&c);
+    ts = calloc((size_t)nt, sizeof *ts);
+    if (!ts) {
+        st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for the report");
+        goto cleanup;
+    }
+    size_t pr_before = 0, pr_gone = 0, all_before = 0, all_gone = 0;
+    for (int i = 0; i < nt; i++) {
+        student_tensor t, t2;
+        student_tensor_info(&c, i, &t);
+        student_tensor_info(&c2, i, &t2);
+        tensor_stat *s = &ts[i];
+        s->index = i;
+        s->layer = -1;
+        snprintf(s->name, sizeof s->name, "%s", t.name);
+        s->ndim = t2.ndim, s->shape[0] = t2.shape[0], s->shape[1] = t2.shape[1];
+        s->before = t.numel, s->after = t2.numel;
+        s->zeros = student_count_zeros(final + t2.offset, t2.numel);
+        const size_t gone = s->before - s->after + s->zeros;
+        const int target = student_prune_target(&c, i, &s->layer) >= 0;
+        if (!target && i >= 2 && i < 2 + 12 * L) s->layer = (i - 2) / 12;
+        all_before += s->before, all_gone += gone;
+        if (target) pr_before += s->before, pr_gone += gone;
+    }
+    const size_t params_before = student_param_count(&c), params_after = student_param_count(&c2);
+    const double achieved = o->method == PM_FFN    ? frac((size_t)ffn_k, (size_t)F)
+                            : o->method == PM_HEADS ? frac((size_t)heads_k, (size_t)H)
+                                                    : frac(pr_gone, pr_before);
+
+    /* ---- save */
+    ckpt_prune_meta meta = {.sparsity = o->method == PM_NM ? 1.0 - (double)o->nm_n / o->nm_m
+                                                           : o->sparsity,
+                            .achieved = achieved};
+    snprintf(meta.method, sizeof meta.method, "%s", o->method_text);
+    if ((st = ckpt_masks_extras_build(&c2, mask, &meta, &mx)) != RT_OK) goto cleanup;
+    extras = calloc((size_t)mx.n + 1, sizeof *extras);
+    if (!extras) {
+        st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for the checkpoint table");
+        goto cleanup;
+    }
+    memcpy(extras, mx.arrays, (size_t)mx.n * sizeof *extras);
+    int n_extras = mx.n;
+    if (ffn_kept)
+        extras[n_extras++] = (ckpt_array){.path = "/prune/ffn_kept", .dtype = CKPT_I32,
+                                          .ndim = 2, .shape = {L, c2.d_ff}, .data = ffn_kept};
+    if (heads_kept)
+        extras[n_extras++] = (ckpt_array){.path = "/prune/heads_kept", .dtype = CKPT_U8,
+                                          .ndim = 2, .shape = {L, H}, .data = heads_kept};
+    if (o->method == PM_FFN && config && config[0]) {
+        int found = 0;
+        config_out = ini_set_d_ff(config, c2.d_ff, &found);
+        if (!config_out) {
+            st = rt_fail(RT_ERR_NOMEM, "prune: out of memory rewriting the config text");
+            goto cleanup;
+        }
+        if (!found && !o->json)
+            fprintf(stderr, "prune: %s's config text has no [model] d_ff; /config d_ff = %d is "
+                    "what counts\n", o->model, c2.d_ff);
+    }
+    prov_out = provenance_add(prov, o, achieved);
+    if (!prov_out) {
+        st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for the provenance");
+        goto cleanup;
+    }
+    ckpt_contents cc = {.kind = "train", .step = step, .tokens_seen = tokens_seen, .cfg = c2,
+                        .params = final, .extras = extras, .n_extras = n_extras,
+                        .config_text = config_out ? config_out : config,
+                        .provenance_json = prov_out};
+    if ((st = ckpt_save(o->out, &cc)) != RT_OK) goto cleanup;
+    const long long out_bytes = file_size(o->out);
+
+    /* ---- report */
+    if (o->json) {
+        json_t *root = json_object(), *jt = json_array(), *jl = json_array();
+        for (int i = 0; i < nt; i++) {
+            const tensor_stat *s = &ts[i];
+            const size_t gone = s->before - s->after + s->zeros;
+            json_t *shape = s->ndim == 2 ? json_pack("[I,I]", (json_int_t)s->shape[0],
+                                                     (json_int_t)s->shape[1])
+                                         : json_pack("[I]", (json_int_t)s->shape[0]);
+            json_array_append_new(
+                jt, json_pack("{s:s, s:i, s:b, s:o, s:I, s:I, s:I, s:f}", "name", s->name,
+                              "layer", s->layer, "prunable",
+                              student_prune_target(&c, i, NULL) >= 0, "shape", shape,
+                              "params_before", (json_int_t)s->before, "params_after",
+                              (json_int_t)s->after, "zeros", (json_int_t)s->zeros, "sparsity",
+                              frac(gone, s->before)));
+        }
+        for (int l = 0; l < L; l++) {
+            size_t b = 0, g = 0;
+            for (int w = 0; w < STUDENT_LIN_N; w++) {
+                const tensor_stat *s = &ts[student_linear_tensor(&c, l, (student_linear)w)];
+                b += s->before, g += s->before - s->after + s->zeros;
+            }
+            json_t *jo = json_pack("{s:i, s:I, s:I, s:f}", "layer", l, "prunable_params",
+                                   (json_int_t)b, "pruned", (json_int_t)g, "sparsity", frac(g, b));
+            if (heads_kept) {
+                json_t *hr = json_array();
+                for (int h = 0; h < H; h++)
+                    if (!heads_kept[(size_t)l * H + h]) json_array_append_new(hr, json_integer(h));
+                json_object_set_new(jo, "heads_masked", hr);
+            }
+            json_array_append_new(jl, jo);
+        }
+        json_object_set_new(root, "model", json_string(o->model));
+        json_object_set_new(root, "out", json_string(o->out));
+        json_object_set_new(root, "method", json_string(o->method_text));
+        json_object_set_new(root, "structured", json_string(o->method == PM_FFN ? "removed"
+                                                             : o->method == PM_HEADS ? "masked"
+                                                                                     : "no"));
+        json_object_set_new(root, "target_sparsity", json_real(meta.sparsity));
+        json_object_set_new(root, "achieved_sparsity", json_real(achieved));
+        if (use_calib)
+            json_object_set_new(root, "calib_tokens",
+                                json_integer((json_int_t)cs.n * cs.T));
+        json_object_set_new(root, "d_ff_before", json_integer(F));
+        json_object_set_new(root, "d_ff_after", json_integer(c2.d_ff));
+        json_object_set_new(root, "tensors", jt);
+        json_object_set_new(root, "layers", jl);
+        json_object_set_new(root, "prunable",
+                            json_pack("{s:I, s:I, s:f}", "params", (json_int_t)pr_before,
+                                      "pruned", (json_int_t)pr_gone, "sparsity",
+                                      frac(pr_gone, pr_before)));
+        json_object_set_new(root, "all",
+                            json_pack("{s:I, s:I, s:f}", "params", (json_int_t)all_before,
+                                      "pruned", (json_int_t)all_gone, "sparsity",
+                                      frac(all_gone, all_before)));
+        json_object_set_new(root, "params_before", json_integer((json_int_t)params_before));
+        json_object_set_new(root, "params_after", json_integer((json_int_t)params_after));
+        json_object_set_new(root, "file_bytes_before", json_integer(in_bytes));
+        json_object_set_new(root, "file_bytes", json_integer(out_bytes));
+        char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(root);
+        if (!s) {
+            st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for the JSON report");
+            goto cleanup;
+        }
+        printf("%s\n", s);
+        free(s);
+    } else {
+        printf("pruned %s -> %s (method %s, target sparsity %.4f)\n", o->model, o->out,
+               o->method_text, meta.sparsity);
+        if (o->method == PM_HEADS)
+            printf("heads are MASKED (their weights zeroed), not physically removed: %d of %d "
+                   "per layer\n", heads_k, H);
+        if (o->method == PM_FFN)
+            printf("MLP units REMOVED: d_ff %d -> %d in every layer\n", F, c2.d_ff);
+        printf("\n%-5s %-20s %-12s %10s %10s %9s\n", "layer", "tensor", "shape", "params",
+               "pruned", "sparsity");
+        for (int l = 0; l < L; l++) {
+            size_t b = 0, g = 0;
+            for (int w = 0; w < STUDENT_LIN_N; w++) {
+                const tensor_stat *s = &ts[student_linear_tensor(&c, l, (student_linear)w)];
+                const size_t gone = s->before - s->after + s->zeros;
+                char shape[32];
+                snprintf(shape, sizeof shape, "%lldx%lld", (long long)s->shape[0],
+                         (long long)s->shape[1]);
+                const char *short_name = strchr(s->name + strlen("transformer.h."), '.') + 1;
+                printf("%-5d %-20s %-12s %10zu %10zu %8.2f%%\n", l, short_name, shape, s->before,
+                       gone, 100.0 * frac(gone, s->before));
+                b += s->before, g += gone;
+            }
+            printf("%-5d %-20s %-12s %10zu %10zu %8.2f%%", l, "(layer)", "", b, g,
+                   100.0 * frac(g, b));
+            if (heads_kept) {
+                printf("  heads masked:");
+                for (int h = 0; h < H; h++)
+                    if (!heads_kept[(size_t)l * H + h]) printf(" %d", h);
+            }
+            printf("\n");
+        }
+        printf("\nprunable weights  %zu of %zu pruned (%.2f%%)\n", pr_gone, pr_before,
+               100.0 * frac(pr_gone, pr_before));
+        printf("all parameters    %zu of %zu pruned (%.2f%%)\n", all_gone, all_before,
+               100.0 * frac(all_gone, all_before));
+        printf("parameter count   %zu -> %zu\n", params_before, params_after);
+        printf("file size         %lld -> %lld bytes\n", in_bytes, out_bytes);
+    }
+
+cleanup:
+    ckpt_reader_close(r);
+    student_destroy(m);
+    free(cs.tokens);
+    free(acc);
+    free(score);
+    rt_free_aligned(mask);
+    rt_free_aligned(old_mask);
+    free(keep);
+    free(heads_kept);
+    rt_free_aligned(out_params);
+    free(ffn_kept);
+    free(config);
+    free(prov);
+    free(config_out);
+    free(prov_out);
+    free(ts);
+    free(extras);
+    ckpt_masks_extras_free(&mx);
+    return st;
+}
+
+int trainer_cmd_prune(int argc, char **argv) {
+    cli_args *a = NULL;
+    int rc = cli_parse(&trainer_spec_prune, argc, argv, &a);
+    if (rc >= 0) return rc;
+    prune_opts o = {
+        .model = cli_str(a, "model"),
+        .out = cli_str(a, "out"),
+        .calib = cli_str(a, "calib"),
+        .method_text = cli_str(a, "method"),
+        .sparsity = cli_real(a, "sparsity"),
+        .calib_tokens = cli_int(a, "calib-tokens"),
+        .json = cli_flag(a, "json"),
+    };
+    rt_status st = RT_OK;
+    if (!strcmp(o.method_text, "magnitude")) o.method = PM_MAGNITUDE;
+    else if (!strcmp(o.method_text, "wanda")) o.method = PM_WANDA;
+    else if (!strcmp(o.method_text, "heads")) o.method = PM_HEADS;
+    else if (!strcmp(o.method_text, "ffn")) o.method = PM_FFN;
+    else {
+        o.method = PM_NM;
+        st = trainer_parse_nm(o.method_text, &o.nm_n, &o.nm_m); /* cli checked it already */
+        if (st == RT_OK && cli_has(a, "sparsity") && !o.json)
+            fprintf(stderr, "prune: --sparsity is ignored with --method %s (N:M prunes %g)\n",
+                    o.method_text, 1.0 - (double)o.nm_n / o.nm_m);
+    }
+    if (st == RT_OK) st = prune_run(&o);
+    cli_args_free(a);
+    return rt_report(st);
+}
