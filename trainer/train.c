@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "ckpt.h"
+#include "ckpt_masks.h"
 #include "cli.h"
 #include "cmds.h"
 #include "comm.h"
@@ -315,6 +316,8 @@ typedef struct {
     char resume_path[TRAINER_STR_MAX];
     char *config_ini;
     char *provenance;
+    uint8_t *mask;          /* pruning masks (block layout), NULL = dense */
+    ckpt_prune_meta prune_meta;
 } student_run;
 
 static void student_run_free(student_run *s) {
@@ -331,6 +334,7 @@ static void student_run_free(student_run *s) {
     trainer_metrics_close(s->metrics);
     free(s->config_ini);
     free(s->provenance);
+    rt_free_aligned(s->mask);
 }
 
 /* CRC-32C of a whole file, for provenance (teacher and data identity). */
@@ -372,8 +376,10 @@ static rt_status make_provenance(student_run *s) {
 static rt_status save_checkpoint(student_run *s, int64_t step, int final) {
     const int64_t tokens_seen = step * s->rs.G * s->rs.T;
     const int64_t n_students = s->rs.R, seed = s->cfg.train.seed;
-    ckpt_array ex[8];
+    ckpt_array ex[64];
     int n_ex = 0;
+    ckpt_masks_extras mex;
+    memset(&mex, 0, sizeof mex);
     ex[n_ex++] = (ckpt_array){"/state/step", CKPT_I64, 0, {0}, &step};
     ex[n_ex++] = (ckpt_array){"/state/seed", CKPT_I64, 0, {0}, &seed};
     ex[n_ex++] = (ckpt_array){"/state/student_ranks", CKPT_I64, 0, {0}, &n_students};
@@ -386,6 +392,21 @@ static rt_status save_checkpoint(student_run *s, int64_t step, int final) {
         ex[n_ex++] = (ckpt_array){"/distill/projection_v", CKPT_F32, 3,
                                   {shp[0], shp[1], shp[2]}, s->fp.v};
     }
+    size_t nq = 0;
+    const float *qs = student_qat_state(s->m, &nq);
+    if (qs) ex[n_ex++] = (ckpt_array){"/qat/state", CKPT_F32, 1, {(int64_t)nq}, qs};
+    ckpt_array *all = ex;
+    if (s->mask || s->prune_meta.method[0]) {
+        RT_TRY(ckpt_masks_extras_build(&s->mc, s->mask, &s->prune_meta, &mex));
+        all = malloc((size_t)(n_ex + mex.n) * sizeof *all);
+        if (!all) {
+            ckpt_masks_extras_free(&mex);
+            return rt_fail(RT_ERR_NOMEM, "out of memory");
+        }
+        memcpy(all, ex, (size_t)n_ex * sizeof *all);
+        memcpy(all + n_ex, mex.arrays, (size_t)mex.n * sizeof *all);
+        n_ex += mex.n;
+    }
     ckpt_contents c = {
         .kind = "train",
         .step = step,
@@ -395,24 +416,58 @@ static rt_status save_checkpoint(student_run *s, int64_t step, int final) {
         .adam_m = student_adam_m(s->m),
         .adam_v = student_adam_v(s->m),
         .adam_step = step,
-        .extras = ex,
+        .extras = all,
         .n_extras = n_ex,
         .config_text = s->config_ini,
         .provenance_json = s->provenance,
     };
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    RT_TRY(ckpt_save_rotating(s->cfg.train.run_dir, step, &c, s->cfg.train.keep_checkpoints));
     char path[TRAINER_STR_MAX + 32];
-    if (final) {
+    rt_status st = ckpt_save_rotating(s->cfg.train.run_dir, step, &c, s->cfg.train.keep_checkpoints);
+    if (st == RT_OK && final) {
         snprintf(path, sizeof path, "%s/final.h5", s->cfg.train.run_dir);
-        RT_TRY(ckpt_save(path, &c));
-    } else {
-        RT_TRY(ckpt_step_path(s->cfg.train.run_dir, step, path, sizeof path));
+        st = ckpt_save(path, &c);
+    } else if (st == RT_OK) {
+        st = ckpt_step_path(s->cfg.train.run_dir, step, path, sizeof path);
     }
+    if (all != ex) free(all);
+    ckpt_masks_extras_free(&mex);
+    RT_TRY(st);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     const double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     trainer_metrics_note(s->metrics, "saved %s (%.2f s)", path, dt);
+    return RT_OK;
+}
+
+/* The QAT settings of the config, as student/ takes them. */
+static student_qat_config qat_config(const trainer_config *c) {
+    return (student_qat_config){
+        .calib_steps = c->qat.calib_steps > 0 ? c->qat.calib_steps : 1,
+        .asymmetric = c->qat.act == TRAINER_QAT_ASYMMETRIC,
+        .freeze = c->qat.freeze_scales,
+    };
+}
+
+/* What a starting checkpoint (resumed or train.init) carries besides the
+ * weights: pruning masks, which stay fixed for the whole run, and QAT
+ * observer state, which continues where it was. */
+static rt_status load_side_state(student_run *s, ckpt_reader *r) {
+    int found = 0;
+    RT_TRY(ckpt_masks_read(r, &s->mc, &s->mask));
+    RT_TRY(ckpt_prune_meta_read(r, &s->prune_meta, &found));
+    if (s->mask) student_apply_mask(student_params(s->m), s->mask, student_block_size(s->m));
+    if (ckpt_has(r, "/qat/state")) {
+        const size_t n = student_qat_state_size(&s->mc);
+        float *q = malloc(n * sizeof *q);
+        if (!q) return rt_fail(RT_ERR_NOMEM, "out of memory");
+        const student_qat_config qc = qat_config(&s->cfg);
+        rt_status st = ckpt_read_array(r, "/qat/state", CKPT_F32, n, q);
+        if (st == RT_OK) st = student_qat_enable(s->m, &qc);
+        if (st == RT_OK) st = student_qat_set_state(s->m, q, n);
+        free(q);
+        RT_TRY(st);
+    }
     return RT_OK;
 }
 
@@ -447,6 +502,7 @@ static rt_status load_resume(student_run *s) {
             (st = ckpt_read_array(r, "/distill/projection_v", CKPT_F32, s->fp.n, s->fp.v)))
             goto cleanup;
     }
+    if ((st = load_side_state(s, r)) != RT_OK) goto cleanup;
     s->start_step = step;
 cleanup:
     ckpt_reader_close(r);
@@ -608,6 +664,7 @@ static rt_status student_setup(student_run *s, const char *resume_arg) {
         ckpt_reader *r = NULL;
         RT_TRY(ckpt_open(c->train.init, &r));
         rt_status st = ckpt_read_model(r, s->m);
+        if (st == RT_OK) st = load_side_state(s, r);
         ckpt_reader_close(r);
         RT_TRY(st);
     } else {
@@ -659,6 +716,12 @@ static rt_status student_train(student_run *s) {
         clock_gettime(CLOCK_MONOTONIC, &t0);
         const float lr = student_lr_at(step + 1, (float)c->train.lr, (int)c->train.warmup, steps,
                                        (float)c->train.min_lr_ratio);
+        if (c->qat.enabled && step >= c->qat.start_step && !student_qat_enabled(s->m)) {
+            const student_qat_config qc = qat_config(c);
+            RT_TRY(student_qat_enable(s->m, &qc));
+            trainer_metrics_note(s->metrics, "step %lld: quantization-aware training on",
+                                 (long long)step + 1);
+        }
         RT_TRY(data_sampler_fill(s->sampler, s->tokens, step, s->inputs, s->targets));
         RT_TRY(data_sampler_windows(s->sampler, step, s->starts));
         double sums[S_N] = {0};
@@ -667,6 +730,9 @@ static rt_status student_train(student_run *s) {
             RT_TRY(comm_allreduce_mean(grads, nblock, s->roles));
             if (s->fp.n) RT_TRY(comm_allreduce_mean(s->fp.g, s->fp.n, s->roles));
         }
+        /* pruned weights get no gradient, so they neither move nor count
+         * in the clipping norm */
+        if (s->mask) student_apply_mask(grads, s->mask, nblock);
         const double wait_here = sums[S_WAIT];
         RT_TRY(comm_allreduce_sum_double(sums, S_N, s->roles));
         /* clip on the global norm of all trainable gradients */
@@ -692,6 +758,8 @@ static rt_status student_train(student_run *s) {
                                 (float)c->train.eps, 0.0f, step + 1);
             memset(s->fp.g, 0, s->fp.n * sizeof(float));
         }
+        /* defensive: masked weights stay exactly zero whatever the optimizer state */
+        if (s->mask) student_apply_mask(student_params(s->m), s->mask, nblock);
         student_zero_grad(s->m);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         const double step_s =
@@ -729,6 +797,8 @@ static rt_status student_train(student_run *s) {
                 }
             }
             if (do_eval) trainer_metrics_show(s->metrics, "val_loss", val_loss);
+            if (student_qat_enabled(s->m))
+                trainer_metrics_add(s->metrics, "qat_calibrating", student_qat_calibrating(s->m));
             trainer_metrics_add(s->metrics, "lr", lr);
             trainer_metrics_add(s->metrics, "grad_norm", norm);
             RT_TRY(trainer_metrics_log(s->metrics, done));

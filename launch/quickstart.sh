@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The quickstart pipeline: from the fortune-cookie corpus to a deployable
+# int8 student and a compression report, on one machine.
+#
+#   bash launch/quickstart.sh            # everything, into quickstart/
+#   bash launch/quickstart.sh STAGE...   # only these stages (their inputs must exist)
+#
+# Stages, in order (each reuses its output when it is already there and
+# verifies, so a rerun is cheap; an interrupted training stage resumes):
+#   setup     install missing Debian packages, configure, build
+#   prepare   fortunes -> quickstart/data (BPE tokenizer + train/val shards)
+#   teacher   pretrain the teacher (launch/configs/teacher.ini)
+#   distill   distill the student: 1 teacher rank + 1 student rank under mpirun
+#   scratch   the same student trained from scratch on the same tokens (baseline)
+#   qat       quantization-aware distillation, continuing from the distilled student
+#   prune     Wanda 50% on the distilled student, then QAT recovery distillation
+#   export    deploy files: f32 for every model, int8 for the QAT students
+#   report    quickstart/report/report.md + SVG plots, from real eval/bench runs
+# Environment: QS (output folder, default quickstart), OMP_NUM_THREADS.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+QS=${QS:-quickstart}
+R=$root/build/trainer/retort
+cfg=$root/launch/configs
+cores=$(nproc 2>/dev/null || echo 2)
+all=(setup prepare teacher distill scratch qat prune export report)
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=("${all[@]}")
+t_start=$SECONDS
+summary=()
+
+say() { printf '\n== %s\n' "$*" >&2; }
+# done_ok FILE: FILE exists and every checksum in it verifies
+done_ok() { [ -f "$1" ] && "$R" info --verify "$1" >/dev/null 2>&1; }
+# with QS != quickstart, configs point into $QS too
+sets() { printf -- '--set\ndata.train=%s/data/train.h5\n--set\ndata.val=%s/data/val.h5\n--set\ndata.tokenizer=%s/data/\n' "$QS" "$QS" "$QS"; }
+mapfile -t DATA_SETS < <(sets)
+
+# train_stage NAME RUN_DIR NP THREADS CONFIG [--set ...]: runs (or resumes)
+# a training run unless RUN_DIR/final.h5 is already complete.
+train_stage() {
+  local name=$1 run=$2 np=$3 threads=$4 conf=$5
+  shift 5
+  if done_ok "$run/final.h5"; then say "$name: reusing $run/final.h5"; return; fi
+  local resume=()
+  [ -f "$run/latest" ] && resume=(--resume latest) && say "$name: resuming $run"
+  say "$name: $conf -> $run ($np rank(s) x $threads thread(s))"
+  local t0=$SECONDS
+  if [ "$np" -gt 1 ]; then
+    mpirun -np "$np" -x OMP_NUM_THREADS="$threads" "$R" train --config "$conf" \
+      "${DATA_SETS[@]}" --set "train.run_dir=$run" "$@" "${resume[@]}"
+  else
+    OMP_NUM_THREADS=$threads "$R" train --config "$conf" "${DATA_SETS[@]}" \
+      --set "train.run_dir=$run" "$@" "${resume[@]}"
+  fi
+  summary+=("$name: $((SECONDS - t0)) s")
+}
+
+per_rank=$(( cores / 2 > 0 ? cores / 2 : 1 ))
+for stage in "${stages[@]}"; do
+  case $stage in
+  setup)
+    bash "$root/launch/setup.sh" ;;
+  prepare)
+    if [ -f "$QS/data/train.h5" ] && [ -f "$QS/data/val.h5" ] && [ -f "$QS/data/merges.txt" ]; then
+      say "prepare: reusing $QS/data"
+    else
+      say "prepare: /usr/share/games/fortunes -> $QS/data"
+      "$R" prepare --input /usr/share/games/fortunes --out "$QS/data" --vocab-size 4096
+    fi ;;
+  teacher)
+    train_stage teacher "$QS/teacher" 1 "$cores" "$cfg/teacher.ini" ;;
+  distill)
+    train_stage distill "$QS/distill" 2 "$per_rank" "$cfg/distill.ini" \
+      --set "distill.teacher=$QS/teacher/final.h5" ;;
+  scratch)
+    train_stage scratch "$QS/scratch" 1 "$cores" "$cfg/student.ini" ;;
+  qat)
+    train_stage qat "$QS/qat" 2 "$per_rank" "$cfg/distill.ini" \
+      --set "distill.teacher=$QS/teacher/final.h5" --set "train.init=$QS/distill/final.h5" \
+      --set qat.enabled=true --set train.steps=150 --set train.lr=3e-4 --set train.warmup=10 \
+      --set train.eval_every=50 ;;
+  prune)
+    if done_ok "$QS/pruned.h5"; then say "prune: reusing $QS/pruned.h5"; else
+      say "prune: wanda 50% of $QS/distill/final.h5"
+      "$R" prune --model "$QS/distill/final.h5" --method wanda --sparsity 0.5 \
+        --calib "$QS/data/train.h5" --out "$QS/pruned.h5"
+    fi
+    train_stage recover "$QS/recover" 2 "$per_rank" "$cfg/distill.ini" \
+      --set "distill.teacher=$QS/teacher/final.h5" --set "train.init=$QS/pruned.h5" \
+      --set qat.enabled=true --set train.steps=150 --set train.lr=5e-4 --set train.warmup=10 \
+      --set train.eval_every=50 ;;
+  export)
+    mkdir -p "$QS/deploy"
+    for m in teacher scratch distill qat recover; do
+      done_ok "$QS/deploy/$m.f32.h5" ||
+        "$R" export --model "$QS/$m/final.h5" --format deploy --out "$QS/deploy/$m.f32.h5"
+    done
+    for m in qat recover; do
+      done_ok "$QS/deploy/$m.int8.h5" ||
+        "$R" export --model "$QS/$m/final.h5" --format deploy --int8 --out "$QS/deploy/$m.int8.h5"
+    done
+    done_ok "$QS/deploy/distill.ptq.int8.h5" ||
+      "$R" export --model "$QS/distill/final.h5" --format deploy --int8 \
+        --calib "$QS/data/train.h5" --out "$QS/deploy/distill.ptq.int8.h5" ;;
+  report)
+    say "report: $QS/report"
+    OMP_NUM_THREADS=$cores "$R" report --out "$QS/report" --data "$QS/data/val.h5" \
+      --teacher "$QS/teacher/final.h5" \
+      --model "teacher=$QS/deploy/teacher.f32.h5" \
+      --model "student (scratch)=$QS/deploy/scratch.f32.h5" \
+      --model "student (distilled)=$QS/deploy/distill.f32.h5" \
+      --model "distilled + PTQ int8=$QS/deploy/distill.ptq.int8.h5" \
+      --model "distilled + QAT int8=$QS/deploy/qat.int8.h5" \
+      --model "+ wanda 50% + QAT int8=$QS/deploy/recover.int8.h5" \
+      --curve "teacher=$QS/teacher" --curve "student (scratch)=$QS/scratch" \
+      --curve "student (distilled)=$QS/distill"
+    echo "report: $QS/report/report.md" >&2 ;;
+  *)
+    echo "quickstart: unknown stage '$stage' (stages: ${all[*]})" >&2; exit 2 ;;
+  esac
+done
+say "quickstart: done in $((SECONDS - t_start)) s"
+for l in "${summary[@]}"; do echo "  $l" >&2; done
