@@ -17,6 +17,7 @@
 typedef struct {
     int n; /* rows */
     student_mm qkv, attproj, fc, fcproj;
+    student_qlin *q8; /* int8 model: the int8 layers (and, for n = 1, the bf16 head) */
 } row_plan;
 
 struct student_kv {
@@ -32,6 +33,9 @@ struct student_kv {
     float *gelu;     /* (max_len, F) (f32 mode) */
     float *scores;   /* (threads, max_len) attention row scratch */
     uint16_t *ln_bf, *atty_bf, *gelu_bf; /* bf16 mode copies (max_len, C|C|F) */
+    int int8;        /* made for an int8 model */
+    uint8_t *q8s;    /* int8: (max_len, max(C, F)) quantized activations */
+    uint16_t *q8bf;  /* int8: (1, C) the head's input in bf16 */
     int n_threads;
     row_plan one;    /* n = 1 */
     student_mm head; /* (1, C) x wte^T */
@@ -42,6 +46,8 @@ static void row_plan_destroy(row_plan *p) {
     student_mm_destroy(&p->attproj);
     student_mm_destroy(&p->fc);
     student_mm_destroy(&p->fcproj);
+    student_qlin_destroy(p->q8);
+    p->q8 = NULL;
 }
 
 static rt_status row_plan_create(const student_model *m, int n, row_plan *p) {
@@ -51,6 +57,8 @@ static rt_status row_plan_create(const student_model *m, int n, row_plan *p) {
     student_mm_shape s;
     memset(p, 0, sizeof *p);
     p->n = n;
+    if (m->q8) /* the f32 linear primitives are not needed */
+        return student_qlin_create(m, n, n == 1, &p->q8);
     student_mm_shape_2d(&s, n, C, 3 * C, 0, 0, dt, 1, 0);
     if ((st = student_mm_create(&p->qkv, m->eng, &s)) != RT_OK) goto cleanup;
     student_mm_shape_2d(&s, n, C, C, 0, 0, dt, 1, 1);
@@ -80,6 +88,8 @@ void student_infer_destroy(student_kv *kv) {
     free(kv->ln_bf);
     free(kv->atty_bf);
     free(kv->gelu_bf);
+    free(kv->q8s);
+    free(kv->q8bf);
     free(kv);
 }
 
@@ -100,6 +110,7 @@ rt_status student_infer_create(const student_model *m, int max_len, student_kv *
     kv->max_len = max_len;
     kv->cfg = *c;
     kv->prec = m->prec;
+    kv->int8 = m->q8 != NULL;
     kv->n_threads = omp_get_max_threads();
     kv->kc = malloc(L * n * C * sizeof(float));
     kv->vc = malloc(L * n * C * sizeof(float));
@@ -119,13 +130,18 @@ rt_status student_infer_create(const student_model *m, int max_len, student_kv *
         kv->gelu = malloc(n * F * sizeof(float));
         ok = ok && kv->ln && kv->gelu;
     }
+    if (kv->int8) {
+        kv->q8s = malloc(n * (F > C ? F : C));
+        kv->q8bf = malloc(C * sizeof(uint16_t));
+        ok = ok && kv->q8s && kv->q8bf;
+    }
     if (!ok) {
         st = rt_fail(RT_ERR_NOMEM, "student: out of memory for a KV cache of %d positions",
                      max_len);
         goto cleanup;
     }
     if ((st = row_plan_create(m, 1, &kv->one)) != RT_OK) goto cleanup;
-    {
+    if (!kv->int8) {
         student_mm_shape s;
         student_mm_shape_2d(&s, 1, c->d_model, c->vocab_size, 0, 1,
                             bf ? dnnl_bf16 : dnnl_f32, 0, 0);
@@ -190,9 +206,9 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
     row_plan tmp;
     row_plan *pl = &kv->one;
     memset(&tmp, 0, sizeof tmp);
-    if (kv->prec != m->prec || memcmp(&kv->cfg, c, sizeof *c) != 0)
+    if (kv->prec != m->prec || kv->int8 != (m->q8 != NULL) || memcmp(&kv->cfg, c, sizeof *c) != 0)
         return rt_fail(RT_ERR_MISMATCH, "student_infer_step: the cache was created for a model "
-                                        "of another shape or precision");
+                                        "of another shape, precision or int8 mode");
     if (n < 1 || kv->len + n > kv->max_len)
         return rt_fail(RT_ERR_ARGS,
                        "student_infer_step: %d new tokens after %d cached exceed the cache's "
@@ -211,6 +227,22 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
     const float *P = m->params;
     const void *Wb = bf ? (const void *)m->params_bf : (const void *)m->params;
 #define W(off) (bf ? (const void *)((const uint16_t *)Wb + (off)) : (const void *)(P + (off)))
+    /* linear k of block l: int8, or the f32/bf16 primitive `mm` (with the
+     * fake-quantized weights and activations under QAT) */
+#define LIN(mm, k, x, y)                                                                     \
+    do {                                                                                     \
+        const int ti_ = student_lin_tensor(l, (k));                                          \
+        if (m->q8) {                                                                         \
+            st = student_qlin_run(m, pl->q8, l, (k), (const float *)(x), kv->q8s, (y));      \
+        } else {                                                                             \
+            const float *wq_ = m->qat ? student_qat_weight(m, l, (k)) : NULL;                \
+            if (wq_) student_qat_act_apply(m, l, (k), (float *)(x), (size_t)n * (size_t)m->tensors[ti_].shape[0]); \
+            st = student_mm_run(&pl->mm, m->strm, (x),                                       \
+                                wq_ ? (const void *)wq_ : W(m->offset[ti_]),                 \
+                                P + m->offset[ti_ + 1], (y));                                \
+        }                                                                                    \
+        if (st != RT_OK) goto cleanup;                                                       \
+    } while (0)
     const int nt = m->n_tensors, ml = kv->max_len;
 
     for (int i = 0; i < n; i++) {
@@ -221,9 +253,7 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
     for (int l = 0; l < L; l++) {
         student_layernorm_fwd(kv->ln, kv->ln_bf, NULL, NULL, kv->x, P + student_off(m, l, SP_LN1W),
                               P + student_off(m, l, SP_LN1B), n, C);
-        st = student_mm_run(&pl->qkv, m->strm, bf ? (const void *)kv->ln_bf : kv->ln,
-                            W(student_off(m, l, SP_QKVW)), P + student_off(m, l, SP_QKVB), kv->qkv);
-        if (st != RT_OK) goto cleanup;
+        LIN(qkv, STUDENT_LIN_QKV, bf ? (const void *)kv->ln_bf : kv->ln, kv->qkv);
         /* append the new keys and values to the cache, per head */
         for (int i = 0; i < n; i++)
             for (int h = 0; h < H; h++) {
@@ -234,31 +264,27 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
             }
         attend(kv, c, l, n);
         if (bf) student_to_bf16(kv->atty_bf, kv->atty, (size_t)n * C);
-        st = student_mm_run(&pl->attproj, m->strm, bf ? (const void *)kv->atty_bf : kv->atty,
-                            W(student_off(m, l, SP_ATTPROJW)), P + student_off(m, l, SP_ATTPROJB),
-                            kv->x);
-        if (st != RT_OK) goto cleanup;
+        LIN(attproj, STUDENT_LIN_ATTPROJ, bf ? (const void *)kv->atty_bf : kv->atty, kv->x);
         student_layernorm_fwd(kv->ln, kv->ln_bf, NULL, NULL, kv->x, P + student_off(m, l, SP_LN2W),
                               P + student_off(m, l, SP_LN2B), n, C);
-        st = student_mm_run(&pl->fc, m->strm, bf ? (const void *)kv->ln_bf : kv->ln,
-                            W(student_off(m, l, SP_FCW)), P + student_off(m, l, SP_FCB), kv->fch);
-        if (st != RT_OK) goto cleanup;
+        LIN(fc, STUDENT_LIN_FC, bf ? (const void *)kv->ln_bf : kv->ln, kv->fch);
         student_gelu_fwd(kv->gelu, kv->gelu_bf, kv->fch, (size_t)n * F);
-        st = student_mm_run(&pl->fcproj, m->strm, bf ? (const void *)kv->gelu_bf : kv->gelu,
-                            W(student_off(m, l, SP_FCPROJW)), P + student_off(m, l, SP_FCPROJB),
-                            kv->x);
-        if (st != RT_OK) goto cleanup;
+        LIN(fcproj, STUDENT_LIN_FCPROJ, bf ? (const void *)kv->gelu_bf : kv->gelu, kv->x);
     }
     /* final LayerNorm and LM head on the last row only */
     {
         const float *xl = kv->x + (size_t)(n - 1) * C;
         student_layernorm_fwd(kv->ln, kv->ln_bf, NULL, NULL, xl, P + m->offset[nt - 2],
                               P + m->offset[nt - 1], 1, C);
-        st = student_mm_run(&kv->head, m->strm, bf ? (const void *)kv->ln_bf : kv->ln, W(0), NULL,
-                            logits_last);
+        if (kv->int8)
+            st = student_qlin_head(m, kv->one.q8, kv->ln, kv->q8bf, logits_last);
+        else
+            st = student_mm_run(&kv->head, m->strm, bf ? (const void *)kv->ln_bf : kv->ln, W(0),
+                                NULL, logits_last);
         if (st != RT_OK) goto cleanup;
         STUDENT_DNNL_CHECK(dnnl_stream_wait(m->strm));
     }
+#undef LIN
 #undef W
     kv->len += n;
 cleanup:

@@ -70,6 +70,7 @@ static void plan_destroy(student_plan *p) {
                          &p->head_dw,    &p->att_dp,     &p->att_dv,    &p->att_dq,
                          &p->att_dk};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) student_mm_destroy(all[i]);
+    student_qlin_destroy(p->q8);
     free(p);
 }
 
@@ -132,6 +133,9 @@ cleanup:
 
 static rt_status get_plan(student_model *m, int B, student_plan **out) {
     if (!m->plans[B]) RT_TRY(plan_create(m, B, &m->plans[B]));
+    /* int8 layers come after creation (student_int8_set): plan them late */
+    if (m->q8 && !m->plans[B]->q8)
+        RT_TRY(student_qlin_create(m, (int64_t)B * m->cfg.seq_len, 1, &m->plans[B]->q8));
     *out = m->plans[B];
     return RT_OK;
 }
@@ -154,6 +158,8 @@ static size_t round32(size_t n) { return (n + 31) / 32 * 32; } /* 64 bytes of bf
 
 void student_destroy(student_model *m) {
     if (!m) return;
+    student_qat_disable(m);
+    student_int8_free(m);
     if (m->plans) {
         for (int b = 0; b <= m->max_B; b++) plan_destroy(m->plans[b]);
         free(m->plans);
@@ -351,6 +357,24 @@ static const void *wgt(const student_model *m, size_t off) {
                                    : (const void *)(m->params + off);
 }
 
+/* The weight linear k (student_linear) of block l multiplies with: the
+ * fake-quantized copy under QAT, else the parameter (or its bf16 copy). */
+static const void *lin_w(const student_model *m, int l, int k) {
+    const float *q = m->qat ? student_qat_weight(m, l, k) : NULL;
+    return q ? (const void *)q : wgt(m, m->offset[student_lin_tensor(l, k)]);
+}
+
+/* One linear layer of the forward: y (+)= x W + b through the f32/bf16
+ * primitive `mm`, or the int8 one of block l in int8 mode. QAT has
+ * already fake-quantized x in place (student_qat_act). */
+static rt_status lin_fwd(student_model *m, student_plan *pl, student_mm *mm, int l, int k,
+                         const void *x, float *y) {
+    const float *b = m->params + m->offset[student_lin_tensor(l, k) + 1];
+    if (m->q8)
+        return student_qlin_run(m, pl->q8, l, k, (const float *)x, student_int8_scratch(m), y);
+    return student_mm_run(mm, m->strm, x, lin_w(m, l, k), b, y);
+}
+
 /* ------------------------------------------------------------- forward */
 
 /* The CPU stream with OpenMP runs primitives synchronously; waiting keeps
@@ -389,6 +413,7 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
                  BTF = (size_t)m->max_B * T * F, lm = (size_t)m->lmul;
     const float scale = 1.0f / sqrtf((float)(C / H));
 
+    if (m->qat) student_qat_forward_begin(m);
     STUDENT_PROF(m, SPF_EMBED,
                  student_embed_fwd(a->encoded, inputs, P + m->offset[0], P + m->offset[1], B, T, C));
     for (int l = 0; l < L; l++) {
@@ -408,10 +433,10 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
                      student_layernorm_fwd(ln1, ln1b, a->ln1_mean + li * BT, a->ln1_rstd + li * BT,
                                            res_in, P + student_off(m, l, SP_LN1W),
                                            P + student_off(m, l, SP_LN1B), (int64_t)M, C));
+        if (m->qat) student_qat_act(m, l, STUDENT_LIN_QKV, ln1, M * C);
         STUDENT_PROF(m, SPF_MM,
-                     RT_TRY(student_mm_run(&pl->qkv, m->strm, bf ? (const void *)ln1b : ln1,
-                                           wgt(m, student_off(m, l, SP_QKVW)),
-                                           P + student_off(m, l, SP_QKVB), qkv)));
+                     RT_TRY(lin_fwd(m, pl, &pl->qkv, l, STUDENT_LIN_QKV,
+                                    bf ? (const void *)ln1b : ln1, qkv)));
         /* attention operands: f32 views of qkv, or its bf16 copy */
         uint16_t *qkvb = bf ? ab->qkv + li * 3 * BTC : NULL, *attb = bf ? ab->att + li * BT * H * T : NULL;
         if (bf) STUDENT_PROF(m, SPF_BF16, student_to_bf16(qkvb, qkv, M * 3 * C));
@@ -425,34 +450,40 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
                                            NULL, atty)));
         if (bf) STUDENT_PROF(m, SPF_BF16, student_to_bf16(attyb, atty, M * C));
         STUDENT_PROF(m, SPF_RESID, student_copy(res2, res_in, M * C));
+        if (m->qat) student_qat_act(m, l, STUDENT_LIN_ATTPROJ, atty, M * C);
         STUDENT_PROF(m, SPF_MM,
-                     RT_TRY(student_mm_run(&pl->attproj, m->strm, bf ? (const void *)attyb : atty,
-                                           wgt(m, student_off(m, l, SP_ATTPROJW)),
-                                           P + student_off(m, l, SP_ATTPROJB), res2)));
+                     RT_TRY(lin_fwd(m, pl, &pl->attproj, l, STUDENT_LIN_ATTPROJ,
+                                    bf ? (const void *)attyb : atty, res2)));
         /* MLP: res3 = res2 + gelu(ln_2(res2) Wfc + bfc) Wproj + bproj */
         STUDENT_PROF(m, SPF_LN,
                      student_layernorm_fwd(ln2, ln2b, a->ln2_mean + li * BT, a->ln2_rstd + li * BT,
                                            res2, P + student_off(m, l, SP_LN2W),
                                            P + student_off(m, l, SP_LN2B), (int64_t)M, C));
+        if (m->qat) student_qat_act(m, l, STUDENT_LIN_FC, ln2, M * C);
         STUDENT_PROF(m, SPF_MM,
-                     RT_TRY(student_mm_run(&pl->fc, m->strm, bf ? (const void *)ln2b : ln2,
-                                           wgt(m, student_off(m, l, SP_FCW)),
-                                           P + student_off(m, l, SP_FCB), fch)));
+                     RT_TRY(lin_fwd(m, pl, &pl->fc, l, STUDENT_LIN_FC,
+                                    bf ? (const void *)ln2b : ln2, fch)));
         STUDENT_PROF(m, SPF_GELU, student_gelu_fwd(gelu, gelub, fch, M * F));
         STUDENT_PROF(m, SPF_RESID, student_copy(res3, res2, M * C));
+        if (m->qat) student_qat_act(m, l, STUDENT_LIN_FCPROJ, gelu, M * F);
         STUDENT_PROF(m, SPF_MM,
-                     RT_TRY(student_mm_run(&pl->fcproj, m->strm, bf ? (const void *)gelub : gelu,
-                                           wgt(m, student_off(m, l, SP_FCPROJW)),
-                                           P + student_off(m, l, SP_FCPROJB), res3)));
+                     RT_TRY(lin_fwd(m, pl, &pl->fcproj, l, STUDENT_LIN_FCPROJ,
+                                    bf ? (const void *)gelub : gelu, res3)));
     }
     const int nt = m->n_tensors;
     STUDENT_PROF(m, SPF_LN,
                  student_layernorm_fwd(a->lnf, bf ? ab->lnf : NULL, a->lnf_mean, a->lnf_rstd,
                                        a->res3 + (size_t)(L - 1) * BTC, P + m->offset[nt - 2],
                                        P + m->offset[nt - 1], (int64_t)M, C));
-    STUDENT_PROF(m, SPF_HEAD,
-                 RT_TRY(student_mm_run(&pl->head, m->strm, bf ? (const void *)ab->lnf : a->lnf,
-                                       wgt(m, 0), NULL, a->logits)));
+    if (m->q8)
+        STUDENT_PROF(m, SPF_HEAD,
+                     RT_TRY(student_qlin_head(m, pl->q8, a->lnf, student_int8_scratch_bf(m),
+                                              a->logits)));
+    else
+        STUDENT_PROF(m, SPF_HEAD,
+                     RT_TRY(student_mm_run(&pl->head, m->strm, bf ? (const void *)ab->lnf : a->lnf,
+                                           wgt(m, 0), NULL, a->logits)));
+    if (m->qat) student_qat_forward_end(m);
     if (m->training)
         for (int l = 0; l < L; l++)
             memset(a->hidden_grad + (size_t)l * BTC, 0, M * C * sizeof(float));
@@ -537,8 +568,9 @@ rt_status student_backward(student_model *m, int B) {
                                            G + student_off(m, l, SP_FCPROJW))));
         STUDENT_PROF(m, SPF_MM_DX,
                      RT_TRY(student_mm_run(&pl->fcproj_dx, m->strm, g,
-                                           wgt(m, student_off(m, l, SP_FCPROJW)), NULL,
+                                           lin_w(m, l, STUDENT_LIN_FCPROJ), NULL,
                                            a->dfch_gelu)));
+        if (m->qat) student_qat_act_grad(m, l, STUDENT_LIN_FCPROJ, a->dfch_gelu, M * F);
         STUDENT_PROF(m, SPF_GELU_BWD,
                      student_gelu_bwd(bf ? NULL : a->dfch, bf ? ab->dy : NULL,
                                       G + student_off(m, l, SP_FCB), fch, a->dfch_gelu,
@@ -549,7 +581,8 @@ rt_status student_backward(student_model *m, int B) {
                                            G + student_off(m, l, SP_FCW))));
         STUDENT_PROF(m, SPF_MM_DX,
                      RT_TRY(student_mm_run(&pl->fc_dx, m->strm, g,
-                                           wgt(m, student_off(m, l, SP_FCW)), NULL, dc)));
+                                           lin_w(m, l, STUDENT_LIN_FC), NULL, dc)));
+        if (m->qat) student_qat_act_grad(m, l, STUDENT_LIN_FC, dc, M * C);
         STUDENT_PROF(m, SPF_LN_BWD,
                      student_layernorm_bwd(dres, G + student_off(m, l, SP_LN2W),
                                            G + student_off(m, l, SP_LN2B), dc, res2,
@@ -566,7 +599,8 @@ rt_status student_backward(student_model *m, int B) {
                                            G + student_off(m, l, SP_ATTPROJW))));
         STUDENT_PROF(m, SPF_MM_DX,
                      RT_TRY(student_mm_run(&pl->attproj_dx, m->strm, g,
-                                           wgt(m, student_off(m, l, SP_ATTPROJW)), NULL, dc)));
+                                           lin_w(m, l, STUDENT_LIN_ATTPROJ), NULL, dc)));
+        if (m->qat) student_qat_act_grad(m, l, STUDENT_LIN_ATTPROJ, dc, M * C);
         /* attention backward; in bf16 mode the operands are the bf16 copies
          * of qkv and P from the forward, and of dY and dS made here */
         const uint16_t *qkvb = bf ? ab->qkv + li * 3 * BTC : NULL;
@@ -596,7 +630,8 @@ rt_status student_backward(student_model *m, int B) {
                                            G + student_off(m, l, SP_QKVW))));
         STUDENT_PROF(m, SPF_MM_DX,
                      RT_TRY(student_mm_run(&pl->qkv_dx, m->strm, g,
-                                           wgt(m, student_off(m, l, SP_QKVW)), NULL, dc)));
+                                           lin_w(m, l, STUDENT_LIN_QKV), NULL, dc)));
+        if (m->qat) student_qat_act_grad(m, l, STUDENT_LIN_QKV, dc, M * C);
         STUDENT_PROF(m, SPF_LN_BWD,
                      student_layernorm_bwd(dres, G + student_off(m, l, SP_LN1W),
                                            G + student_off(m, l, SP_LN1B), dc, res_in,

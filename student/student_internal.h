@@ -184,6 +184,8 @@ typedef struct {
     student_mm att_dv;   /* dV = P^T dO */
     student_mm att_dq;   /* dQ = dS K */
     student_mm att_dk;   /* dK = dS^T Q */
+    /* int8 mode: the linear layers and the bf16 head for M rows (quant.c) */
+    struct student_qlin *q8;
 } student_plan;
 
 /* Activations, one block; per-layer tensors hold L layers in training mode
@@ -260,6 +262,8 @@ struct student_model {
     int prof_on;           /* accumulate kernel times into prof */
     double prof[SPF_N];    /* seconds per kernel class since student_profile_reset */
     int last_B;            /* B of the last forward, 0 if none */
+    struct student_qat *qat;   /* QAT / range observers, NULL when off (qat.c) */
+    struct student_int8 *q8;   /* int8 linear layers, NULL unless int8 (quant.c) */
 };
 
 /* Pointer to tensor `k` of layer `l` (SP_*) inside a block laid out like
@@ -268,7 +272,66 @@ static inline size_t student_off(const student_model *m, int l, int k) {
     return m->offset[2 + l * SP_PER_LAYER + k];
 }
 
+/* Tensor index of the weight of linear k (student_linear order) of block
+ * l; its bias is the next tensor. */
+static inline int student_lin_tensor(int l, int k) {
+    static const int w[4] = {SP_QKVW, SP_ATTPROJW, SP_FCW, SP_FCPROJW};
+    return 2 + l * SP_PER_LAYER + w[k];
+}
+
 /* Refreshes params_bf from params if stale (bf16 mode). */
 void student_sync_bf16(student_model *m);
+
+/* ------------------------------------------------------ int8 (quant.c) */
+
+/* Round to nearest, ties to even (what PyTorch's fake quantization and
+ * torch.round do) for |v| < 2^22, in plain float arithmetic so that the
+ * quantization loops vectorize; callers clamp v to +-2^21 first. */
+static inline float student_qround(float v) {
+    const float shifter = 12582912.0f; /* 1.5 * 2^23 */
+    return (v + shifter) - shifter;
+}
+
+/* The int8 primitives of the 4 * n_layer linear layers for M rows, one per
+ * layer because oneDNN 2.6 keeps int8 matmuls on its AMX/VNNI brgemm
+ * kernels only with output scales fixed at creation (runtime scales fall
+ * back to gemm:jit), plus the bf16 LM head when with_head. */
+typedef struct student_qlin student_qlin;
+rt_status student_qlin_create(const student_model *m, int64_t M, int with_head,
+                              student_qlin **out);
+void student_qlin_destroy(student_qlin *q); /* NULL-safe */
+/* dst (+)= linear `k` (student_linear) of block l over the M rows of x
+ * (f32, K = C or F columns), quantized into `scratch` (M*K bytes) first;
+ * attn.c_proj and mlp.c_proj accumulate onto dst like their f32 twins. */
+rt_status student_qlin_run(const student_model *m, student_qlin *q, int l, int k, const float *x,
+                           uint8_t *scratch, float *dst);
+/* logits (M, V) = x (M, C) wte^T in bf16; x converted into scratch_bf. */
+rt_status student_qlin_head(const student_model *m, student_qlin *q, const float *x,
+                            uint16_t *scratch_bf, float *logits);
+/* The model's own scratch for student_forward: (max_B*T*max(C,F)) bytes
+ * and (max_B*T*C) bf16. */
+uint8_t *student_int8_scratch(const student_model *m);
+uint16_t *student_int8_scratch_bf(const student_model *m);
+void student_int8_free(student_model *m);
+
+/* ------------------------------------------------------- QAT (qat.c) */
+
+/* Start of a forward: refresh the fake-quantized weights from the
+ * current ones. */
+void student_qat_forward_begin(student_model *m);
+/* End of a forward: counts it towards calibration. */
+void student_qat_forward_end(student_model *m);
+/* The fake-quantized weight of linear k of block l, or NULL when the
+ * forward should use the plain weight (QAT off or observe_only). */
+const float *student_qat_weight(const student_model *m, int l, int k);
+/* Records the range of x (n floats, the input of linear k of block l)
+ * while calibrating, then fake-quantizes x in place (unless observe_only),
+ * writing the STE in-range mask of block `l` when training. */
+void student_qat_act(student_model *m, int l, int k, float *x, size_t n);
+/* Fake-quantizes x in place with the current quantizer, observing
+ * nothing (the KV-cache path). */
+void student_qat_act_apply(const student_model *m, int l, int k, float *x, size_t n);
+/* dx[i] = 0 where the forward clipped x[i] (STE with clipping). */
+void student_qat_act_grad(const student_model *m, int l, int k, float *dx, size_t n);
 
 #endif

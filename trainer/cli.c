@@ -809,6 +809,13 @@ static const cli_option export_options[] = {
     {.name = "calib", .type = CLI_STRING, .metavar = "SHARD",
      .help = "Token shard to calibrate activation ranges for --int8 when the checkpoint has "
              "no QAT scales."},
+    {.name = "calib-windows", .type = CLI_INT, .metavar = "N", .def = "32", .min = 1,
+     .max = 1000000,
+     .help = "Windows of seq_len tokens of --calib to observe (running min/max of every "
+             "linear layer's input)."},
+    {.name = "tokenizer", .type = CLI_STRING, .metavar = "DIR",
+     .help = "Tokenizer folder to record in the deploy file (default: [data] tokenizer of "
+             "the checkpoint's config)."},
     {.name = "out", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "FILE",
      .help = "Deploy file to write (atomically)."},
     {0},

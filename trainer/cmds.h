@@ -34,6 +34,7 @@ int trainer_cmd_generate(int argc, char **argv); /* cmd_generate.c */
 int trainer_cmd_info(int argc, char **argv);     /* cmd_info.c */
 int trainer_cmd_report(int argc, char **argv);   /* report.c */
 int trainer_cmd_prune(int argc, char **argv);    /* cmd_prune.c */
+int trainer_cmd_export(int argc, char **argv);   /* cmd_export.c */
 
 /* Stands in for a command whose implementation has not landed: checks the
  * arguments against the command's option table (so --help, unknown flags

@@ -1,0 +1,51 @@
+/* Deploy files: what inference needs and nothing else (deploy.c).
+ *
+ * A deploy file is a checkpoint of kind "deploy" (same root attributes,
+ * /config and /meta, written atomically by ckpt_save) whose /model holds
+ * either every tensor in float32, exactly as a training checkpoint does,
+ * or, for an int8 deploy:
+ *   /model/<linear>.weight              int8 [in, out]   (the four linear
+ *                                       layers of every block)
+ *   /model/<linear>.weight_scale        float32 [out]    w ~ scale[n] * q
+ *   /model/<linear>.input_scale         float32 scalar   x ~ s * (q - z)
+ *   /model/<linear>.input_zero_point    int32 scalar     z
+ *   /model/<linear>.input_qrange        int32 [2]        [qmin, qmax]:
+ *                                       [-127, 127] symmetric, [0, 255] not
+ *   /model/transformer.wte.weight       int8 [vocab, C]  weight-only, one
+ *   /model/transformer.wpe.weight       int8 [seq, C]    scale per row:
+ *   /model/transformer.w?e.weight_scale float32 [rows]   the embeddings are
+ *                                       most of a small model's bytes
+ *   everything else (LayerNorms, biases) float32 as in a training file.
+ * Both kinds carry /tokenizer/path (uint8 bytes of the tokenizer folder the
+ * model was trained with; empty when unknown). */
+#ifndef CKPT_DEPLOY_H
+#define CKPT_DEPLOY_H
+
+#include "ckpt.h"
+
+typedef struct {
+    int64_t step, tokens_seen;
+    student_config cfg;
+    const float *params;          /* f32 block (student_tensor_info layout) */
+    const student_act_quant *act; /* NULL: f32 deploy; else (4 * n_layer) input
+                                     quantizers in (layer, student_linear) order:
+                                     int8 deploy, weights quantized here */
+    const char *tokenizer;        /* NULL = "" */
+    const char *config_text, *provenance_json; /* as in ckpt_contents */
+} ckpt_deploy;
+
+/* Writes a deploy file atomically (ckpt_save). */
+rt_status ckpt_deploy_save(const char *path, const ckpt_deploy *d);
+
+/* 1 when r is an int8 deploy file (its c_attn weight of block 0 is int8). */
+int ckpt_deploy_is_int8(ckpt_reader *r);
+
+/* Reads an int8 deploy file into inference model m (training = 0, f32, of
+ * the file's shape) and switches it to int8 (student_int8_set). */
+rt_status ckpt_deploy_read_int8(ckpt_reader *r, student_model *m);
+
+/* The tokenizer folder recorded in the file, as a new string (free());
+ * "" when the file records none. */
+rt_status ckpt_deploy_tokenizer(ckpt_reader *r, char **out);
+
+#endif

@@ -1,0 +1,246 @@
+/* Deploy files (layout: ckpt_deploy.h): writing f32 and int8 ones through
+ * ckpt_save's atomic path, and reading int8 ones into a model.
+ *
+ * int8 export quantizes here, from the f32 block, so that every deploy
+ * file is made one way: the linear weights per output channel
+ * (student_quantize_weight), the embeddings per row (student_quantize_rows:
+ * weight-only, dequantized at load, because wte and wpe are most of the
+ * bytes of a small model and a per-row scale keeps their error far below
+ * that of the activations). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt_deploy.h"
+
+#include <stddef.h>
+
+#define NAME_MAX_LEN 128
+
+_Static_assert(offsetof(student_act_quant, qmax) == offsetof(student_act_quant, qmin) + 4,
+               "input_qrange is read and written as the pair (qmin, qmax)");
+
+/* Is tensor i (of c) stored as int8 in an int8 deploy: 0 no, 1 a linear
+ * weight (per column), 2 an embedding (per row). */
+static int quant_kind(const student_config *c, int i, const student_tensor *t) {
+    if (i == 0 || i == 1) return 2;
+    if (i >= 2 + 12 * c->n_layer) return 0;
+    const size_t len = strlen(t->name);
+    const char *tail[] = {"attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
+                          "mlp.c_proj.weight"};
+    for (int k = 0; k < 4; k++) {
+        const size_t n = strlen(tail[k]);
+        if (len > n && strcmp(t->name + len - n, tail[k]) == 0) return 1;
+    }
+    return 0;
+}
+
+/* (layer, student_linear) of linear-weight tensor i. */
+static int lin_index(int i) {
+    const int r = (i - 2) % 12, l = (i - 2) / 12;
+    const int k = r == 2 ? 0 : r == 4 ? 1 : r == 8 ? 2 : 3; /* params.c order */
+    return l * 4 + k;
+}
+
+rt_status ckpt_deploy_save(const char *path, const ckpt_deploy *d) {
+    const student_config *c = &d->cfg;
+    RT_TRY(student_config_validate(c));
+    const char *tok = d->tokenizer ? d->tokenizer : "";
+    ckpt_contents cc = {
+        .kind = "deploy", .step = d->step, .tokens_seen = d->tokens_seen, .cfg = *c,
+        .config_text = d->config_text, .provenance_json = d->provenance_json,
+    };
+    if (!d->act) {
+        ckpt_array a = {"/tokenizer/path", CKPT_U8, 1, {(int64_t)strlen(tok)}, tok};
+        cc.params = d->params;
+        cc.extras = &a;
+        cc.n_extras = 1;
+        return ckpt_save(path, &cc);
+    }
+    rt_status st = RT_OK;
+    const int nt = student_tensor_count(c);
+    const int max_arrays = 1 + 5 * nt;
+    ckpt_array *arr = calloc((size_t)max_arrays, sizeof *arr);
+    char (*names)[NAME_MAX_LEN] = calloc((size_t)max_arrays, NAME_MAX_LEN);
+    void **bufs = calloc((size_t)nt * 2, sizeof *bufs);
+    int na = 0, nb = 0;
+    if (!arr || !names || !bufs) {
+        st = rt_fail(RT_ERR_NOMEM, "%s: out of memory for the deploy layout", path);
+        goto cleanup;
+    }
+#define ADD(dt, nd, s0, s1, ptr, ...)                                                         \
+    do {                                                                                     \
+        snprintf(names[na], NAME_MAX_LEN, __VA_ARGS__);                                      \
+        arr[na] = (ckpt_array){names[na], (dt), (nd), {(s0), (s1)}, (ptr)};                  \
+        na++;                                                                                \
+    } while (0)
+    ADD(CKPT_U8, 1, (int64_t)strlen(tok), 0, tok, "/tokenizer/path");
+    for (int i = 0; i < nt; i++) {
+        student_tensor t;
+        student_tensor_info(c, i, &t);
+        const float *w = d->params + t.offset;
+        const int kind = quant_kind(c, i, &t);
+        if (!kind) {
+            ADD(CKPT_F32, t.ndim, t.shape[0], t.shape[1], w, "/model/%s", t.name);
+            continue;
+        }
+        const int64_t R = t.shape[0], Cc = t.shape[1], ns = kind == 1 ? Cc : R;
+        int8_t *q = malloc((size_t)(R * Cc));
+        float *s = malloc((size_t)ns * sizeof(float));
+        bufs[nb++] = q;
+        bufs[nb++] = s;
+        if (!q || !s) {
+            st = rt_fail(RT_ERR_NOMEM, "%s: out of memory quantizing %s", path, t.name);
+            goto cleanup;
+        }
+        if (kind == 1)
+            student_quantize_weight(w, R, Cc, q, s);
+        else
+            student_quantize_rows(w, R, Cc, q, s);
+        ADD(CKPT_I8, 2, R, Cc, q, "/model/%s", t.name);
+        ADD(CKPT_F32, 1, ns, 0, s, "/model/%s_scale", t.name);
+        if (kind == 1) {
+            const student_act_quant *a = &d->act[lin_index(i)];
+            char base[64]; /* student_tensor.name is 64 bytes */
+            snprintf(base, sizeof base, "%.*s", (int)(strlen(t.name) - strlen(".weight")), t.name);
+            /* qmin, qmax are adjacent int32 fields: the [2] range */
+            ADD(CKPT_F32, 0, 0, 0, &a->scale, "/model/%s.input_scale", base);
+            ADD(CKPT_I32, 0, 0, 0, &a->zero, "/model/%s.input_zero_point", base);
+            ADD(CKPT_I32, 1, 2, 0, &a->qmin, "/model/%s.input_qrange", base);
+        }
+    }
+#undef ADD
+    cc.extras = arr;
+    cc.n_extras = na;
+    st = ckpt_save(path, &cc);
+cleanup:
+    for (int i = 0; bufs && i < nb; i++) free(bufs[i]);
+    free(bufs);
+    free(names);
+    free(arr);
+    return st;
+}
+
+int ckpt_deploy_is_int8(ckpt_reader *r) {
+    char p[NAME_MAX_LEN + 8];
+    student_tensor t;
+    student_tensor_info(ckpt_reader_config(r), 2 + 2, &t); /* h.0.attn.c_attn.weight */
+    snprintf(p, sizeof p, "/model/%s", t.name);
+    ckpt_dtype dt;
+    int nd;
+    if (strcmp(ckpt_reader_kind(r), "deploy") != 0 || !ckpt_has(r, p)) return 0;
+    return ckpt_array_info(r, p, &dt, &nd, NULL) == RT_OK && dt == CKPT_I8;
+}
+
+/* Reads an int8 [R, C] tensor and its scales, checking the shape. */
+static rt_status read_q(ckpt_reader *r, const student_tensor *t, int64_t ns, int8_t *q,
+                        float *s) {
+    char p[NAME_MAX_LEN + 16];
+    ckpt_dtype dt;
+    int nd;
+    int64_t sh[CKPT_MAX_DIMS];
+    snprintf(p, sizeof p, "/model/%s", t->name);
+    RT_TRY(ckpt_array_info(r, p, &dt, &nd, sh));
+    if (dt != CKPT_I8 || nd != 2 || sh[0] != t->shape[0] || sh[1] != t->shape[1])
+        return rt_fail(RT_ERR_FORMAT, "%s: %s should be int8 [%lld, %lld] in an int8 deploy file",
+                       ckpt_reader_path(r), p, (long long)t->shape[0], (long long)t->shape[1]);
+    RT_TRY(ckpt_read_array(r, p, CKPT_I8, t->numel, q));
+    snprintf(p, sizeof p, "/model/%s_scale", t->name);
+    RT_TRY(ckpt_read_array(r, p, CKPT_F32, (size_t)ns, s));
+    for (int64_t i = 0; i < ns; i++)
+        if (!(s[i] > 0.0f) || s[i] != s[i] || s[i] > 1e30f)
+            return rt_fail(RT_ERR_FORMAT, "%s: %s[%lld] = %g is not a positive scale",
+                           ckpt_reader_path(r), p, (long long)i, (double)s[i]);
+    return RT_OK;
+}
+
+rt_status ckpt_deploy_read_int8(ckpt_reader *r, student_model *m) {
+    const student_config *c = student_cfg(m);
+    RT_TRY(ckpt_check_config(r, c, "the model being loaded"));
+    const int nt = student_tensor_count(c), nl = 4 * c->n_layer;
+    float *P = student_params(m);
+    rt_status st = RT_OK;
+    int8_t **w8 = calloc((size_t)nl, sizeof *w8), *eq = NULL;
+    float **ws = calloc((size_t)nl, sizeof *ws), *es = NULL;
+    student_act_quant *aq = calloc((size_t)nl, sizeof *aq);
+    if (!w8 || !ws || !aq) goto nomem;
+    for (int i = 0; i < nt; i++) {
+        student_tensor t;
+        char p[NAME_MAX_LEN + 32];
+        student_tensor_info(c, i, &t);
+        const int kind = quant_kind(c, i, &t);
+        if (kind == 0) {
+            snprintf(p, sizeof p, "/model/%s", t.name);
+            if ((st = ckpt_read_array(r, p, CKPT_F32, t.numel, P + t.offset)) != RT_OK) goto cleanup;
+        } else if (kind == 2) { /* embeddings: dequantize into the block */
+            eq = malloc(t.numel);
+            es = malloc((size_t)t.shape[0] * sizeof *es);
+            if (!eq || !es) goto nomem;
+            if ((st = read_q(r, &t, t.shape[0], eq, es)) != RT_OK) goto cleanup;
+            for (int64_t row = 0; row < t.shape[0]; row++)
+                for (int64_t j = 0; j < t.shape[1]; j++)
+                    P[t.offset + (size_t)(row * t.shape[1] + j)] =
+                        es[row] * (float)eq[row * t.shape[1] + j];
+            free(eq), free(es);
+            eq = NULL, es = NULL;
+        } else {
+            const int li = lin_index(i);
+            w8[li] = malloc(t.numel);
+            ws[li] = malloc((size_t)t.shape[1] * sizeof(float));
+            if (!w8[li] || !ws[li]) goto nomem;
+            if ((st = read_q(r, &t, t.shape[1], w8[li], ws[li])) != RT_OK) goto cleanup;
+            char base[64];
+            snprintf(base, sizeof base, "%.*s", (int)(strlen(t.name) - strlen(".weight")), t.name);
+            snprintf(p, sizeof p, "/model/%s.input_scale", base);
+            if ((st = ckpt_read_array(r, p, CKPT_F32, 1, &aq[li].scale)) != RT_OK) goto cleanup;
+            snprintf(p, sizeof p, "/model/%s.input_zero_point", base);
+            if ((st = ckpt_read_array(r, p, CKPT_I32, 1, &aq[li].zero)) != RT_OK) goto cleanup;
+            snprintf(p, sizeof p, "/model/%s.input_qrange", base);
+            if ((st = ckpt_read_array(r, p, CKPT_I32, 2, &aq[li].qmin)) != RT_OK) goto cleanup;
+        }
+    }
+    st = student_int8_set(m, (const int8_t *const *)w8, (const float *const *)ws, aq);
+    if (st != RT_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", rt_last_error());
+        st = rt_fail(RT_ERR_FORMAT, "%s: bad int8 contents: %s", ckpt_reader_path(r), why);
+    }
+    goto cleanup;
+nomem:
+    st = rt_fail(RT_ERR_NOMEM, "%s: out of memory reading the int8 weights", ckpt_reader_path(r));
+cleanup:
+    for (int i = 0; i < nl; i++) {
+        if (w8) free(w8[i]);
+        if (ws) free(ws[i]);
+    }
+    free(w8);
+    free(ws);
+    free(aq);
+    free(eq);
+    free(es);
+    return st;
+}
+
+rt_status ckpt_deploy_tokenizer(ckpt_reader *r, char **out) {
+    *out = NULL;
+    ckpt_dtype dt;
+    int nd = 0;
+    int64_t sh[CKPT_MAX_DIMS] = {0};
+    if (!ckpt_has(r, "/tokenizer/path")) {
+        *out = strdup("");
+        return *out ? RT_OK : rt_fail(RT_ERR_NOMEM, "out of memory");
+    }
+    RT_TRY(ckpt_array_info(r, "/tokenizer/path", &dt, &nd, sh));
+    if (dt != CKPT_U8 || nd != 1 || sh[0] > 65536)
+        return rt_fail(RT_ERR_FORMAT, "%s: /tokenizer/path is not a uint8 string",
+                       ckpt_reader_path(r));
+    char *s = calloc((size_t)sh[0] + 1, 1);
+    if (!s) return rt_fail(RT_ERR_NOMEM, "out of memory");
+    rt_status st = ckpt_read_array(r, "/tokenizer/path", CKPT_U8, (size_t)sh[0], s);
+    if (st != RT_OK) {
+        free(s);
+        return st;
+    }
+    *out = s;
+    return RT_OK;
+}

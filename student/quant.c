@@ -1,0 +1,401 @@
+/* int8 inference: the quantizers shared with QAT and export, and the int8
+ * linear layers of a model loaded from an int8 deploy file.
+ *
+ * A linear layer y = x W + b with W quantized per output channel (w ~
+ * sw[n] * w8) and x per tensor (x ~ sa * (q - z)) is computed as
+ *     y[n] = sa * sw[n] * (sum_k q[k] w8[k][n] - z * colsum_n(w8)) + b[n]
+ * by one oneDNN u8 x s8 -> f32 matmul: activations go in as u8 (the
+ * symmetric int8 range [-127, 127] shifted by 128, so one kernel serves
+ * both schemes), the per-channel factor sa*sw[n] is the output scale, and
+ * the zero-point term is folded into the bias, which oneDNN 2.6 adds
+ * BEFORE the output scale (dst = oscale * (acc + bias), checked against a
+ * direct computation when this was written): bias' = b / oscale - z *
+ * colsum. Weights are handed to oneDNN in the layout it asks for
+ * (format_tag_any, reordered once per layout and shared by every
+ * primitive that wants that layout), so decode (M = 1) and prompt
+ * primitives reuse the same packed copy when oneDNN agrees on it.
+ *
+ * One primitive per layer and M, because oneDNN 2.6 runs int8 matmuls on
+ * its AMX / VNNI brgemm kernels only when the output scales are known at
+ * creation; runtime scales (DNNL_RUNTIME_F32_VAL) drop to gemm:jit, which
+ * is several times slower on this hardware.
+ *
+ * The LM head (tied to wte) runs in bf16 with f32 accumulation: it is the
+ * largest matmul of a small model and per-tensor int8 of the final
+ * LayerNorm's output would cost accuracy the other layers do not; bf16
+ * costs none that matters and runs on the same AMX units. */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "student_internal.h"
+
+#define MAX_PACKS 4 /* weight layouts kept per linear layer */
+
+typedef struct {
+    dnnl_memory_desc_t md;
+    dnnl_memory_t mem; /* owns the packed weights */
+} qpack;
+
+/* One linear layer of one block, quantized. */
+typedef struct {
+    int64_t K, N;
+    int8_t *w8;            /* (K, N) row-major, plain */
+    float *oscale;         /* (N) sa * sw[n] */
+    float *bias;           /* (N) b / oscale - z * colsum */
+    float inv_sa;          /* 1 / sa */
+    float zp, lo, hi;      /* in the u8 domain */
+    qpack packs[MAX_PACKS];
+    int n_packs;
+} qlayer;
+
+struct student_int8 {
+    int n;            /* 4 * n_layer */
+    qlayer *lay;      /* (n) */
+    uint16_t *wte_bf; /* (V, C) bf16 copy of the (dequantized) wte for the head */
+    uint8_t *scratch; /* (max_B*T*max(C,F)) quantized activations of a forward */
+    uint16_t *scratch_bf; /* (max_B*T*C) the head's input in bf16 */
+};
+
+struct student_qlin {
+    int64_t M;
+    int n;
+    dnnl_primitive_t *prim; /* (n) */
+    dnnl_memory_t *bias;    /* (n) views of qlayer.bias */
+    dnnl_memory_t *wei;     /* (n) borrowed from the layer's packs */
+    dnnl_memory_t src[STUDENT_LIN_N], dst[STUDENT_LIN_N];
+    int with_head;
+    student_mm head;
+};
+
+/* ---------------------------------------------------------- quantizers */
+
+student_act_quant student_act_quant_from_range(float lo, float hi, int asymmetric) {
+    student_act_quant q;
+    lo = lo < 0.0f ? lo : 0.0f;
+    hi = hi > 0.0f ? hi : 0.0f;
+    if (!isfinite(lo) || !isfinite(hi)) lo = hi = 0.0f;
+    if (asymmetric) {
+        q.qmin = 0, q.qmax = 255;
+        q.scale = (hi - lo) / 255.0f;
+        if (!(q.scale > FLT_MIN)) q.scale = 1.0f;
+        float z = student_qround(-lo / q.scale);
+        q.zero = (int32_t)(z < 0.0f ? 0.0f : (z > 255.0f ? 255.0f : z));
+    } else {
+        q.qmin = -127, q.qmax = 127, q.zero = 0;
+        const float a = -lo > hi ? -lo : hi;
+        q.scale = a / 127.0f;
+        if (!(q.scale > FLT_MIN)) q.scale = 1.0f;
+    }
+    return q;
+}
+
+static float clamp_round(float v, float lo, float hi) {
+    v = v < -2097152.0f ? -2097152.0f : (v > 2097152.0f ? 2097152.0f : v);
+    v = student_qround(v);
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* x * (1/s) rather than x / s: the arithmetic of QAT's fake quantization
+ * (qat.c), so that both give the same integers. */
+void student_quantize_weight(const float *w, int64_t K, int64_t N, int8_t *q, float *scale) {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        float mx = 0.0f;
+        for (int64_t k = 0; k < K; k++) {
+            const float a = fabsf(w[k * N + n]);
+            mx = a > mx ? a : mx;
+        }
+        scale[n] = mx > 0.0f ? mx / 127.0f : 1.0f;
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t n = 0; n < N; n++)
+            q[k * N + n] = (int8_t)clamp_round(w[k * N + n] * (1.0f / scale[n]), -127.0f, 127.0f);
+}
+
+void student_quantize_rows(const float *w, int64_t R, int64_t C, int8_t *q, float *scale) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < R; r++) {
+        const float *x = w + r * C;
+        float mx = 0.0f;
+        for (int64_t c = 0; c < C; c++) mx = fabsf(x[c]) > mx ? fabsf(x[c]) : mx;
+        const float s = mx > 0.0f ? mx / 127.0f : 1.0f;
+        scale[r] = s;
+        for (int64_t c = 0; c < C; c++)
+            q[r * C + c] = (int8_t)clamp_round(x[c] * (1.0f / s), -127.0f, 127.0f);
+    }
+}
+
+/* ------------------------------------------------------------ the state */
+
+static void free_layer(qlayer *q) {
+    for (int i = 0; i < q->n_packs; i++) dnnl_memory_destroy(q->packs[i].mem);
+    free(q->w8);
+    free(q->oscale);
+    free(q->bias);
+}
+
+void student_int8_free(student_model *m) {
+    struct student_int8 *s = m->q8;
+    if (!s) return;
+    /* plans hold primitives borrowing the packs: drop them first */
+    if (m->plans)
+        for (int b = 0; b <= m->max_B; b++)
+            if (m->plans[b]) {
+                student_qlin_destroy(m->plans[b]->q8);
+                m->plans[b]->q8 = NULL;
+            }
+    for (int i = 0; s->lay && i < s->n; i++) free_layer(&s->lay[i]);
+    free(s->lay);
+    rt_free_aligned(s->wte_bf);
+    rt_free_aligned(s->scratch);
+    rt_free_aligned(s->scratch_bf);
+    free(s);
+    m->q8 = NULL;
+}
+
+int student_int8_enabled(const student_model *m) { return m->q8 != NULL; }
+uint8_t *student_int8_scratch(const student_model *m) { return m->q8 ? m->q8->scratch : NULL; }
+uint16_t *student_int8_scratch_bf(const student_model *m) {
+    return m->q8 ? m->q8->scratch_bf : NULL;
+}
+
+rt_status student_int8_set(student_model *m, const int8_t *const *w8, const float *const *wscale,
+                           const student_act_quant *aq) {
+    const student_config *c = &m->cfg;
+    const int L = c->n_layer, n = 4 * L;
+    const int64_t C = c->d_model, F = c->d_ff;
+    if (m->training)
+        return rt_fail(RT_ERR_ARGS, "student_int8_set: an int8 model is inference-only (the "
+                                    "model was created with training = 1)");
+    if (m->prec != STUDENT_F32)
+        return rt_fail(RT_ERR_ARGS, "student_int8_set: int8 layers need an f32 model");
+    if (m->qat)
+        return rt_fail(RT_ERR_ARGS, "student_int8_set: disable QAT before switching to int8");
+    for (int i = 0; i < n; i++) {
+        const student_act_quant *a = &aq[i];
+        const int off = a->qmin < 0 ? 128 : 0;
+        if (!(a->scale > 0.0f) || !isfinite(a->scale) || a->qmin >= a->qmax ||
+            a->qmin + off < 0 || a->qmax + off > 255 || a->zero < a->qmin || a->zero > a->qmax)
+            return rt_fail(RT_ERR_ARGS,
+                           "student_int8_set: block %d linear %d has a bad activation quantizer "
+                           "(scale %g, zero %d, range [%d, %d])",
+                           i / 4, i % 4, (double)a->scale, a->zero, a->qmin, a->qmax);
+    }
+    student_int8_free(m);
+    struct student_int8 *s = calloc(1, sizeof *s);
+    if (!s) return rt_fail(RT_ERR_NOMEM, "student: out of memory for int8 state");
+    rt_status st = RT_OK;
+    const size_t rows = (size_t)m->max_B * c->seq_len;
+    s->n = n;
+    s->lay = calloc((size_t)n, sizeof *s->lay);
+    s->wte_bf = rt_alloc_aligned((size_t)c->vocab_size * C * sizeof(uint16_t));
+    s->scratch = rt_alloc_aligned(rows * (size_t)(F > C ? F : C));
+    s->scratch_bf = rt_alloc_aligned(rows * (size_t)C * sizeof(uint16_t));
+    if (!s->lay || !s->wte_bf || !s->scratch || !s->scratch_bf) goto nomem;
+    for (int l = 0; l < L; l++)
+        for (int k = 0; k < 4; k++) {
+            qlayer *q = &s->lay[l * 4 + k];
+            const int ti = student_lin_tensor(l, k);
+            const student_tensor *t = &m->tensors[ti];
+            const float *b = m->params + m->tensors[ti + 1].offset; /* bias follows weight */
+            float *wf = m->params + t->offset;
+            const student_act_quant *a = &aq[l * 4 + k];
+            const float off = a->qmin < 0 ? 128.0f : 0.0f;
+            q->K = t->shape[0], q->N = t->shape[1];
+            RT_ASSERT((q->K == C || q->K == F) && m->tensors[ti + 1].numel == (size_t)q->N);
+            q->w8 = malloc((size_t)(q->K * q->N));
+            q->oscale = malloc((size_t)q->N * sizeof(float));
+            q->bias = malloc((size_t)q->N * sizeof(float));
+            if (!q->w8 || !q->oscale || !q->bias) goto nomem;
+            memcpy(q->w8, w8[l * 4 + k], (size_t)(q->K * q->N));
+            q->inv_sa = 1.0f / a->scale;
+            q->zp = (float)a->zero + off, q->lo = (float)a->qmin + off, q->hi = (float)a->qmax + off;
+            const float *sw = wscale[l * 4 + k];
+            for (int64_t j = 0; j < q->N; j++) {
+                int64_t cs = 0;
+                for (int64_t i = 0; i < q->K; i++) cs += q->w8[i * q->N + j];
+                q->oscale[j] = a->scale * sw[j];
+                q->bias[j] = b[j] / q->oscale[j] - q->zp * (float)cs;
+            }
+            /* the f32 block holds what the int8 layer computes with */
+            for (int64_t i = 0; i < q->K; i++)
+                for (int64_t j = 0; j < q->N; j++)
+                    wf[i * q->N + j] = sw[j] * (float)q->w8[i * q->N + j];
+        }
+    student_to_bf16(s->wte_bf, m->params + m->offset[0], (size_t)c->vocab_size * C);
+    m->q8 = s;
+    m->bf_stale = 1;
+    return RT_OK;
+nomem:
+    st = rt_fail(RT_ERR_NOMEM, "student: out of memory for the int8 weights");
+    m->q8 = s;
+    student_int8_free(m);
+    return st;
+}
+
+/* ------------------------------------------------------------ primitives */
+
+/* The packed copy of layer q's weights in layout md, made on first use. */
+static rt_status get_pack(const student_model *m, qlayer *q, const dnnl_memory_desc_t *md,
+                          dnnl_memory_t *out) {
+    rt_status st = RT_OK;
+    dnnl_memory_t plain = NULL, packed = NULL;
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_primitive_t rp = NULL;
+    for (int i = 0; i < q->n_packs; i++)
+        if (dnnl_memory_desc_equal(&q->packs[i].md, md)) {
+            *out = q->packs[i].mem;
+            return RT_OK;
+        }
+    if (q->n_packs == MAX_PACKS)
+        return rt_fail(RT_ERR_INTERNAL, "student: more than %d int8 weight layouts asked for",
+                       MAX_PACKS);
+    dnnl_memory_desc_t pmd;
+    const dnnl_dims_t d = {q->K, q->N};
+    STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&pmd, 2, d, dnnl_s8, dnnl_ab));
+    STUDENT_DNNL_CHECK(dnnl_memory_create(&plain, &pmd, m->eng, q->w8));
+    STUDENT_DNNL_CHECK(dnnl_memory_create(&packed, md, m->eng, DNNL_MEMORY_ALLOCATE));
+    STUDENT_DNNL_CHECK(dnnl_reorder_primitive_desc_create(&rpd, &pmd, m->eng, md, m->eng, NULL));
+    STUDENT_DNNL_CHECK(dnnl_primitive_create(&rp, rpd));
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, packed}};
+    STUDENT_DNNL_CHECK(dnnl_primitive_execute(rp, m->strm, 2, args));
+    STUDENT_DNNL_CHECK(dnnl_stream_wait(m->strm));
+    q->packs[q->n_packs].md = *md;
+    q->packs[q->n_packs].mem = packed;
+    q->n_packs++;
+    *out = packed;
+    packed = NULL;
+cleanup:
+    if (rp) dnnl_primitive_destroy(rp);
+    if (rpd) dnnl_primitive_desc_destroy(rpd);
+    if (plain) dnnl_memory_destroy(plain);
+    if (packed) dnnl_memory_destroy(packed);
+    return st;
+}
+
+void student_qlin_destroy(student_qlin *q) {
+    if (!q) return;
+    for (int i = 0; i < q->n; i++) {
+        if (q->prim && q->prim[i]) dnnl_primitive_destroy(q->prim[i]);
+        if (q->bias && q->bias[i]) dnnl_memory_destroy(q->bias[i]);
+    }
+    for (int k = 0; k < STUDENT_LIN_N; k++) {
+        if (q->src[k]) dnnl_memory_destroy(q->src[k]);
+        if (q->dst[k]) dnnl_memory_destroy(q->dst[k]);
+    }
+    student_mm_destroy(&q->head);
+    free(q->prim);
+    free(q->bias);
+    free(q->wei);
+    free(q);
+}
+
+rt_status student_qlin_create(const student_model *m, int64_t M, int with_head,
+                              student_qlin **out) {
+    rt_status st = RT_OK;
+    struct student_int8 *s = m->q8;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    *out = NULL;
+    RT_ASSERT(s != NULL);
+    student_qlin *q = calloc(1, sizeof *q);
+    if (!q) return rt_fail(RT_ERR_NOMEM, "student: out of memory for int8 primitives");
+    q->M = M, q->n = s->n, q->with_head = with_head;
+    q->prim = calloc((size_t)s->n, sizeof *q->prim);
+    q->bias = calloc((size_t)s->n, sizeof *q->bias);
+    q->wei = calloc((size_t)s->n, sizeof *q->wei);
+    if (!q->prim || !q->bias || !q->wei) {
+        st = rt_fail(RT_ERR_NOMEM, "student: out of memory for int8 primitives");
+        goto cleanup;
+    }
+    for (int i = 0; i < s->n; i++) {
+        qlayer *ql = &s->lay[i];
+        const int k = i % 4, acc = k == STUDENT_LIN_ATTPROJ || k == STUDENT_LIN_FCPROJ;
+        dnnl_memory_desc_t smd, wmd, bmd, dmd;
+        const dnnl_dims_t sd = {M, ql->K}, wd = {ql->K, ql->N}, bd = {1, ql->N},
+                          dd = {M, ql->N};
+        STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&smd, 2, sd, dnnl_u8, dnnl_ab));
+        STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, 2, wd, dnnl_s8, dnnl_format_tag_any));
+        STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&bmd, 2, bd, dnnl_f32, dnnl_ab));
+        STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&dmd, 2, dd, dnnl_f32, dnnl_ab));
+        dnnl_matmul_desc_t desc;
+        STUDENT_DNNL_CHECK(dnnl_matmul_desc_init(&desc, &smd, &wmd, &bmd, &dmd));
+        STUDENT_DNNL_CHECK(dnnl_primitive_attr_create(&attr));
+        STUDENT_DNNL_CHECK(dnnl_primitive_attr_set_output_scales(attr, ql->N, 1 << 1, ql->oscale));
+        if (acc) {
+            STUDENT_DNNL_CHECK(dnnl_post_ops_create(&po));
+            STUDENT_DNNL_CHECK(dnnl_post_ops_append_sum(po, 1.0f));
+            STUDENT_DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, po));
+        }
+        STUDENT_DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, m->eng, NULL));
+        st = get_pack(m, ql, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
+                      &q->wei[i]);
+        if (st != RT_OK) goto cleanup;
+        STUDENT_DNNL_CHECK(dnnl_primitive_create(&q->prim[i], pd));
+        STUDENT_DNNL_CHECK(dnnl_memory_create(&q->bias[i], &bmd, m->eng, ql->bias));
+        if (i < STUDENT_LIN_N) {
+            STUDENT_DNNL_CHECK(dnnl_memory_create(&q->src[k], &smd, m->eng, DNNL_MEMORY_NONE));
+            STUDENT_DNNL_CHECK(dnnl_memory_create(&q->dst[k], &dmd, m->eng, DNNL_MEMORY_NONE));
+        }
+        dnnl_primitive_desc_destroy(pd);
+        pd = NULL;
+        if (po) dnnl_post_ops_destroy(po);
+        po = NULL;
+        dnnl_primitive_attr_destroy(attr);
+        attr = NULL;
+    }
+    if (with_head) {
+        student_mm_shape sh;
+        student_mm_shape_2d(&sh, M, m->cfg.d_model, m->cfg.vocab_size, 0, 1, dnnl_bf16, 0, 0);
+        if ((st = student_mm_create(&q->head, m->eng, &sh)) != RT_OK) goto cleanup;
+    }
+cleanup:
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (po) dnnl_post_ops_destroy(po);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (st != RT_OK) {
+        student_qlin_destroy(q);
+        return st;
+    }
+    *out = q;
+    return RT_OK;
+}
+
+/* x (n floats) -> u8 with 1/sa, the zero point and range of layer q. */
+static void quantize_u8(uint8_t *dst, const float *x, size_t n, const qlayer *q) {
+    const float inv = q->inv_sa, zp = q->zp, lo = q->lo, hi = q->hi;
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i] * inv;
+        v = v < -2097152.0f ? -2097152.0f : (v > 2097152.0f ? 2097152.0f : v);
+        v = student_qround(v) + zp;
+        dst[i] = (uint8_t)(v < lo ? lo : (v > hi ? hi : v));
+    }
+}
+
+rt_status student_qlin_run(const student_model *m, student_qlin *q, int l, int k, const float *x,
+                           uint8_t *scratch, float *dst) {
+    rt_status st = RT_OK;
+    const int i = l * 4 + k;
+    const qlayer *ql = &m->q8->lay[i];
+    quantize_u8(scratch, x, (size_t)(q->M * ql->K), ql);
+    STUDENT_DNNL_CHECK(dnnl_memory_set_data_handle(q->src[k], scratch));
+    STUDENT_DNNL_CHECK(dnnl_memory_set_data_handle(q->dst[k], dst));
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, q->src[k]},
+                               {DNNL_ARG_WEIGHTS, q->wei[i]},
+                               {DNNL_ARG_BIAS, q->bias[i]},
+                               {DNNL_ARG_DST, q->dst[k]}};
+    STUDENT_DNNL_CHECK(dnnl_primitive_execute(q->prim[i], m->strm, 4, args));
+cleanup:
+    return st;
+}
+
+rt_status student_qlin_head(const student_model *m, student_qlin *q, const float *x,
+                            uint16_t *scratch_bf, float *logits) {
+    RT_ASSERT(q->with_head);
+    student_to_bf16(scratch_bf, x, (size_t)q->M * m->cfg.d_model);
+    return student_mm_run(&q->head, m->strm, scratch_bf, m->q8->wte_bf, NULL, logits);
+}

@@ -1,0 +1,342 @@
+/* Tests for quantization: QAT fake quantization (student/qat.c) against an
+ * independent quantize-dequantize written here, its straight-through
+ * gradients against finite differences and the clip mask, a tiny model
+ * training with QAT on, and int8 deploy files (checkpoints/deploy.c,
+ * student/quant.c): int8 inference equals the QAT forward it was exported
+ * from, in student_forward and the KV-cache path, and f32 deploy files
+ * round-trip exactly. Tiny shapes; each test well under a second. */
+#define _GNU_SOURCE
+#include <CUnit/Basic.h>
+#include <CUnit/CUnit.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "ckpt_deploy.h"
+#include "student_internal.h" /* white-box: the activations the forward kept */
+
+static const student_config CFG = {.n_layer = 2, .n_head = 2, .d_model = 32, .d_ff = 64,
+                                   .vocab_size = 64, .seq_len = 16};
+enum { NB = 2 };
+
+static uint64_t rng_state = 42;
+static uint64_t rng(void) {
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void tokens(int32_t *t, int n, int V) {
+    for (int i = 0; i < n; i++) t[i] = (int32_t)(rng() % (uint64_t)V);
+}
+
+static student_model *make(int training, uint64_t seed) {
+    student_model *m = NULL;
+    CU_ASSERT_FATAL(student_create(&CFG, NB, STUDENT_F32, training, &m) == RT_OK);
+    student_init_weights(m, seed);
+    /* larger than GPT-2's 0.02 so that activations span many quanta */
+    float *P = student_params(m);
+    for (size_t i = 0; i < student_block_size(m); i++) P[i] *= 3.0f;
+    for (int l = 0; l < CFG.n_layer; l++) { /* LayerNorm weights back near 1 */
+        for (int k = 0; k < CFG.d_model; k++) {
+            P[student_off(m, l, SP_LN1W) + k] = 1.0f + 0.1f * (float)(k % 5);
+            P[student_off(m, l, SP_LN2W) + k] = 1.0f - 0.05f * (float)(k % 3);
+        }
+    }
+    return m;
+}
+
+/* --------------------------------------------- independent reference */
+
+/* PyTorch's fake_quantize_per_tensor_affine: q = clamp(round(x/s) + z). */
+static float ref_fq(float x, student_act_quant a, int *in_range) {
+    float q = nearbyintf(x / a.scale) + (float)a.zero;
+    if (in_range) *in_range = q >= (float)a.qmin && q <= (float)a.qmax;
+    q = fminf(fmaxf(q, (float)a.qmin), (float)a.qmax);
+    return a.scale * (q - (float)a.zero);
+}
+
+static student_act_quant ref_quantizer(const float *x, size_t n, int asym) {
+    float lo = 0.0f, hi = 0.0f;
+    for (size_t i = 0; i < n; i++) lo = fminf(lo, x[i]), hi = fmaxf(hi, x[i]);
+    student_act_quant a;
+    if (asym) {
+        a.scale = (hi - lo) / 255.0f, a.qmin = 0, a.qmax = 255;
+        a.zero = (int32_t)nearbyintf(-lo / a.scale);
+    } else {
+        a.scale = fmaxf(-lo, hi) / 127.0f, a.qmin = -127, a.qmax = 127, a.zero = 0;
+    }
+    return a;
+}
+
+/* W (K, N) quantize-dequantized per column, independently. */
+static void ref_fq_weight(float *out, const float *w, int K, int N) {
+    for (int n = 0; n < N; n++) {
+        float mx = 0.0f;
+        for (int k = 0; k < K; k++) mx = fmaxf(mx, fabsf(w[k * N + n]));
+        const float s = mx / 127.0f;
+        for (int k = 0; k < K; k++) out[k * N + n] = s * nearbyintf(w[k * N + n] / s);
+    }
+}
+
+static void ref_layernorm(float *out, const float *x, const float *w, const float *b, int rows,
+                          int C) {
+    for (int r = 0; r < rows; r++) {
+        double mu = 0, var = 0;
+        for (int c = 0; c < C; c++) mu += x[r * C + c];
+        mu /= C;
+        for (int c = 0; c < C; c++) var += (x[r * C + c] - mu) * (x[r * C + c] - mu);
+        var /= C;
+        const double rs = 1.0 / sqrt(var + 1e-5);
+        for (int c = 0; c < C; c++) out[r * C + c] = (float)((x[r * C + c] - mu) * rs * w[c] + b[c]);
+    }
+}
+
+static float ref_gelu(float x) {
+    return 0.5f * x * (1.0f + tanhf(0.7978845608f * (x + 0.044715f * x * x * x)));
+}
+
+/* Causal attention over qkv (B, T, 3C) into y (B, T, C). */
+static void ref_attention(float *y, const float *qkv, int B, int T, int C, int H) {
+    const int hs = C / H;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < T; i++) {
+                double sc[64], mx = -1e30, sum = 0;
+                const float *q = qkv + ((size_t)b * T + i) * 3 * C + h * hs;
+                for (int j = 0; j <= i; j++) {
+                    const float *k = qkv + ((size_t)b * T + j) * 3 * C + C + h * hs;
+                    double d = 0;
+                    for (int e = 0; e < hs; e++) d += (double)q[e] * k[e];
+                    sc[j] = d / sqrt((double)hs);
+                    mx = fmax(mx, sc[j]);
+                }
+                for (int j = 0; j <= i; j++) sum += (sc[j] = exp(sc[j] - mx));
+                for (int e = 0; e < hs; e++) {
+                    double acc = 0;
+                    for (int j = 0; j <= i; j++)
+                        acc += sc[j] / sum * qkv[((size_t)b * T + j) * 3 * C + 2 * C + h * hs + e];
+                    y[((size_t)b * T + i) * C + h * hs + e] = (float)acc;
+                }
+            }
+}
+
+/* max |a - b| over n, and max |b| */
+static double maxdiff(const float *a, const float *b, size_t n, double *scale) {
+    double d = 0, s = 0;
+    for (size_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        s = fmax(s, fabs((double)b[i]));
+    }
+    if (scale) *scale = s;
+    return d;
+}
+
+/* Checks the stored (fake-quantized) input xh of one linear against the
+ * independent quantizer of its raw value, and its stored output y against
+ * xh fq(W) + b (+ res). Returns nothing; asserts. */
+static void check_linear(const char *what, const float *raw, const float *xh, size_t rows, int K,
+                         int N, const float *W, const float *b, const float *res, const float *y,
+                         int asym) {
+    const size_t n = rows * (size_t)K;
+    student_act_quant a = ref_quantizer(raw, n, asym);
+    size_t flips = 0;
+    double off = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float r = ref_fq(raw[i], a, NULL);
+        const double d = fabs((double)r - xh[i]);
+        /* the reference recomputes raw in another order: a value within
+         * rounding of a tie may land one quantum away */
+        if (d > 0.5 * a.scale) flips++;
+        else off = fmax(off, d / a.scale);
+    }
+    float *wq = malloc((size_t)K * N * sizeof *wq), *yr = malloc(rows * (size_t)N * sizeof *yr);
+    ref_fq_weight(wq, W, K, N);
+    for (size_t r = 0; r < rows; r++)
+        for (int j = 0; j < N; j++) {
+            double acc = b[j] + (res ? res[r * N + j] : 0.0f);
+            for (int k = 0; k < K; k++) acc += (double)xh[r * K + k] * wq[(size_t)k * N + j];
+            yr[r * N + j] = (float)acc;
+        }
+    double sc, d = maxdiff(y, yr, rows * (size_t)N, &sc);
+    printf("\n    %-22s input: %zu/%zu a quantum off, others within %.1e quanta; output max "
+           "|diff| %.2e (max |y| %.2f)", what, flips, n, off, d, sc);
+    CU_ASSERT(flips <= n / 200 && off <= 1e-3);
+    CU_ASSERT(d <= 2e-5 * fmax(1.0, sc));
+    free(wq);
+    free(yr);
+}
+
+/* The QAT forward, layer by layer, against the independent computation. */
+static void fq_forward(int asym) {
+    student_model *m = make(1, 7);
+    const int T = CFG.seq_len, C = CFG.d_model, F = CFG.d_ff, L = CFG.n_layer, H = CFG.n_head;
+    int32_t in[NB * 16];
+    tokens(in, NB * T, CFG.vocab_size);
+    /* calibrate on this very batch: the range is then its min/max */
+    student_qat_config qc = {.calib_steps = 1, .asymmetric = asym, .freeze = 1};
+    CU_ASSERT_FATAL(student_qat_enable(m, &qc) == RT_OK);
+    CU_ASSERT_FATAL(student_forward(m, in, NB) == RT_OK);
+    CU_ASSERT(!student_qat_calibrating(m));
+    const student_acts *a = &m->act;
+    const float *P = m->params;
+    const size_t M = (size_t)NB * T, BTC = (size_t)NB * T * C, BTF = (size_t)NB * T * F;
+    float *raw = malloc(BTF * sizeof *raw);
+    for (int l = 0; l < L; l++) {
+        const float *res_in = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * BTC;
+        char what[64];
+        ref_layernorm(raw, res_in, P + student_off(m, l, SP_LN1W), P + student_off(m, l, SP_LN1B),
+                      (int)M, C);
+        snprintf(what, sizeof what, "h.%d.attn.c_attn", l);
+        check_linear(what, raw, a->ln1 + l * BTC, M, C, 3 * C, P + student_off(m, l, SP_QKVW),
+                     P + student_off(m, l, SP_QKVB), NULL, a->qkv + l * 3 * BTC, asym);
+        ref_attention(raw, a->qkv + l * 3 * BTC, NB, T, C, H);
+        snprintf(what, sizeof what, "h.%d.attn.c_proj", l);
+        check_linear(what, raw, a->atty + l * BTC, M, C, C, P + student_off(m, l, SP_ATTPROJW),
+                     P + student_off(m, l, SP_ATTPROJB), res_in, a->res2 + l * BTC, asym);
+        ref_layernorm(raw, a->res2 + l * BTC, P + student_off(m, l, SP_LN2W),
+                      P + student_off(m, l, SP_LN2B), (int)M, C);
+        snprintf(what, sizeof what, "h.%d.mlp.c_fc", l);
+        check_linear(what, raw, a->ln2 + l * BTC, M, C, F, P + student_off(m, l, SP_FCW),
+                     P + student_off(m, l, SP_FCB), NULL, a->fch + l * BTF, asym);
+        for (size_t i = 0; i < BTF; i++) raw[i] = ref_gelu(a->fch[l * BTF + i]);
+        snprintf(what, sizeof what, "h.%d.mlp.c_proj", l);
+        check_linear(what, raw, a->fch_gelu + l * BTF, M, F, C, P + student_off(m, l, SP_FCPROJW),
+                     P + student_off(m, l, SP_FCPROJB), a->res2 + l * BTC, a->res3 + l * BTC,
+                     asym);
+    }
+    free(raw);
+    student_destroy(m);
+}
+
+static void test_fq_forward_symmetric(void) { fq_forward(0); }
+static void test_fq_forward_asymmetric(void) { fq_forward(1); }
+
+/* ------------------------------------------------------- int8 deploy */
+
+static char tmpdir[64];
+
+static int rm_entry(const char *p, const struct stat *sb, int f, struct FTW *w) {
+    (void)sb, (void)f, (void)w;
+    return remove(p);
+}
+
+/* Per-row int8 round trip of the embeddings, as an int8 deploy stores them. */
+static void dequant_rows(float *w, int64_t R, int64_t C) {
+    int8_t *q = malloc((size_t)(R * C));
+    float *s = malloc((size_t)R * sizeof *s);
+    student_quantize_rows(w, R, C, q, s);
+    for (int64_t i = 0; i < R * C; i++) w[i] = s[i / C] * (float)q[i];
+    free(q);
+    free(s);
+}
+
+static void int8_matches_qat(int asym) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/int8_%d.h5", tmpdir, asym);
+    const int T = CFG.seq_len, V = CFG.vocab_size, L = CFG.n_layer;
+    student_model *ref = make(0, 11), *q = NULL;
+    int32_t in[NB * 16];
+    tokens(in, NB * T, V);
+    /* embeddings as the int8 file will hold them, so only the layers differ */
+    dequant_rows(student_params(ref), V, CFG.d_model);
+    dequant_rows(student_params(ref) + ref->offset[1], T, CFG.d_model);
+    student_qat_config qc = {.calib_steps = 1, .asymmetric = asym, .freeze = 1};
+    CU_ASSERT_FATAL(student_qat_enable(ref, &qc) == RT_OK);
+    CU_ASSERT_FATAL(student_forward(ref, in, NB) == RT_OK);
+    student_act_quant aq[8];
+    CU_ASSERT_FATAL(student_qat_act_params(ref, aq) == RT_OK);
+    ckpt_deploy d = {.cfg = CFG, .params = student_params(ref), .act = aq, .tokenizer = "data/"};
+    CU_ASSERT_FATAL(ckpt_deploy_save(path, &d) == RT_OK);
+    /* a second forward with the frozen ranges is the reference */
+    CU_ASSERT_FATAL(student_forward(ref, in, NB) == RT_OK);
+
+    ckpt_reader *r = NULL;
+    CU_ASSERT_FATAL(ckpt_load_model(path, NB, STUDENT_F32, 0, &q, &r) == RT_OK);
+    CU_ASSERT(student_int8_enabled(q));
+    char *tok = NULL;
+    CU_ASSERT(ckpt_deploy_tokenizer(r, &tok) == RT_OK && tok && strcmp(tok, "data/") == 0);
+    free(tok);
+    ckpt_reader_close(r);
+    student_model *bad = NULL;
+    CU_ASSERT(ckpt_load_model(path, NB, STUDENT_F32, 1, &bad, NULL) == RT_ERR_ARGS);
+    CU_ASSERT_PTR_NULL(bad);
+
+    CU_ASSERT_FATAL(student_forward(q, in, NB) == RT_OK);
+    const size_t BTC = (size_t)NB * T * CFG.d_model, BTV = (size_t)NB * T * V;
+    double sh, dh = maxdiff(student_hidden(q, L - 1), student_hidden(ref, L - 1), BTC, &sh);
+    double sl, dl = maxdiff(student_logits(q), student_logits(ref), BTV, &sl);
+    printf("\n    %s: hidden max |diff| %.2e (max %.2f), logits (bf16 head) %.2e (max %.2f)",
+           asym ? "asymmetric" : "symmetric", dh, sh, dl, sl);
+    /* int32 accumulation vs f32: a few ulps of the largest terms */
+    CU_ASSERT(dh <= 1e-4 * fmax(1.0, sh));
+    CU_ASSERT(dl <= 2e-2 * fmax(1.0, sl));
+
+    /* the KV-cache path: a prompt of 5, then single tokens */
+    student_kv *kv = NULL;
+    CU_ASSERT_FATAL(student_infer_create(q, T, &kv) == RT_OK);
+    float *lg = malloc((size_t)V * sizeof *lg);
+    double dk = 0;
+    CU_ASSERT_FATAL(student_infer_step(q, kv, in, 5, lg) == RT_OK);
+    dk = fmax(dk, maxdiff(lg, student_logits(q) + 4 * (size_t)V, (size_t)V, NULL));
+    for (int t = 5; t < T; t++) {
+        CU_ASSERT_FATAL(student_infer_step(q, kv, in + t, 1, lg) == RT_OK);
+        dk = fmax(dk, maxdiff(lg, student_logits(q) + (size_t)t * V, (size_t)V, NULL));
+    }
+    printf(", KV path vs full forward %.2e", dk);
+    CU_ASSERT(dk <= 1e-3 * fmax(1.0, sl));
+    free(lg);
+    student_infer_destroy(kv);
+    student_destroy(q);
+    student_destroy(ref);
+}
+
+static void test_int8_symmetric(void) { int8_matches_qat(0); }
+static void test_int8_asymmetric(void) { int8_matches_qat(1); }
+
+static void test_f32_deploy(void) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/f32.h5", tmpdir);
+    student_model *m = make(0, 3), *q = NULL;
+    ckpt_deploy d = {.cfg = CFG, .params = student_params(m), .step = 5};
+    CU_ASSERT_FATAL(ckpt_deploy_save(path, &d) == RT_OK);
+    ckpt_reader *r = NULL;
+    CU_ASSERT_FATAL(ckpt_load_model(path, NB, STUDENT_F32, 0, &q, &r) == RT_OK);
+    CU_ASSERT(!student_int8_enabled(q));
+    CU_ASSERT(strcmp(ckpt_reader_kind(r), "deploy") == 0 && ckpt_reader_step(r) == 5);
+    CU_ASSERT(memcmp(student_params(q), student_params(m),
+                     student_block_size(m) * sizeof(float)) == 0);
+    ckpt_reader_close(r);
+    student_destroy(q);
+    student_destroy(m);
+}
+
+int main(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/rt_test_quant_XXXXXX");
+    if (!mkdtemp(tmpdir)) return 1;
+    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
+    CU_pSuite s = CU_add_suite("quant", NULL, NULL);
+    struct {
+        const char *name;
+        void (*fn)(void);
+    } tests[] = {
+        {"fq_forward_symmetric", test_fq_forward_symmetric},
+        {"fq_forward_asymmetric", test_fq_forward_asymmetric},
+        {"int8_symmetric", test_int8_symmetric},
+        {"int8_asymmetric", test_int8_asymmetric},
+        {"f32_deploy", test_f32_deploy},
+    };
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
+        if (!CU_add_test(s, tests[i].name, tests[i].fn)) return 1;
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    CU_cleanup_registry();
+    nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    return failed ? 1 : 0;
+}
