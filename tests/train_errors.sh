@@ -53,8 +53,12 @@ for f in trunc.h5 empty.h5 text.h5 flip.h5 missing.h5; do
     --set "distill.teacher=$f"
 done
 expect_err nz "d_model" "$RETORT" train --config ok.ini --resume runs/wide/final.h5
-expect_err nz "nothing left\|no checkpoint\|latest" "$RETORT" train --config ok.ini \
-  --set train.run_dir=runs/none --resume
+expect_err nz "missing.h5" "$RETORT" train --config ok.ini --resume runs/ok/missing.h5
+# a bare --resume (latest) on a run with no checkpoint yet starts fresh and
+# says so (what a requeued batch job wants); a given PATH must exist
+"$RETORT" train --config ok.ini --set train.run_dir=runs/fresh --set train.steps=2 --resume \
+  2>fresh.log || { cat fresh.log; fail "--resume on an empty run_dir failed"; }
+grep -q "no checkpoint in runs/fresh yet" fresh.log || fail "no note about the fresh start"
 
 # mismatched teachers: another vocabulary, another seq_len
 "$RETORT" prepare --input /usr/share/games/fortunes --out data300 --vocab-size 300 --quiet

@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <dirent.h>
+#include <unistd.h>
 
 #include "ckpt.h"
 #include "ckpt_masks.h"
@@ -618,6 +620,20 @@ static rt_status micro_step(student_run *s, int64_t step, int j, double *sums) {
     return student_backward(s->m, rs->mb);
 }
 
+/* 1 if run_dir holds a `latest` pointer or any step_*.h5. */
+static int has_checkpoint(const char *run_dir) {
+    char p[TRAINER_STR_MAX + 16];
+    snprintf(p, sizeof p, "%s/latest", run_dir);
+    if (access(p, F_OK) == 0) return 1;
+    DIR *d = opendir(run_dir);
+    if (!d) return 0;
+    int found = 0;
+    for (struct dirent *e; !found && (e = readdir(d));)
+        found = strncmp(e->d_name, "step_", 5) == 0 && strstr(e->d_name, ".h5") != NULL;
+    closedir(d);
+    return found;
+}
+
 static rt_status student_setup(student_run *s, const char *resume_arg) {
     const trainer_config *c = &s->cfg;
     int64_t vocab = 0;
@@ -656,6 +672,12 @@ static rt_status student_setup(student_run *s, const char *resume_arg) {
                        s->rs.T);
 
     /* starting weights: a checkpoint to resume, train.init, or random */
+    if (resume_arg && strcmp(resume_arg, "latest") == 0 && !has_checkpoint(c->train.run_dir)) {
+        /* a first start under a requeue-friendly `--resume latest` */
+        fprintf(stderr, "retort: no checkpoint in %s yet: starting from step 0\n",
+                c->train.run_dir);
+        resume_arg = NULL;
+    }
     if (resume_arg) {
         RT_TRY(ckpt_resolve(resume_arg, c->train.run_dir, s->resume_path,
                             sizeof s->resume_path));
