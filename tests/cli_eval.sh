@@ -129,5 +129,92 @@ EOF
   fi
 fi
 
+# ---------------------------------------------------------------- report
+# A run folder with 5 val_loss records among 10, and a half-written last line.
+mkdir -p "$tmp/run1"
+for s in 1 2 3 4 5 6 7 8 9 10; do
+  if [ $((s % 2)) -eq 0 ]; then
+    echo "{\"step\":$s,\"tokens\":$((s * 1024)),\"loss\":5.0,\"val_loss\":$((60 - s)).5}"
+  else
+    echo "{\"step\":$s,\"tokens\":$((s * 1024)),\"loss\":5.0}"
+  fi
+done >"$tmp/run1/metrics.jsonl"
+printf '{"step":11,"tok' >>"$tmp/run1/metrics.jsonl"
+rep=$tmp/rep
+"$bin" bench infer --model "$m" --json >"$tmp/bench_out" 2>/dev/null; bench_rc=$?
+run report --out "$rep" --data "$val" --teacher "$m" --model "small=$fx/small.h5" \
+    --model "zero=$fx/zero.h5" --model "self=$m" --curve "run one=$tmp/run1" --bench --json
+check '[ $rc -eq 0 ]' "report on the fixtures exits 0"
+for f in report.md report.json val_loss.svg size_ppl.svg; do
+  check '[ -s "$rep/$f" ]' "report wrote $f"
+done
+check '[ "$(grep -c "^| \(teacher\|small\|zero\|self\) |" "$rep/report.md")" -eq 4 ]' \
+      "report.md has one table row per model (teacher first)"
+check 'grep -q "run one" "$rep/report.md" && grep -q "val_loss.svg" "$rep/report.md"' \
+      "report.md shows the curve"
+if command -v python3 >/dev/null; then
+  # The report's numbers are those of `retort eval` on each file.
+  for pair in "small:$fx/small.h5" "zero:$fx/zero.h5" "self:$m" "teacher:$m"; do
+    name=${pair%%:*} file=${pair#*:}
+    teach=(--teacher "$m"); [ "$name" = teacher ] && teach=()
+    "$bin" eval --model "$file" --data "$val" "${teach[@]}" --json >"$tmp/ev.json" 2>/dev/null
+    check 'python3 - "$tmp/out" "$tmp/ev.json" "$name" <<EOF
+import json, math, sys
+rep, ev, name = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3]
+row = [m for m in rep["models"] if m["name"] == name][0]
+for k in ("loss", "perplexity", "ece", "params", "file_bytes", "tokens"):
+    assert math.isclose(row[k], ev[k], rel_tol=1e-8), (k, row[k], ev[k])
+if name == "teacher":
+    assert row["agreement"] is None and row["role"] == "teacher"
+else:
+    assert math.isclose(row["agreement"], ev["agreement"], rel_tol=1e-12)
+EOF' "report row $name equals retort eval --json of its file"
+  done
+  check 'python3 - "$tmp/out" <<EOF
+import json, sys
+rep = json.load(open(sys.argv[1]))
+names = [m["name"] for m in rep["models"]]
+assert names == ["teacher", "small", "zero", "self"], names
+assert [m["agreement"] for m in rep["models"] if m["name"] == "self"] == [1.0]
+c = rep["curves"][0]
+assert c["name"] == "run one" and len(c["points"]) == 5, c
+assert c["points"][0] == [2048.0, 58.5] and c["points"][-1] == [10240.0, 50.5], c["points"]
+EOF' "report JSON: rows in order, self-agreement 1, the 5 val_loss points of the run"
+  # Inference speed: a number exactly when `retort bench infer` works in this build.
+  if [ $bench_rc -eq 0 ]; then
+    check 'python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert all(isinstance(m[\"tokens_per_s\"], float) and m[\"tokens_per_s\"] > 0 for m in r[\"models\"])" "$tmp/out"' \
+          "report --bench fills tokens/s from bench infer"
+  else
+    check 'python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert all(m[\"tokens_per_s\"] is None and \"bench\" in m[\"bench_note\"] for m in r[\"models\"])" "$tmp/out"' \
+          "report --bench without a working bench infer says n/a and why"
+    check 'grep -q "n/a for 4 models" "$rep/report.md"' "report.md explains the n/a tokens/s"
+  fi
+  # The plots are well-formed XML with one point per model and the curve's 5 points.
+  check 'python3 - "$rep" <<EOF
+import sys, xml.etree.ElementTree as ET
+ns = "{http://www.w3.org/2000/svg}"
+size = ET.parse(sys.argv[1] + "/size_ppl.svg").getroot()
+assert len(size.findall(ns + "circle")) == 4
+val = ET.parse(sys.argv[1] + "/val_loss.svg").getroot()
+pl = val.findall(ns + "polyline")
+assert len(pl) == 1 and len(pl[0].get("points").split()) == 5
+EOF' "size_ppl.svg has 4 points and val_loss.svg a 5-point line"
+fi
+run report --out "$tmp/rep2" --data "$val" --model "a=$m"
+check '[ $rc -eq 0 ] && grep -q "^| a |" "$tmp/out"' "report without --json prints the table"
+check 'grep -q "not measured" "$tmp/rep2/report.md" && grep -q "no --teacher" "$tmp/rep2/report.md"' \
+      "report without --bench / --teacher says those columns are n/a"
+run report --out "$tmp/rep3" --data "$val" --model "$m";             expect_error "NAME=PATH" "report --model without NAME="
+run report --out "$tmp/rep3" --data "$val" --model "x=$missing";     expect_error "$missing" "report with a missing model"
+check '[ ! -e "$tmp/rep3/report.md" ]' "a failed report writes no report.md"
+run report --out "$tmp/rep3" --data "$tmp/text.h5" --model "x=$m";   expect_error "$tmp/text.h5" "report with a bad shard"
+run report --out "$tmp/rep3" --data "$val" --model "x=$m" --curve "r=$tmp/none"
+expect_error "$tmp/none/metrics.jsonl" "report with a missing run folder"
+run report --out "$tmp/rep3" --data "$fx/v400.h5" --model "x=$m";   expect_error "$fx/v400.h5" "report vocab mismatch"
+run report --out "$tmp/rep3" --data "$val" --teacher "$fx/seq8.h5" --model "x=$m"
+expect_error "$fx/seq8.h5" "report teacher seq_len mismatch"
+run report --out "$tmp/rep3" --data "$val";                          expect_error "--model" "report without --model"
+run report --data "$val" --model "x=$m";                             expect_error "--out" "report without --out"
+
 echo "cli_eval: $checks checks, $fails failures"
 [ "$fails" -eq 0 ]

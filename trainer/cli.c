@@ -853,20 +853,50 @@ const cli_spec trainer_spec_info = {
 };
 
 static const cli_option report_options[] = {
-    {.name = "json", .type = CLI_BOOL, .help = "Print one JSON object instead of a table."},
+    {.name = "out", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "DIR",
+     .help = "Folder to write report.md, report.json, val_loss.svg and size_ppl.svg into "
+             "(created if missing; each file replaced atomically)."},
+    {.name = "data", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "SHARD",
+     .help = "Validation token shard every model is evaluated on (as `retort eval`)."},
+    {.name = "teacher", .type = CLI_STRING, .metavar = "CKPT",
+     .help = "The teacher: the first row of the table (the reference) and what the top-1 "
+             "agreement column compares every model with (same vocabulary and seq_len)."},
+    {.name = "model", .type = CLI_STRING, .flags = CLI_REQUIRED | CLI_REPEAT,
+     .metavar = "NAME=FILE",
+     .help = "A model to evaluate, shown as NAME (repeat for more; training checkpoints and "
+             "deploy files alike)."},
+    {.name = "curve", .type = CLI_STRING, .flags = CLI_REPEAT, .metavar = "NAME=RUN_DIR",
+     .help = "A training run whose validation loss vs tokens is plotted, from the records of "
+             "RUN_DIR/metrics.jsonl that have \"val_loss\" and \"tokens\" (repeat for more)."},
+    {.name = "bench", .type = CLI_BOOL,
+     .help = "Measure inference tokens/s per model with `retort bench infer --model FILE "
+             "--json`; without it that column is n/a."},
+    {.name = "max-tokens", .type = CLI_INT, .metavar = "N", .def = "0", .min = 0, .max = INFINITY,
+     .help = "Evaluate on the first N tokens of the shard only (0 = all of it)."},
+    {.name = "batch", .type = CLI_INT, .metavar = "N", .def = "8", .min = 1, .max = 4096,
+     .help = "Windows per forward pass of the evaluations."},
+    {.name = "json", .type = CLI_BOOL,
+     .help = "Print the report (table, curves) as one JSON object on stdout instead of the "
+             "Markdown table; DIR/report.json is written either way."},
     {0},
 };
 
 const cli_spec trainer_spec_report = {
     .name = "report",
-    .description = "Summarize runs and models side by side: for a run folder, its config and "
-                   "the last logged metrics of RUN_DIR/metrics.jsonl; for a checkpoint, what "
-                   "`retort info` shows.",
+    .description =
+        "Evaluate a set of models side by side and write a Markdown report with SVG plots. "
+        "One table row per model: parameters, size on disk, validation loss and perplexity, "
+        "top-1 agreement with the teacher, expected calibration error (15 bins) and, with "
+        "--bench, inference tokens/s. Plots: validation loss vs tokens of each --curve run, "
+        "and size on disk vs perplexity.\n\n"
+        "Every number is measured while the report is made (the evaluations of `retort eval`, "
+        "and `retort bench infer` run by this same binary); the report says how.",
     .options = report_options,
-    .positional = "PATH",
-    .min_positional = 0,
-    .max_positional = -1,
-    .positional_help = "Run folders or checkpoints (default: every folder under runs/).",
+    .max_positional = 0,
+    .epilog = "example:\n"
+              "  retort report --out report/ --data data/val.h5 --teacher runs/t/final.h5 \\\n"
+              "      --model student=runs/s/final.h5 --model int8=student.int8.h5 \\\n"
+              "      --curve student=runs/s --bench\n",
 };
 
 const cli_spec *trainer_spec_find(const char *name) {

@@ -35,7 +35,7 @@ static const trainer_command commands[] = {
     {"export", "write a deploy file (optionally int8) from a checkpoint", trainer_cmd_export},
     {"info", "describe a checkpoint: kind, step, shape, config", trainer_cmd_info},
     {"bench", "measure training and inference speed (bench student|infer)", RT_BENCH_RUN},
-    {"report", "summarize runs and checkpoints side by side", trainer_cmd_not_implemented},
+    {"report", "evaluate models side by side: report.md, SVG plots, JSON", trainer_cmd_report},
 };
 enum { N_COMMANDS = (int)(sizeof commands / sizeof commands[0]) };
 
