@@ -141,9 +141,10 @@ for s in 1 2 3 4 5 6 7 8 9 10; do
 done >"$tmp/run1/metrics.jsonl"
 printf '{"step":11,"tok' >>"$tmp/run1/metrics.jsonl"
 rep=$tmp/rep
+cp "$m" "$fx/self.h5" # the teacher's weights under another name
 "$bin" bench infer --model "$m" --json >"$tmp/bench_out" 2>/dev/null; bench_rc=$?
-run report --out "$rep" --data "$val" --teacher "$m" --model "small=$fx/small.h5" \
-    --model "zero=$fx/zero.h5" --model "self=$m" --curve "run one=$tmp/run1" --bench --json
+run report --out "$rep" --data "$val" --teacher "$m" --model "teacher=$m" --model "small=$fx/small.h5" \
+    --model "zero=$fx/zero.h5" --model "self=$fx/self.h5" --curve "run one=$tmp/run1" --json
 check '[ $rc -eq 0 ]' "report on the fixtures exits 0"
 for f in report.md report.json val_loss.svg size_ppl.svg; do
   check '[ -s "$rep/$f" ]' "report wrote $f"
@@ -154,20 +155,16 @@ check 'grep -q "run one" "$rep/report.md" && grep -q "val_loss.svg" "$rep/report
       "report.md shows the curve"
 if command -v python3 >/dev/null; then
   # The report's numbers are those of `retort eval` on each file.
-  for pair in "small:$fx/small.h5" "zero:$fx/zero.h5" "self:$m" "teacher:$m"; do
+  for pair in "small:$fx/small.h5" "zero:$fx/zero.h5" "self:$fx/self.h5" "teacher:$m"; do
     name=${pair%%:*} file=${pair#*:}
-    teach=(--teacher "$m"); [ "$name" = teacher ] && teach=()
-    "$bin" eval --model "$file" --data "$val" "${teach[@]}" --json >"$tmp/ev.json" 2>/dev/null
+    "$bin" eval --model "$file" --data "$val" --teacher "$m" --json >"$tmp/ev.json" 2>/dev/null
     check 'python3 - "$tmp/out" "$tmp/ev.json" "$name" <<EOF
 import json, math, sys
 rep, ev, name = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3]
 row = [m for m in rep["models"] if m["name"] == name][0]
 for k in ("loss", "perplexity", "ece", "params", "file_bytes", "tokens"):
     assert math.isclose(row[k], ev[k], rel_tol=1e-8), (k, row[k], ev[k])
-if name == "teacher":
-    assert row["agreement"] is None and row["role"] == "teacher"
-else:
-    assert math.isclose(row["agreement"], ev["agreement"], rel_tol=1e-12)
+assert math.isclose(row["agreement"], ev["agreement"], rel_tol=1e-12)
 EOF' "report row $name equals retort eval --json of its file"
   done
   check 'python3 - "$tmp/out" <<EOF
@@ -175,7 +172,9 @@ import json, sys
 rep = json.load(open(sys.argv[1]))
 names = [m["name"] for m in rep["models"]]
 assert names == ["teacher", "small", "zero", "self"], names
-assert [m["agreement"] for m in rep["models"] if m["name"] == "self"] == [1.0]
+# A copy of the teacher agrees with it everywhere; the zero model almost nowhere.
+assert [m["agreement"] for m in rep["models"] if m["name"] in ("teacher", "self")] == [1.0, 1.0]
+assert [m["agreement"] for m in rep["models"] if m["name"] == "small"][0] < 1
 c = rep["curves"][0]
 assert c["name"] == "run one" and len(c["points"]) == 5, c
 assert c["points"][0] == [2048.0, 58.5] and c["points"][-1] == [10240.0, 50.5], c["points"]
@@ -183,10 +182,10 @@ EOF' "report JSON: rows in order, self-agreement 1, the 5 val_loss points of the
   # Inference speed: a number exactly when `retort bench infer` works in this build.
   if [ $bench_rc -eq 0 ]; then
     check 'python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert all(isinstance(m[\"tokens_per_s\"], float) and m[\"tokens_per_s\"] > 0 for m in r[\"models\"])" "$tmp/out"' \
-          "report --bench fills tokens/s from bench infer"
+          "report fills tokens/s from bench infer"
   else
     check 'python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert all(m[\"tokens_per_s\"] is None and \"bench\" in m[\"bench_note\"] for m in r[\"models\"])" "$tmp/out"' \
-          "report --bench without a working bench infer says n/a and why"
+          "report without a working bench infer says n/a and why"
     check 'grep -q "n/a for 4 models" "$rep/report.md"' "report.md explains the n/a tokens/s"
   fi
   # The plots are well-formed XML with one point per model and the curve's 5 points.
@@ -200,10 +199,10 @@ pl = val.findall(ns + "polyline")
 assert len(pl) == 1 and len(pl[0].get("points").split()) == 5
 EOF' "size_ppl.svg has 4 points and val_loss.svg a 5-point line"
 fi
-run report --out "$tmp/rep2" --data "$val" --model "a=$m"
+run report --out "$tmp/rep2" --data "$val" --model "a=$m" --no-bench
 check '[ $rc -eq 0 ] && grep -q "^| a |" "$tmp/out"' "report without --json prints the table"
 check 'grep -q "not measured" "$tmp/rep2/report.md" && grep -q "no --teacher" "$tmp/rep2/report.md"' \
-      "report without --bench / --teacher says those columns are n/a"
+      "report with --no-bench and without --teacher says those columns are n/a"
 run report --out "$tmp/rep3" --data "$val" --model "$m";             expect_error "NAME=PATH" "report --model without NAME="
 run report --out "$tmp/rep3" --data "$val" --model "x=$missing";     expect_error "$missing" "report with a missing model"
 check '[ ! -e "$tmp/rep3/report.md" ]' "a failed report writes no report.md"

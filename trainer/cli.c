@@ -859,8 +859,8 @@ static const cli_option report_options[] = {
     {.name = "data", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "SHARD",
      .help = "Validation token shard every model is evaluated on (as `retort eval`)."},
     {.name = "teacher", .type = CLI_STRING, .metavar = "CKPT",
-     .help = "The teacher: the first row of the table (the reference) and what the top-1 "
-             "agreement column compares every model with (same vocabulary and seq_len)."},
+     .help = "What the top-1 agreement column compares every model with (same vocabulary and "
+             "seq_len). To show the teacher as a row, pass it as a --model too."},
     {.name = "model", .type = CLI_STRING, .flags = CLI_REQUIRED | CLI_REPEAT,
      .metavar = "NAME=FILE",
      .help = "A model to evaluate, shown as NAME (repeat for more; training checkpoints and "
@@ -868,9 +868,9 @@ static const cli_option report_options[] = {
     {.name = "curve", .type = CLI_STRING, .flags = CLI_REPEAT, .metavar = "NAME=RUN_DIR",
      .help = "A training run whose validation loss vs tokens is plotted, from the records of "
              "RUN_DIR/metrics.jsonl that have \"val_loss\" and \"tokens\" (repeat for more)."},
-    {.name = "bench", .type = CLI_BOOL,
-     .help = "Measure inference tokens/s per model with `retort bench infer --model FILE "
-             "--json`; without it that column is n/a."},
+    {.name = "no-bench", .type = CLI_BOOL,
+     .help = "Skip the inference speed measurement (`retort bench infer --model FILE --json`, "
+             "run per model by default); that column is then n/a."},
     {.name = "max-tokens", .type = CLI_INT, .metavar = "N", .def = "0", .min = 0, .max = INFINITY,
      .help = "Evaluate on the first N tokens of the shard only (0 = all of it)."},
     {.name = "batch", .type = CLI_INT, .metavar = "N", .def = "8", .min = 1, .max = 4096,
@@ -886,8 +886,8 @@ const cli_spec trainer_spec_report = {
     .description =
         "Evaluate a set of models side by side and write a Markdown report with SVG plots. "
         "One table row per model: parameters, size on disk, validation loss and perplexity, "
-        "top-1 agreement with the teacher, expected calibration error (15 bins) and, with "
-        "--bench, inference tokens/s. Plots: validation loss vs tokens of each --curve run, "
+        "top-1 agreement with the teacher, expected calibration error (15 bins) and "
+        "inference tokens/s. Plots: validation loss vs tokens of each --curve run, "
         "and size on disk vs perplexity.\n\n"
         "Every number is measured while the report is made (the evaluations of `retort eval`, "
         "and `retort bench infer` run by this same binary); the report says how.",
@@ -895,8 +895,8 @@ const cli_spec trainer_spec_report = {
     .max_positional = 0,
     .epilog = "example:\n"
               "  retort report --out report/ --data data/val.h5 --teacher runs/t/final.h5 \\\n"
-              "      --model student=runs/s/final.h5 --model int8=student.int8.h5 \\\n"
-              "      --curve student=runs/s --bench\n",
+              "      --model teacher=runs/t/final.h5 --model student=runs/s/final.h5 \\\n"
+              "      --model int8=student.int8.h5 --curve teacher=runs/t --curve student=runs/s\n",
 };
 
 const cli_spec *trainer_spec_find(const char *name) {

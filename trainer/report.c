@@ -2,7 +2,7 @@
  *
  *   retort report --out DIR --data VAL_SHARD [--teacher CKPT]
  *                 --model NAME=FILE [--model ...] [--curve NAME=RUN_DIR ...]
- *                 [--bench] [--max-tokens N] [--batch N] [--json]
+ *                 [--no-bench] [--max-tokens N] [--batch N] [--json]
  *
  * writes DIR/report.md (one table row per model: parameters, size on disk,
  * validation loss and perplexity, top-1 agreement with the teacher, ECE,
@@ -16,9 +16,9 @@
  * column by running `retort bench infer --model FILE --json` as a child of
  * this very binary (/proc/self/exe), so the report never mixes builds. A
  * bench that is missing or fails leaves "n/a" with the reason in the notes;
- * without --bench the column is "n/a" (not measured). The teacher, when
- * given, is the first row, as the reference the others are compressed
- * from. */
+ * with --no-bench the column is "n/a" (not measured). The teacher is the
+ * reference of the agreement column only; to show it as a row, pass it as
+ * a --model too (its agreement is then 1 for the same weights, a check). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -42,7 +42,6 @@
 typedef struct {
     char name[128];
     const char *file;
-    int is_teacher;
     trainer_eval_result r;
     double bench_tps;      /* NAN = n/a */
     char bench_note[512];  /* why n/a */
@@ -164,7 +163,7 @@ static rt_status check_inputs(const char *data, const char *teacher, const repor
                          "%s has vocab_size %lld but the model %s has vocab_size %d (use the "
                          "shard made with the model's tokenizer)",
                          data, (long long)data_shard_vocab_size(sh), rows[i].file, c->vocab_size);
-        else if (t && !rows[i].is_teacher &&
+        else if (t &&
                  (ckpt_reader_config(t)->vocab_size != c->vocab_size ||
                   ckpt_reader_config(t)->seq_len != c->seq_len))
             st = rt_fail(RT_ERR_MISMATCH,
@@ -311,7 +310,6 @@ static json_t *report_json(const char *out_dir, const char *data, const char *te
         json_t *m = json_object();
         json_object_set_new(m, "name", json_string(w->name));
         json_object_set_new(m, "file", json_string(w->file));
-        json_object_set_new(m, "role", json_string(w->is_teacher ? "teacher" : "model"));
         json_object_set_new(m, "params", json_integer(w->r.params));
         json_object_set_new(m, "file_bytes", json_integer(w->r.file_bytes));
         json_object_set_new(m, "loss", json_real(w->r.loss));
@@ -353,9 +351,7 @@ static void write_table(FILE *f, const report_row *rows, int n_rows) {
         char p[40], sz[40], agree[40], tps[40];
         grouped(p, sizeof p, w->r.params);
         human_bytes(sz, sizeof sz, (double)w->r.file_bytes);
-        if (w->is_teacher)
-            snprintf(agree, sizeof agree, "(reference)");
-        else if (isfinite(w->r.agreement))
+        if (isfinite(w->r.agreement))
             snprintf(agree, sizeof agree, "%.4f", w->r.agreement);
         else
             snprintf(agree, sizeof agree, "n/a");
@@ -422,8 +418,8 @@ static rt_status write_markdown(const char *out_dir, int argc, char **argv, cons
                "equal-width bins of its softmax probability, the count-weighted mean of "
                "|accuracy - mean confidence| per bin.\n", TRAINER_ECE_BINS);
     if (!bench) {
-        fprintf(f, "- **inference tokens/s**: n/a, not measured (make the report with --bench "
-                   "to run `retort bench infer --model FILE --json` per model).\n");
+        fprintf(f, "- **inference tokens/s**: n/a, not measured (--no-bench; without it the "
+                   "report runs `retort bench infer --model FILE --json` per model).\n");
     } else {
         fprintf(f, "- **inference tokens/s**: `retort bench infer --model FILE --json` "
                    "(tokens_per_s), run by this same binary.");
@@ -523,11 +519,11 @@ int trainer_cmd_report(int argc, char **argv) {
     if (rc >= 0) return rc;
     const char *out_dir = cli_str(a, "out"), *data = cli_str(a, "data");
     const char *teacher = cli_str(a, "teacher");
-    const int bench = cli_flag(a, "bench"), json = cli_flag(a, "json");
+    const int bench = !cli_flag(a, "no-bench"), json = cli_flag(a, "json");
     int n_models = 0, n_curve_args = 0;
     const char *const *models = cli_list(a, "model", &n_models);
     const char *const *curve_args = cli_list(a, "curve", &n_curve_args);
-    const int n_rows = n_models + (teacher ? 1 : 0);
+    const int n_rows = n_models;
     report_row *rows = calloc((size_t)n_rows + 1, sizeof *rows);
     report_curve *curves = calloc((size_t)n_curve_args + 1, sizeof *curves);
     json_t *j = NULL;
@@ -538,15 +534,9 @@ int trainer_cmd_report(int argc, char **argv) {
         goto cleanup;
     }
     /* Check every argument before the first (slow) evaluation. */
-    int k = 0;
-    if (teacher) {
-        snprintf(rows[k].name, sizeof rows[k].name, "teacher");
-        rows[k].file = teacher;
-        rows[k++].is_teacher = 1;
-    }
-    for (int i = 0; i < n_models; i++, k++)
-        if ((st = split_named("model", models[i], rows[k].name, sizeof rows[k].name,
-                              &rows[k].file)) != RT_OK)
+    for (int i = 0; i < n_models; i++)
+        if ((st = split_named("model", models[i], rows[i].name, sizeof rows[i].name,
+                              &rows[i].file)) != RT_OK)
             goto cleanup;
     for (int i = 0; i < n_curve_args; i++)
         if ((st = split_named("curve", curve_args[i], curves[i].name, sizeof curves[i].name,
@@ -561,7 +551,7 @@ int trainer_cmd_report(int argc, char **argv) {
         report_row *w = &rows[i];
         trainer_eval_opts o = {.model = w->file,
                                .data = data,
-                               .teacher = w->is_teacher ? NULL : teacher,
+                               .teacher = teacher,
                                .max_tokens = cli_int(a, "max-tokens"),
                                .batch = (int)cli_int(a, "batch"),
                                .progress = 1};
@@ -574,7 +564,7 @@ int trainer_cmd_report(int argc, char **argv) {
                 fprintf(stderr, "report: inference tokens/s of %s is n/a: %s\n", w->name,
                         w->bench_note);
         } else {
-            snprintf(w->bench_note, sizeof w->bench_note, "not measured (no --bench)");
+            snprintf(w->bench_note, sizeof w->bench_note, "not measured (--no-bench)");
         }
     }
 
