@@ -22,6 +22,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/stat.h>
+
+#include "ckpt.h"
 #include "cli.h"
 #include "rt_status.h"
 #include "student.h"
@@ -236,6 +239,137 @@ cleanup:
     return rt_report(st);
 }
 
+/* --------------------------------------------------------- bench infer */
+
+/* `retort bench infer`: inference speed of a checkpoint or deploy file as
+ * `retort eval` and `retort generate` run it (ckpt_load_model, so int8
+ * deploy files run their int8 layers): prompt processing is the full-window
+ * forward (B rows of seq_len tokens, what eval and a prompt cost), the
+ * headline tokens_per_s; generation is KV-cache decoding, one token per
+ * step after a prompt, reported separately because it is bound by memory
+ * traffic rather than by matmul throughput. Random tokens: speed does not
+ * depend on them. */
+static const cli_option infer_options[] = {
+    {.name = "model", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "FILE",
+     .help = "Checkpoint or deploy file (f32 or int8)."},
+    {.name = "batch", .type = CLI_INT, .metavar = "N", .def = "4", .min = 1, .max = 4096,
+     .help = "Rows of seq_len tokens per prompt-processing forward."},
+    {.name = "prompt-tokens", .type = CLI_INT, .metavar = "N", .def = "0", .min = 0,
+     .max = 1048576,
+     .help = "Prompt length before generation (0 = seq_len - new tokens, at least 1)."},
+    {.name = "new-tokens", .type = CLI_INT, .metavar = "N", .def = "64", .min = 1, .max = 1048576,
+     .help = "Tokens generated one at a time with the KV cache (capped at seq_len - prompt)."},
+    {.name = "steps", .type = CLI_INT, .metavar = "N", .def = "5", .min = 1, .max = 100000,
+     .help = "Timed prompt forwards and generation runs; the report averages them."},
+    {.name = "warmup", .type = CLI_INT, .metavar = "N", .def = "1", .min = 0, .max = 100000,
+     .help = "Untimed runs of each first (oneDNN JIT, page faults)."},
+    {.name = "bf16", .type = CLI_BOOL,
+     .help = "Run an f32 file's matmuls in bf16 (int8 files always run int8 + a bf16 head)."},
+    {.name = "seed", .type = CLI_INT, .metavar = "S", .def = "1234", .help = "Seed of the tokens."},
+    {.name = "json", .type = CLI_BOOL, .help = "Print one JSON object instead of text."},
+    {0},
+};
+
+static const cli_spec infer_spec = {
+    .name = "bench infer",
+    .description =
+        "Time inference of a model file: prompt processing (full-window forward over --batch "
+        "rows of seq_len tokens, tokens/s; the headline) and generation (KV-cache decoding "
+        "of --new-tokens after a --prompt-tokens prompt, tokens/s), on random tokens. Int8 "
+        "deploy files run their int8 layers. Threads: OMP_NUM_THREADS.",
+    .options = infer_options,
+    .max_positional = 0,
+    .epilog = "example:\n  retort bench infer --model student.int8.h5 --json\n",
+};
+
+int trainer_bench_infer(int argc, char **argv) {
+    cli_args *a = NULL;
+    int rc = cli_parse(&infer_spec, argc, argv, &a);
+    if (rc >= 0) return rc;
+    rt_status st = RT_OK;
+    student_model *m = NULL;
+    student_kv *kv = NULL;
+    int32_t *tokens = NULL;
+    float *lg = NULL;
+    const char *path = cli_str(a, "model");
+    const int B = (int)cli_int(a, "batch"), steps = (int)cli_int(a, "steps"),
+              warmup = (int)cli_int(a, "warmup"), json = cli_flag(a, "json");
+    uint64_t seed = (uint64_t)cli_int(a, "seed");
+    if ((st = ckpt_load_model(path, B, cli_flag(a, "bf16") ? STUDENT_BF16 : STUDENT_F32, 0, &m,
+                              NULL)) != RT_OK)
+        goto cleanup;
+    const student_config c = *student_cfg(m);
+    const int T = c.seq_len, V = c.vocab_size;
+    int gen = (int)cli_int(a, "new-tokens"), prompt = (int)cli_int(a, "prompt-tokens");
+    if (gen > T - 1) gen = T - 1;
+    if (prompt == 0) prompt = T - gen;
+    if (prompt > T - 1) prompt = T - 1;
+    if (prompt + gen > T) gen = T - prompt;
+    tokens = malloc((size_t)B * T * sizeof *tokens);
+    lg = malloc((size_t)V * sizeof *lg);
+    if (!tokens || !lg) {
+        st = rt_fail(RT_ERR_NOMEM, "bench infer: out of memory");
+        goto cleanup;
+    }
+    for (int i = 0; i < B * T; i++) tokens[i] = (int32_t)(bench_rng(&seed) % (uint64_t)V);
+    if ((st = student_infer_create(m, prompt + gen, &kv)) != RT_OK) goto cleanup;
+
+    double t_prompt = 0.0, t_kvprompt = 0.0, t_gen = 0.0;
+    for (int s = 0; s < warmup + steps; s++) {
+        const double t0 = now_s();
+        if ((st = student_forward(m, tokens, B)) != RT_OK) goto cleanup;
+        const double t1 = now_s();
+        /* generation: the prompt through the cache, then greedy decoding */
+        student_infer_reset(kv);
+        if ((st = student_infer_step(m, kv, tokens, prompt, lg)) != RT_OK) goto cleanup;
+        const double t2 = now_s();
+        for (int g = 0; g < gen; g++) {
+            int32_t best = 0;
+            for (int v = 1; v < V; v++) best = lg[v] > lg[best] ? v : best;
+            if ((st = student_infer_step(m, kv, &best, 1, lg)) != RT_OK) goto cleanup;
+        }
+        const double t3 = now_s();
+        if (s >= warmup) t_prompt += t1 - t0, t_kvprompt += t2 - t1, t_gen += t3 - t2;
+    }
+    {
+        struct stat sb;
+        const long long bytes = stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+        const double pp = (double)B * T * steps / t_prompt, gp = (double)gen * steps / t_gen;
+        const double kp = (double)prompt * steps / t_kvprompt;
+        const int int8 = student_int8_enabled(m);
+        const char *prec = int8 ? "int8" : student_prec(m) == STUDENT_BF16 ? "bf16" : "f32";
+        if (json)
+            printf("{\"target\": \"infer\", \"model\": \"%s\", \"precision\": \"%s\", "
+                   "\"params\": %zu, \"file_bytes\": %lld, \"layers\": %d, \"dim\": %d, "
+                   "\"heads\": %d, \"ff\": %d, \"vocab\": %d, \"seq\": %d, \"batch\": %d, "
+                   "\"threads\": %d, \"steps\": %d, \"tokens_per_s\": %.1f, "
+                   "\"prompt_tokens_per_s\": %.1f, \"prompt_ms\": %.3f, \"kv_prompt_tokens\": %d, "
+                   "\"kv_prompt_tokens_per_s\": %.1f, \"gen_tokens\": %d, "
+                   "\"gen_tokens_per_s\": %.1f, \"gen_ms_per_token\": %.3f}\n",
+                   path, prec, student_param_count(&c), bytes, c.n_layer, c.d_model, c.n_head,
+                   c.d_ff, V, T, B, omp_get_max_threads(), steps, pp, pp,
+                   1e3 * t_prompt / steps, prompt, kp, gen, gp, 1e3 * t_gen / steps / gen);
+        else {
+            printf("bench infer %s (%s, %d threads): L=%d C=%d H=%d F=%d V=%d T=%d, %zu "
+                   "parameters, %lld bytes\n",
+                   path, prec, omp_get_max_threads(), c.n_layer, c.d_model, c.n_head, c.d_ff, V,
+                   T, student_param_count(&c), bytes);
+            printf("  prompt processing  %10.0f tokens/s  (%d x %d tokens in %.2f ms)\n", pp, B,
+                   T, 1e3 * t_prompt / steps);
+            printf("  KV-cache prompt    %10.0f tokens/s  (%d tokens)\n", kp, prompt);
+            printf("  generation         %10.0f tokens/s  (%.3f ms per token, %d tokens)\n", gp,
+                   1e3 * t_gen / steps / gen, gen);
+        }
+    }
+cleanup:
+    student_infer_destroy(kv);
+    student_destroy(m);
+    free(tokens);
+    free(lg);
+    cli_args_free(a);
+    return rt_report(st);
+}
+
 /* --------------------------------------------------------------- bench */
 
 typedef struct {
@@ -246,6 +380,8 @@ typedef struct {
 
 static const bench_target targets_table[] = {
     {"student", "time a full distillation training step of the student", trainer_bench_student},
+    {"infer", "time prompt processing and KV-cache generation of a model file",
+     trainer_bench_infer},
 };
 enum { N_TARGETS = (int)(sizeof targets_table / sizeof targets_table[0]) };
 

@@ -2,6 +2,7 @@
  *
  *   retort bench student [--layers N --dim N --heads N --ff N --vocab N --seq N
  *                         --batch N --steps N --warmup N --bf16 --json ...]
+ *   retort bench infer --model FILE [--batch N --prompt-tokens N --new-tokens N --json ...]
  *
  * argv[0] is "bench", argv[1] the target; each target parses its own flags
  * (--help, exit 2 on unknown flags) and prints one JSON object with --json. */
@@ -15,5 +16,10 @@ int trainer_cmd_bench(int argc, char **argv);
  * soft-label KL loss, backward, grad clip + AdamW) on random data.
  * argv[0] is "student". */
 int trainer_bench_student(int argc, char **argv);
+
+/* `retort bench infer --model FILE`: prompt processing (full-window
+ * forward) and KV-cache generation tokens/s of a checkpoint or deploy file
+ * (f32 or int8). argv[0] is "infer". */
+int trainer_bench_infer(int argc, char **argv);
 
 #endif
