@@ -217,6 +217,172 @@ static void fq_forward(int asym) {
 static void test_fq_forward_symmetric(void) { fq_forward(0); }
 static void test_fq_forward_asymmetric(void) { fq_forward(1); }
 
+/* ------------------------------------------------------------ backward */
+
+/* The fake quantizer's straight-through gradient against finite
+ * differences of the quantizer itself: over a step of several quanta the
+ * staircase rises exactly as the identity inside the range and is flat
+ * outside it, which is what the STE mask passes (1) and blocks (0). */
+static void test_ste_op(void) {
+    student_model *m = make(1, 5);
+    student_qat_config qc = {.calib_steps = 1, .freeze = 1};
+    CU_ASSERT_FATAL(student_qat_enable(m, &qc) == RT_OK);
+    size_t ns;
+    const float *cur = student_qat_state(m, &ns);
+    float *st = malloc(ns * sizeof *st);
+    memcpy(st, cur, ns * sizeof *st);
+    st[0] = 1.0f; /* one forward observed: calibration over */
+    st[4 + 0] = -1.0f, st[4 + 1] = 1.0f; /* block 0 c_attn input range [-1, 1] */
+    CU_ASSERT_FATAL(student_qat_set_state(m, st, ns) == RT_OK);
+    const size_t n = 512;
+    const float s = 1.0f / 127.0f, h = 3.0f * s;
+    float *x = malloc(n * sizeof *x), *xp = malloc(n * sizeof *x), *xm = malloc(n * sizeof *x),
+          *g = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++) x[i] = 4.0f * ((float)(rng() % 100000) / 100000.0f - 0.5f);
+    for (size_t i = 0; i < n; i++) xp[i] = x[i] + h, xm[i] = x[i] - h, g[i] = 1.0f;
+    student_qat_act(m, 0, STUDENT_LIN_QKV, xp, n);
+    student_qat_act(m, 0, STUDENT_LIN_QKV, xm, n);
+    float *xq = malloc(n * sizeof *x);
+    memcpy(xq, x, n * sizeof *x);
+    student_qat_act(m, 0, STUDENT_LIN_QKV, xq, n); /* last: its mask is kept */
+    student_qat_act_grad(m, 0, STUDENT_LIN_QKV, g, n);
+    const student_act_quant a = {s, 0, -127, 127};
+    int bad_fwd = 0, bad_in = 0, bad_clip = 0, n_in = 0, n_clip = 0;
+    for (size_t i = 0; i < n; i++) {
+        int in;
+        const float r = ref_fq(x[i], a, &in);
+        bad_fwd += fabsf(r - xq[i]) > 1e-6f;
+        const float fd = (xp[i] - xm[i]) / (2.0f * h);
+        if (fabsf(x[i]) < 127.5f * s - h) { /* the whole step inside the range */
+            n_in++;
+            bad_in += fabsf(fd - 1.0f) > 1e-3f || g[i] != 1.0f;
+        } else if (fabsf(x[i]) > 127.5f * s + h) { /* the whole step clipped */
+            n_clip++;
+            bad_clip += fabsf(fd) > 1e-6f || g[i] != 0.0f;
+        }
+    }
+    printf("\n    %d inside (FD = STE = 1), %d clipped (FD = STE = 0); mismatches: forward %d, "
+           "inside %d, clipped %d", n_in, n_clip, bad_fwd, bad_in, bad_clip);
+    CU_ASSERT(n_in > 100 && n_clip > 100);
+    CU_ASSERT(bad_fwd == 0 && bad_in == 0 && bad_clip == 0);
+    free(x), free(xp), free(xm), free(xq), free(g), free(st);
+    student_destroy(m);
+}
+
+static double ce_loss(student_model *m, const int32_t *in, const int32_t *tg, int grad) {
+    CU_ASSERT_FATAL(student_forward(m, in, NB) == RT_OK);
+    const int n = NB * CFG.seq_len;
+    return student_loss_ce(student_logits(m), tg, n, CFG.vocab_size,
+                           grad ? student_dlogits(m) : NULL, 1.0f);
+}
+
+/* Model-level STE: the weight gradient of the last block's mlp.c_proj
+ * against central differences. Moving w by k quanta of its column moves
+ * the fake-quantized weight by exactly k quanta (the column maximum, and
+ * so the scale, unchanged), and nothing downstream is quantized, so the
+ * difference quotient is the derivative wrt fq(W) that STE hands to W.
+ * Also: the input gradient of a clipped activation is exactly 0. */
+static void test_ste_model(void) {
+    student_model *m = make(1, 9);
+    const int T = CFG.seq_len, C = CFG.d_model, F = CFG.d_ff, L = CFG.n_layer;
+    int32_t in[NB * 16], tg[NB * 16];
+    tokens(in, NB * T, CFG.vocab_size);
+    tokens(tg, NB * T, CFG.vocab_size);
+    student_qat_config qc = {.calib_steps = 1, .freeze = 1};
+    CU_ASSERT_FATAL(student_qat_enable(m, &qc) == RT_OK);
+    ce_loss(m, in, tg, 0); /* calibrates, then ranges are frozen */
+    /* narrow block 0's mlp.c_proj input range so that some inputs clip */
+    size_t ns;
+    const float *cur = student_qat_state(m, &ns);
+    float *st = malloc(ns * sizeof *st);
+    memcpy(st, cur, ns * sizeof *st);
+    st[4 + 2 * 3] *= 0.3f, st[4 + 2 * 3 + 1] *= 0.3f;
+    CU_ASSERT_FATAL(student_qat_set_state(m, st, ns) == RT_OK);
+    student_zero_grad(m);
+    ce_loss(m, in, tg, 1);
+    CU_ASSERT_FATAL(student_backward(m, NB) == RT_OK);
+
+    /* clipped inputs of block 0's c_proj got no gradient (dfch_gelu holds
+     * block 0's after backward) */
+    {
+        const size_t M = (size_t)NB * T;
+        const student_act_quant a = student_act_quant_from_range(st[10], st[11], 0);
+        size_t clip = 0, clip_bad = 0, in_nz = 0, n_in = 0;
+        for (size_t i = 0; i < M * F; i++) {
+            int ok;
+            ref_fq(ref_gelu(m->act.fch[i]), a, &ok);
+            const float gi = m->act.dfch_gelu[i];
+            if (!ok) clip++, clip_bad += gi != 0.0f;
+            else n_in++, in_nz += gi != 0.0f;
+        }
+        printf("\n    block 0 mlp.c_proj input: %zu clipped (%zu with a gradient), %zu/%zu "
+               "inside with a nonzero gradient", clip, clip_bad, in_nz, n_in);
+        CU_ASSERT(clip > 0 && clip_bad == 0 && in_nz > n_in * 9 / 10);
+    }
+
+    const float *G = student_grads(m);
+    float *P = student_params(m);
+    const size_t off = student_off(m, L - 1, SP_FCPROJW);
+    int checked = 0, bad = 0;
+    double worst = 0;
+    for (int tries = 0; tries < 4000 && checked < 8; tries++) {
+        const int i = (int)(rng() % (uint64_t)F), j = (int)(rng() % (uint64_t)C);
+        float mx = 0.0f;
+        for (int k = 0; k < F; k++) mx = fmaxf(mx, fabsf(P[off + (size_t)k * C + j]));
+        const float s = mx / 127.0f, w = P[off + (size_t)i * C + j];
+        const float fr = w / s - floorf(w / s);
+        const double g = G[off + (size_t)i * C + j];
+        if (fabsf(w) > mx - 20.0f * s || fabsf(fr - 0.5f) < 0.1f || fabs(g) < 0.05) continue;
+        const float h = 8.0f * s;
+        P[off + (size_t)i * C + j] = w + h;
+        const double lp = ce_loss(m, in, tg, 0);
+        P[off + (size_t)i * C + j] = w - h;
+        const double lm = ce_loss(m, in, tg, 0);
+        P[off + (size_t)i * C + j] = w;
+        const double fd = (lp - lm) / (2.0 * h), rel = fabs(fd - g) / fabs(g);
+        worst = fmax(worst, rel);
+        bad += rel > 0.03;
+        checked++;
+    }
+    printf("\n    h.%d.mlp.c_proj.weight: %d entries, STE gradient vs central difference max rel "
+           "err %.2e", L - 1, checked, worst);
+    CU_ASSERT(checked == 8 && bad == 0);
+    free(st);
+    student_destroy(m);
+}
+
+/* A tiny model learns a deterministic sequence with QAT on from step 1. */
+static void test_qat_trains(void) {
+    student_model *m = make(1, 13);
+    const int T = CFG.seq_len, V = CFG.vocab_size, n = NB * T;
+    student_qat_config qc = {.calib_steps = 3, .freeze = 1, .asymmetric = 1};
+    CU_ASSERT_FATAL(student_qat_enable(m, &qc) == RT_OK);
+    int32_t in[NB * 16], tg[NB * 16];
+    double first = 0, last = 0;
+    for (int step = 1; step <= 60; step++) {
+        for (int b = 0; b < NB; b++) {
+            const int start = (int)(rng() % (uint64_t)V);
+            for (int t = 0; t < T; t++) {
+                in[b * T + t] = (start + 5 * t) % V;
+                tg[b * T + t] = (start + 5 * (t + 1)) % V;
+            }
+        }
+        CU_ASSERT_FATAL(student_forward(m, in, NB) == RT_OK);
+        const double loss = student_loss_ce(student_logits(m), tg, n, V, student_dlogits(m),
+                                            1.0f / (float)n) / n;
+        CU_ASSERT_FATAL(student_backward(m, NB) == RT_OK);
+        student_adamw_step(m, 3e-3f, 0.9f, 0.95f, 1e-8f, 0.0f, step);
+        student_zero_grad(m);
+        if (step == 1) first = loss;
+        last = loss;
+    }
+    printf("\n    loss %.3f -> %.3f after 60 QAT steps (calibrating: %d)", first, last,
+           student_qat_calibrating(m));
+    CU_ASSERT(last < 0.5 * first);
+    CU_ASSERT(!student_qat_calibrating(m));
+    student_destroy(m);
+}
+
 /* ------------------------------------------------------- int8 deploy */
 
 static char tmpdir[64];
@@ -327,6 +493,9 @@ int main(void) {
     } tests[] = {
         {"fq_forward_symmetric", test_fq_forward_symmetric},
         {"fq_forward_asymmetric", test_fq_forward_asymmetric},
+        {"ste_op", test_ste_op},
+        {"ste_model", test_ste_model},
+        {"qat_trains", test_qat_trains},
         {"int8_symmetric", test_int8_symmetric},
         {"int8_asymmetric", test_int8_asymmetric},
         {"f32_deploy", test_f32_deploy},
