@@ -367,12 +367,19 @@ cleanup:
 /* x (n floats) -> u8 with 1/sa, the zero point and range of layer q. */
 static void quantize_u8(uint8_t *dst, const float *x, size_t n, const qlayer *q) {
     const float inv = q->inv_sa, zp = q->zp, lo = q->lo, hi = q->hi;
-#pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i] * inv;
-        v = v < -2097152.0f ? -2097152.0f : (v > 2097152.0f ? 2097152.0f : v);
-        v = student_qround(v) + zp;
-        dst[i] = (uint8_t)(v < lo ? lo : (v > hi ? hi : v));
+    /* through int32: gcc vectorizes float -> int32 -> uint8, not a direct
+     * float -> uint8 conversion (which runs scalar, slower than the matmul) */
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < n; c += 4096) {
+        const size_t e = c + 4096 < n ? c + 4096 : n;
+#pragma omp simd
+        for (size_t i = c; i < e; i++) {
+            float v = x[i] * inv;
+            v = v < -2097152.0f ? -2097152.0f : (v > 2097152.0f ? 2097152.0f : v);
+            v = student_qround(v) + zp;
+            v = v < lo ? lo : (v > hi ? hi : v);
+            dst[i] = (uint8_t)(int32_t)v;
+        }
     }
 }
 
