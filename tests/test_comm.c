@@ -695,10 +695,12 @@ static void backpressure_round(comm_roles *roles, int depth, int n, int nap) {
         printf("\n    rank %d: depth %d: at most %d unconsumed records in flight ", g_rank, depth,
                max_unconsumed);
         CU_ASSERT(max_unconsumed <= depth);
-        /* The teacher is much faster than the student, so it fills the
-         * window: the count reaches the bound (shows the count sees
-         * in-flight records at all). */
-        CU_ASSERT(max_unconsumed == depth);
+        /* The teacher is much faster than the student, so it runs ahead:
+         * the count sees in-flight records at all. (On an idle machine it
+         * reaches the bound; on an oversubscribed one, such as a 2-core CI
+         * box running tests in parallel, the teacher may be descheduled
+         * for longer than the student's nap, so only >= 1 is asserted.) */
+        CU_ASSERT(max_unconsumed >= 1);
         free(t_enter);
     }
     free(t);
