@@ -106,12 +106,19 @@ static rt_status make_fixtures(const char *dir) {
     data_tokenizer_destroy(tok);
     if (st != RT_OK) return st;
 
-    /* Validation tokens: random, with a quarter of them 0 so the zero
-     * model's accuracy (top-1 is always id 0) is far from 1/V. */
+    /* Validation tokens: a quarter 0, so the zero model's accuracy (its
+     * top-1 is always id 0) is far from 1/V; a quarter repeating the token
+     * before, which the sharp model (tied embeddings, so it predicts its
+     * input) gets right, so its accuracy per ECE bin is neither 0 nor 1
+     * and the ECE depends on the bin edges; the rest random. */
     int32_t val[N_VAL];
     uint64_t s = 42;
-    for (int i = 0; i < N_VAL; i++)
-        val[i] = lcg(&s) % 4 == 0 ? 0 : (int32_t)(lcg(&s) % (uint64_t)CFG.vocab_size);
+    for (int i = 0; i < N_VAL; i++) {
+        const uint64_t kind = lcg(&s) % 4;
+        val[i] = kind == 0               ? 0
+                 : kind == 1 && i > 0    ? val[i - 1]
+                                         : (int32_t)(lcg(&s) % (uint64_t)CFG.vocab_size);
+    }
     snprintf(p, sizeof p, "%s/val.h5", dir);
     if ((st = data_shard_write(p, val, N_VAL, CFG.vocab_size, "test")) != RT_OK) return st;
     snprintf(p, sizeof p, "%s/v400.h5", dir); /* same tokens, another vocabulary */
@@ -119,6 +126,10 @@ static rt_status make_fixtures(const char *dir) {
 
     snprintf(p, sizeof p, "%s/model.h5", dir);
     if ((st = save_model(p, &CFG, 7, 5.0f, 10.0f)) != RT_OK) return st;
+    /* Confident predictions spread over many ECE bins (the model above keeps
+     * nearly all of them in the first bin, where bin edges do not matter). */
+    snprintf(p, sizeof p, "%s/sharp.h5", dir);
+    if ((st = save_model(p, &CFG, 7, 12.0f, 1.0f)) != RT_OK) return st;
     snprintf(p, sizeof p, "%s/zero.h5", dir);
     if ((st = save_model(p, &CFG, 0, 1, 1)) != RT_OK) return st;
     student_config small = CFG; /* a teacher of another shape, same vocab and seq_len */
@@ -202,6 +213,7 @@ static double jnum(const json_t *j, const char *key) {
 typedef struct {
     double loss, ece, agreement;
     int64_t windows;
+    int bins_used; /* ECE bins holding at least one position */
 } reference;
 
 /* Independent double-precision softmax top-1 of one row. */
@@ -251,8 +263,12 @@ static void reference_eval(const char *model, const char *teacher, int64_t n, re
     r->windows = w;
     r->loss = loss / npos;
     r->ece = 0;
+    r->bins_used = 0;
     for (int b = 0; b < 15; b++)
-        if (cnt[b] > 0) r->ece += cnt[b] / npos * fabs(cor[b] / cnt[b] - conf[b] / cnt[b]);
+        if (cnt[b] > 0) {
+            r->ece += cnt[b] / npos * fabs(cor[b] / cnt[b] - conf[b] / cnt[b]);
+            r->bins_used++;
+        }
     r->agreement = t ? agree / npos : NAN;
     student_destroy(m);
     student_destroy(t);
@@ -315,6 +331,24 @@ static void test_matches_direct_loop(void) {
      * are not all in one bin: the comparison above means something. */
     CU_ASSERT(fabs(r.loss - log(CFG.vocab_size)) > 0.1);
     CU_ASSERT(r.agreement > 0 && r.agreement < 1);
+}
+
+/* ECE where bin edges matter: the sharp model's confidences fill many of
+ * the 15 bins, so 10 bins (or any other edges) would give another value. */
+static void test_ece_many_bins(void) {
+    reference r;
+    reference_eval(fx("sharp.h5"), NULL, 0, &r);
+    char args[8192];
+    snprintf(args, sizeof args, "--model %s --data %s", fx("sharp.h5"), fx("val.h5"));
+    json_t *j = eval_json(args);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    printf("\n  sharp model: ece %.9f vs %.9f, %d bins used, loss %.6f vs %.6f\n",
+           jnum(j, "ece"), r.ece, r.bins_used, jnum(j, "loss"), r.loss);
+    CU_ASSERT(r.bins_used >= 8);
+    CU_ASSERT(fabs(jnum(j, "ece") - r.ece) < 1e-6);
+    CU_ASSERT(fabs(jnum(j, "loss") - r.loss) < 1e-5 * r.loss);
+    CU_ASSERT(jnum(j, "ece") > 0 && jnum(j, "ece") <= 1);
+    json_decref(j);
 }
 
 static void test_max_tokens_windows(void) {
@@ -577,6 +611,7 @@ int main(int argc, char **argv) {
         {"ece_closed_form", test_ece_closed_form},
         {"zero_model_closed_form", test_zero_model_closed_form},
         {"matches_direct_loop", test_matches_direct_loop},
+        {"ece_many_bins", test_ece_many_bins},
         {"max_tokens_windows", test_max_tokens_windows},
         {"json_keys", test_json_keys},
         {"generate_greedy", test_generate_greedy},
