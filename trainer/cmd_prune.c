@@ -300,6 +300,7 @@ static rt_status prune_run(const prune_opts *o) {
     }
     const int64_t step = ckpt_reader_step(r), tokens_seen = ckpt_reader_tokens_seen(r);
     const long long in_bytes = file_size(o->model);
+    const int had_optimizer = ckpt_has(r, "/optimizer");
     ckpt_reader_close(r);
     r = NULL;
 
@@ -537,6 +538,7 @@ static rt_status prune_run(const prune_opts *o) {
         json_object_set_new(root, "params_before", json_integer((json_int_t)params_before));
         json_object_set_new(root, "params_after", json_integer((json_int_t)params_after));
         json_object_set_new(root, "file_bytes_before", json_integer(in_bytes));
+        json_object_set_new(root, "input_has_optimizer", json_boolean(had_optimizer));
         json_object_set_new(root, "file_bytes", json_integer(out_bytes));
         char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
         json_decref(root);
@@ -583,7 +585,8 @@ static rt_status prune_run(const prune_opts *o) {
         printf("all parameters    %zu of %zu pruned (%.2f%%)\n", all_gone, all_before,
                100.0 * frac(all_gone, all_before));
         printf("parameter count   %zu -> %zu\n", params_before, params_after);
-        printf("file size         %lld -> %lld bytes\n", in_bytes, out_bytes);
+        printf("file size         %lld -> %lld bytes%s\n", in_bytes, out_bytes,
+               had_optimizer ? " (the input holds AdamW state, the output does not)" : "");
     }
 
 cleanup:
