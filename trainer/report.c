@@ -408,7 +408,9 @@ static rt_status write_markdown(const char *out_dir, int argc, char **argv, cons
     else
         fprintf(f, "the models' seq_len differ, so the predicted tokens do: see report.json.\n");
     fprintf(f, "- **parameters**: trainable parameters of the model shape; **size on disk**: "
-               "the file's bytes (int8 deploy files are smaller for the same parameters).\n");
+               "the file's bytes: a training checkpoint also holds its AdamW state (about 3x the "
+               "weights), so compare deploy files (`retort export`) for what ships; int8 ones "
+               "are smaller again for the same parameters.\n");
     if (teacher)
         fprintf(f, "- **top-1 agreement**: share of the predicted positions where the model's "
                    "most likely token equals the teacher's, on the same windows.\n");

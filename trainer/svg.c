@@ -123,6 +123,15 @@ static void nice_range(double *lo, double *hi, double *step) {
 
 static void fmt_tick(char *buf, size_t cap, double v) {
     const double a = fabs(v);
+    /* Large round ticks (tokens, bytes) read best with SI suffixes: "200k", "5M". */
+    static const char *const SI[] = {"k", "M", "G", "T"};
+    for (int k = 3; a >= 1e4 && k >= 0; k--) {
+        const double unit = pow(10, 3 * (k + 1));
+        if (a >= unit && fabs(v / unit - round(v / unit * 100) / 100) < 1e-9) {
+            snprintf(buf, cap, "%g%s", round(v / unit * 100) / 100, SI[k]);
+            return;
+        }
+    }
     if (a != 0 && (a >= 1e6 || a < 1e-3)) { /* "1e+06" -> "1e6", "5e-05" -> "5e-5" */
         char raw[32], *o = buf;
         snprintf(raw, sizeof raw, "%.3g", v);
