@@ -195,15 +195,16 @@ int trainer_cmd_generate(int argc, char **argv) {
         /* The token just sampled needs one more cache row to be fed back. */
         if (student_infer_len(kv) >= max_len) {
             why = "context full";
-            fprintf(stderr, "\ngenerate: the context is full (seq_len %d tokens); stopping\n",
-                    max_len);
             break;
         }
         if ((st = student_infer_step(m, kv, &next, 1, logits)) != RT_OK) goto cleanup;
     }
     const double t2 = now_s();
-    if (isatty(STDOUT_FILENO)) putchar('\n');
+    if (isatty(STDOUT_FILENO)) putchar('\n'); /* end the text line before stderr lines */
     fflush(stdout);
+    if (strcmp(why, "context full") == 0)
+        fprintf(stderr, "generate: the context is full (seq_len %d tokens); stopping\n",
+                max_len);
     fprintf(stderr,
             "generate: %d prompt tokens (%.3f s), %zu new tokens, %.1f tokens/s, stopped at %s\n",
             n_ctx, t1 - t0, gen.n, t2 > t1 ? (double)gen.n / (t2 - t1) : 0.0, why);
