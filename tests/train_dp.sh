@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# (Two student ranks also verify bit-identical weights at every checkpoint:
+# train.c verify_replicas fails the run otherwise.)
 # Data-parallel training gives the same loss curve on 1 and 2 student
 # ranks with the same global batch (up to float reduction order: 1e-4
 # relative), and a distillation run with a teacher rank trains, reports its

@@ -473,6 +473,23 @@ static rt_status load_side_state(student_run *s, ckpt_reader *r) {
     return RT_OK;
 }
 
+/* The students must hold bit-identical weights (same all-reduced gradient,
+ * same update); checked before each checkpoint so that a silent divergence
+ * (a broken reduction, a rank on different data) is a loud error instead of
+ * a checkpoint of one rank's private model. */
+static rt_status verify_replicas(student_run *s, int64_t step) {
+    if (s->rs.R < 2) return RT_OK;
+    const uint32_t crc = ckpt_crc32c(0, student_params(s->m), student_block_size(s->m) * sizeof(float));
+    double v[2] = {(double)crc, -(double)crc};
+    RT_TRY(comm_allreduce_max_double(v, 2, s->roles));
+    if (v[0] != -v[1])
+        return rt_fail(RT_ERR_INTERNAL,
+                       "step %lld: the %d student ranks hold different weights (CRC-32C %08x on "
+                       "student %d); refusing to checkpoint",
+                       (long long)step, s->rs.R, crc, s->rank);
+    return RT_OK;
+}
+
 /* Restores model, optimizer, projections and the step from a checkpoint. */
 static rt_status load_resume(student_run *s) {
     ckpt_reader *r = NULL;
@@ -826,9 +843,10 @@ static rt_status student_train(student_run *s) {
             RT_TRY(trainer_metrics_log(s->metrics, done));
         }
         const int final = done == steps;
-        if (s->rank == 0 &&
-            (final || (c->train.checkpoint_every > 0 && done % c->train.checkpoint_every == 0)))
-            RT_TRY(save_checkpoint(s, done, final));
+        if (final || (c->train.checkpoint_every > 0 && done % c->train.checkpoint_every == 0)) {
+            RT_TRY(verify_replicas(s, done));
+            if (s->rank == 0) RT_TRY(save_checkpoint(s, done, final));
+        }
     }
     if (s->distill) RT_TRY(comm_stream_close(s->stream));
     struct timespec ts1;
