@@ -131,8 +131,8 @@ static void lin_shape(const student_config *c, int which, int64_t *in, int64_t *
     *out = which == STUDENT_LIN_QKV ? 3 * C : which == STUDENT_LIN_FC ? F : C;
 }
 
-/* Unstructured and N:M masks of block `layer` (xnorm_sq: wanda's
- * statistics for it, else NULL). */
+/* Unstructured and N:M masks of block `layer` into `mask`; acc holds
+ * wanda's calibration statistics (stat_off layout), NULL for the others. */
 static rt_status prune_layer(const prune_opts *o, const student_config *c, const float *params,
                              int layer, const double *acc, uint8_t *mask) {
     rt_status st = RT_OK;
@@ -556,7 +556,9 @@ static rt_status prune_run(const prune_opts *o) {
                    "per layer\n", heads_k, H);
         if (o->method == PM_FFN)
             printf("MLP units REMOVED: d_ff %d -> %d in every layer\n", F, c2.d_ff);
-        printf("\n%-5s %-20s %-12s %10s %10s %9s\n", "layer", "tensor", "shape", "params",
+        /* params: in the input; pruned: zeroed (masks) or removed (ffn);
+         * shape: as written. */
+        printf("\n%-5s %-20s %-12s %10s %10s %9s\n", "layer", "tensor", "shape out", "params in",
                "pruned", "sparsity");
         for (int l = 0; l < L; l++) {
             size_t b = 0, g = 0;
