@@ -10,7 +10,21 @@
  * one byte per float), keeps pruned weights at zero with
  * student_apply_mask, and saves the masks again with every checkpoint.
  * A tensor without a mask dataset is dense (all 1); masks are written only
- * for tensors that have a pruned entry. */
+ * for tensors that have a pruned entry.
+ *
+ * Recovery training (what trainer/train.c does):
+ *   load:  ckpt_masks_read(r, cfg, &mask); ckpt_prune_meta_read(r, &meta, &found);
+ *          if (mask) student_apply_mask(student_params(m), mask, student_block_size(m));
+ *   step:  after the gradient all-reduce, before the norm and clipping:
+ *            student_apply_mask(student_grads(m), mask, n);
+ *          after student_adamw_step:
+ *            student_apply_mask(student_params(m), mask, n);
+ *   save:  ckpt_masks_extras_build(cfg, mask, &meta, &mx); append mx.arrays[0 .. mx.n)
+ *          to ckpt_contents.extras; ckpt_save...; ckpt_masks_extras_free(&mx).
+ * An ffn-pruned file has no masks (the units are gone), only the metadata
+ * and /prune/ffn_kept (n_layer, d_ff) int32, the original index of every
+ * kept unit; heads-pruned files add /prune/heads_kept (n_layer, n_head)
+ * uint8. */
 #ifndef CKPT_MASKS_H
 #define CKPT_MASKS_H
 

@@ -589,6 +589,13 @@ static void test_cmd_unstructured(void) {
                     bad += !mask[t.offset + e] && out[t.offset + e] != 0.0f;
                     bad += mask[t.offset + e] && out[t.offset + e] != in[t.offset + e];
                 }
+                if (k == 1) /* 2:4: two of every four consecutive inputs, every output */
+                    for (int64_t jj = 0; jj < cols; jj++)
+                        for (int64_t g = 0; g < rows; g += 4) {
+                            int kept = 0;
+                            for (int64_t i = g; i < g + 4; i++) kept += mask[t.offset + i * cols + jj];
+                            bad += kept != 2;
+                        }
                 if (k == 2) /* wanda: the count holds in every output column */
                     for (int64_t jj = 0; jj < cols; jj++) {
                         size_t zc = 0;
