@@ -16,7 +16,8 @@
 #   prune     Wanda 50% on the distilled student, then QAT recovery distillation
 #   export    deploy files: f32 for every model, int8 for the QAT students
 #   report    quickstart/report/report.md + SVG plots, from real eval/bench runs
-# Environment: QS (output folder, default quickstart), OMP_NUM_THREADS.
+# Environment: QS (output folder, default quickstart); QS_TINY=1 shrinks
+# every model and run to seconds (what tests/quickstart_tiny.sh checks).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -38,6 +39,15 @@ done_ok() { [ -f "$1" ] && "$R" info --verify "$1" >/dev/null 2>&1; }
 # with QS != quickstart, configs point into $QS too
 sets() { printf -- '--set\ndata.train=%s/data/train.h5\n--set\ndata.val=%s/data/val.h5\n--set\ndata.tokenizer=%s/data/\n' "$QS" "$QS" "$QS"; }
 mapfile -t DATA_SETS < <(sets)
+TEACHER_SETS=() STUDENT_SETS=() vocab=4096 stage_steps=150
+if [ "${QS_TINY:-0}" = 1 ]; then
+  small=(--set model.seq_len=32 --set train.steps=40 --set train.eval_every=20
+         --set train.eval_tokens=4096 --set train.checkpoint_every=20 --set train.warmup=5)
+  TEACHER_SETS=("${small[@]}" --set model.n_layer=2 --set model.d_model=64 --set model.d_ff=128
+                --set train.precision=f32)
+  STUDENT_SETS=("${small[@]}" --set model.n_layer=1 --set model.d_model=32 --set model.d_ff=64)
+  vocab=512 stage_steps=20
+fi
 
 # train_stage NAME RUN_DIR NP THREADS CONFIG [--set ...]: runs (or resumes)
 # a training run unless RUN_DIR/final.h5 is already complete.
@@ -69,19 +79,19 @@ for stage in "${stages[@]}"; do
       say "prepare: reusing $QS/data"
     else
       say "prepare: /usr/share/games/fortunes -> $QS/data"
-      "$R" prepare --input /usr/share/games/fortunes --out "$QS/data" --vocab-size 4096
+      "$R" prepare --input /usr/share/games/fortunes --out "$QS/data" --vocab-size "$vocab"
     fi ;;
   teacher)
-    train_stage teacher "$QS/teacher" 1 "$cores" "$cfg/teacher.ini" ;;
+    train_stage teacher "$QS/teacher" 1 "$cores" "$cfg/teacher.ini" "${TEACHER_SETS[@]}" ;;
   distill)
-    train_stage distill "$QS/distill" 2 "$per_rank" "$cfg/distill.ini" \
+    train_stage distill "$QS/distill" 2 "$per_rank" "$cfg/distill.ini" "${STUDENT_SETS[@]}" \
       --set "distill.teacher=$QS/teacher/final.h5" ;;
   scratch)
-    train_stage scratch "$QS/scratch" 1 "$cores" "$cfg/student.ini" ;;
+    train_stage scratch "$QS/scratch" 1 "$cores" "$cfg/student.ini" "${STUDENT_SETS[@]}" ;;
   qat)
-    train_stage qat "$QS/qat" 2 "$per_rank" "$cfg/distill.ini" \
+    train_stage qat "$QS/qat" 2 "$per_rank" "$cfg/distill.ini" "${STUDENT_SETS[@]}" \
       --set "distill.teacher=$QS/teacher/final.h5" --set "train.init=$QS/distill/final.h5" \
-      --set qat.enabled=true --set train.steps=150 --set train.lr=3e-4 --set train.warmup=10 \
+      --set qat.enabled=true --set train.steps=$stage_steps --set train.lr=3e-4 --set train.warmup=10 \
       --set train.eval_every=50 ;;
   prune)
     if done_ok "$QS/pruned.h5"; then say "prune: reusing $QS/pruned.h5"; else
@@ -89,9 +99,9 @@ for stage in "${stages[@]}"; do
       "$R" prune --model "$QS/distill/final.h5" --method wanda --sparsity 0.5 \
         --calib "$QS/data/train.h5" --out "$QS/pruned.h5"
     fi
-    train_stage recover "$QS/recover" 2 "$per_rank" "$cfg/distill.ini" \
+    train_stage recover "$QS/recover" 2 "$per_rank" "$cfg/distill.ini" "${STUDENT_SETS[@]}" \
       --set "distill.teacher=$QS/teacher/final.h5" --set "train.init=$QS/pruned.h5" \
-      --set qat.enabled=true --set train.steps=150 --set train.lr=5e-4 --set train.warmup=10 \
+      --set qat.enabled=true --set train.steps=$stage_steps --set train.lr=5e-4 --set train.warmup=10 \
       --set train.eval_every=50 ;;
   export)
     mkdir -p "$QS/deploy"
