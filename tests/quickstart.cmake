@@ -1,0 +1,5 @@
+# The quickstart pipeline on tiny models (tests/quickstart_tiny.sh).
+add_test(NAME quickstart_tiny
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/quickstart_tiny.sh $<TARGET_FILE:retort>)
+set_tests_properties(quickstart_tiny PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=1" TIMEOUT 300
+                     PROCESSORS 2)
