@@ -34,7 +34,7 @@ struct student_kv {
     float *scores;   /* (threads, max_len) attention row scratch */
     uint16_t *ln_bf, *atty_bf, *gelu_bf; /* bf16 mode copies (max_len, C|C|F) */
     int int8;        /* made for an int8 model */
-    uint8_t *q8s;    /* int8: (max_len, max(C, F)) quantized activations */
+    uint8_t *q8s;    /* int8: (max_len, C + F) quantized activations */
     uint16_t *q8bf;  /* int8: (1, C) the head's input in bf16 */
     int n_threads;
     row_plan one;    /* n = 1 */
@@ -58,7 +58,7 @@ static rt_status row_plan_create(const student_model *m, int n, row_plan *p) {
     memset(p, 0, sizeof *p);
     p->n = n;
     if (m->q8) /* the f32 linear primitives are not needed */
-        return student_qlin_create(m, n, n == 1, &p->q8);
+        return student_qlin_create(m, n, n == 1 ? STUDENT_QLIN_HEAD : 0, &p->q8);
     student_mm_shape_2d(&s, n, C, 3 * C, 0, 0, dt, 1, 0);
     if ((st = student_mm_create(&p->qkv, m->eng, &s)) != RT_OK) goto cleanup;
     student_mm_shape_2d(&s, n, C, C, 0, 0, dt, 1, 1);
@@ -131,7 +131,7 @@ rt_status student_infer_create(const student_model *m, int max_len, student_kv *
         ok = ok && kv->ln && kv->gelu;
     }
     if (kv->int8) {
-        kv->q8s = malloc(n * (F > C ? F : C));
+        kv->q8s = malloc(n * (F + C));
         kv->q8bf = malloc(C * sizeof(uint16_t));
         ok = ok && kv->q8s && kv->q8bf;
     }
@@ -267,6 +267,11 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
         LIN(attproj, STUDENT_LIN_ATTPROJ, bf ? (const void *)kv->atty_bf : kv->atty, kv->x);
         student_layernorm_fwd(kv->ln, kv->ln_bf, NULL, NULL, kv->x, P + student_off(m, l, SP_LN2W),
                               P + student_off(m, l, SP_LN2B), n, C);
+        if (m->q8) { /* c_fc, GELU, re-quantization and c_proj in two primitives */
+            if ((st = student_qlin_mlp(m, pl->q8, l, kv->ln, kv->q8s, kv->x)) != RT_OK)
+                goto cleanup;
+            continue;
+        }
         LIN(fc, STUDENT_LIN_FC, bf ? (const void *)kv->ln_bf : kv->ln, kv->fch);
         student_gelu_fwd(kv->gelu, kv->gelu_bf, kv->fch, (size_t)n * F);
         LIN(fcproj, STUDENT_LIN_FCPROJ, bf ? (const void *)kv->gelu_bf : kv->gelu, kv->x);

@@ -15,7 +15,13 @@
  * output, gradients); weights from a bf16 copy of the f32 master block,
  * refreshed by AdamW in its own pass or before a forward after anyone took
  * the writable parameter pointer. LayerNorm, softmax, GELU, losses,
- * residuals, gradients and optimizer state stay f32. */
+ * residuals, gradients and optimizer state stay f32.
+ *
+ * int8 mode (an f32 inference model after student_int8_set, quant.c): the
+ * linear layers run int8, c_attn writing its output in bf16, so the
+ * attention batches reuse the bf16 mode's operand layout (qk_bf, pv_bf);
+ * c_fc's primitive applies GELU and c_proj's input quantizer itself; the
+ * LM head is bf16 on a packed copy of wte. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -68,7 +74,7 @@ static void plan_destroy(student_plan *p) {
                          &p->attproj_dx, &p->fc_dx,      &p->fcproj_dx, &p->head_dx,
                          &p->qkv_dw,     &p->attproj_dw, &p->fc_dw,     &p->fcproj_dw,
                          &p->head_dw,    &p->att_dp,     &p->att_dv,    &p->att_dq,
-                         &p->att_dk};
+                         &p->att_dk,     &p->qk_bf,      &p->pv_bf};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) student_mm_destroy(all[i]);
     student_qlin_destroy(p->q8);
     free(p);
@@ -133,10 +139,21 @@ cleanup:
 
 static rt_status get_plan(student_model *m, int B, student_plan **out) {
     if (!m->plans[B]) RT_TRY(plan_create(m, B, &m->plans[B]));
-    /* int8 layers come after creation (student_int8_set): plan them late */
-    if (m->q8 && !m->plans[B]->q8)
-        RT_TRY(student_qlin_create(m, (int64_t)B * m->cfg.seq_len, 1, &m->plans[B]->q8));
-    *out = m->plans[B];
+    student_plan *p = m->plans[B];
+    /* int8 layers come after creation (student_int8_set): plan them late,
+     * with the attention batches in bf16 on c_attn's bf16 output */
+    if (m->q8 && !p->q8) {
+        RT_TRY(student_qlin_create(m, (int64_t)B * m->cfg.seq_len,
+                                   STUDENT_QLIN_HEAD | STUDENT_QLIN_QKV_BF16, &p->q8));
+        if (!p->qk_bf.prim) {
+            student_mm_shape s;
+            attn_shape(&s, m, B, 0, dnnl_bf16);
+            RT_TRY(student_mm_create(&p->qk_bf, m->eng, &s));
+            attn_shape(&s, m, B, 1, dnnl_bf16);
+            RT_TRY(student_mm_create(&p->pv_bf, m->eng, &s));
+        }
+    }
+    *out = p;
     return RT_OK;
 }
 
@@ -365,13 +382,10 @@ static const void *lin_w(const student_model *m, int l, int k) {
 }
 
 /* One linear layer of the forward: y (+)= x W + b through the f32/bf16
- * primitive `mm`, or the int8 one of block l in int8 mode. QAT has
- * already fake-quantized x in place (student_qat_act). */
-static rt_status lin_fwd(student_model *m, student_plan *pl, student_mm *mm, int l, int k,
-                         const void *x, float *y) {
+ * primitive `mm`. QAT has already fake-quantized x in place
+ * (student_qat_act). */
+static rt_status lin_fwd(student_model *m, student_mm *mm, int l, int k, const void *x, float *y) {
     const float *b = m->params + m->offset[student_lin_tensor(l, k) + 1];
-    if (m->q8)
-        return student_qlin_run(m, pl->q8, l, k, (const float *)x, student_int8_scratch(m), y);
     return student_mm_run(mm, m->strm, x, lin_w(m, l, k), b, y);
 }
 
@@ -412,6 +426,8 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
     const size_t BTC = (size_t)m->max_B * T * C, BT = (size_t)m->max_B * T,
                  BTF = (size_t)m->max_B * T * F, lm = (size_t)m->lmul;
     const float scale = 1.0f / sqrtf((float)(C / H));
+    const int q8 = m->q8 != NULL; /* int8 linear layers, bf16 attention and head */
+    uint8_t *qs = student_int8_scratch(m);
 
     if (m->qat) student_qat_forward_begin(m);
     STUDENT_PROF(m, SPF_EMBED,
@@ -434,40 +450,56 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
                                            res_in, P + student_off(m, l, SP_LN1W),
                                            P + student_off(m, l, SP_LN1B), (int64_t)M, C));
         if (m->qat) student_qat_act(m, l, STUDENT_LIN_QKV, ln1, M * C);
-        STUDENT_PROF(m, SPF_MM,
-                     RT_TRY(lin_fwd(m, pl, &pl->qkv, l, STUDENT_LIN_QKV,
-                                    bf ? (const void *)ln1b : ln1, qkv)));
-        /* attention operands: f32 views of qkv, or its bf16 copy */
-        uint16_t *qkvb = bf ? ab->qkv + li * 3 * BTC : NULL, *attb = bf ? ab->att + li * BT * H * T : NULL;
+        /* attention operands: f32 views of qkv, or a bf16 copy: converted
+         * from qkv in bf16 mode, written by the int8 c_attn in int8 mode */
+        uint16_t *qkvb = bf ? ab->qkv + li * 3 * BTC : q8 ? student_int8_qkv_bf(m) : NULL;
+        uint16_t *attb = bf ? ab->att + li * BT * H * T : q8 ? student_int8_att_bf(m) : NULL;
+        if (q8)
+            STUDENT_PROF(m, SPF_MM,
+                         RT_TRY(student_qlin_run(m, pl->q8, l, STUDENT_LIN_QKV, ln1, qs, qkvb)));
+        else
+            STUDENT_PROF(m, SPF_MM,
+                         RT_TRY(lin_fwd(m, &pl->qkv, l, STUDENT_LIN_QKV,
+                                        bf ? (const void *)ln1b : ln1, qkv)));
         if (bf) STUDENT_PROF(m, SPF_BF16, student_to_bf16(qkvb, qkv, M * 3 * C));
-        const void *q_op = bf ? (const void *)qkvb : qkv;
-        const void *k_op = bf ? (const void *)(qkvb + C) : qkv + C;
-        const void *v_op = bf ? (const void *)(qkvb + 2 * C) : qkv + 2 * C;
-        STUDENT_PROF(m, SPF_ATT_MM, RT_TRY(student_mm_run(&pl->qk, m->strm, q_op, k_op, NULL, att)));
+        const void *q_op = qkvb ? (const void *)qkvb : qkv;
+        const void *k_op = qkvb ? (const void *)(qkvb + C) : qkv + C;
+        const void *v_op = qkvb ? (const void *)(qkvb + 2 * C) : qkv + 2 * C;
+        student_mm *qk = q8 ? &pl->qk_bf : &pl->qk, *pv = q8 ? &pl->pv_bf : &pl->pv;
+        STUDENT_PROF(m, SPF_ATT_MM, RT_TRY(student_mm_run(qk, m->strm, q_op, k_op, NULL, att)));
         STUDENT_PROF(m, SPF_SOFTMAX, student_attn_softmax(att, attb, (int64_t)B * H, T, T, 0, scale));
         STUDENT_PROF(m, SPF_ATT_MM,
-                     RT_TRY(student_mm_run(&pl->pv, m->strm, bf ? (const void *)attb : att, v_op,
+                     RT_TRY(student_mm_run(pv, m->strm, attb ? (const void *)attb : att, v_op,
                                            NULL, atty)));
         if (bf) STUDENT_PROF(m, SPF_BF16, student_to_bf16(attyb, atty, M * C));
         STUDENT_PROF(m, SPF_RESID, student_copy(res2, res_in, M * C));
         if (m->qat) student_qat_act(m, l, STUDENT_LIN_ATTPROJ, atty, M * C);
-        STUDENT_PROF(m, SPF_MM,
-                     RT_TRY(lin_fwd(m, pl, &pl->attproj, l, STUDENT_LIN_ATTPROJ,
-                                    bf ? (const void *)attyb : atty, res2)));
+        if (q8)
+            STUDENT_PROF(m, SPF_MM,
+                         RT_TRY(student_qlin_run(m, pl->q8, l, STUDENT_LIN_ATTPROJ, atty, qs, res2)));
+        else
+            STUDENT_PROF(m, SPF_MM,
+                         RT_TRY(lin_fwd(m, &pl->attproj, l, STUDENT_LIN_ATTPROJ,
+                                        bf ? (const void *)attyb : atty, res2)));
         /* MLP: res3 = res2 + gelu(ln_2(res2) Wfc + bfc) Wproj + bproj */
         STUDENT_PROF(m, SPF_LN,
                      student_layernorm_fwd(ln2, ln2b, a->ln2_mean + li * BT, a->ln2_rstd + li * BT,
                                            res2, P + student_off(m, l, SP_LN2W),
                                            P + student_off(m, l, SP_LN2B), (int64_t)M, C));
+        if (q8) { /* GELU and the re-quantization run inside c_fc's primitive */
+            STUDENT_PROF(m, SPF_RESID, student_copy(res3, res2, M * C));
+            STUDENT_PROF(m, SPF_MM, RT_TRY(student_qlin_mlp(m, pl->q8, l, ln2, qs, res3)));
+            continue;
+        }
         if (m->qat) student_qat_act(m, l, STUDENT_LIN_FC, ln2, M * C);
         STUDENT_PROF(m, SPF_MM,
-                     RT_TRY(lin_fwd(m, pl, &pl->fc, l, STUDENT_LIN_FC,
+                     RT_TRY(lin_fwd(m, &pl->fc, l, STUDENT_LIN_FC,
                                     bf ? (const void *)ln2b : ln2, fch)));
         STUDENT_PROF(m, SPF_GELU, student_gelu_fwd(gelu, gelub, fch, M * F));
         STUDENT_PROF(m, SPF_RESID, student_copy(res3, res2, M * C));
         if (m->qat) student_qat_act(m, l, STUDENT_LIN_FCPROJ, gelu, M * F);
         STUDENT_PROF(m, SPF_MM,
-                     RT_TRY(lin_fwd(m, pl, &pl->fcproj, l, STUDENT_LIN_FCPROJ,
+                     RT_TRY(lin_fwd(m, &pl->fcproj, l, STUDENT_LIN_FCPROJ,
                                     bf ? (const void *)gelub : gelu, res3)));
     }
     const int nt = m->n_tensors;

@@ -37,6 +37,12 @@ typedef struct {
     dnnl_memory_t mem; /* owns the packed weights */
 } qpack;
 
+/* Packed copies of one weight matrix, one per layout asked for. */
+typedef struct {
+    qpack p[MAX_PACKS];
+    int n;
+} qpacks;
+
 /* One linear layer of one block, quantized. */
 typedef struct {
     int64_t K, N;
@@ -45,27 +51,30 @@ typedef struct {
     float *bias;           /* (N) b / oscale - z * colsum */
     float inv_sa;          /* 1 / sa */
     float zp, lo, hi;      /* in the u8 domain */
-    qpack packs[MAX_PACKS];
-    int n_packs;
+    qpacks packs;
 } qlayer;
 
 struct student_int8 {
     int n;            /* 4 * n_layer */
     qlayer *lay;      /* (n) */
     uint16_t *wte_bf; /* (V, C) bf16 copy of the (dequantized) wte for the head */
-    uint8_t *scratch; /* (max_B*T*max(C,F)) quantized activations of a forward */
+    qpacks head_packs;    /* wte_bf as (C, V) in the layouts the head primitives want */
+    uint8_t *scratch; /* (max_B*T*(C+F)) quantized activations of a forward */
     uint16_t *scratch_bf; /* (max_B*T*C) the head's input in bf16 */
+    uint16_t *qkv_bf; /* (max_B*T*3C) attention operands of a forward */
+    uint16_t *att_bf; /* (max_B*H*T*T) softmax probabilities, the P V operand */
 };
 
 struct student_qlin {
     int64_t M;
     int n;
-    dnnl_primitive_t *prim; /* (n) */
+    int flags;              /* STUDENT_QLIN_* */
+    dnnl_primitive_t *prim; /* (n) c_fc's carry GELU and c_proj's input quantizer */
     dnnl_memory_t *bias;    /* (n) views of qlayer.bias */
     dnnl_memory_t *wei;     /* (n) borrowed from the layer's packs */
     dnnl_memory_t src[STUDENT_LIN_N], dst[STUDENT_LIN_N];
-    int with_head;
-    student_mm head;
+    dnnl_primitive_t head;  /* (M, C) bf16 x packed wte^T -> (M, V) f32 */
+    dnnl_memory_t head_src, head_wei, head_dst; /* head_wei borrowed from head_packs */
 };
 
 /* ---------------------------------------------------------- quantizers */
@@ -129,8 +138,13 @@ void student_quantize_rows(const float *w, int64_t R, int64_t C, int8_t *q, floa
 
 /* ------------------------------------------------------------ the state */
 
+static void free_packs(qpacks *p) {
+    for (int i = 0; i < p->n; i++) dnnl_memory_destroy(p->p[i].mem);
+    p->n = 0;
+}
+
 static void free_layer(qlayer *q) {
-    for (int i = 0; i < q->n_packs; i++) dnnl_memory_destroy(q->packs[i].mem);
+    free_packs(&q->packs);
     free(q->w8);
     free(q->oscale);
     free(q->bias);
@@ -148,9 +162,12 @@ void student_int8_free(student_model *m) {
             }
     for (int i = 0; s->lay && i < s->n; i++) free_layer(&s->lay[i]);
     free(s->lay);
+    free_packs(&s->head_packs);
     rt_free_aligned(s->wte_bf);
     rt_free_aligned(s->scratch);
     rt_free_aligned(s->scratch_bf);
+    rt_free_aligned(s->qkv_bf);
+    rt_free_aligned(s->att_bf);
     free(s);
     m->q8 = NULL;
 }
@@ -160,6 +177,8 @@ uint8_t *student_int8_scratch(const student_model *m) { return m->q8 ? m->q8->sc
 uint16_t *student_int8_scratch_bf(const student_model *m) {
     return m->q8 ? m->q8->scratch_bf : NULL;
 }
+uint16_t *student_int8_qkv_bf(const student_model *m) { return m->q8 ? m->q8->qkv_bf : NULL; }
+uint16_t *student_int8_att_bf(const student_model *m) { return m->q8 ? m->q8->att_bf : NULL; }
 
 rt_status student_int8_set(student_model *m, const int8_t *const *w8, const float *const *wscale,
                            const student_act_quant *aq) {
@@ -191,9 +210,12 @@ rt_status student_int8_set(student_model *m, const int8_t *const *w8, const floa
     s->n = n;
     s->lay = calloc((size_t)n, sizeof *s->lay);
     s->wte_bf = rt_alloc_aligned((size_t)c->vocab_size * C * sizeof(uint16_t));
-    s->scratch = rt_alloc_aligned(rows * (size_t)(F > C ? F : C));
+    s->scratch = rt_alloc_aligned(rows * (size_t)(F + C));
     s->scratch_bf = rt_alloc_aligned(rows * (size_t)C * sizeof(uint16_t));
-    if (!s->lay || !s->wte_bf || !s->scratch || !s->scratch_bf) goto nomem;
+    s->qkv_bf = rt_alloc_aligned(rows * 3 * (size_t)C * sizeof(uint16_t));
+    s->att_bf = rt_alloc_aligned(rows * (size_t)c->n_head * (size_t)c->seq_len * sizeof(uint16_t));
+    if (!s->lay || !s->wte_bf || !s->scratch || !s->scratch_bf || !s->qkv_bf || !s->att_bf)
+        goto nomem;
     for (int l = 0; l < L; l++)
         for (int k = 0; k < 4; k++) {
             qlayer *q = &s->lay[l * 4 + k];
@@ -237,34 +259,32 @@ nomem:
 
 /* ------------------------------------------------------------ primitives */
 
-/* The packed copy of layer q's weights in layout md, made on first use. */
-static rt_status get_pack(const student_model *m, qlayer *q, const dnnl_memory_desc_t *md,
-                          dnnl_memory_t *out) {
+/* The copy of the weights `data` (laid out as pmd) in layout md, packed
+ * on first use and kept in p. */
+static rt_status get_pack(const student_model *m, qpacks *p, const dnnl_memory_desc_t *pmd,
+                          void *data, const dnnl_memory_desc_t *md, dnnl_memory_t *out) {
     rt_status st = RT_OK;
     dnnl_memory_t plain = NULL, packed = NULL;
     dnnl_primitive_desc_t rpd = NULL;
     dnnl_primitive_t rp = NULL;
-    for (int i = 0; i < q->n_packs; i++)
-        if (dnnl_memory_desc_equal(&q->packs[i].md, md)) {
-            *out = q->packs[i].mem;
+    for (int i = 0; i < p->n; i++)
+        if (dnnl_memory_desc_equal(&p->p[i].md, md)) {
+            *out = p->p[i].mem;
             return RT_OK;
         }
-    if (q->n_packs == MAX_PACKS)
+    if (p->n == MAX_PACKS)
         return rt_fail(RT_ERR_INTERNAL, "student: more than %d int8 weight layouts asked for",
                        MAX_PACKS);
-    dnnl_memory_desc_t pmd;
-    const dnnl_dims_t d = {q->K, q->N};
-    STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&pmd, 2, d, dnnl_s8, dnnl_ab));
-    STUDENT_DNNL_CHECK(dnnl_memory_create(&plain, &pmd, m->eng, q->w8));
+    STUDENT_DNNL_CHECK(dnnl_memory_create(&plain, pmd, m->eng, data));
     STUDENT_DNNL_CHECK(dnnl_memory_create(&packed, md, m->eng, DNNL_MEMORY_ALLOCATE));
-    STUDENT_DNNL_CHECK(dnnl_reorder_primitive_desc_create(&rpd, &pmd, m->eng, md, m->eng, NULL));
+    STUDENT_DNNL_CHECK(dnnl_reorder_primitive_desc_create(&rpd, pmd, m->eng, md, m->eng, NULL));
     STUDENT_DNNL_CHECK(dnnl_primitive_create(&rp, rpd));
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, packed}};
     STUDENT_DNNL_CHECK(dnnl_primitive_execute(rp, m->strm, 2, args));
     STUDENT_DNNL_CHECK(dnnl_stream_wait(m->strm));
-    q->packs[q->n_packs].md = *md;
-    q->packs[q->n_packs].mem = packed;
-    q->n_packs++;
+    p->p[p->n].md = *md;
+    p->p[p->n].mem = packed;
+    p->n++;
     *out = packed;
     packed = NULL;
 cleanup:
@@ -285,15 +305,44 @@ void student_qlin_destroy(student_qlin *q) {
         if (q->src[k]) dnnl_memory_destroy(q->src[k]);
         if (q->dst[k]) dnnl_memory_destroy(q->dst[k]);
     }
-    student_mm_destroy(&q->head);
+    if (q->head) dnnl_primitive_destroy(q->head);
+    if (q->head_src) dnnl_memory_destroy(q->head_src);
+    if (q->head_dst) dnnl_memory_destroy(q->head_dst);
     free(q->prim);
     free(q->bias);
     free(q->wei);
     free(q);
 }
 
-rt_status student_qlin_create(const student_model *m, int64_t M, int with_head,
-                              student_qlin **out) {
+/* The bf16 LM head for M rows: weights in the layout oneDNN picks
+ * (format_tag_any), packed once from wte_bf, so that no run reorders
+ * them (a plain transposed wte costs the brgemm kernel a copy per run). */
+static rt_status head_create(const student_model *m, student_qlin *q) {
+    rt_status st = RT_OK;
+    struct student_int8 *s = m->q8;
+    dnnl_primitive_desc_t pd = NULL;
+    const int64_t M = q->M, C = m->cfg.d_model, V = m->cfg.vocab_size;
+    dnnl_memory_desc_t smd, wmd, dmd, pmd;
+    const dnnl_dims_t sd = {M, C}, wd = {C, V}, dd = {M, V};
+    STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&smd, 2, sd, dnnl_bf16, dnnl_ab));
+    STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, 2, wd, dnnl_bf16, dnnl_format_tag_any));
+    STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&pmd, 2, wd, dnnl_bf16, dnnl_ba));
+    STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&dmd, 2, dd, dnnl_f32, dnnl_ab));
+    dnnl_matmul_desc_t desc;
+    STUDENT_DNNL_CHECK(dnnl_matmul_desc_init(&desc, &smd, &wmd, NULL, &dmd));
+    STUDENT_DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, NULL, m->eng, NULL));
+    st = get_pack(m, &s->head_packs, &pmd, s->wte_bf,
+                  dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), &q->head_wei);
+    if (st != RT_OK) goto cleanup;
+    STUDENT_DNNL_CHECK(dnnl_primitive_create(&q->head, pd));
+    STUDENT_DNNL_CHECK(dnnl_memory_create(&q->head_src, &smd, m->eng, DNNL_MEMORY_NONE));
+    STUDENT_DNNL_CHECK(dnnl_memory_create(&q->head_dst, &dmd, m->eng, DNNL_MEMORY_NONE));
+cleanup:
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+rt_status student_qlin_create(const student_model *m, int64_t M, int flags, student_qlin **out) {
     rt_status st = RT_OK;
     struct student_int8 *s = m->q8;
     dnnl_primitive_attr_t attr = NULL;
@@ -303,7 +352,7 @@ rt_status student_qlin_create(const student_model *m, int64_t M, int with_head,
     RT_ASSERT(s != NULL);
     student_qlin *q = calloc(1, sizeof *q);
     if (!q) return rt_fail(RT_ERR_NOMEM, "student: out of memory for int8 primitives");
-    q->M = M, q->n = s->n, q->with_head = with_head;
+    q->M = M, q->n = s->n, q->flags = flags;
     q->prim = calloc((size_t)s->n, sizeof *q->prim);
     q->bias = calloc((size_t)s->n, sizeof *q->bias);
     q->wei = calloc((size_t)s->n, sizeof *q->wei);
@@ -314,13 +363,19 @@ rt_status student_qlin_create(const student_model *m, int64_t M, int with_head,
     for (int i = 0; i < s->n; i++) {
         qlayer *ql = &s->lay[i];
         const int k = i % 4, acc = k == STUDENT_LIN_ATTPROJ || k == STUDENT_LIN_FCPROJ;
-        dnnl_memory_desc_t smd, wmd, bmd, dmd;
+        /* c_fc ends in GELU and c_proj's input quantizer: u8 out */
+        const int fused = k == STUDENT_LIN_FC;
+        const dnnl_data_type_t ddt =
+            fused ? dnnl_u8
+                  : (k == STUDENT_LIN_QKV && (flags & STUDENT_QLIN_QKV_BF16) ? dnnl_bf16 : dnnl_f32);
+        dnnl_memory_desc_t smd, wmd, bmd, dmd, pmd;
         const dnnl_dims_t sd = {M, ql->K}, wd = {ql->K, ql->N}, bd = {1, ql->N},
                           dd = {M, ql->N};
         STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&smd, 2, sd, dnnl_u8, dnnl_ab));
         STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, 2, wd, dnnl_s8, dnnl_format_tag_any));
+        STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&pmd, 2, wd, dnnl_s8, dnnl_ab));
         STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&bmd, 2, bd, dnnl_f32, dnnl_ab));
-        STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&dmd, 2, dd, dnnl_f32, dnnl_ab));
+        STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&dmd, 2, dd, ddt, dnnl_ab));
         dnnl_matmul_desc_t desc;
         STUDENT_DNNL_CHECK(dnnl_matmul_desc_init(&desc, &smd, &wmd, &bmd, &dmd));
         STUDENT_DNNL_CHECK(dnnl_primitive_attr_create(&attr));
@@ -329,10 +384,24 @@ rt_status student_qlin_create(const student_model *m, int64_t M, int with_head,
             STUDENT_DNNL_CHECK(dnnl_post_ops_create(&po));
             STUDENT_DNNL_CHECK(dnnl_post_ops_append_sum(po, 1.0f));
             STUDENT_DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, po));
+        } else if (fused) {
+            /* q = clamp(x / sa + zp, lo, hi), rounded to nearest even by the
+             * conversion to u8: quantize_u8's integers, as round(v) + zp =
+             * round(v + zp) and rounding commutes with clamping to integer
+             * bounds (up to ties lost in v + zp, a few per million). */
+            const qlayer *nx = &s->lay[i + 1];
+            STUDENT_DNNL_CHECK(dnnl_post_ops_create(&po));
+            STUDENT_DNNL_CHECK(
+                dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_gelu_tanh, 0.0f, 0.0f));
+            STUDENT_DNNL_CHECK(
+                dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_linear, nx->inv_sa, nx->zp));
+            STUDENT_DNNL_CHECK(
+                dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_clip, nx->lo, nx->hi));
+            STUDENT_DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, po));
         }
         STUDENT_DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, m->eng, NULL));
-        st = get_pack(m, ql, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
-                      &q->wei[i]);
+        st = get_pack(m, &ql->packs, &pmd, ql->w8,
+                      dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), &q->wei[i]);
         if (st != RT_OK) goto cleanup;
         STUDENT_DNNL_CHECK(dnnl_primitive_create(&q->prim[i], pd));
         STUDENT_DNNL_CHECK(dnnl_memory_create(&q->bias[i], &bmd, m->eng, ql->bias));
@@ -347,11 +416,7 @@ rt_status student_qlin_create(const student_model *m, int64_t M, int with_head,
         dnnl_primitive_attr_destroy(attr);
         attr = NULL;
     }
-    if (with_head) {
-        student_mm_shape sh;
-        student_mm_shape_2d(&sh, M, m->cfg.d_model, m->cfg.vocab_size, 0, 1, dnnl_bf16, 0, 0);
-        if ((st = student_mm_create(&q->head, m->eng, &sh)) != RT_OK) goto cleanup;
-    }
+    if (flags & STUDENT_QLIN_HEAD) st = head_create(m, q);
 cleanup:
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (po) dnnl_post_ops_destroy(po);
@@ -383,13 +448,12 @@ static void quantize_u8(uint8_t *dst, const float *x, size_t n, const qlayer *q)
     }
 }
 
-rt_status student_qlin_run(const student_model *m, student_qlin *q, int l, int k, const float *x,
-                           uint8_t *scratch, float *dst) {
+/* Runs layer i (k = i % 4) on u8 input src into dst. */
+static rt_status qexec(const student_model *m, student_qlin *q, int i, const uint8_t *src,
+                       void *dst) {
     rt_status st = RT_OK;
-    const int i = l * 4 + k;
-    const qlayer *ql = &m->q8->lay[i];
-    quantize_u8(scratch, x, (size_t)(q->M * ql->K), ql);
-    STUDENT_DNNL_CHECK(dnnl_memory_set_data_handle(q->src[k], scratch));
+    const int k = i % 4;
+    STUDENT_DNNL_CHECK(dnnl_memory_set_data_handle(q->src[k], (void *)src));
     STUDENT_DNNL_CHECK(dnnl_memory_set_data_handle(q->dst[k], dst));
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, q->src[k]},
                                {DNNL_ARG_WEIGHTS, q->wei[i]},
@@ -400,9 +464,36 @@ cleanup:
     return st;
 }
 
+rt_status student_qlin_run(const student_model *m, student_qlin *q, int l, int k, const float *x,
+                           uint8_t *scratch, void *dst) {
+    const int i = l * 4 + k;
+    const qlayer *ql = &m->q8->lay[i];
+    RT_ASSERT(k == STUDENT_LIN_QKV || k == STUDENT_LIN_ATTPROJ);
+    quantize_u8(scratch, x, (size_t)(q->M * ql->K), ql);
+    return qexec(m, q, i, scratch, dst);
+}
+
+rt_status student_qlin_mlp(const student_model *m, student_qlin *q, int l, const float *x,
+                           uint8_t *scratch, float *dst) {
+    const int i = l * 4 + STUDENT_LIN_FC;
+    const qlayer *ql = &m->q8->lay[i];
+    uint8_t *h = scratch + (size_t)(q->M * ql->K);
+    quantize_u8(scratch, x, (size_t)(q->M * ql->K), ql);
+    RT_TRY(qexec(m, q, i, scratch, h));
+    return qexec(m, q, i + 1, h, dst);
+}
+
 rt_status student_qlin_head(const student_model *m, student_qlin *q, const float *x,
                             uint16_t *scratch_bf, float *logits) {
-    RT_ASSERT(q->with_head);
+    rt_status st = RT_OK;
+    RT_ASSERT(q->head != NULL);
     student_to_bf16(scratch_bf, x, (size_t)q->M * m->cfg.d_model);
-    return student_mm_run(&q->head, m->strm, scratch_bf, m->q8->wte_bf, NULL, logits);
+    STUDENT_DNNL_CHECK(dnnl_memory_set_data_handle(q->head_src, scratch_bf));
+    STUDENT_DNNL_CHECK(dnnl_memory_set_data_handle(q->head_dst, logits));
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, q->head_src},
+                               {DNNL_ARG_WEIGHTS, q->head_wei},
+                               {DNNL_ARG_DST, q->head_dst}};
+    STUDENT_DNNL_CHECK(dnnl_primitive_execute(q->head, m->strm, 3, args));
+cleanup:
+    return st;
 }

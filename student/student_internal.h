@@ -184,8 +184,10 @@ typedef struct {
     student_mm att_dv;   /* dV = P^T dO */
     student_mm att_dq;   /* dQ = dS K */
     student_mm att_dk;   /* dK = dS^T Q */
-    /* int8 mode: the linear layers and the bf16 head for M rows (quant.c) */
+    /* int8 mode: the linear layers and the bf16 head for M rows (quant.c),
+     * and the attention batches in bf16 (qk, pv are f32 in an f32 model) */
     struct student_qlin *q8;
+    student_mm qk_bf, pv_bf;
 } student_plan;
 
 /* Activations, one block; per-layer tensors hold L layers in training mode
@@ -295,23 +297,37 @@ static inline float student_qround(float v) {
 /* The int8 primitives of the 4 * n_layer linear layers for M rows, one per
  * layer because oneDNN 2.6 keeps int8 matmuls on its AMX/VNNI brgemm
  * kernels only with output scales fixed at creation (runtime scales fall
- * back to gemm:jit), plus the bf16 LM head when with_head. */
+ * back to gemm:jit), plus the bf16 LM head with STUDENT_QLIN_HEAD. c_fc's
+ * primitive ends in GELU and c_proj's input quantizer (u8 out), so the
+ * MLP runs as one call (student_qlin_mlp). */
+enum {
+    STUDENT_QLIN_HEAD = 1,     /* with the bf16 LM head */
+    STUDENT_QLIN_QKV_BF16 = 2, /* c_attn writes bf16 (the attention operands), not f32 */
+};
 typedef struct student_qlin student_qlin;
-rt_status student_qlin_create(const student_model *m, int64_t M, int with_head,
-                              student_qlin **out);
+rt_status student_qlin_create(const student_model *m, int64_t M, int flags, student_qlin **out);
 void student_qlin_destroy(student_qlin *q); /* NULL-safe */
-/* dst (+)= linear `k` (student_linear) of block l over the M rows of x
- * (f32, K = C or F columns), quantized into `scratch` (M*K bytes) first;
- * attn.c_proj and mlp.c_proj accumulate onto dst like their f32 twins. */
+/* dst (+)= linear `k` (STUDENT_LIN_QKV or _ATTPROJ) of block l over the M
+ * rows of x (f32, C columns), quantized into `scratch` (M*C bytes) first;
+ * attn.c_proj accumulates onto dst like its f32 twin. dst is f32, or bf16
+ * for c_attn under STUDENT_QLIN_QKV_BF16. */
 rt_status student_qlin_run(const student_model *m, student_qlin *q, int l, int k, const float *x,
+                           uint8_t *scratch, void *dst);
+/* dst += gelu(x Wfc + bfc) Wproj + bproj over the M rows of x (ln_2's
+ * output, f32): x quantized into scratch, the GELU output (quantized by
+ * c_fc's primitive) after it: M*(C+F) bytes. */
+rt_status student_qlin_mlp(const student_model *m, student_qlin *q, int l, const float *x,
                            uint8_t *scratch, float *dst);
 /* logits (M, V) = x (M, C) wte^T in bf16; x converted into scratch_bf. */
 rt_status student_qlin_head(const student_model *m, student_qlin *q, const float *x,
                             uint16_t *scratch_bf, float *logits);
-/* The model's own scratch for student_forward: (max_B*T*max(C,F)) bytes
- * and (max_B*T*C) bf16. */
+/* The model's own scratch for student_forward: (max_B*T*(C+F)) bytes,
+ * (max_B*T*C) bf16 for the head's input, and the bf16 attention operands:
+ * qkv (max_B*T*3C) and the probabilities (max_B*H*T*T). */
 uint8_t *student_int8_scratch(const student_model *m);
 uint16_t *student_int8_scratch_bf(const student_model *m);
+uint16_t *student_int8_qkv_bf(const student_model *m);
+uint16_t *student_int8_att_bf(const student_model *m);
 void student_int8_free(student_model *m);
 
 /* ------------------------------------------------------- QAT (qat.c) */

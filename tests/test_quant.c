@@ -439,9 +439,17 @@ static void int8_matches_qat(int asym) {
     double sl, dl = maxdiff(student_logits(q), student_logits(ref), BTV, &sl);
     printf("\n    %s: hidden max |diff| %.2e (max %.2f), logits (bf16 head) %.2e (max %.2f)",
            asym ? "asymmetric" : "symmetric", dh, sh, dl, sl);
-    /* int32 accumulation vs f32: a few ulps of the largest terms */
-    CU_ASSERT(dh <= 1e-4 * fmax(1.0, sh));
-    CU_ASSERT(dl <= 2e-2 * fmax(1.0, sl));
+    /* The int8 model runs attention in bf16 (Q, K, V and the probabilities
+     * rounded to 8 significant bits, 2^-9 relative each), which the next
+     * layer's int8 input quantizer turns into a quantum off for inputs
+     * near a rounding boundary. Measured: hidden 5.3e-3 (symmetric) and
+     * 3.9e-3 (asymmetric) of max 0.44 / 0.47; logits 7.1e-2 / 5.3e-2 of max
+     * 6.0 / 4.6. With attention in f32 the same model gave hidden 6e-8
+     * (int32 accumulation vs f32 sums: a few ulps) and logits 9e-3 (the bf16
+     * head), so everything above that is the bf16 attention. Bounds: about
+     * 4x the measured. */
+    CU_ASSERT(dh <= 2e-2 * fmax(1.0, sh));
+    CU_ASSERT(dl <= 5e-2 * fmax(1.0, sl));
 
     /* the KV-cache path: a prompt of 5, then single tokens */
     student_kv *kv = NULL;
@@ -455,7 +463,10 @@ static void int8_matches_qat(int asym) {
         dk = fmax(dk, maxdiff(lg, student_logits(q) + (size_t)t * V, (size_t)V, NULL));
     }
     printf(", KV path vs full forward %.2e", dk);
-    CU_ASSERT(dk <= 1e-3 * fmax(1.0, sl));
+    /* the KV path attends in f32, the full forward in bf16 (above): the
+     * two differ by the bf16 attention error, measured 3.7e-2 / 5.3e-2
+     * (was 5e-7 with both in f32) */
+    CU_ASSERT(dk <= 3e-2 * fmax(1.0, sl));
     free(lg);
     student_infer_destroy(kv);
     student_destroy(q);

@@ -266,6 +266,8 @@ static const cli_option infer_options[] = {
     {.name = "bf16", .type = CLI_BOOL,
      .help = "Run an f32 file's matmuls in bf16 (int8 files always run int8 + a bf16 head)."},
     {.name = "seed", .type = CLI_INT, .metavar = "S", .def = "1234", .help = "Seed of the tokens."},
+    {.name = "profile", .type = CLI_BOOL,
+     .help = "Also report the prompt forward's time per kernel class (ms per forward)."},
     {.name = "json", .type = CLI_BOOL, .help = "Print one JSON object instead of text."},
     {0},
 };
@@ -293,7 +295,8 @@ int trainer_bench_infer(int argc, char **argv) {
     float *lg = NULL;
     const char *path = cli_str(a, "model");
     const int B = (int)cli_int(a, "batch"), steps = (int)cli_int(a, "steps"),
-              warmup = (int)cli_int(a, "warmup"), json = cli_flag(a, "json");
+              warmup = (int)cli_int(a, "warmup"), json = cli_flag(a, "json"),
+              profile = cli_flag(a, "profile");
     uint64_t seed = (uint64_t)cli_int(a, "seed");
     if ((st = ckpt_load_model(path, B, cli_flag(a, "bf16") ? STUDENT_BF16 : STUDENT_F32, 0, &m,
                               NULL)) != RT_OK)
@@ -316,6 +319,7 @@ int trainer_bench_infer(int argc, char **argv) {
 
     double t_prompt = 0.0, t_kvprompt = 0.0, t_gen = 0.0;
     for (int s = 0; s < warmup + steps; s++) {
+        if (s == warmup) student_profile_reset(m, profile);
         const double t0 = now_s();
         if ((st = student_forward(m, tokens, B)) != RT_OK) goto cleanup;
         const double t1 = now_s();
@@ -345,7 +349,7 @@ int trainer_bench_infer(int argc, char **argv) {
                    "\"threads\": %d, \"steps\": %d, \"tokens_per_s\": %.1f, "
                    "\"prompt_tokens_per_s\": %.1f, \"prompt_ms\": %.3f, \"kv_prompt_tokens\": %d, "
                    "\"kv_prompt_tokens_per_s\": %.1f, \"gen_tokens\": %d, "
-                   "\"gen_tokens_per_s\": %.1f, \"gen_ms_per_token\": %.3f}\n",
+                   "\"gen_tokens_per_s\": %.1f, \"gen_ms_per_token\": %.3f",
                    path, prec, student_param_count(&c), bytes, c.n_layer, c.d_model, c.n_head,
                    c.d_ff, V, T, B, omp_get_max_threads(), steps, pp, pp,
                    1e3 * t_prompt / steps, prompt, kp, gen, gp, 1e3 * t_gen / steps / gen);
@@ -360,6 +364,20 @@ int trainer_bench_infer(int argc, char **argv) {
             printf("  generation         %10.0f tokens/s  (%.3f ms per token, %d tokens)\n", gp,
                    1e3 * t_gen / steps / gen, gen);
         }
+        if (profile) {
+            const char *names[32];
+            double sec[32];
+            const int np = student_profile_get(m, names, sec, 32);
+            if (json) printf(", \"kernel_ms\": {");
+            else printf("  prompt forward per kernel class:\n");
+            for (int i = 0, k = 0; i < np; i++) {
+                if (sec[i] == 0.0) continue; /* backward and optimizer classes */
+                if (json) printf("%s\"%s\": %.3f", k++ ? ", " : "", names[i], 1e3 * sec[i] / steps);
+                else printf("    %-24s %8.3f ms\n", names[i], 1e3 * sec[i] / steps);
+            }
+            if (json) printf("}");
+        }
+        if (json) printf("}\n");
     }
 cleanup:
     student_infer_destroy(kv);
