@@ -116,8 +116,8 @@ static const trainer_config_key keys[] = {
             "Weight of the feature-map loss (needs feature_map)."),
     K_STR("distill", "feature_map", distill.feature_map, "", check_feature_map,
           "Student:teacher hidden-state pairs for the feature loss, e.g. \"s1:t2,s3:t5\" "
-          "(s/t prefixes optional). Index i is the hidden state after block i, 0 = the "
-          "embeddings, as in Hugging Face output_hidden_states."),
+          "(s/t prefixes optional). Index i is the hidden state after block i, from 1 to "
+          "n_layer, as in Hugging Face output_hidden_states."),
     K_ENUM("distill", "feature_loss", distill.feature_loss, "mse", "mse|cosine",
            "Distance between projected student and teacher feature maps."),
     K_ENUM("distill", "divergence", distill.divergence, "kl", "kl|reverse_kl|jsd",
@@ -147,8 +147,8 @@ static const trainer_config_key keys[] = {
 
     K_ENUM("prune", "method", prune.method, "none",
            "none|magnitude|wanda|nm|heads|ffn",
-           "Pruning applied while training: none, magnitude, wanda, nm (the nm pattern), "
-           "heads or ffn (structured)."),
+           "Reserved: retort prunes after training (`retort prune`, then fine-tune with "
+           "train.init), so train refuses anything but none."),
     K_FLOAT("prune", "sparsity", prune.sparsity, "0.5", 0, false, 1, true,
             "Fraction of weights (or heads / MLP units) removed."),
     K_STR("prune", "nm", prune.nm, "2:4", check_nm,

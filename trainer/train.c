@@ -655,7 +655,7 @@ static rt_status student_setup(student_run *s, const char *resume_arg) {
     const trainer_config *c = &s->cfg;
     int64_t vocab = 0;
     RT_TRY(data_shard_load(c->data.train, &s->tokens, &s->n_tokens, &vocab));
-    if (c->train.eval_every > 0) {
+    {
         int64_t vv = 0;
         RT_TRY(data_shard_load(c->data.val, &s->val, &s->n_val, &vv));
         if (vv != vocab)
@@ -812,8 +812,9 @@ static rt_status student_train(student_run *s) {
         const double ce = sums[S_CE] / pos, kd = sums[S_KD] / pos, feat = sums[S_FEAT] / rs->R;
         const double loss =
             s->distill ? (1.0 - a) * ce + a * Tk * Tk * kd + c->distill.beta * feat : ce;
-        const int do_eval = s->val && c->train.eval_every > 0 &&
-                            (done % c->train.eval_every == 0 || done == steps);
+        /* eval_every = 0: only at the end */
+        const int do_eval =
+            done == steps || (c->train.eval_every > 0 && done % c->train.eval_every == 0);
         double val_loss = NAN;
         if (do_eval) RT_TRY(evaluate(s, &val_loss));
         if (done % c->train.log_every == 0 || done == steps || do_eval) {
@@ -903,6 +904,11 @@ int trainer_cmd_train(int argc, char **argv) {
     trainer_config cfg;
     rt_status st = trainer_config_load(cli_str(a, "config"), sets, n_sets, &cfg);
     const char *resume = cli_has(a, "resume") ? cli_str(a, "resume") : NULL;
+    if (st == RT_OK && cfg.prune.method != TRAINER_PRUNE_NONE)
+        st = rt_fail(RT_ERR_UNSUPPORTED,
+                     "prune.method: retort prunes after training, not during it: run `retort "
+                     "prune` on a checkpoint and fine-tune the result with train.init (its masks "
+                     "stay fixed)");
     if (st == RT_OK && cfg.distill.teachers > 0 && !cfg.distill.teacher[0])
         st = rt_fail(RT_ERR_ARGS, "distill.teachers = %d needs distill.teacher (a checkpoint)",
                      cfg.distill.teachers);
