@@ -4,8 +4,8 @@
  * head, (L, H, max_len, hs), so a new token costs one row through each
  * matmul plus attention over the cache instead of a forward over the whole
  * prefix. The n new rows go through the same oneDNN matmuls as training
- * (primitives for n = 1 are kept; a prompt builds its own, which oneDNN's
- * primitive cache makes cheap to repeat). Attention is a hand-written loop
+ * (primitives for n = 1 are kept, and those of the last prompt length, so
+ * that a repeated prompt length only executes primitives). Attention is a hand-written loop
  * over (head, query row): with one query row a GEMM has nothing to block.
  * Only the last row goes through the final LayerNorm and the LM head. */
 #include <math.h>
@@ -38,6 +38,7 @@ struct student_kv {
     uint16_t *q8bf;  /* int8: (1, C) the head's input in bf16 */
     int n_threads;
     row_plan one;    /* n = 1 */
+    row_plan many;   /* the last n > 1 (a prompt), kept for the next of that length */
     student_mm head; /* (1, C) x wte^T */
 };
 
@@ -48,6 +49,7 @@ static void row_plan_destroy(row_plan *p) {
     student_mm_destroy(&p->fcproj);
     student_qlin_destroy(p->q8);
     p->q8 = NULL;
+    p->n = 0;
 }
 
 static rt_status row_plan_create(const student_model *m, int n, row_plan *p) {
@@ -57,8 +59,11 @@ static rt_status row_plan_create(const student_model *m, int n, row_plan *p) {
     student_mm_shape s;
     memset(p, 0, sizeof *p);
     p->n = n;
-    if (m->q8) /* the f32 linear primitives are not needed */
-        return student_qlin_create(m, n, n == 1 ? STUDENT_QLIN_HEAD : 0, &p->q8);
+    if (m->q8) { /* the f32 linear primitives are not needed */
+        st = student_qlin_create(m, n, n == 1 ? STUDENT_QLIN_HEAD : 0, &p->q8);
+        if (st != RT_OK) p->n = 0;
+        return st;
+    }
     student_mm_shape_2d(&s, n, C, 3 * C, 0, 0, dt, 1, 0);
     if ((st = student_mm_create(&p->qkv, m->eng, &s)) != RT_OK) goto cleanup;
     student_mm_shape_2d(&s, n, C, C, 0, 0, dt, 1, 1);
@@ -75,6 +80,7 @@ cleanup:
 void student_infer_destroy(student_kv *kv) {
     if (!kv) return;
     row_plan_destroy(&kv->one);
+    row_plan_destroy(&kv->many);
     student_mm_destroy(&kv->head);
     free(kv->kc);
     free(kv->vc);
@@ -203,9 +209,7 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
     const student_config *c = &m->cfg;
     const int L = c->n_layer, C = c->d_model, F = c->d_ff, V = c->vocab_size, H = c->n_head;
     const int hs = C / H, bf = m->prec == STUDENT_BF16;
-    row_plan tmp;
     row_plan *pl = &kv->one;
-    memset(&tmp, 0, sizeof tmp);
     if (kv->prec != m->prec || kv->int8 != (m->q8 != NULL) || memcmp(&kv->cfg, c, sizeof *c) != 0)
         return rt_fail(RT_ERR_MISMATCH, "student_infer_step: the cache was created for a model "
                                         "of another shape, precision or int8 mode");
@@ -220,8 +224,13 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
                            "student_infer_step: token id %d is outside the vocabulary [0, %d)",
                            tokens[i], V);
     if (n > 1) {
-        if ((st = row_plan_create(m, n, &tmp)) != RT_OK) return st;
-        pl = &tmp;
+        /* a prompt: its primitives stay for the next prompt of this length
+         * (bench and eval repeat one), so the loop only executes */
+        if (kv->many.n != n) {
+            row_plan_destroy(&kv->many);
+            if ((st = row_plan_create(m, n, &kv->many)) != RT_OK) return st;
+        }
+        pl = &kv->many;
     }
     student_sync_bf16(m);
     const float *P = m->params;
@@ -293,6 +302,5 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
 #undef W
     kv->len += n;
 cleanup:
-    row_plan_destroy(&tmp);
     return st;
 }
