@@ -242,7 +242,7 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
     do {                                                                                     \
         const int ti_ = student_lin_tensor(l, (k));                                          \
         if (m->q8) {                                                                         \
-            st = student_qlin_run(m, pl->q8, l, (k), (const float *)(x), kv->q8s, (y));      \
+            st = student_qlin_run(m, pl->q8, l, (k), (const float *)(x), kv->q8s, NULL, (y));      \
         } else {                                                                             \
             const float *wq_ = m->qat ? student_qat_weight(m, l, (k)) : NULL;                \
             if (wq_) student_qat_act_apply(m, l, (k), (float *)(x), (size_t)n * (size_t)m->tensors[ti_].shape[0]); \
@@ -277,7 +277,7 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
         student_layernorm_fwd(kv->ln, kv->ln_bf, NULL, NULL, kv->x, P + student_off(m, l, SP_LN2W),
                               P + student_off(m, l, SP_LN2B), n, C);
         if (m->q8) { /* c_fc, GELU, re-quantization and c_proj in two primitives */
-            if ((st = student_qlin_mlp(m, pl->q8, l, kv->ln, kv->q8s, kv->x)) != RT_OK)
+            if ((st = student_qlin_mlp(m, pl->q8, l, kv->ln, kv->q8s, NULL, kv->x)) != RT_OK)
                 goto cleanup;
             continue;
         }

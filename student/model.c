@@ -144,7 +144,8 @@ static rt_status get_plan(student_model *m, int B, student_plan **out) {
      * with the attention batches in bf16 on c_attn's bf16 output */
     if (m->q8 && !p->q8) {
         RT_TRY(student_qlin_create(m, (int64_t)B * m->cfg.seq_len,
-                                   STUDENT_QLIN_HEAD | STUDENT_QLIN_QKV_BF16, &p->q8));
+                                   STUDENT_QLIN_HEAD | STUDENT_QLIN_QKV_BF16 | STUDENT_QLIN_RESID,
+                                   &p->q8));
         if (!p->qk_bf.prim) {
             student_mm_shape s;
             attn_shape(&s, m, B, 0, dnnl_bf16);
@@ -456,7 +457,7 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
         uint16_t *attb = bf ? ab->att + li * BT * H * T : q8 ? student_int8_att_bf(m) : NULL;
         if (q8)
             STUDENT_PROF(m, SPF_MM,
-                         RT_TRY(student_qlin_run(m, pl->q8, l, STUDENT_LIN_QKV, ln1, qs, qkvb)));
+                         RT_TRY(student_qlin_run(m, pl->q8, l, STUDENT_LIN_QKV, ln1, qs, NULL, qkvb)));
         else
             STUDENT_PROF(m, SPF_MM,
                          RT_TRY(lin_fwd(m, &pl->qkv, l, STUDENT_LIN_QKV,
@@ -472,23 +473,24 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
                      RT_TRY(student_mm_run(pv, m->strm, attb ? (const void *)attb : att, v_op,
                                            NULL, atty)));
         if (bf) STUDENT_PROF(m, SPF_BF16, student_to_bf16(attyb, atty, M * C));
-        STUDENT_PROF(m, SPF_RESID, student_copy(res2, res_in, M * C));
-        if (m->qat) student_qat_act(m, l, STUDENT_LIN_ATTPROJ, atty, M * C);
-        if (q8)
+        if (q8) { /* the residual is added in the matmul's epilogue: no copy */
             STUDENT_PROF(m, SPF_MM,
-                         RT_TRY(student_qlin_run(m, pl->q8, l, STUDENT_LIN_ATTPROJ, atty, qs, res2)));
-        else
+                         RT_TRY(student_qlin_run(m, pl->q8, l, STUDENT_LIN_ATTPROJ, atty, qs,
+                                                 res_in, res2)));
+        } else {
+            STUDENT_PROF(m, SPF_RESID, student_copy(res2, res_in, M * C));
+            if (m->qat) student_qat_act(m, l, STUDENT_LIN_ATTPROJ, atty, M * C);
             STUDENT_PROF(m, SPF_MM,
                          RT_TRY(lin_fwd(m, &pl->attproj, l, STUDENT_LIN_ATTPROJ,
                                         bf ? (const void *)attyb : atty, res2)));
+        }
         /* MLP: res3 = res2 + gelu(ln_2(res2) Wfc + bfc) Wproj + bproj */
         STUDENT_PROF(m, SPF_LN,
                      student_layernorm_fwd(ln2, ln2b, a->ln2_mean + li * BT, a->ln2_rstd + li * BT,
                                            res2, P + student_off(m, l, SP_LN2W),
                                            P + student_off(m, l, SP_LN2B), (int64_t)M, C));
         if (q8) { /* GELU and the re-quantization run inside c_fc's primitive */
-            STUDENT_PROF(m, SPF_RESID, student_copy(res3, res2, M * C));
-            STUDENT_PROF(m, SPF_MM, RT_TRY(student_qlin_mlp(m, pl->q8, l, ln2, qs, res3)));
+            STUDENT_PROF(m, SPF_MM, RT_TRY(student_qlin_mlp(m, pl->q8, l, ln2, qs, res2, res3)));
             continue;
         }
         if (m->qat) student_qat_act(m, l, STUDENT_LIN_FC, ln2, M * C);

@@ -73,6 +73,7 @@ struct student_qlin {
     dnnl_memory_t *bias;    /* (n) views of qlayer.bias */
     dnnl_memory_t *wei;     /* (n) borrowed from the layer's packs */
     dnnl_memory_t src[STUDENT_LIN_N], dst[STUDENT_LIN_N];
+    dnnl_memory_t res[STUDENT_LIN_N]; /* STUDENT_QLIN_RESID: the c_proj residual inputs */
     dnnl_primitive_t head;  /* (M, C) bf16 x packed wte^T -> (M, V) f32 */
     dnnl_memory_t head_src, head_wei, head_dst; /* head_wei borrowed from head_packs */
 };
@@ -304,6 +305,7 @@ void student_qlin_destroy(student_qlin *q) {
     for (int k = 0; k < STUDENT_LIN_N; k++) {
         if (q->src[k]) dnnl_memory_destroy(q->src[k]);
         if (q->dst[k]) dnnl_memory_destroy(q->dst[k]);
+        if (q->res[k]) dnnl_memory_destroy(q->res[k]);
     }
     if (q->head) dnnl_primitive_destroy(q->head);
     if (q->head_src) dnnl_memory_destroy(q->head_src);
@@ -381,8 +383,14 @@ rt_status student_qlin_create(const student_model *m, int64_t M, int flags, stud
         STUDENT_DNNL_CHECK(dnnl_primitive_attr_create(&attr));
         STUDENT_DNNL_CHECK(dnnl_primitive_attr_set_output_scales(attr, ql->N, 1 << 1, ql->oscale));
         if (acc) {
+            /* dst = residual + x W + b: onto dst itself (sum), or from a
+             * residual tensor read in the epilogue, which saves copying it
+             * into dst first */
             STUDENT_DNNL_CHECK(dnnl_post_ops_create(&po));
-            STUDENT_DNNL_CHECK(dnnl_post_ops_append_sum(po, 1.0f));
+            if (flags & STUDENT_QLIN_RESID)
+                STUDENT_DNNL_CHECK(dnnl_post_ops_append_binary(po, dnnl_binary_add, &dmd));
+            else
+                STUDENT_DNNL_CHECK(dnnl_post_ops_append_sum(po, 1.0f));
             STUDENT_DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, po));
         } else if (fused) {
             /* q = clamp(x / sa + zp, lo, hi), rounded to nearest even by the
@@ -408,6 +416,9 @@ rt_status student_qlin_create(const student_model *m, int64_t M, int flags, stud
         if (i < STUDENT_LIN_N) {
             STUDENT_DNNL_CHECK(dnnl_memory_create(&q->src[k], &smd, m->eng, DNNL_MEMORY_NONE));
             STUDENT_DNNL_CHECK(dnnl_memory_create(&q->dst[k], &dmd, m->eng, DNNL_MEMORY_NONE));
+            if (acc && (flags & STUDENT_QLIN_RESID))
+                STUDENT_DNNL_CHECK(
+                    dnnl_memory_create(&q->res[k], &dmd, m->eng, DNNL_MEMORY_NONE));
         }
         dnnl_primitive_desc_destroy(pd);
         pd = NULL;
@@ -434,7 +445,8 @@ static void quantize_u8(uint8_t *dst, const float *x, size_t n, const qlayer *q)
     const float inv = q->inv_sa, zp = q->zp, lo = q->lo, hi = q->hi;
     /* through int32: gcc vectorizes float -> int32 -> uint8, not a direct
      * float -> uint8 conversion (which runs scalar, slower than the matmul) */
-#pragma omp parallel for schedule(static)
+    /* a decode row is a few hundred bytes: waking threads costs more */
+#pragma omp parallel for schedule(static) if (n >= 65536)
     for (size_t c = 0; c < n; c += 4096) {
         const size_t e = c + 4096 < n ? c + 4096 : n;
 #pragma omp simd
@@ -448,39 +460,48 @@ static void quantize_u8(uint8_t *dst, const float *x, size_t n, const qlayer *q)
     }
 }
 
-/* Runs layer i (k = i % 4) on u8 input src into dst. */
+/* Runs layer i (k = i % 4) on u8 input src into dst (res: the residual
+ * tensor of a c_proj under STUDENT_QLIN_RESID). */
 static rt_status qexec(const student_model *m, student_qlin *q, int i, const uint8_t *src,
-                       void *dst) {
+                       const float *res, void *dst) {
     rt_status st = RT_OK;
     const int k = i % 4;
+    RT_ASSERT((res != NULL) == (q->res[k] != NULL));
     STUDENT_DNNL_CHECK(dnnl_memory_set_data_handle(q->src[k], (void *)src));
     STUDENT_DNNL_CHECK(dnnl_memory_set_data_handle(q->dst[k], dst));
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, q->src[k]},
+    dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, q->src[k]},
                                {DNNL_ARG_WEIGHTS, q->wei[i]},
                                {DNNL_ARG_BIAS, q->bias[i]},
-                               {DNNL_ARG_DST, q->dst[k]}};
-    STUDENT_DNNL_CHECK(dnnl_primitive_execute(q->prim[i], m->strm, 4, args));
+                               {DNNL_ARG_DST, q->dst[k]},
+                               {0, NULL}};
+    int nargs = 4;
+    if (res) {
+        STUDENT_DNNL_CHECK(dnnl_memory_set_data_handle(q->res[k], (void *)res));
+        args[nargs].arg = DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1;
+        args[nargs++].memory = q->res[k];
+    }
+    STUDENT_DNNL_CHECK(dnnl_primitive_execute(q->prim[i], m->strm, nargs, args));
 cleanup:
     return st;
 }
 
 rt_status student_qlin_run(const student_model *m, student_qlin *q, int l, int k, const float *x,
-                           uint8_t *scratch, void *dst) {
+                           uint8_t *scratch, const float *res, void *dst) {
     const int i = l * 4 + k;
     const qlayer *ql = &m->q8->lay[i];
     RT_ASSERT(k == STUDENT_LIN_QKV || k == STUDENT_LIN_ATTPROJ);
     quantize_u8(scratch, x, (size_t)(q->M * ql->K), ql);
-    return qexec(m, q, i, scratch, dst);
+    return qexec(m, q, i, scratch, res, dst);
 }
 
 rt_status student_qlin_mlp(const student_model *m, student_qlin *q, int l, const float *x,
-                           uint8_t *scratch, float *dst) {
+                           uint8_t *scratch, const float *res, float *dst) {
     const int i = l * 4 + STUDENT_LIN_FC;
     const qlayer *ql = &m->q8->lay[i];
     uint8_t *h = scratch + (size_t)(q->M * ql->K);
     quantize_u8(scratch, x, (size_t)(q->M * ql->K), ql);
-    RT_TRY(qexec(m, q, i, scratch, h));
-    return qexec(m, q, i + 1, h, dst);
+    RT_TRY(qexec(m, q, i, scratch, NULL, h));
+    return qexec(m, q, i + 1, h, res, dst);
 }
 
 rt_status student_qlin_head(const student_model *m, student_qlin *q, const float *x,

@@ -303,21 +303,24 @@ static inline float student_qround(float v) {
 enum {
     STUDENT_QLIN_HEAD = 1,     /* with the bf16 LM head */
     STUDENT_QLIN_QKV_BF16 = 2, /* c_attn writes bf16 (the attention operands), not f32 */
+    STUDENT_QLIN_RESID = 4,    /* the c_projs add a residual tensor, not dst's contents */
 };
 typedef struct student_qlin student_qlin;
 rt_status student_qlin_create(const student_model *m, int64_t M, int flags, student_qlin **out);
 void student_qlin_destroy(student_qlin *q); /* NULL-safe */
 /* dst (+)= linear `k` (STUDENT_LIN_QKV or _ATTPROJ) of block l over the M
- * rows of x (f32, C columns), quantized into `scratch` (M*C bytes) first;
- * attn.c_proj accumulates onto dst like its f32 twin. dst is f32, or bf16
- * for c_attn under STUDENT_QLIN_QKV_BF16. */
+ * rows of x (f32, C columns), quantized into `scratch` (M*C bytes) first.
+ * attn.c_proj adds the residual: dst = res + x W + b under
+ * STUDENT_QLIN_RESID (res != dst), else dst += x W + b (res NULL). dst is
+ * f32, or bf16 for c_attn under STUDENT_QLIN_QKV_BF16. */
 rt_status student_qlin_run(const student_model *m, student_qlin *q, int l, int k, const float *x,
-                           uint8_t *scratch, void *dst);
-/* dst += gelu(x Wfc + bfc) Wproj + bproj over the M rows of x (ln_2's
- * output, f32): x quantized into scratch, the GELU output (quantized by
- * c_fc's primitive) after it: M*(C+F) bytes. */
+                           uint8_t *scratch, const float *res, void *dst);
+/* The MLP after ln_2: dst = res + gelu(x Wfc + bfc) Wproj + bproj (res as
+ * for student_qlin_run) over the M rows of x (f32): x quantized into
+ * scratch, the GELU output (quantized by c_fc's primitive) after it:
+ * M*(C+F) bytes. */
 rt_status student_qlin_mlp(const student_model *m, student_qlin *q, int l, const float *x,
-                           uint8_t *scratch, float *dst);
+                           uint8_t *scratch, const float *res, float *dst);
 /* logits (M, V) = x (M, C) wte^T in bf16; x converted into scratch_bf. */
 rt_status student_qlin_head(const student_model *m, student_qlin *q, const float *x,
                             uint16_t *scratch_bf, float *logits);
