@@ -16,7 +16,8 @@
 #   prune     Wanda 50% on the distilled student, then QAT recovery distillation
 #   export    deploy files: f32 for every model, int8 for the QAT students
 #   report    quickstart/report/report.md + SVG plots, from real eval/bench runs
-# Environment: QS (output folder, default quickstart); QS_TINY=1 shrinks
+# Environment: QS (output folder, default quickstart); RETORT_BIN (the
+# binary, default build/trainer/retort); QS_TINY=1 shrinks
 # every model and run to seconds (what tests/quickstart_tiny.sh checks).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,7 +25,7 @@ cd "$root"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 QS=${QS:-quickstart}
-R=$root/build/trainer/retort
+R=${RETORT_BIN:-$root/build/trainer/retort}
 cfg=$root/launch/configs
 cores=$(nproc 2>/dev/null || echo 2)
 all=(setup prepare teacher distill scratch qat prune export report)

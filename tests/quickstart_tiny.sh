@@ -6,7 +6,7 @@
 set -euo pipefail
 RETORT=${1:?usage: $0 path/to/retort}
 root=$(cd "$(dirname "$0")/.." && pwd)
-export QS_TINY=1 QS
+export QS_TINY=1 QS RETORT_BIN=$RETORT
 QS=$(mktemp -d)
 trap 'rm -rf "$QS"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
