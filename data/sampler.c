@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "data.h"
+#include "rt_rand.h"
 
 struct data_sampler {
     char *name;       /* shard path, for messages */
@@ -20,13 +21,6 @@ struct data_sampler {
     int64_t *perm;      /* (W) permutation of epoch perm_epoch */
     int64_t perm_epoch; /* -1 until the first step */
 };
-
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
@@ -59,9 +53,9 @@ static uint64_t xoshiro_below(uint64_t s[4], uint64_t range) {
 /* perm = Fisher-Yates shuffle of 0..W-1 from the stream of (seed, epoch). */
 static void shuffle_epoch(data_sampler *s, int64_t epoch) {
     uint64_t x = s->seed;
-    uint64_t key = splitmix64(&x) ^ ((uint64_t)epoch * 0xD1B54A32D192ED03ULL);
+    uint64_t key = rt_splitmix64(&x) ^ ((uint64_t)epoch * 0xD1B54A32D192ED03ULL);
     uint64_t st[4];
-    for (int i = 0; i < 4; i++) st[i] = splitmix64(&key);
+    for (int i = 0; i < 4; i++) st[i] = rt_splitmix64(&key);
     for (int64_t i = 0; i < s->W; i++) s->perm[i] = i;
     for (int64_t i = s->W - 1; i > 0; i--) {
         int64_t j = (int64_t)xoshiro_below(st, (uint64_t)i + 1);

@@ -13,18 +13,10 @@
 #include <omp.h>
 
 #include "student_internal.h"
+#include "rt_rand.h"
 
 /* --------------------------------------------------------------- init */
 
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in (0, 1]: never 0, so log() is finite. */
-static double uniform01(uint64_t *s) { return ((double)(splitmix64(s) >> 11) + 1.0) * 0x1.0p-53; }
 
 enum { INIT_CHUNK = 4096 };
 
@@ -50,12 +42,12 @@ void student_init_weights(student_model *m, uint64_t seed) {
 #pragma omp parallel for schedule(static)
         for (int64_t ch = 0; ch < nchunk; ch++) {
             uint64_t s = seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(i + 1));
-            s = splitmix64(&s) ^ (uint64_t)ch * 0x9E3779B97F4A7C15ull;
+            s = rt_splitmix64(&s) ^ (uint64_t)ch * 0x9E3779B97F4A7C15ull;
             const size_t j0 = (size_t)ch * INIT_CHUNK;
             const size_t j1 = j0 + INIT_CHUNK < t.numel ? j0 + INIT_CHUNK : t.numel;
             for (size_t j = j0; j < j1; j += 2) {
                 /* Box-Muller: two normals per pair of uniforms */
-                double r = sqrt(-2.0 * log(uniform01(&s))), th = 2.0 * M_PI * uniform01(&s);
+                double r = sqrt(-2.0 * log(rt_uniform01(&s))), th = 2.0 * M_PI * rt_uniform01(&s);
                 w[j] = (float)(sd * r * cos(th));
                 if (j + 1 < j1) w[j + 1] = (float)(sd * r * sin(th));
             }

@@ -26,6 +26,7 @@
 
 #include "ckpt.h"
 #include "cli.h"
+#include "rt_rand.h"
 #include "rt_status.h"
 #include "student.h"
 
@@ -33,13 +34,6 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static uint64_t bench_rng(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
 }
 
 /* ------------------------------------------------------- bench student */
@@ -135,13 +129,13 @@ int trainer_bench_student(int argc, char **argv) {
         goto cleanup;
     }
     for (int i = 0; i < n; i++) {
-        tokens[i] = (int32_t)(bench_rng(&seed) % (uint64_t)V);
-        targets[i] = (int32_t)(bench_rng(&seed) % (uint64_t)V);
+        tokens[i] = (int32_t)(rt_splitmix64(&seed) % (uint64_t)V);
+        targets[i] = (int32_t)(rt_splitmix64(&seed) % (uint64_t)V);
     }
     /* teacher logits ~ N(0, 2^2): soft labels with a realistic spread */
     for (size_t i = 0; i < (size_t)n * V; i += 2) {
-        double u1 = ((double)(bench_rng(&seed) >> 11) + 1.0) * 0x1.0p-53;
-        double u2 = (double)(bench_rng(&seed) >> 11) * 0x1.0p-53;
+        double u1 = ((double)(rt_splitmix64(&seed) >> 11) + 1.0) * 0x1.0p-53;
+        double u2 = (double)(rt_splitmix64(&seed) >> 11) * 0x1.0p-53;
         double r = 2.0 * sqrt(-2.0 * log(u1));
         tlogits[i] = (float)(r * cos(2.0 * M_PI * u2));
         if (i + 1 < (size_t)n * V) tlogits[i + 1] = (float)(r * sin(2.0 * M_PI * u2));
@@ -314,7 +308,7 @@ int trainer_bench_infer(int argc, char **argv) {
         st = rt_fail(RT_ERR_NOMEM, "bench infer: out of memory");
         goto cleanup;
     }
-    for (int i = 0; i < B * T; i++) tokens[i] = (int32_t)(bench_rng(&seed) % (uint64_t)V);
+    for (int i = 0; i < B * T; i++) tokens[i] = (int32_t)(rt_splitmix64(&seed) % (uint64_t)V);
     if ((st = student_infer_create(m, prompt + gen, &kv)) != RT_OK) goto cleanup;
 
     double t_prompt = 0.0, t_kvprompt = 0.0, t_gen = 0.0;

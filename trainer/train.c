@@ -36,6 +36,7 @@
 #include "config.h"
 #include "data.h"
 #include "metrics.h"
+#include "rt_rand.h"
 #include "student.h"
 #include "teacher.h"
 
@@ -258,13 +259,6 @@ static void feature_proj_free(feature_proj *f) {
     memset(f, 0, sizeof *f);
 }
 
-static uint64_t proj_rng(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static rt_status feature_proj_init(feature_proj *f, int n_pairs, int Cs, int Ct, int64_t n_pos,
                                    uint64_t seed) {
     memset(f, 0, sizeof *f);
@@ -284,8 +278,7 @@ static rt_status feature_proj_init(feature_proj *f, int n_pairs, int Cs, int Ct,
     uint64_t s = seed ^ 0xF0A7u;
     const double sd = 1.0 / sqrt((double)Cs);
     for (size_t i = 0; i < f->n; i++) {
-        double u1 = ((double)(proj_rng(&s) >> 11) + 1.0) * 0x1.0p-53;
-        double u2 = (double)(proj_rng(&s) >> 11) * 0x1.0p-53;
+        double u1 = rt_uniform01(&s), u2 = rt_uniform01(&s);
         f->w[i] = (float)(sd * sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
     }
     return RT_OK;
