@@ -37,6 +37,7 @@ static void attn_shape(student_mm_shape *s, const student_model *m, int B, int w
      * score planes, and those transposed */
     const int64_t qkv_s[4] = {T * 3 * C, hs, 3 * C, 1}, qkv_ts[4] = {T * 3 * C, hs, 1, 3 * C};
     const int64_t y_s[4] = {T * C, hs, C, 1};
+    const int64_t hd_s[4] = {H * T * hs, T * hs, hs, 1}, hd_ts[4] = {H * T * hs, T * hs, 1, hs};
     const int64_t p_s[4] = {H * T * T, T * T, T, 1}, p_ts[4] = {H * T * T, T * T, 1, T};
     const int64_t bht_hs[4] = {B, H, T, hs}, bh_hs_t[4] = {B, H, hs, T}, bhtt[4] = {B, H, T, T};
     const int64_t *d[3] = {0}, *st[3] = {0};
@@ -56,8 +57,14 @@ static void attn_shape(student_mm_shape *s, const student_model *m, int B, int w
     case 4: /* dQ = dS K */
         d[0] = bhtt, st[0] = p_s, d[1] = bht_hs, st[1] = qkv_s, d[2] = bht_hs, st[2] = qkv_s;
         break;
-    default: /* dK = dS^T Q */
+    case 5: /* dK = dS^T Q */
         d[0] = bhtt, st[0] = p_ts, d[1] = bht_hs, st[1] = qkv_s, d[2] = bht_hs, st[2] = qkv_s;
+        break;
+    case 6: /* int8 mode: S = Q K^T on dense (B,H,T,hs) planes (student_int8_split_heads) */
+        d[0] = bht_hs, st[0] = hd_s, d[1] = bh_hs_t, st[1] = hd_ts, d[2] = bhtt, st[2] = p_s;
+        break;
+    default: /* int8 mode: Y = P V, V dense, Y in the (B,T,C) layout */
+        d[0] = bhtt, st[0] = p_s, d[1] = bht_hs, st[1] = hd_s, d[2] = bht_hs, st[2] = y_s;
         break;
     }
     memset(s, 0, sizeof *s);
@@ -148,9 +155,9 @@ static rt_status get_plan(student_model *m, int B, student_plan **out) {
                                    &p->q8));
         if (!p->qk_bf.prim) {
             student_mm_shape s;
-            attn_shape(&s, m, B, 0, dnnl_bf16);
+            attn_shape(&s, m, B, 6, dnnl_bf16);
             RT_TRY(student_mm_create(&p->qk_bf, m->eng, &s));
-            attn_shape(&s, m, B, 1, dnnl_bf16);
+            attn_shape(&s, m, B, 7, dnnl_bf16);
             RT_TRY(student_mm_create(&p->pv_bf, m->eng, &s));
         }
     }
@@ -466,6 +473,11 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
         const void *q_op = qkvb ? (const void *)qkvb : qkv;
         const void *k_op = qkvb ? (const void *)(qkvb + C) : qkv + C;
         const void *v_op = qkvb ? (const void *)(qkvb + 2 * C) : qkv + 2 * C;
+        if (q8) { /* dense per-head planes for the attention batches (qk_bf, pv_bf) */
+            uint16_t *hd = student_int8_heads_bf(m);
+            STUDENT_PROF(m, SPF_BF16, student_int8_split_heads(hd, qkvb, B, T, H, C / H));
+            q_op = hd, k_op = hd + M * C, v_op = hd + 2 * M * C;
+        }
         student_mm *qk = q8 ? &pl->qk_bf : &pl->qk, *pv = q8 ? &pl->pv_bf : &pl->pv;
         STUDENT_PROF(m, SPF_ATT_MM, RT_TRY(student_mm_run(qk, m->strm, q_op, k_op, NULL, att)));
         STUDENT_PROF(m, SPF_SOFTMAX, student_attn_softmax(att, attb, (int64_t)B * H, T, T, 0, scale));

@@ -61,7 +61,8 @@ struct student_int8 {
     qpacks head_packs;    /* wte_bf as (C, V) in the layouts the head primitives want */
     uint8_t *scratch; /* (max_B*T*(C+F)) quantized activations of a forward */
     uint16_t *scratch_bf; /* (max_B*T*C) the head's input in bf16 */
-    uint16_t *qkv_bf; /* (max_B*T*3C) attention operands of a forward */
+    uint16_t *qkv_bf; /* (max_B*T*3C) c_attn's output of a forward */
+    uint16_t *heads_bf; /* (3, max_B, H, T, hs) the same per head: the attention operands */
     uint16_t *att_bf; /* (max_B*H*T*T) softmax probabilities, the P V operand */
 };
 
@@ -170,6 +171,7 @@ void student_int8_free(student_model *m) {
     rt_free_aligned(s->scratch);
     rt_free_aligned(s->scratch_bf);
     rt_free_aligned(s->qkv_bf);
+    rt_free_aligned(s->heads_bf);
     rt_free_aligned(s->att_bf);
     free(s);
     m->q8 = NULL;
@@ -181,6 +183,20 @@ uint16_t *student_int8_scratch_bf(const student_model *m) {
     return m->q8 ? m->q8->scratch_bf : NULL;
 }
 uint16_t *student_int8_qkv_bf(const student_model *m) { return m->q8 ? m->q8->qkv_bf : NULL; }
+uint16_t *student_int8_heads_bf(const student_model *m) { return m->q8 ? m->q8->heads_bf : NULL; }
+
+void student_int8_split_heads(uint16_t *heads, const uint16_t *qkv, int B, int T, int H, int hs) {
+    const int64_t C = (int64_t)H * hs;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            const uint16_t *src = qkv + ((int64_t)b * T + t) * 3 * C;
+            for (int w = 0; w < 3; w++)
+                for (int h = 0; h < H; h++)
+                    memcpy(heads + (((int64_t)w * B + b) * H + h) * T * hs + (int64_t)t * hs,
+                           src + w * C + (int64_t)h * hs, (size_t)hs * sizeof(uint16_t));
+        }
+}
 uint16_t *student_int8_att_bf(const student_model *m) { return m->q8 ? m->q8->att_bf : NULL; }
 
 rt_status student_int8_set(student_model *m, const int8_t *const *w8, const float *const *wscale,
@@ -216,8 +232,10 @@ rt_status student_int8_set(student_model *m, const int8_t *const *w8, const floa
     s->scratch = rt_alloc_aligned(rows * (size_t)(F + C));
     s->scratch_bf = rt_alloc_aligned(rows * (size_t)C * sizeof(uint16_t));
     s->qkv_bf = rt_alloc_aligned(rows * 3 * (size_t)C * sizeof(uint16_t));
+    s->heads_bf = rt_alloc_aligned(rows * 3 * (size_t)C * sizeof(uint16_t));
     s->att_bf = rt_alloc_aligned(rows * (size_t)c->n_head * (size_t)c->seq_len * sizeof(uint16_t));
-    if (!s->lay || !s->wte_bf || !s->scratch || !s->scratch_bf || !s->qkv_bf || !s->att_bf)
+    if (!s->lay || !s->wte_bf || !s->scratch || !s->scratch_bf || !s->qkv_bf || !s->heads_bf ||
+        !s->att_bf)
         goto nomem;
     for (int l = 0; l < L; l++)
         for (int k = 0; k < 4; k++) {

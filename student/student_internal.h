@@ -330,6 +330,13 @@ rt_status student_qlin_head(const student_model *m, student_qlin *q, const float
 uint8_t *student_int8_scratch(const student_model *m);
 uint16_t *student_int8_scratch_bf(const student_model *m);
 uint16_t *student_int8_qkv_bf(const student_model *m);
+/* (3, max_B, H, T, hs) bf16: Q, K and V of each (b, h) as dense (T, hs)
+ * planes. oneDNN 2.6 runs the attention batches on AMX brgemm only for
+ * dense planes; head slices of the fused (B, T, 3C) buffer drop to
+ * gemm:jit, 2-3x slower (standalone loop, B=4 H=4 T=128 hs=64). */
+uint16_t *student_int8_heads_bf(const student_model *m);
+/* qkv (B, T, 3, H, hs) -> heads (3, B, H, T, hs), bf16. */
+void student_int8_split_heads(uint16_t *heads, const uint16_t *qkv, int B, int T, int H, int hs);
 uint16_t *student_int8_att_bf(const student_model *m);
 void student_int8_free(student_model *m);
 
