@@ -2,7 +2,10 @@
 # f32 vs int8 inference of the same model, side by side: runs `retort bench
 # infer --json` on the two deploy files alternately (ROUNDS times each, so
 # load from other processes hits both alike) and prints every JSON line,
-# then the median tokens/s ratios and the file-size ratio.
+# then the median tokens/s ratios (prompt processing = the headline
+# tokens_per_s, the KV-cache prompt, generation) and the file-size ratio.
+# On a loaded machine run 2+ threads with OMP_WAIT_POLICY=PASSIVE: spinning
+# threads that lose their core to another process stall every barrier.
 #   bash tests/bench/bench_infer.sh RETORT F32_FILE INT8_FILE [ROUNDS] [extra bench args]
 set -euo pipefail
 R=$1 f32=$2 int8=$3 rounds=${4:-3}
@@ -16,9 +19,12 @@ python3 - "$out" <<'PY'
 import json, sys, statistics as st
 rows = [json.loads(l) for l in open(sys.argv[1])]
 med = lambda p, k: st.median(r[k] for r in rows if r["precision"] == p)
-f = {k: med("f32", k) for k in ("tokens_per_s", "gen_tokens_per_s", "file_bytes")}
-q = {k: med("int8", k) for k in ("tokens_per_s", "gen_tokens_per_s", "file_bytes")}
-print(json.dumps({"prompt_speedup": q["tokens_per_s"] / f["tokens_per_s"],
+keys = ("tokens_per_s", "kv_prompt_tokens_per_s", "gen_tokens_per_s", "file_bytes")
+f = {k: med("f32", k) for k in keys}
+q = {k: med("int8", k) for k in keys}
+print(json.dumps({"threads": rows[0]["threads"], "rounds": len(rows) // 2,
+                  "prompt_speedup": q["tokens_per_s"] / f["tokens_per_s"],
+                  "kv_prompt_speedup": q["kv_prompt_tokens_per_s"] / f["kv_prompt_tokens_per_s"],
                   "gen_speedup": q["gen_tokens_per_s"] / f["gen_tokens_per_s"],
                   "size_ratio": q["file_bytes"] / f["file_bytes"],
                   "f32_tokens_per_s": f["tokens_per_s"], "int8_tokens_per_s": q["tokens_per_s"]}))
