@@ -118,6 +118,12 @@ for stage in "${stages[@]}"; do
       "$R" export --model "$QS/distill/final.h5" --format deploy --int8 \
         --calib "$QS/data/train.h5" --out "$QS/deploy/distill.ptq.int8.h5" ;;
   report)
+    newer=1
+    for f in "$QS"/deploy/*.h5; do [ "$QS/report/report.md" -nt "$f" ] || newer=0; done
+    if [ -f "$QS/report/report.md" ] && [ $newer = 1 ]; then
+      say "report: reusing $QS/report/report.md (newer than every deploy file)"
+      continue
+    fi
     say "report: $QS/report"
     OMP_NUM_THREADS=$cores "$R" report --out "$QS/report" --data "$QS/data/val.h5" \
       --teacher "$QS/teacher/final.h5" \
