@@ -908,14 +908,3 @@ const cli_spec *trainer_spec_find(const char *name) {
         if (strcmp(all[i]->name, name) == 0) return all[i];
     return NULL;
 }
-
-int trainer_cmd_not_implemented(int argc, char **argv) {
-    const cli_spec *spec = trainer_spec_find(argv[0]);
-    if (spec) {
-        cli_args *a = NULL;
-        int rc = cli_parse(spec, argc, argv, &a);
-        if (rc >= 0) return rc;
-        cli_args_free(a);
-    }
-    return rt_report(rt_fail(RT_ERR_UNSUPPORTED, "%s is not implemented in this build", argv[0]));
-}

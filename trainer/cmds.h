@@ -36,11 +36,6 @@ int trainer_cmd_report(int argc, char **argv);   /* report.c */
 int trainer_cmd_prune(int argc, char **argv);    /* cmd_prune.c */
 int trainer_cmd_export(int argc, char **argv);   /* cmd_export.c */
 
-/* Stands in for a command whose implementation has not landed: checks the
- * arguments against the command's option table (so --help, unknown flags
- * and missing required flags behave as they will), then reports
- * "retort: <cmd> is not implemented in this build" and returns 1. */
-int trainer_cmd_not_implemented(int argc, char **argv);
 
 /* Option tables, one per command (bench parses its own subcommands). */
 extern const cli_spec trainer_spec_prepare;

@@ -9,17 +9,9 @@
 #include <mpi.h>
 #include <zstd.h>
 
+#include "bench.h"
 #include "cmds.h"
 #include "rt_status.h"
-
-/* bench.c lands separately; until its header exists the table points bench
- * at the not-implemented stand-in so the program still links. */
-#if __has_include("bench.h")
-#include "bench.h"
-#define RT_BENCH_RUN trainer_cmd_bench
-#else
-#define RT_BENCH_RUN trainer_cmd_not_implemented
-#endif
 
 #ifndef RETORT_VERSION
 #define RETORT_VERSION "0.1.0" /* keep equal to project(VERSION) in CMakeLists.txt */
@@ -34,7 +26,7 @@ static const trainer_command commands[] = {
     {"prune", "prune a checkpoint (magnitude, wanda, N:M, heads, ffn)", trainer_cmd_prune},
     {"export", "write a deploy file (optionally int8) from a checkpoint", trainer_cmd_export},
     {"info", "describe a checkpoint: kind, step, shape, config", trainer_cmd_info},
-    {"bench", "measure training and inference speed (bench student|infer)", RT_BENCH_RUN},
+    {"bench", "measure training and inference speed (bench student|infer)", trainer_cmd_bench},
     {"report", "evaluate models side by side: report.md, SVG plots, JSON", trainer_cmd_report},
 };
 enum { N_COMMANDS = (int)(sizeof commands / sizeof commands[0]) };
