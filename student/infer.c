@@ -233,11 +233,6 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
         pl = &kv->many;
     }
     student_sync_bf16(m);
-    /* An int8 decode step is ~50 small kernels of a few microseconds each
-     * (one row through int8 matmuls): a second thread adds a barrier to
-     * each and no throughput, so the step runs on the calling thread. */
-    const int threads = omp_get_max_threads(), serial = m->q8 && n == 1 && threads > 1;
-    if (serial) omp_set_num_threads(1);
     const float *P = m->params;
     const void *Wb = bf ? (const void *)m->params_bf : (const void *)m->params;
 #define W(off) (bf ? (const void *)((const uint16_t *)Wb + (off)) : (const void *)(P + (off)))
@@ -307,6 +302,5 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
 #undef W
     kv->len += n;
 cleanup:
-    if (serial) omp_set_num_threads(threads);
     return st;
 }
