@@ -4,8 +4,11 @@
 # load from other processes hits both alike) and prints every JSON line,
 # then the median tokens/s ratios (prompt processing = the headline
 # tokens_per_s, the KV-cache prompt, generation) and the file-size ratio.
-# On a loaded machine run 2+ threads with OMP_WAIT_POLICY=PASSIVE: spinning
-# threads that lose their core to another process stall every barrier.
+# Threads: OMP_NUM_THREADS. With 2+ threads on a machine where another
+# process holds a core, spinning threads stall every barrier (both files
+# crawl, the ratio means nothing); OMP_WAIT_POLICY=PASSIVE avoids that but
+# makes every small kernel wait for a wake-up (decoding suffers most), so
+# quote ratios from a quiet machine and the default policy.
 #   bash tests/bench/bench_infer.sh RETORT F32_FILE INT8_FILE [ROUNDS] [extra bench args]
 set -euo pipefail
 R=$1 f32=$2 int8=$3 rounds=${4:-3}
