@@ -60,4 +60,8 @@ rt_status ckpt_fs_commit(const char *tmp, const char *path);
 /* Writes a small text file atomically and durably (tmp + commit). */
 rt_status ckpt_fs_write_text(const char *path, const char *text);
 
+/* Whether /config carries d_head: only when it is set and differs from
+ * d_model / n_head (a model whose heads were removed). */
+int ckpt_config_has_d_head(const student_config *c);
+
 #endif

@@ -19,6 +19,10 @@
 #error "checkpoints/ assumes a little-endian host (checksums cover the file's little-endian bytes)"
 #endif
 
+int ckpt_config_has_d_head(const student_config *c) {
+    return c->d_head > 0 && (c->d_model % c->n_head != 0 || c->d_head != c->d_model / c->n_head);
+}
+
 size_t ckpt_dtype_size(ckpt_dtype t) {
     switch (t) {
     case CKPT_F32: return 4;

@@ -75,6 +75,7 @@ static rt_status emit_json(FILE *out, ckpt_reader *r, const student_config *c, s
     json_object_set_new(cfg, "n_head", json_integer(c->n_head));
     json_object_set_new(cfg, "d_model", json_integer(c->d_model));
     json_object_set_new(cfg, "d_ff", json_integer(c->d_ff));
+    json_object_set_new(cfg, "d_head", json_integer(student_head_dim(c)));
     json_object_set_new(cfg, "vocab_size", json_integer(c->vocab_size));
     json_object_set_new(cfg, "seq_len", json_integer(c->seq_len));
     json_object_set_new(o, "model", cfg);
@@ -162,6 +163,9 @@ rt_status ckpt_info(const char *path, int json, FILE *out) {
     fprintf(out, "tokens seen  %lld\n", (long long)ckpt_reader_tokens_seen(r));
     fprintf(out, "model        n_layer=%d n_head=%d d_model=%d d_ff=%d vocab_size=%d seq_len=%d\n",
             c->n_layer, c->n_head, c->d_model, c->d_ff, c->vocab_size, c->seq_len);
+    if (ckpt_config_has_d_head(c)) /* heads removed: attention narrower than d_model */
+        fprintf(out, "attention    d_head=%d width=%d (n_head*d_head; d_model=%d)\n",
+                student_head_dim(c), student_attn_width(c), c->d_model);
     fprintf(out, "parameters   %zu (%.2fM)\n", params, (double)params / 1e6);
     human_bytes(hb, sizeof hb, (unsigned long long)(file_bytes < 0 ? 0 : file_bytes));
     fprintf(out, "file size    %s (%lld bytes)\n", hb, file_bytes);

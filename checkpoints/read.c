@@ -193,6 +193,25 @@ static rt_status read_config(ckpt_reader *r) {
         }
         *f[i].dst = (int)v;
     }
+    /* d_head is optional: absent = d_model / n_head (written only by heads
+     * pruning, when the attention width no longer equals d_model) */
+    r->cfg.d_head = 0;
+    htri_t has = H5Aexists(g, "d_head");
+    if (has < 0) {
+        st = rt_fail(RT_ERR_FORMAT, "%s: cannot query /config d_head", path);
+        goto cleanup;
+    }
+    if (has > 0) {
+        int64_t v;
+        if ((st = read_int_attr(path, g, "/config", "d_head", &v)) != RT_OK) goto cleanup;
+        if (v <= 0 || v > INT_MAX) {
+            st = rt_fail(RT_ERR_FORMAT, "%s: /config d_head is %lld; it must be a positive "
+                         "head width", path, (long long)v);
+            goto cleanup;
+        }
+        r->cfg.d_head = (int)v;
+        if (!ckpt_config_has_d_head(&r->cfg)) r->cfg.d_head = 0; /* one spelling per shape */
+    }
     if (student_config_validate(&r->cfg) != RT_OK) {
         char why[512];
         snprintf(why, sizeof why, "%s", rt_last_error());
@@ -265,6 +284,7 @@ rt_status ckpt_check_config(const ckpt_reader *r, const student_config *want, co
         {"d_model", r->cfg.d_model, want->d_model}, {"d_ff", r->cfg.d_ff, want->d_ff},
         {"vocab_size", r->cfg.vocab_size, want->vocab_size},
         {"seq_len", r->cfg.seq_len, want->seq_len},
+        {"d_head", student_head_dim(&r->cfg), student_head_dim(want)},
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         if (f[i].have != f[i].want)

@@ -210,6 +210,10 @@ static rt_status write_config(writer *w, const student_config *cfg) {
     };
     for (size_t i = 0; st == RT_OK && i < sizeof f / sizeof f[0]; i++)
         st = attr_i32(w, g, "/config", f[i].name, f[i].v);
+    /* only where heads were removed: files of an unpruned shape stay
+     * exactly what older readers know */
+    if (st == RT_OK && ckpt_config_has_d_head(cfg))
+        st = attr_i32(w, g, "/config", "d_head", cfg->d_head);
     if (g >= 0) H5Gclose(g);
     return st;
 }

@@ -27,8 +27,8 @@ struct student_kv {
     float *kc, *vc;  /* (L, H, max_len, hs) cached keys and values */
     float *x;        /* (max_len, C) residual stream of the new rows */
     float *ln;       /* (max_len, C) LayerNorm output (f32 mode) */
-    float *qkv;      /* (max_len, 3C) */
-    float *atty;     /* (max_len, C) */
+    float *qkv;      /* (max_len, 3A), A = attention width */
+    float *atty;     /* (max_len, A) */
     float *fch;      /* (max_len, F) */
     float *gelu;     /* (max_len, F) (f32 mode) */
     float *scores;   /* (threads, max_len) attention row scratch */
@@ -54,7 +54,7 @@ static void row_plan_destroy(row_plan *p) {
 
 static rt_status row_plan_create(const student_model *m, int n, row_plan *p) {
     rt_status st;
-    const int64_t C = m->cfg.d_model, F = m->cfg.d_ff;
+    const int64_t C = m->cfg.d_model, F = m->cfg.d_ff, A = student_attn_width(&m->cfg);
     const dnnl_data_type_t dt = m->prec == STUDENT_BF16 ? dnnl_bf16 : dnnl_f32;
     student_mm_shape s;
     memset(p, 0, sizeof *p);
@@ -64,9 +64,9 @@ static rt_status row_plan_create(const student_model *m, int n, row_plan *p) {
         if (st != RT_OK) p->n = 0;
         return st;
     }
-    student_mm_shape_2d(&s, n, C, 3 * C, 0, 0, dt, 1, 0);
+    student_mm_shape_2d(&s, n, C, 3 * A, 0, 0, dt, 1, 0);
     if ((st = student_mm_create(&p->qkv, m->eng, &s)) != RT_OK) goto cleanup;
-    student_mm_shape_2d(&s, n, C, C, 0, 0, dt, 1, 1);
+    student_mm_shape_2d(&s, n, A, C, 0, 0, dt, 1, 1);
     if ((st = student_mm_create(&p->attproj, m->eng, &s)) != RT_OK) goto cleanup;
     student_mm_shape_2d(&s, n, C, F, 0, 0, dt, 1, 0);
     if ((st = student_mm_create(&p->fc, m->eng, &s)) != RT_OK) goto cleanup;
@@ -111,24 +111,24 @@ rt_status student_infer_create(const student_model *m, int max_len, student_kv *
     student_kv *kv = calloc(1, sizeof *kv);
     if (!kv) return rt_fail(RT_ERR_NOMEM, "student: out of memory for a KV cache");
     const size_t L = (size_t)c->n_layer, C = (size_t)c->d_model, F = (size_t)c->d_ff,
-                 n = (size_t)max_len;
+                 n = (size_t)max_len, A = (size_t)student_attn_width(c);
     const int bf = m->prec == STUDENT_BF16;
     kv->max_len = max_len;
     kv->cfg = *c;
     kv->prec = m->prec;
     kv->int8 = m->q8 != NULL;
     kv->n_threads = omp_get_max_threads();
-    kv->kc = malloc(L * n * C * sizeof(float));
-    kv->vc = malloc(L * n * C * sizeof(float));
+    kv->kc = malloc(L * n * A * sizeof(float));
+    kv->vc = malloc(L * n * A * sizeof(float));
     kv->x = malloc(n * C * sizeof(float));
-    kv->qkv = malloc(n * 3 * C * sizeof(float));
-    kv->atty = malloc(n * C * sizeof(float));
+    kv->qkv = malloc(n * 3 * A * sizeof(float));
+    kv->atty = malloc(n * A * sizeof(float));
     kv->fch = malloc(n * F * sizeof(float));
     kv->scores = malloc((size_t)kv->n_threads * n * sizeof(float));
     int ok = kv->kc && kv->vc && kv->x && kv->qkv && kv->atty && kv->fch && kv->scores;
     if (bf) {
         kv->ln_bf = malloc(n * C * sizeof(uint16_t));
-        kv->atty_bf = malloc(n * C * sizeof(uint16_t));
+        kv->atty_bf = malloc(n * A * sizeof(uint16_t));
         kv->gelu_bf = malloc(n * F * sizeof(uint16_t));
         ok = ok && kv->ln_bf && kv->atty_bf && kv->gelu_bf;
     } else {
@@ -137,7 +137,7 @@ rt_status student_infer_create(const student_model *m, int max_len, student_kv *
         ok = ok && kv->ln && kv->gelu;
     }
     if (kv->int8) {
-        kv->q8s = malloc(n * (F + C));
+        kv->q8s = malloc(n * (F + (A > C ? A : C))); /* as quant.c's scratch */
         kv->q8bf = malloc(C * sizeof(uint16_t));
         ok = ok && kv->q8s && kv->q8bf;
     }
@@ -168,13 +168,13 @@ int student_infer_len(const student_kv *kv) { return kv->len; }
 /* Causal attention of n new query rows (positions len..len+n-1) over the
  * cache of layer l, which already holds their keys and values. */
 static void attend(student_kv *kv, const student_config *c, int l, int n) {
-    const int H = c->n_head, C = c->d_model, hs = C / H, len = kv->len, ml = kv->max_len;
+    const int H = c->n_head, hs = student_head_dim(c), A = H * hs, len = kv->len, ml = kv->max_len;
     const float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int h = 0; h < H; h++)
         for (int i = 0; i < n; i++) {
             float *sc = kv->scores + (size_t)omp_get_thread_num() * ml;
-            const float *q = kv->qkv + (size_t)i * 3 * C + h * hs;
+            const float *q = kv->qkv + (size_t)i * 3 * A + h * hs;
             const float *kb = kv->kc + ((size_t)l * H + h) * ml * hs;
             const float *vb = kv->vc + ((size_t)l * H + h) * ml * hs;
             const int np = len + i + 1; /* visible positions */
@@ -193,7 +193,7 @@ static void attend(student_kv *kv, const student_config *c, int l, int n) {
                 sc[j] = student_expf(sc[j] - mx);
                 sum += sc[j];
             }
-            float *y = kv->atty + (size_t)i * C + h * hs;
+            float *y = kv->atty + (size_t)i * A + h * hs;
             for (int e = 0; e < hs; e++) y[e] = 0.0f;
             for (int j = 0; j < np; j++) {
                 const float p = sc[j] / sum, *vr = vb + (size_t)j * hs;
@@ -208,7 +208,7 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
     rt_status st = RT_OK;
     const student_config *c = &m->cfg;
     const int L = c->n_layer, C = c->d_model, F = c->d_ff, V = c->vocab_size, H = c->n_head;
-    const int hs = C / H, bf = m->prec == STUDENT_BF16;
+    const int hs = student_head_dim(c), A = H * hs, bf = m->prec == STUDENT_BF16;
     row_plan *pl = &kv->one;
     if (kv->prec != m->prec || kv->int8 != (m->q8 != NULL) || memcmp(&kv->cfg, c, sizeof *c) != 0)
         return rt_fail(RT_ERR_MISMATCH, "student_infer_step: the cache was created for a model "
@@ -267,12 +267,12 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
         for (int i = 0; i < n; i++)
             for (int h = 0; h < H; h++) {
                 const size_t dst = (((size_t)l * H + h) * ml + kv->len + i) * hs;
-                memcpy(kv->kc + dst, kv->qkv + (size_t)i * 3 * C + C + h * hs, hs * sizeof(float));
-                memcpy(kv->vc + dst, kv->qkv + (size_t)i * 3 * C + 2 * C + h * hs,
+                memcpy(kv->kc + dst, kv->qkv + (size_t)i * 3 * A + A + h * hs, hs * sizeof(float));
+                memcpy(kv->vc + dst, kv->qkv + (size_t)i * 3 * A + 2 * A + h * hs,
                        hs * sizeof(float));
             }
         attend(kv, c, l, n);
-        if (bf) student_to_bf16(kv->atty_bf, kv->atty, (size_t)n * C);
+        if (bf) student_to_bf16(kv->atty_bf, kv->atty, (size_t)n * A);
         LIN(attproj, STUDENT_LIN_ATTPROJ, bf ? (const void *)kv->atty_bf : kv->atty, kv->x);
         student_layernorm_fwd(kv->ln, kv->ln_bf, NULL, NULL, kv->x, P + student_off(m, l, SP_LN2W),
                               P + student_off(m, l, SP_LN2B), n, C);

@@ -31,12 +31,13 @@
 
 static void attn_shape(student_mm_shape *s, const student_model *m, int B, int which,
                        dnnl_data_type_t dt) {
-    const int64_t T = m->cfg.seq_len, C = m->cfg.d_model, H = m->cfg.n_head, hs = C / H;
-    /* operand layouts: a head slice of qkv (B,T,3C) as (B,H,T,hs); the same
-     * slice transposed (B,H,hs,T); (B,T,C) as (B,H,T,hs); the (B,H,T,T)
+    const int64_t T = m->cfg.seq_len, H = m->cfg.n_head, hs = student_head_dim(&m->cfg),
+                  A = student_attn_width(&m->cfg);
+    /* operand layouts: a head slice of qkv (B,T,3A) as (B,H,T,hs); the same
+     * slice transposed (B,H,hs,T); (B,T,A) as (B,H,T,hs); the (B,H,T,T)
      * score planes, and those transposed */
-    const int64_t qkv_s[4] = {T * 3 * C, hs, 3 * C, 1}, qkv_ts[4] = {T * 3 * C, hs, 1, 3 * C};
-    const int64_t y_s[4] = {T * C, hs, C, 1};
+    const int64_t qkv_s[4] = {T * 3 * A, hs, 3 * A, 1}, qkv_ts[4] = {T * 3 * A, hs, 1, 3 * A};
+    const int64_t y_s[4] = {T * A, hs, A, 1};
     const int64_t hd_s[4] = {H * T * hs, T * hs, hs, 1}, hd_ts[4] = {H * T * hs, T * hs, 1, hs};
     const int64_t p_s[4] = {H * T * T, T * T, T, 1}, p_ts[4] = {H * T * T, T * T, 1, T};
     const int64_t bht_hs[4] = {B, H, T, hs}, bh_hs_t[4] = {B, H, hs, T}, bhtt[4] = {B, H, T, T};
@@ -90,7 +91,7 @@ static void plan_destroy(student_plan *p) {
 static rt_status plan_create(const student_model *m, int B, student_plan **out) {
     rt_status st = RT_OK;
     const int64_t M = (int64_t)B * m->cfg.seq_len, C = m->cfg.d_model, F = m->cfg.d_ff,
-                  V = m->cfg.vocab_size;
+                  V = m->cfg.vocab_size, A = student_attn_width(&m->cfg);
     const dnnl_data_type_t dt = m->prec == STUDENT_BF16 ? dnnl_bf16 : dnnl_f32;
     student_mm_shape s;
     student_plan *p = calloc(1, sizeof *p);
@@ -110,21 +111,21 @@ static rt_status plan_create(const student_model *m, int B, student_plan **out) 
         if (st != RT_OK) goto cleanup;                                                      \
     } while (0)
     /*  field        M  K      N      src_t wei_t dt bias acc */
-    MM(qkv, M, C, 3 * C, 0, 0, dt, 1, 0);
-    MM(attproj, M, C, C, 0, 0, dt, 1, 1);
+    MM(qkv, M, C, 3 * A, 0, 0, dt, 1, 0);
+    MM(attproj, M, A, C, 0, 0, dt, 1, 1);
     MM(fc, M, C, F, 0, 0, dt, 1, 0);
     MM(fcproj, M, F, C, 0, 0, dt, 1, 1);
     MM(head, M, C, V, 0, 1, dt, 0, 0);
     MMA(qk, 0);
     MMA(pv, 1);
     if (m->training) {
-        MM(qkv_dx, M, 3 * C, C, 0, 1, dt, 0, 0);
-        MM(attproj_dx, M, C, C, 0, 1, dt, 0, 0);
+        MM(qkv_dx, M, 3 * A, C, 0, 1, dt, 0, 0);
+        MM(attproj_dx, M, C, A, 0, 1, dt, 0, 0);
         MM(fc_dx, M, F, C, 0, 1, dt, 0, 0);
         MM(fcproj_dx, M, C, F, 0, 1, dt, 0, 0);
         MM(head_dx, M, V, C, 0, 0, dt, 0, 0);
-        MM(qkv_dw, C, M, 3 * C, 1, 0, dt, 0, 1);
-        MM(attproj_dw, C, M, C, 1, 0, dt, 0, 1);
+        MM(qkv_dw, C, M, 3 * A, 1, 0, dt, 0, 1);
+        MM(attproj_dw, A, M, C, 1, 0, dt, 0, 1);
         MM(fc_dw, C, M, F, 1, 0, dt, 0, 1);
         MM(fcproj_dw, F, M, C, 1, 0, dt, 0, 1);
         MM(head_dw, V, M, C, 1, 0, dt, 0, 1);
@@ -255,7 +256,7 @@ rt_status student_create(const student_config *c, int batch, student_precision p
     {
         const size_t L = (size_t)c->n_layer, B = (size_t)batch, T = (size_t)c->seq_len,
                      C = (size_t)c->d_model, F = (size_t)c->d_ff, V = (size_t)c->vocab_size,
-                     H = (size_t)c->n_head;
+                     H = (size_t)c->n_head, A = (size_t)student_attn_width(c);
         const size_t Lt = m->training ? L : 1, tr = (size_t)m->training;
         const size_t f32 = p == STUDENT_F32; /* f32 copies of matmul inputs */
         student_acts *a = &m->act;
@@ -264,9 +265,9 @@ rt_status student_create(const student_config *c, int batch, student_precision p
             {&a->ln1, f32 * Lt * B * T * C},
             {&a->ln1_mean, Lt * B * T},
             {&a->ln1_rstd, Lt * B * T},
-            {&a->qkv, Lt * B * T * 3 * C},
+            {&a->qkv, Lt * B * T * 3 * A},
             {&a->att, Lt * B * H * T * T},
-            {&a->atty, Lt * B * T * C},
+            {&a->atty, Lt * B * T * A},
             {&a->res2, Lt * B * T * C},
             {&a->ln2, f32 * Lt * B * T * C},
             {&a->ln2_mean, Lt * B * T},
@@ -281,8 +282,8 @@ rt_status student_create(const student_config *c, int batch, student_precision p
             {&a->dlogits, tr * B * T * V},
             {&a->hidden_grad, tr * L * B * T * C},
             {&a->dres, tr * B * T * C},
-            {&a->dc, tr * B * T * C},
-            {&a->dqkv, tr * B * T * 3 * C},
+            {&a->dc, tr * B * T * (A > C ? A : C)}, /* dx of ln and of c_proj */
+            {&a->dqkv, tr * B * T * 3 * A},
             {&a->dfch, f32 * tr * B * T * F},
             {&a->datt, tr * B * H * T * T},
             {&a->dfch_gelu, tr * B * T * F},
@@ -303,10 +304,10 @@ rt_status student_create(const student_config *c, int batch, student_precision p
         if (p == STUDENT_BF16) {
             student_acts_bf *ab = &m->abf;
             size_t dy = V > F ? V : F;
-            dy = dy > 3 * C ? dy : 3 * C;
+            dy = dy > 3 * A ? dy : 3 * A;
             act_entry_bf eb[] = {
-                {&ab->ln1, Lt * B * T * C},      {&ab->atty, Lt * B * T * C},
-                {&ab->qkv, Lt * B * T * 3 * C},  {&ab->att, Lt * B * H * T * T},
+                {&ab->ln1, Lt * B * T * C},      {&ab->atty, Lt * B * T * A},
+                {&ab->qkv, Lt * B * T * 3 * A},  {&ab->att, Lt * B * H * T * T},
                 {&ab->datt, tr * B * H * T * T},
                 {&ab->ln2, Lt * B * T * C},      {&ab->fch_gelu, Lt * B * T * F},
                 {&ab->lnf, B * T * C},           {&ab->dy, tr * B * T * dy},
@@ -411,7 +412,7 @@ cleanup:
 rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
     const student_config *c = &m->cfg;
     const int L = c->n_layer, T = c->seq_len, C = c->d_model, F = c->d_ff, V = c->vocab_size,
-              H = c->n_head;
+              H = c->n_head, A = student_attn_width(c), hs = student_head_dim(c);
     const int bf = m->prec == STUDENT_BF16;
     if (B < 1 || B > m->max_B)
         return rt_fail(RT_ERR_ARGS, "student_forward: batch %d outside [1, %d]", B, m->max_B);
@@ -432,8 +433,9 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
     student_acts_bf *ab = &m->abf;
     const size_t M = (size_t)B * T;
     const size_t BTC = (size_t)m->max_B * T * C, BT = (size_t)m->max_B * T,
-                 BTF = (size_t)m->max_B * T * F, lm = (size_t)m->lmul;
-    const float scale = 1.0f / sqrtf((float)(C / H));
+                 BTF = (size_t)m->max_B * T * F, lm = (size_t)m->lmul,
+                 BTA = (size_t)m->max_B * T * A;
+    const float scale = 1.0f / sqrtf((float)hs);
     const int q8 = m->q8 != NULL; /* int8 linear layers, bf16 attention and head */
     uint8_t *qs = student_int8_scratch(m);
 
@@ -443,13 +445,13 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
     for (int l = 0; l < L; l++) {
         const size_t li = (size_t)l * lm;
         const float *res_in = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * BTC;
-        float *qkv = a->qkv + li * 3 * BTC, *att = a->att + li * BT * H * T;
-        float *atty = a->atty + li * BTC, *res2 = a->res2 + li * BTC;
+        float *qkv = a->qkv + li * 3 * BTA, *att = a->att + li * BT * H * T;
+        float *atty = a->atty + li * BTA, *res2 = a->res2 + li * BTC;
         float *fch = a->fch + li * BTF, *res3 = a->res3 + (size_t)l * BTC;
         float *ln1 = bf ? NULL : a->ln1 + li * BTC, *ln2 = bf ? NULL : a->ln2 + li * BTC;
         float *gelu = bf ? NULL : a->fch_gelu + li * BTF;
         uint16_t *ln1b = bf ? ab->ln1 + li * BTC : NULL, *ln2b = bf ? ab->ln2 + li * BTC : NULL;
-        uint16_t *attyb = bf ? ab->atty + li * BTC : NULL;
+        uint16_t *attyb = bf ? ab->atty + li * BTA : NULL;
         uint16_t *gelub = bf ? ab->fch_gelu + li * BTF : NULL;
 
         /* attention: res2 = res_in + attn(ln_1(res_in)) Wo + bo */
@@ -460,7 +462,7 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
         if (m->qat) student_qat_act(m, l, STUDENT_LIN_QKV, ln1, M * C);
         /* attention operands: f32 views of qkv, or a bf16 copy: converted
          * from qkv in bf16 mode, written by the int8 c_attn in int8 mode */
-        uint16_t *qkvb = bf ? ab->qkv + li * 3 * BTC : q8 ? student_int8_qkv_bf(m) : NULL;
+        uint16_t *qkvb = bf ? ab->qkv + li * 3 * BTA : q8 ? student_int8_qkv_bf(m) : NULL;
         uint16_t *attb = bf ? ab->att + li * BT * H * T : q8 ? student_int8_att_bf(m) : NULL;
         if (q8)
             STUDENT_PROF(m, SPF_MM,
@@ -469,14 +471,14 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
             STUDENT_PROF(m, SPF_MM,
                          RT_TRY(lin_fwd(m, &pl->qkv, l, STUDENT_LIN_QKV,
                                         bf ? (const void *)ln1b : ln1, qkv)));
-        if (bf) STUDENT_PROF(m, SPF_BF16, student_to_bf16(qkvb, qkv, M * 3 * C));
+        if (bf) STUDENT_PROF(m, SPF_BF16, student_to_bf16(qkvb, qkv, M * 3 * A));
         const void *q_op = qkvb ? (const void *)qkvb : qkv;
-        const void *k_op = qkvb ? (const void *)(qkvb + C) : qkv + C;
-        const void *v_op = qkvb ? (const void *)(qkvb + 2 * C) : qkv + 2 * C;
+        const void *k_op = qkvb ? (const void *)(qkvb + A) : qkv + A;
+        const void *v_op = qkvb ? (const void *)(qkvb + 2 * A) : qkv + 2 * A;
         if (q8) { /* dense per-head planes for the attention batches (qk_bf, pv_bf) */
             uint16_t *hd = student_int8_heads_bf(m);
-            STUDENT_PROF(m, SPF_BF16, student_int8_split_heads(hd, qkvb, B, T, H, C / H));
-            q_op = hd, k_op = hd + M * C, v_op = hd + 2 * M * C;
+            STUDENT_PROF(m, SPF_BF16, student_int8_split_heads(hd, qkvb, B, T, H, hs));
+            q_op = hd, k_op = hd + M * A, v_op = hd + 2 * M * A;
         }
         student_mm *qk = q8 ? &pl->qk_bf : &pl->qk, *pv = q8 ? &pl->pv_bf : &pl->pv;
         STUDENT_PROF(m, SPF_ATT_MM, RT_TRY(student_mm_run(qk, m->strm, q_op, k_op, NULL, att)));
@@ -484,14 +486,14 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
         STUDENT_PROF(m, SPF_ATT_MM,
                      RT_TRY(student_mm_run(pv, m->strm, attb ? (const void *)attb : att, v_op,
                                            NULL, atty)));
-        if (bf) STUDENT_PROF(m, SPF_BF16, student_to_bf16(attyb, atty, M * C));
+        if (bf) STUDENT_PROF(m, SPF_BF16, student_to_bf16(attyb, atty, M * A));
         if (q8) { /* the residual is added in the matmul's epilogue: no copy */
             STUDENT_PROF(m, SPF_MM,
                          RT_TRY(student_qlin_run(m, pl->q8, l, STUDENT_LIN_ATTPROJ, atty, qs,
                                                  res_in, res2)));
         } else {
             STUDENT_PROF(m, SPF_RESID, student_copy(res2, res_in, M * C));
-            if (m->qat) student_qat_act(m, l, STUDENT_LIN_ATTPROJ, atty, M * C);
+            if (m->qat) student_qat_act(m, l, STUDENT_LIN_ATTPROJ, atty, M * A);
             STUDENT_PROF(m, SPF_MM,
                          RT_TRY(lin_fwd(m, &pl->attproj, l, STUDENT_LIN_ATTPROJ,
                                         bf ? (const void *)attyb : atty, res2)));
@@ -543,7 +545,7 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
 rt_status student_backward(student_model *m, int B) {
     const student_config *c = &m->cfg;
     const int L = c->n_layer, T = c->seq_len, C = c->d_model, F = c->d_ff, V = c->vocab_size,
-              H = c->n_head;
+              H = c->n_head, A = student_attn_width(c), hs = student_head_dim(c);
     const int bf = m->prec == STUDENT_BF16;
     if (!m->training)
         return rt_fail(RT_ERR_ARGS, "student_backward: the model was created with training = 0");
@@ -560,8 +562,8 @@ rt_status student_backward(student_model *m, int B) {
     student_acts_bf *ab = &m->abf;
     const size_t M = (size_t)B * T;
     const size_t BTC = (size_t)m->max_B * T * C, BT = (size_t)m->max_B * T,
-                 BTF = (size_t)m->max_B * T * F;
-    const float scale = 1.0f / sqrtf((float)(C / H));
+                 BTF = (size_t)m->max_B * T * F, BTA = (size_t)m->max_B * T * A;
+    const float scale = 1.0f / sqrtf((float)hs);
     const int nt = m->n_tensors;
     float *dres = a->dres, *dc = a->dc;
     /* the gradient operand of each pair of backward matmuls: f32 as is, or
@@ -596,11 +598,11 @@ rt_status student_backward(student_model *m, int B) {
     for (int l = L - 1; l >= 0; l--) {
         const size_t li = (size_t)l;
         const float *res_in = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * BTC;
-        const float *qkv = a->qkv + li * 3 * BTC, *att = a->att + li * BT * H * T;
+        const float *qkv = a->qkv + li * 3 * BTA, *att = a->att + li * BT * H * T;
         const float *res2 = a->res2 + li * BTC, *fch = a->fch + li * BTF;
         const void *ln1 = bf ? (const void *)(ab->ln1 + li * BTC) : a->ln1 + li * BTC;
         const void *ln2 = bf ? (const void *)(ab->ln2 + li * BTC) : a->ln2 + li * BTC;
-        const void *atty = bf ? (const void *)(ab->atty + li * BTC) : a->atty + li * BTC;
+        const void *atty = bf ? (const void *)(ab->atty + li * BTA) : a->atty + li * BTA;
         const void *gelu = bf ? (const void *)(ab->fch_gelu + li * BTF) : a->fch_gelu + li * BTF;
 
         /* MLP: res3 = res2 + gelu(ln2 Wfc + bfc) Wproj + bproj. Bias
@@ -646,30 +648,30 @@ rt_status student_backward(student_model *m, int B) {
         STUDENT_PROF(m, SPF_MM_DX,
                      RT_TRY(student_mm_run(&pl->attproj_dx, m->strm, g,
                                            lin_w(m, l, STUDENT_LIN_ATTPROJ), NULL, dc)));
-        if (m->qat) student_qat_act_grad(m, l, STUDENT_LIN_ATTPROJ, dc, M * C);
+        if (m->qat) student_qat_act_grad(m, l, STUDENT_LIN_ATTPROJ, dc, M * A);
         /* attention backward; in bf16 mode the operands are the bf16 copies
          * of qkv and P from the forward, and of dY and dS made here */
-        const uint16_t *qkvb = bf ? ab->qkv + li * 3 * BTC : NULL;
+        const uint16_t *qkvb = bf ? ab->qkv + li * 3 * BTA : NULL;
         const void *q_op = bf ? (const void *)qkvb : qkv;
-        const void *k_op = bf ? (const void *)(qkvb + C) : qkv + C;
-        const void *v_op = bf ? (const void *)(qkvb + 2 * C) : qkv + 2 * C;
+        const void *k_op = bf ? (const void *)(qkvb + A) : qkv + A;
+        const void *v_op = bf ? (const void *)(qkvb + 2 * A) : qkv + 2 * A;
         const void *p_op = bf ? (const void *)(ab->att + li * BT * H * T) : att;
         const void *ds_op = bf ? (const void *)ab->datt : a->datt;
-        DY(dc, M * C);
+        DY(dc, M * A);
         STUDENT_PROF(m, SPF_ATT_MM_BWD,
                      RT_TRY(student_mm_run(&pl->att_dp, m->strm, g, v_op, NULL, a->datt)));
         STUDENT_PROF(m, SPF_ATT_MM_BWD,
-                     RT_TRY(student_mm_run(&pl->att_dv, m->strm, p_op, g, NULL, a->dqkv + 2 * C)));
+                     RT_TRY(student_mm_run(&pl->att_dv, m->strm, p_op, g, NULL, a->dqkv + 2 * A)));
         STUDENT_PROF(m, SPF_SOFTMAX_BWD,
                      student_attn_softmax_bwd(a->datt, bf ? ab->datt : NULL, att, (int64_t)B * H, T,
                                               scale));
         STUDENT_PROF(m, SPF_ATT_MM_BWD,
                      RT_TRY(student_mm_run(&pl->att_dq, m->strm, ds_op, k_op, NULL, a->dqkv)));
         STUDENT_PROF(m, SPF_ATT_MM_BWD,
-                     RT_TRY(student_mm_run(&pl->att_dk, m->strm, ds_op, q_op, NULL, a->dqkv + C)));
+                     RT_TRY(student_mm_run(&pl->att_dk, m->strm, ds_op, q_op, NULL, a->dqkv + A)));
         STUDENT_PROF(m, SPF_BIAS_BWD,
                      student_colsum_add(G + student_off(m, l, SP_QKVB), bf ? ab->dy : NULL, a->dqkv,
-                                        (int64_t)M, 3 * C));
+                                        (int64_t)M, 3 * A));
         g = bf ? (const void *)ab->dy : a->dqkv;
         STUDENT_PROF(m, SPF_MM_DW,
                      RT_TRY(student_mm_run(&pl->qkv_dw, m->strm, ln1, g, NULL,
@@ -734,11 +736,12 @@ const float *student_linear_input(student_model *m, int layer, student_linear wh
     *rows = 0;
     if (!m->training || m->prec != STUDENT_F32 || m->last_B == 0) return NULL;
     const size_t BT = (size_t)m->max_B * m->cfg.seq_len, l = (size_t)layer;
-    const size_t BTC = BT * m->cfg.d_model, BTF = BT * m->cfg.d_ff;
+    const size_t BTC = BT * m->cfg.d_model, BTF = BT * m->cfg.d_ff,
+                 BTA = BT * (size_t)student_attn_width(&m->cfg);
     *rows = (int64_t)m->last_B * m->cfg.seq_len;
     switch (which) {
     case STUDENT_LIN_QKV: return m->act.ln1 + l * BTC;
-    case STUDENT_LIN_ATTPROJ: return m->act.atty + l * BTC;
+    case STUDENT_LIN_ATTPROJ: return m->act.atty + l * BTA;
     case STUDENT_LIN_FC: return m->act.ln2 + l * BTC;
     default: return m->act.fch_gelu + l * BTF;
     }

@@ -24,16 +24,25 @@ rt_status student_config_validate(const student_config *c) {
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         if (f[i].v <= 0)
             return rt_fail(RT_ERR_ARGS, "model.%s must be positive (got %d)", f[i].name, f[i].v);
-    if (c->d_model % c->n_head != 0)
+    if (c->d_head < 0)
+        return rt_fail(RT_ERR_ARGS, "model.d_head must be positive or 0 for d_model / n_head (got %d)",
+                       c->d_head);
+    if (c->d_head == 0 && c->d_model % c->n_head != 0)
         return rt_fail(RT_ERR_ARGS, "model.d_model (%d) must be divisible by model.n_head (%d)",
                        c->d_model, c->n_head);
     return RT_OK;
 }
 
+int student_head_dim(const student_config *c) {
+    return c->d_head > 0 ? c->d_head : c->d_model / c->n_head;
+}
+
+int student_attn_width(const student_config *c) { return c->n_head * student_head_dim(c); }
+
 int student_tensor_count(const student_config *c) { return 2 + PER_LAYER * c->n_layer + 2; }
 
 static void shape_of(const student_config *c, int index, student_tensor *t) {
-    const int64_t C = c->d_model, F = c->d_ff;
+    const int64_t C = c->d_model, F = c->d_ff, A = student_attn_width(c);
     int n = student_tensor_count(c);
     t->decay = 0;
     if (index == 0) {
@@ -54,9 +63,9 @@ static void shape_of(const student_config *c, int index, student_tensor *t) {
     int l = (index - 2) / PER_LAYER, k = (index - 2) % PER_LAYER;
     snprintf(t->name, sizeof t->name, "transformer.h.%d.%s", l, layer_names[k]);
     switch (k) {
-    case 2: t->ndim = 2, t->shape[0] = C, t->shape[1] = 3 * C, t->decay = 1; break;
-    case 3: t->ndim = 1, t->shape[0] = 3 * C; break;
-    case 4: t->ndim = 2, t->shape[0] = C, t->shape[1] = C, t->decay = 1; break;
+    case 2: t->ndim = 2, t->shape[0] = C, t->shape[1] = 3 * A, t->decay = 1; break;
+    case 3: t->ndim = 1, t->shape[0] = 3 * A; break;
+    case 4: t->ndim = 2, t->shape[0] = A, t->shape[1] = C, t->decay = 1; break;
     case 8: t->ndim = 2, t->shape[0] = C, t->shape[1] = F, t->decay = 1; break;
     case 9: t->ndim = 1, t->shape[0] = F; break;
     case 10: t->ndim = 2, t->shape[0] = F, t->shape[1] = C, t->decay = 1; break;

@@ -1,6 +1,6 @@
 /* Post-training pruning kernels: scores (magnitude, Wanda, head and MLP
  * unit importance), masks (unstructured, N:M, heads) and the physical
- * removal of MLP hidden units. Pure functions over float matrices and the
+ * removal of attention heads and MLP hidden units. Pure functions over float matrices and the
  * parameter block, so they are testable without a model and `retort
  * prune` only composes them.
  *
@@ -152,9 +152,9 @@ rt_status student_prune_lowest(const double *score, int n, int k, uint8_t *keep)
 
 /* ------------------------------------------------------------ heads */
 
-void student_head_scores(const float *qkvw, const float *projw, int C, int H,
+void student_head_scores(const float *qkvw, const float *projw, int C, int H, int hs,
                          const double *act_sq, double *score) {
-    const int hs = C / H;
+    const size_t A = (size_t)H * hs; /* attention width */
     for (int h = 0; h < H; h++) {
         double in = 0.0, o = 0.0;
         if (act_sq) {
@@ -163,7 +163,7 @@ void student_head_scores(const float *qkvw, const float *projw, int C, int H,
             for (int r = 0; r < C; r++)
                 for (int part = 0; part < 3; part++)
                     for (int d = 0; d < hs; d++) {
-                        const double v = qkvw[(size_t)r * 3 * C + (size_t)part * C + h * hs + d];
+                        const double v = qkvw[(size_t)r * 3 * A + (size_t)part * A + h * hs + d];
                         in += v * v;
                     }
         }
@@ -176,13 +176,57 @@ void student_head_scores(const float *qkvw, const float *projw, int C, int H,
     }
 }
 
-void student_head_masks(int C, int H, const uint8_t *keep, uint8_t *qkvw_mask,
+void student_head_masks(int C, int H, int hs, const uint8_t *keep, uint8_t *qkvw_mask,
                         uint8_t *qkvb_mask, uint8_t *projw_mask) {
-    const int hs = C / H;
-    for (int j = 0; j < 3 * C; j++) qkvb_mask[j] = keep[(j % C) / hs];
-    for (int r = 0; r < C; r++) {
-        memcpy(qkvw_mask + (size_t)r * 3 * C, qkvb_mask, (size_t)3 * C);
-        memset(projw_mask + (size_t)r * C, keep[r / hs], (size_t)C);
+    const int A = H * hs;
+    for (int j = 0; j < 3 * A; j++) qkvb_mask[j] = keep[(j % A) / hs];
+    for (int r = 0; r < C; r++) memcpy(qkvw_mask + (size_t)r * 3 * A, qkvb_mask, (size_t)3 * A);
+    for (int r = 0; r < A; r++) memset(projw_mask + (size_t)r * C, keep[r / hs], (size_t)C);
+}
+
+void student_heads_shrink(const student_config *c, const float *src, const uint8_t *keep,
+                          const student_config *c2, float *dst) {
+    const int n = student_tensor_count(c), C = c->d_model, H = c->n_head,
+              hs = student_head_dim(c), A = H * hs, A2 = student_attn_width(c2);
+    RT_ASSERT(student_tensor_count(c2) == n && c2->d_model == C && c2->n_layer == c->n_layer &&
+              student_head_dim(c2) == hs && c2->d_ff == c->d_ff);
+    memset(dst, 0, student_block_floats(c2) * sizeof *dst);
+    student_tensor t, t2;
+    for (int i = 0; i < n; i++) {
+        student_tensor_info(c, i, &t);
+        student_tensor_info(c2, i, &t2);
+        const float *s = src + t.offset;
+        float *d = dst + t2.offset;
+        const int l = i >= 2 ? (i - 2) / 12 : 0, k = i >= 2 ? (i - 2) % 12 : -1;
+        const int attn = i >= 2 && l < c->n_layer && (k == 2 || k == 3 || k == 4);
+        if (!attn) {
+            RT_ASSERT(t.numel == t2.numel);
+            memcpy(d, s, t.numel * sizeof *d);
+            continue;
+        }
+        const uint8_t *kp = keep + (size_t)l * H;
+        if (k == 2 || k == 3) { /* c_attn weight [C, 3A] rows / bias [3A]: keep q, k, v columns */
+            const int rows = k == 2 ? C : 1;
+            for (int r = 0; r < rows; r++) {
+                int o = 0;
+                for (int part = 0; part < 3; part++)
+                    for (int h = 0; h < H; h++)
+                        if (kp[h]) {
+                            memcpy(d + (size_t)r * 3 * A2 + o, s + (size_t)r * 3 * A + part * A + h * hs,
+                                   (size_t)hs * sizeof *d);
+                            o += hs;
+                        }
+                RT_ASSERT(o == 3 * A2);
+            }
+        } else { /* attn.c_proj weight [A, C]: keep the head's rows */
+            int o = 0;
+            for (int h = 0; h < H; h++)
+                if (kp[h]) {
+                    memcpy(d + (size_t)o * C, s + (size_t)h * hs * C, (size_t)hs * C * sizeof *d);
+                    o += hs;
+                }
+            RT_ASSERT(o == A2);
+        }
     }
 }
 

@@ -31,7 +31,7 @@ struct student_qat {
     float *wq;      /* fake-quantized linear weights, packed per layer at woff */
     size_t *woff;   /* (n) */
     uint8_t *mask;  /* training: per layer (3*M*C + M*F), M = max_B*T */
-    size_t mask_layer, mc; /* floats per layer of mask; M*C */
+    size_t mask_layer, mc; /* floats per layer of mask; M*max(C, A) */
     int observing;  /* this forward updates the ranges */
 };
 
@@ -118,7 +118,10 @@ rt_status student_qat_enable(student_model *m, const student_qat_config *cfg) {
         refresh_weights(m);
         if (m->training) {
             const size_t M = (size_t)m->max_B * c->seq_len;
-            q->mc = M * (size_t)c->d_model;
+            /* one slot per linear input: C wide, or A for attn.c_proj */
+            const size_t w = (size_t)(c->d_model > student_attn_width(c) ? c->d_model
+                                                                           : student_attn_width(c));
+            q->mc = M * w;
             q->mask_layer = 3 * q->mc + M * (size_t)c->d_ff;
             q->mask = rt_alloc_aligned(q->mask_layer * (size_t)c->n_layer);
             if (!q->mask) goto nomem;

@@ -195,15 +195,15 @@ uint16_t *student_int8_heads_bf(const student_model *m) { return m->q8 ? m->q8->
 uint16_t *student_int8_att_bf(const student_model *m) { return m->q8 ? m->q8->att_bf : NULL; }
 
 void student_int8_split_heads(uint16_t *heads, const uint16_t *qkv, int B, int T, int H, int hs) {
-    const int64_t C = (int64_t)H * hs;
+    const int64_t A = (int64_t)H * hs; /* attention width */
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
-            const uint16_t *src = qkv + ((int64_t)b * T + t) * 3 * C;
+            const uint16_t *src = qkv + ((int64_t)b * T + t) * 3 * A;
             for (int w = 0; w < 3; w++)
                 for (int h = 0; h < H; h++)
                     memcpy(heads + (((int64_t)w * B + b) * H + h) * T * hs + (int64_t)t * hs,
-                           src + w * C + (int64_t)h * hs, (size_t)hs * sizeof(uint16_t));
+                           src + w * A + (int64_t)h * hs, (size_t)hs * sizeof(uint16_t));
         }
 }
 
@@ -211,7 +211,7 @@ rt_status student_int8_set(student_model *m, const int8_t *const *w8, const floa
                            const student_act_quant *aq) {
     const student_config *c = &m->cfg;
     const int L = c->n_layer, n = 4 * L;
-    const int64_t C = c->d_model, F = c->d_ff;
+    const int64_t C = c->d_model, F = c->d_ff, A = student_attn_width(c);
     if (m->training)
         return rt_fail(RT_ERR_ARGS, "student_int8_set: an int8 model is inference-only (the "
                                     "model was created with training = 1)");
@@ -237,10 +237,11 @@ rt_status student_int8_set(student_model *m, const int8_t *const *w8, const floa
     s->n = n;
     s->lay = calloc((size_t)n, sizeof *s->lay);
     s->wte_bf = rt_alloc_aligned((size_t)c->vocab_size * C * sizeof(uint16_t));
-    s->scratch = rt_alloc_aligned(rows * (size_t)(F + C));
+    /* c_fc's input and output, or attn.c_proj's input (A wide) */
+    s->scratch = rt_alloc_aligned(rows * (size_t)(F + (A > C ? A : C)));
     s->scratch_bf = rt_alloc_aligned(rows * (size_t)C * sizeof(uint16_t));
-    s->qkv_bf = rt_alloc_aligned(rows * 3 * (size_t)C * sizeof(uint16_t));
-    s->heads_bf = rt_alloc_aligned(rows * 3 * (size_t)C * sizeof(uint16_t));
+    s->qkv_bf = rt_alloc_aligned(rows * 3 * (size_t)A * sizeof(uint16_t));
+    s->heads_bf = rt_alloc_aligned(rows * 3 * (size_t)A * sizeof(uint16_t));
     s->att_bf = rt_alloc_aligned(rows * (size_t)c->n_head * (size_t)c->seq_len * sizeof(uint16_t));
     if (!s->lay || !s->wte_bf || !s->scratch || !s->scratch_bf || !s->qkv_bf || !s->heads_bf ||
         !s->att_bf)
@@ -255,7 +256,7 @@ rt_status student_int8_set(student_model *m, const int8_t *const *w8, const floa
             const student_act_quant *a = &aq[l * 4 + k];
             const float off = a->qmin < 0 ? 128.0f : 0.0f;
             q->K = t->shape[0], q->N = t->shape[1];
-            RT_ASSERT((q->K == C || q->K == F) && m->tensors[ti + 1].numel == (size_t)q->N);
+            RT_ASSERT((q->K == C || q->K == F || q->K == A) && m->tensors[ti + 1].numel == (size_t)q->N);
             q->w8 = malloc((size_t)(q->K * q->N));
             q->oscale = malloc((size_t)q->N * sizeof(float));
             q->bias = malloc((size_t)q->N * sizeof(float));

@@ -17,16 +17,22 @@
 
 typedef struct {
     int n_layer;    /* transformer blocks */
-    int n_head;     /* attention heads; d_model % n_head == 0 */
+    int n_head;     /* attention heads; d_model % n_head == 0 unless d_head is set */
     int d_model;    /* residual width */
     int d_ff;       /* MLP hidden width (4*d_model in GPT-2) */
     int vocab_size; /* from the tokenizer */
     int seq_len;    /* context length = rows of wpe */
+    int d_head;     /* per-head width; 0 = d_model / n_head. Set when heads were
+                     * removed, so attention width n_head*d_head < d_model */
 } student_config;
 
 /* Checks every field is positive and consistent; the message names the
  * offending field. */
 rt_status student_config_validate(const student_config *c);
+/* Per-head width hs (d_head, or d_model / n_head when d_head is 0) and the
+ * attention width A = n_head * hs: c_attn is [C, 3A], attn.c_proj [A, C]. */
+int student_head_dim(const student_config *c);
+int student_attn_width(const student_config *c);
 
 /* One parameter tensor of the block. */
 typedef struct {
@@ -289,20 +295,32 @@ void student_prune_nm(const float *w, int64_t in, int64_t out, int n, int m, uin
 /* keep[i] = 0 for the k lowest of n scores, 1 for the rest. */
 rt_status student_prune_lowest(const double *score, int n, int k, uint8_t *keep);
 
-/* Importance of the H heads of one block (head_dim hs = C/H). Without
- * act_sq: ||[Wq_h Wk_h Wv_h]||_F * ||Wo_h||_F (c_attn columns of head h
- * times its c_proj rows). With act_sq (the C sums of squares of the
- * attention output over calibration tokens, i.e. of c_proj's input):
- * ||Y_h||_2 * ||Wo_h||_F, a bound on what the head adds to the residual. */
-void student_head_scores(const float *qkvw, const float *projw, int C, int H,
+/* Importance of the H heads of one block (head_dim hs, attention width
+ * A = H*hs). Without act_sq: ||[Wq_h Wk_h Wv_h]||_F * ||Wo_h||_F (c_attn
+ * columns of head h times its c_proj rows). With act_sq (the A sums of
+ * squares of the attention output over calibration tokens, i.e. of
+ * c_proj's input): ||Y_h||_2 * ||Wo_h||_F, a bound on what the head adds
+ * to the residual. */
+void student_head_scores(const float *qkvw, const float *projw, int C, int H, int hs,
                          const double *act_sq, double *score);
 
-/* Masks for removing heads with keep[h] == 0: their q, k and v columns
- * (h*hs.., C + h*hs.., 2C + h*hs..) of c_attn weight [C, 3C] and of its
- * bias [3C], and their rows h*hs.. of attn.c_proj weight [C, C]. Every
- * entry of the three masks is written. */
-void student_head_masks(int C, int H, const uint8_t *keep, uint8_t *qkvw_mask,
+/* Masks that zero the heads with keep[h] == 0: their q, k and v columns
+ * (h*hs.., A + h*hs.., 2A + h*hs..) of c_attn weight [C, 3A] and of its
+ * bias [3A], and their rows h*hs.. of attn.c_proj weight [A, C]. Every
+ * entry of the three masks is written. What student_heads_shrink removes
+ * computes the same as what these masks zero. */
+void student_head_masks(int C, int H, int hs, const uint8_t *keep, uint8_t *qkvw_mask,
                         uint8_t *qkvb_mask, uint8_t *projw_mask);
+
+/* Physically removes attention heads, as Hugging Face's prune_heads does:
+ * copies the parameter block src of config c into dst of config c2 (c with
+ * n_head = heads kept per layer, the same in every layer, and d_head =
+ * student_head_dim(c)), dropping head h of layer l where keep[l*H + h] == 0
+ * (H = c->n_head) from the q, k and v columns of c_attn weight and bias and
+ * the rows of attn.c_proj weight. Every other tensor is copied unchanged
+ * (attn.c_proj's bias is C wide and stays); dst padding is 0. */
+void student_heads_shrink(const student_config *c, const float *src, const uint8_t *keep,
+                          const student_config *c2, float *dst);
 
 /* Importance of the F hidden units of one MLP: without act_sq,
  * ||c_fc[:, u]||_2 * ||c_proj[u, :]||_2; with act_sq (the F sums of

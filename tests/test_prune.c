@@ -11,7 +11,10 @@
  *     logits with the removed units' c_fc columns, c_fc bias entries and
  *     c_proj rows zeroed in place (same model code, different d_ff), within
  *     1e-5 absolute (float summation order differs with K = d_ff);
- *   - heads: the expected zero pattern written out from the head layout;
+ *   - heads: the mask's zero pattern written out from the head layout; the
+ *     model with heads removed against the ORIGINAL model with those heads'
+ *     q/k/v columns, c_attn bias entries and c_proj rows zeroed, within
+ *     1e-5 absolute, and removing none bit-identical;
  *   - masks: bit-exact round trip through a checkpoint file.
  * Models are tiny (d_model 16..32), so the suite takes a few seconds.
  * RT_PRUNE_BENCH=1 also runs the file-size and forward-speed measurement of
@@ -279,7 +282,7 @@ static void test_heads_mask(void) {
     enum { C = 16, H = 4, HS = 4 };
     const uint8_t keep[H] = {1, 0, 1, 0};
     uint8_t qw[C * 3 * C], qb[3 * C], pw[C * C];
-    student_head_masks(C, H, keep, qw, qb, pw);
+    student_head_masks(C, H, HS, keep, qw, qb, pw);
     int bad = 0;
     for (int j = 0; j < 3 * C; j++) {
         const int head = (j % C) / HS; /* q, k, v blocks of C columns each */
@@ -293,7 +296,7 @@ static void test_heads_mask(void) {
     CU_ASSERT_EQUAL(count_zero_u8(pw, sizeof pw), (size_t)2 * HS * C);
 
     /* scores: a head whose c_proj rows are zero scores 0 and goes first */
-    const student_config c = {1, H, C, 32, 50, 8};
+    const student_config c = {1, H, C, 32, 50, 8, 0};
     student_model *m = make_model(&c, 1, 0, 3);
     float *P = student_params(m);
     student_tensor tq, tp;
@@ -302,7 +305,7 @@ static void test_heads_mask(void) {
     memset(P + tp.offset + 2 * HS * C, 0, HS * C * sizeof(float));
     double score[H];
     uint8_t kh[H];
-    student_head_scores(P + tq.offset, P + tp.offset, C, H, NULL, score);
+    student_head_scores(P + tq.offset, P + tp.offset, C, H, HS, NULL, score);
     CU_ASSERT_EQUAL(score[2], 0.0);
     CU_ASSERT(student_prune_lowest(score, H, 1, kh) == RT_OK);
     CU_ASSERT(kh[0] && kh[1] && !kh[2] && kh[3]);
@@ -684,6 +687,101 @@ static void test_cmd_ffn(void) {
     }
 }
 
+/* Logits (B, T, V) of config c with parameter block p on fixed tokens;
+ * the caller frees them. */
+static float *logits_of(const student_config *c, const float *p, const int32_t *tok, int B) {
+    student_model *m = NULL;
+    CU_ASSERT_FATAL(student_create(c, B, STUDENT_F32, 0, &m) == RT_OK);
+    memcpy(student_params(m), p, student_block_floats(c) * sizeof *p);
+    CU_ASSERT_FATAL(student_forward(m, tok, B) == RT_OK);
+    const size_t n = (size_t)B * c->seq_len * c->vocab_size;
+    float *out = malloc(n * sizeof *out);
+    CU_ASSERT_FATAL(out != NULL);
+    memcpy(out, student_logits(m), n * sizeof *out);
+    student_destroy(m);
+    return out;
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+    double d = 0.0;
+    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - (double)b[i]));
+    return d;
+}
+
+/* The original parameters with the heads keep[] drops zeroed in place:
+ * their q/k/v columns, c_attn bias entries and c_proj rows. */
+static float *heads_masked(const student_config *c, const float *p, const uint8_t *keep) {
+    const size_t nb = student_block_floats(c);
+    float *q = rt_alloc_aligned(nb * sizeof *q);
+    uint8_t *mask = malloc(nb);
+    CU_ASSERT_FATAL(q && mask);
+    memcpy(q, p, nb * sizeof *q);
+    memset(mask, 1, nb);
+    const int C = c->d_model, H = c->n_head;
+    for (int l = 0; l < c->n_layer; l++) {
+        student_tensor tq, tb, tp;
+        student_tensor_info(c, student_linear_tensor(c, l, STUDENT_LIN_QKV), &tq);
+        student_tensor_info(c, student_linear_tensor(c, l, STUDENT_LIN_QKV) + 1, &tb);
+        student_tensor_info(c, student_linear_tensor(c, l, STUDENT_LIN_ATTPROJ), &tp);
+        student_head_masks(C, H, student_head_dim(c), keep + (size_t)l * H, mask + tq.offset,
+                           mask + tb.offset, mask + tp.offset);
+    }
+    student_apply_mask(q, mask, nb);
+    free(mask);
+    return q;
+}
+
+/* Removing heads computes what zeroing them computes (within 1e-5: the
+ * matmuls sum over fewer terms); removing other heads does not; removing
+ * none is bit-identical. */
+static void test_heads_shrink(void) {
+    enum { B = 2 };
+    student_model *m = make_model(&TINY, 1, 0, 11);
+    const float *P = student_params(m);
+    const int L = TINY.n_layer, H = TINY.n_head;
+    int32_t tok[B * 8];
+    random_tokens(tok, B * 8, TINY.vocab_size);
+    const size_t nl = (size_t)B * TINY.seq_len * TINY.vocab_size;
+    const uint8_t keep[2 * 4] = {1, 0, 0, 1, 0, 1, 1, 0}, other[2 * 4] = {0, 1, 1, 0, 1, 0, 0, 1};
+    student_config c2 = TINY;
+    c2.n_head = 2, c2.d_head = student_head_dim(&TINY);
+    CU_ASSERT_EQUAL(student_attn_width(&c2), 8);
+    float *small = rt_alloc_aligned(student_block_floats(&c2) * sizeof *small);
+    float *small2 = rt_alloc_aligned(student_block_floats(&c2) * sizeof *small2);
+    student_heads_shrink(&TINY, P, keep, &c2, small);
+    student_heads_shrink(&TINY, P, other, &c2, small2);
+    float *ref_p = heads_masked(&TINY, P, keep);
+    float *ref = logits_of(&TINY, ref_p, tok, B), *got = logits_of(&c2, small, tok, B);
+    float *ctl = logits_of(&c2, small2, tok, B);
+    const double d = max_abs_diff(ref, got, nl), dc = max_abs_diff(ref, ctl, nl);
+    printf("\n    heads removed vs masked: max |diff| %.3g (tol 1e-5); other heads: %.3g ", d, dc);
+    CU_ASSERT(d < 1e-5);
+    CU_ASSERT(dc > 1e-3);
+    /* the smaller tensors hold exactly the kept columns and rows */
+    student_tensor t;
+    student_tensor_info(&c2, student_linear_tensor(&c2, 0, STUDENT_LIN_QKV), &t);
+    CU_ASSERT(t.shape[0] == 16 && t.shape[1] == 24);
+    student_tensor_info(&c2, student_linear_tensor(&c2, 0, STUDENT_LIN_ATTPROJ), &t);
+    CU_ASSERT(t.shape[0] == 8 && t.shape[1] == 16);
+
+    /* removing no head: the same block, bit-identical logits */
+    uint8_t all[2 * 4];
+    memset(all, 1, sizeof all);
+    float *same = rt_alloc_aligned(student_block_floats(&TINY) * sizeof *same);
+    student_heads_shrink(&TINY, P, all, &TINY, same);
+    float *orig = logits_of(&TINY, P, tok, B), *zero = logits_of(&TINY, same, tok, B);
+    CU_ASSERT(memcmp(orig, zero, nl * sizeof *orig) == 0);
+    /* an explicit d_head equal to d_model / n_head is the same model */
+    student_config c3 = TINY;
+    c3.d_head = 4;
+    float *expl = logits_of(&c3, P, tok, B);
+    CU_ASSERT(memcmp(orig, expl, nl * sizeof *orig) == 0);
+    (void)L, (void)H;
+    free(ref), free(got), free(ctl), free(orig), free(zero), free(expl);
+    rt_free_aligned(ref_p), rt_free_aligned(small), rt_free_aligned(small2), rt_free_aligned(same);
+    student_destroy(m);
+}
+
 static void test_cmd_heads(void) {
     fixtures();
     char args[1024];
@@ -695,42 +793,117 @@ static void test_cmd_heads(void) {
     float *in = read_params(tpath("in.h5"), &c, NULL);
     uint8_t *mask = NULL;
     float *out = read_params(tpath("heads.h5"), &c2, &mask);
-    CU_ASSERT_FATAL(mask != NULL);
+    CU_ASSERT(mask == NULL); /* removed, not masked */
+    CU_ASSERT_EQUAL(c2.n_head, 2);
+    CU_ASSERT_EQUAL(c2.d_head, 4);
+    CU_ASSERT_EQUAL(student_attn_width(&c2), 8);
+    CU_ASSERT(c2.d_model == c.d_model && c2.d_ff == c.d_ff && c2.n_layer == c.n_layer);
     ckpt_reader *r = NULL;
     CU_ASSERT_FATAL(ckpt_open(tpath("heads.h5"), &r) == RT_OK);
     uint8_t hk[2 * 4];
     CU_ASSERT_FATAL(ckpt_read_array(r, "/prune/heads_kept", CKPT_U8, 8, hk) == RT_OK);
     ckpt_reader_close(r);
-    const int C = 16, HS = 4;
     int bad = 0;
-    for (int l = 0; l < 2; l++) {
-        bad += count_zero_u8(hk + l * 4, 4) != 2;
-        student_tensor tq, tb, tp;
-        student_tensor_info(&c, student_linear_tensor(&c, l, STUDENT_LIN_QKV), &tq);
-        student_tensor_info(&c, student_linear_tensor(&c, l, STUDENT_LIN_QKV) + 1, &tb);
-        student_tensor_info(&c, student_linear_tensor(&c, l, STUDENT_LIN_ATTPROJ), &tp);
-        for (int col = 0; col < 3 * C; col++) {
-            const int kept = hk[l * 4 + (col % C) / HS];
-            bad += kept ? out[tb.offset + col] != in[tb.offset + col] : out[tb.offset + col] != 0;
-            for (int row = 0; row < C; row++) {
-                const size_t e = tq.offset + (size_t)row * 3 * C + col;
-                bad += kept ? out[e] != in[e] : out[e] != 0.0f;
-            }
-        }
-        for (int row = 0; row < C; row++)
-            for (int col = 0; col < C; col++) {
-                const size_t e = tp.offset + (size_t)row * C + col;
-                bad += hk[l * 4 + row / HS] ? out[e] != in[e] : out[e] != 0.0f;
-            }
-        /* the MLP is not touched */
-        student_tensor tf;
-        student_tensor_info(&c, student_linear_tensor(&c, l, STUDENT_LIN_FC), &tf);
-        bad += memcmp(out + tf.offset, in + tf.offset, tf.numel * sizeof(float)) != 0;
-    }
+    for (int l = 0; l < 2; l++) bad += count_zero_u8(hk + l * 4, 4) != 2;
     CU_ASSERT_EQUAL(bad, 0);
-    CU_ASSERT_EQUAL(untouched(&c, in, out, 1), 0);
-    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "structured")), "masked");
+    /* the file's weights are the original's kept heads, all else untouched */
+    float *want = rt_alloc_aligned(student_block_floats(&c2) * sizeof *want);
+    student_heads_shrink(&c, in, hk, &c2, want);
+    CU_ASSERT(memcmp(want, out, student_block_floats(&c2) * sizeof *out) == 0);
+    for (int l = 0; l < 2; l++) {
+        student_tensor tf, tf2;
+        student_tensor_info(&c, student_linear_tensor(&c, l, STUDENT_LIN_FC), &tf);
+        student_tensor_info(&c2, student_linear_tensor(&c2, l, STUDENT_LIN_FC), &tf2);
+        CU_ASSERT(memcmp(out + tf2.offset, in + tf.offset, tf.numel * sizeof(float)) == 0);
+    }
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "structured")), "removed");
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "n_head_after")), 2);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "params_after")),
+                    (json_int_t)student_param_count(&c2));
     json_decref(j);
+
+    /* it loads and trains: backward runs, a few AdamW steps lower the loss */
+    student_model *m = NULL;
+    CU_ASSERT_FATAL(ckpt_load_model(tpath("heads.h5"), 2, STUDENT_F32, 1, &m, NULL) == RT_OK);
+    CU_ASSERT_EQUAL(student_cfg(m)->n_head, 2);
+    enum { B = 2, T = 8 };
+    int32_t tok[B * (T + 1)], x[B * T], y[B * T];
+    random_tokens(tok, sizeof tok / sizeof tok[0], c.vocab_size);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) x[b * T + t] = tok[b * (T + 1) + t], y[b * T + t] = tok[b * (T + 1) + t + 1];
+    double first = 0.0, last = 0.0;
+    for (int step = 1; step <= 8; step++) {
+        CU_ASSERT_FATAL(student_forward(m, x, B) == RT_OK);
+        const double loss = student_loss_ce(student_logits(m), y, B * T, c.vocab_size,
+                                            student_dlogits(m), 1.0f / (B * T)) / (B * T);
+        if (step == 1) first = loss;
+        last = loss;
+        student_zero_grad(m);
+        CU_ASSERT_FATAL(student_backward(m, B) == RT_OK);
+        student_adamw_step(m, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.0f, step);
+    }
+    printf("\n    pruned model trains: loss %.4f -> %.4f ", first, last);
+    CU_ASSERT(last < first - 0.05);
+    student_destroy(m);
+
+    /* exports as f32 and int8 deploy files that eval reads */
+    const char *fmt[2] = {"", " --int8 --calib %s"};
+    for (int k = 0; k < 2; k++) {
+        char extra[512], dep[64];
+        snprintf(extra, sizeof extra, fmt[k], tpath("calib.h5"));
+        snprintf(dep, sizeof dep, "heads.%s.h5", k ? "int8" : "f32");
+        snprintf(args, sizeof args, "export --model %s --format deploy%s --out %s",
+                 tpath("heads.h5"), extra, tpath(dep));
+        CU_ASSERT_EQUAL(run_retort(args), 0);
+        snprintf(args, sizeof args, "eval --model %s --data %s --json", tpath(dep),
+                 tpath("calib.h5"));
+        CU_ASSERT_EQUAL(run_retort(args), 0);
+        char *so = slurp(tpath("stdout"));
+        json_error_t err;
+        json_t *e = json_loads(so, 0, &err);
+        CU_ASSERT(e != NULL);
+        if (!e) printf("\n    eval of %s: %s", dep, so);
+        json_decref(e);
+        free(so);
+        student_model *d = NULL;
+        CU_ASSERT(ckpt_load_model(tpath(dep), 1, STUDENT_F32, 0, &d, NULL) == RT_OK);
+        if (d) CU_ASSERT(student_attn_width(student_cfg(d)) == 8);
+        student_destroy(d);
+    }
+
+    /* retort info shows the smaller shape */
+    snprintf(args, sizeof args, "info %s", tpath("heads.f32.h5"));
+    CU_ASSERT_EQUAL(run_retort(args), 0);
+    char *info = slurp(tpath("stdout"));
+    CU_ASSERT(strstr(info, "n_head=2 d_model=16") != NULL);
+    CU_ASSERT(strstr(info, "d_head=4 width=8") != NULL);
+    free(info);
+    snprintf(args, sizeof args, "info %s --json", tpath("heads.h5"));
+    CU_ASSERT_EQUAL(run_retort(args), 0);
+    info = slurp(tpath("stdout"));
+    json_error_t err;
+    json_t *ji = json_loads(info, 0, &err);
+    json_t *jm = ji ? json_object_get(ji, "model") : NULL;
+    CU_ASSERT(jm && json_integer_value(json_object_get(jm, "n_head")) == 2 &&
+              json_integer_value(json_object_get(jm, "d_head")) == 4);
+    json_decref(ji);
+    free(info);
+
+    /* --sparsity 0 removes nothing: bit-identical logits, no d_head written */
+    snprintf(args, sizeof args, "prune --model %s --method heads --sparsity 0 --out %s",
+             tpath("in.h5"), tpath("heads0.h5"));
+    j = run_json(args);
+    json_decref(j);
+    student_config c0;
+    float *p0 = read_params(tpath("heads0.h5"), &c0, NULL);
+    CU_ASSERT(c0.n_head == 4 && c0.d_head == 0);
+    int32_t t2[2 * 8];
+    random_tokens(t2, 16, c.vocab_size);
+    float *la = logits_of(&c, in, t2, 2), *lb = logits_of(&c0, p0, t2, 2);
+    CU_ASSERT(memcmp(la, lb, (size_t)2 * 8 * c.vocab_size * sizeof *la) == 0);
+    free(la), free(lb);
+    rt_free_aligned(p0);
+    rt_free_aligned(want);
     rt_free_aligned(in);
     rt_free_aligned(out);
     rt_free_aligned(mask);
@@ -805,7 +978,7 @@ static void time_forwards(const char *pa, const char *pb, int B, int reps, doubl
 }
 
 static void test_bench(void) {
-    student_config c = {4, 4, 256, 1024, 8192, 256};
+    student_config c = {4, 4, 256, 1024, 8192, 256, 0};
     const char *shape = getenv("RT_PRUNE_BENCH_SHAPE");
     if (shape)
         sscanf(shape, "%d,%d,%d,%d,%d,%d", &c.n_layer, &c.n_head, &c.d_model, &c.d_ff,
@@ -854,6 +1027,7 @@ int main(void) {
         {"wanda_flip", test_wanda_flip},
         {"nm", test_nm},
         {"heads_mask", test_heads_mask},
+        {"heads_shrink", test_heads_shrink},
         {"ffn_shrink", test_ffn_shrink},
         {"linear_input", test_linear_input},
         {"masks_roundtrip", test_masks_roundtrip},

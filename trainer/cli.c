@@ -752,14 +752,15 @@ static const cli_option prune_options[] = {
      .help = "magnitude: zero the smallest |w| in each matmul weight matrix. wanda: zero the "
              "smallest |w| * ||x|| in each output (a column of the stored [in, out] matrix), "
              "with the input norms ||x|| measured on --calib, block by block. N:M (e.g. 2:4): "
-             "keep the N largest |w| of every M consecutive inputs of each output. heads: MASK "
-             "whole attention heads (their q/k/v columns, c_attn bias entries and attn.c_proj "
-             "rows are zeroed; the tensors keep their size, because the model ties the "
-             "attention width to d_model). ffn: REMOVE whole MLP hidden units (the same count "
+             "keep the N largest |w| of every M consecutive inputs of each output. heads: REMOVE "
+             "whole attention heads as Hugging Face's prune_heads does (the same count in "
+             "every layer: their q/k/v columns and c_attn bias entries and their attn.c_proj "
+             "rows go), writing a model with a smaller n_head and the same head_dim (d_head), "
+             "so an attention width below d_model. ffn: REMOVE whole MLP hidden units (the same count "
              "in every layer), writing a model with a smaller d_ff that is smaller and faster. "
              "Only the matmul weights of the blocks (attn.c_attn, attn.c_proj, mlp.c_fc, "
              "mlp.c_proj) are pruned; embeddings, LayerNorms and biases never are (except the "
-             "c_attn bias entries of masked heads)."},
+             "c_attn bias entries of removed heads)."},
     {.name = "sparsity", .type = CLI_REAL, .metavar = "S", .def = "0.5", .check = check_fraction,
      .help = "Fraction of weights (or of heads / MLP units per layer) to remove, in [0, 1); "
              "the count is rounded to the nearest integer and heads/ffn keep at least one per "
@@ -774,7 +775,8 @@ static const cli_option prune_options[] = {
              "per block."},
     {.name = "out", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "CKPT",
      .help = "Checkpoint to write (atomically): the pruned weights, one uint8 mask per pruned "
-             "tensor under /prune/mask (1 = kept) and the method and sparsity under /prune, "
+             "tensor under /prune/mask (1 = kept; heads and ffn write none, their units are "
+             "gone) and the method and sparsity under /prune, "
              "without optimizer state, ready for fine-tuning with --set train.init=CKPT."},
     {.name = "json", .type = CLI_BOOL,
      .help = "Print one JSON object (per-tensor and per-layer sparsity, totals, parameter "
@@ -787,8 +789,8 @@ const cli_spec trainer_spec_prune = {
     .description = "Prune a trained model after training and write the result as a new "
                    "checkpoint, then print the sparsity of every pruned tensor and layer, the "
                    "totals over prunable weights and over all parameters, the parameter count "
-                   "before and after, and the file size. Heads are masked, not removed; MLP "
-                   "units (ffn) are removed.",
+                   "before and after, and the file size. Attention heads (heads) and MLP "
+                   "units (ffn) are removed, the other methods mask.",
     .options = prune_options,
     .max_positional = 0,
     .epilog = "example:\n"

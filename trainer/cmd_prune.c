@@ -5,14 +5,16 @@
  *              2023), input norms measured on --calib, block by block on the
  *              already-pruned earlier blocks as the paper's code does
  *   N:M        semi-structured: N largest |w| of every M consecutive inputs
- *   heads      whole attention heads, MASKED (zeroed), not removed: the
- *              model ties the attention width to d_model = n_head*head_dim
+ *   heads      whole attention heads, physically removed as Hugging Face's
+ *              prune_heads does: smaller n_head, d_head kept (attention
+ *              width n_head*d_head below d_model)
  *   ffn        whole MLP hidden units, physically removed: smaller d_ff
  *
  * Kernels are in student/prune.c, mask storage in checkpoints/masks.c; this
  * file loads, calibrates, composes, reports and saves. The output is a
  * "train" checkpoint without optimizer state that ckpt_load_model reads,
- * config text and provenance carried over (d_ff rewritten for ffn). */
+ * config text and provenance carried over (d_ff rewritten for ffn; for heads
+ * /config's n_head and d_head are what count, the text keeps the original). */
 #define _GNU_SOURCE
 #include <jansson.h>
 #include <math.h>
@@ -96,9 +98,10 @@ cleanup:
 }
 
 /* Offset of (layer, linear) in the statistics array: every slot holds
- * max(C, F) doubles. */
+ * max(C, F, A) doubles. */
 static size_t stat_off(const student_config *c, int l, int which) {
-    const size_t w = (size_t)(c->d_ff > c->d_model ? c->d_ff : c->d_model);
+    size_t w = (size_t)(c->d_ff > c->d_model ? c->d_ff : c->d_model);
+    w = w > (size_t)student_attn_width(c) ? w : (size_t)student_attn_width(c);
     return ((size_t)l * STUDENT_LIN_N + (size_t)which) * w;
 }
 
@@ -116,7 +119,9 @@ static rt_status calib_pass(student_model *m, const calib_set *cs, double *acc) 
                 const float *x = student_linear_input(m, l, (student_linear)w, &rows);
                 RT_ASSERT(x && rows == (int64_t)B * cs->T);
                 student_colsumsq_add(acc + stat_off(c, l, w), x, rows,
-                                     w == STUDENT_LIN_FCPROJ ? c->d_ff : c->d_model);
+                                     w == STUDENT_LIN_FCPROJ     ? c->d_ff
+                                     : w == STUDENT_LIN_ATTPROJ ? student_attn_width(c)
+                                                                : c->d_model);
             }
     }
     return RT_OK;
@@ -126,9 +131,9 @@ static rt_status calib_pass(student_model *m, const calib_set *cs, double *acc) 
 
 /* Rows (inputs) and columns (outputs) of the stored [in, out] weight. */
 static void lin_shape(const student_config *c, int which, int64_t *in, int64_t *out) {
-    const int64_t C = c->d_model, F = c->d_ff;
-    *in = which == STUDENT_LIN_FCPROJ ? F : C;
-    *out = which == STUDENT_LIN_QKV ? 3 * C : which == STUDENT_LIN_FC ? F : C;
+    const int64_t C = c->d_model, F = c->d_ff, A = student_attn_width(c);
+    *in = which == STUDENT_LIN_FCPROJ ? F : which == STUDENT_LIN_ATTPROJ ? A : C;
+    *out = which == STUDENT_LIN_QKV ? 3 * A : which == STUDENT_LIN_FC ? F : C;
 }
 
 /* Unstructured and N:M masks of block `layer` into `mask`; acc holds
@@ -288,9 +293,10 @@ static rt_status prune_run(const prune_opts *o) {
         goto cleanup;
     if ((st = ckpt_read_model(r, m)) != RT_OK) goto cleanup;
     if ((st = ckpt_masks_read(r, &c, &old_mask)) != RT_OK) goto cleanup;
-    if (old_mask && o->method == PM_FFN) {
-        st = rt_fail(RT_ERR_UNSUPPORTED, "%s: already has pruning masks; remove MLP units (ffn) "
-                     "before unstructured pruning, not after", o->model);
+    if (old_mask && (o->method == PM_FFN || o->method == PM_HEADS)) {
+        st = rt_fail(RT_ERR_UNSUPPORTED, "%s: already has pruning masks; remove %s before "
+                     "unstructured pruning, not after", o->model,
+                     o->method == PM_FFN ? "MLP units (ffn)" : "attention heads (heads)");
         goto cleanup;
     }
     if (ckpt_has(r, "/meta")) {
@@ -320,7 +326,7 @@ static rt_status prune_run(const prune_opts *o) {
 
     student_config c2 = c;
     int heads_k = 0, ffn_k = 0;
-    if (o->method != PM_FFN) {
+    if (o->method != PM_FFN && o->method != PM_HEADS) { /* those two remove, not mask */
         mask = rt_alloc_aligned(nb);
         if (!mask) {
             st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for a %zu-byte mask block", nb);
@@ -347,27 +353,30 @@ static rt_status prune_run(const prune_opts *o) {
         break;
     case PM_HEADS: {
         heads_k = units_to_remove(o->sparsity, H, "heads", o->json);
+        c2.n_head = H - heads_k;
+        c2.d_head = student_head_dim(&c);
+        /* d_head stays implicit when it still equals d_model / n_head */
+        if (C % c2.n_head == 0 && C / c2.n_head == c2.d_head) c2.d_head = 0;
         score = malloc((size_t)H * sizeof *score);
         heads_kept = malloc((size_t)L * H);
-        if (!score || !heads_kept) {
-            st = rt_fail(RT_ERR_NOMEM, "prune: out of memory ranking heads");
+        out_params = rt_alloc_aligned(student_block_floats(&c2) * sizeof *out_params);
+        if (!score || !heads_kept || !out_params) {
+            st = rt_fail(RT_ERR_NOMEM, "prune: out of memory removing heads");
             goto cleanup;
         }
         if (use_calib && (st = calib_pass(m, &cs, acc)) != RT_OK) goto cleanup;
         for (int l = 0; l < L; l++) {
-            student_tensor tq, tb, tp;
+            student_tensor tq, tp;
             student_tensor_info(&c, student_linear_tensor(&c, l, STUDENT_LIN_QKV), &tq);
-            student_tensor_info(&c, student_linear_tensor(&c, l, STUDENT_LIN_QKV) + 1, &tb);
             student_tensor_info(&c, student_linear_tensor(&c, l, STUDENT_LIN_ATTPROJ), &tp);
-            student_head_scores(P + tq.offset, P + tp.offset, C, H,
+            student_head_scores(P + tq.offset, P + tp.offset, C, H, student_head_dim(&c),
                                 use_calib ? acc + stat_off(&c, l, STUDENT_LIN_ATTPROJ) : NULL,
                                 score);
             if ((st = student_prune_lowest(score, H, heads_k, heads_kept + (size_t)l * H)) !=
                 RT_OK)
                 goto cleanup;
-            student_head_masks(C, H, heads_kept + (size_t)l * H, mask + tq.offset,
-                               mask + tb.offset, mask + tp.offset);
         }
+        student_heads_shrink(&c, P, heads_kept, &c2, out_params);
         break;
     }
     case PM_FFN: {
@@ -508,15 +517,15 @@ static rt_status prune_run(const prune_opts *o) {
                 json_t *hr = json_array();
                 for (int h = 0; h < H; h++)
                     if (!heads_kept[(size_t)l * H + h]) json_array_append_new(hr, json_integer(h));
-                json_object_set_new(jo, "heads_masked", hr);
+                json_object_set_new(jo, "heads_removed", hr);
             }
             json_array_append_new(jl, jo);
         }
         json_object_set_new(root, "model", json_string(o->model));
         json_object_set_new(root, "out", json_string(o->out));
         json_object_set_new(root, "method", json_string(o->method_text));
-        json_object_set_new(root, "structured", json_string(o->method == PM_FFN ? "removed"
-                                                             : o->method == PM_HEADS ? "masked"
+        json_object_set_new(root, "structured",
+                            json_string(o->method == PM_FFN || o->method == PM_HEADS ? "removed"
                                                                                      : "no"));
         json_object_set_new(root, "target_sparsity", json_real(meta.sparsity));
         json_object_set_new(root, "achieved_sparsity", json_real(achieved));
@@ -525,6 +534,8 @@ static rt_status prune_run(const prune_opts *o) {
                                 json_integer((json_int_t)cs.n * cs.T));
         json_object_set_new(root, "d_ff_before", json_integer(F));
         json_object_set_new(root, "d_ff_after", json_integer(c2.d_ff));
+        json_object_set_new(root, "n_head_before", json_integer(H));
+        json_object_set_new(root, "n_head_after", json_integer(c2.n_head));
         json_object_set_new(root, "tensors", jt);
         json_object_set_new(root, "layers", jl);
         json_object_set_new(root, "prunable",
@@ -552,11 +563,12 @@ static rt_status prune_run(const prune_opts *o) {
         printf("pruned %s -> %s (method %s, target sparsity %.4f)\n", o->model, o->out,
                o->method_text, meta.sparsity);
         if (o->method == PM_HEADS)
-            printf("heads are MASKED (their weights zeroed), not physically removed: %d of %d "
-                   "per layer\n", heads_k, H);
+            printf("attention heads REMOVED: n_head %d -> %d in every layer (head_dim %d, "
+                   "attention width %d -> %d)\n", H, c2.n_head, student_head_dim(&c),
+                   student_attn_width(&c), student_attn_width(&c2));
         if (o->method == PM_FFN)
             printf("MLP units REMOVED: d_ff %d -> %d in every layer\n", F, c2.d_ff);
-        /* params: in the input; pruned: zeroed (masks) or removed (ffn);
+        /* params: in the input; pruned: zeroed (masks) or removed (ffn, heads);
          * shape: as written. */
         printf("\n%-5s %-20s %-12s %10s %10s %9s\n", "layer", "tensor", "shape out", "params in",
                "pruned", "sparsity");
@@ -576,7 +588,7 @@ static rt_status prune_run(const prune_opts *o) {
             printf("%-5d %-20s %-12s %10zu %10zu %8.2f%%", l, "(layer)", "", b, g,
                    100.0 * frac(g, b));
             if (heads_kept) {
-                printf("  heads masked:");
+                printf("  heads removed:");
                 for (int h = 0; h < H; h++)
                     if (!heads_kept[(size_t)l * H + h]) printf(" %d", h);
             }
