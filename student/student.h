@@ -408,8 +408,10 @@ rt_status student_qat_set_state(student_model *m, const float *state, size_t n);
  * every block as int8 x int8 -> f32 oneDNN matmuls (quant.c): activations
  * quantized per tensor with stored scales to u8, weights s8 per output
  * channel, output scales and a zero-point-compensated bias applied by
- * oneDNN, in both student_forward and the KV-cache path. The LM head then
- * runs in bf16 (f32 accumulation). Such a model is inference-only. */
+ * oneDNN, in both student_forward and the KV-cache path. In student_forward
+ * the attention matmuls (QK^T, PV) then run in bf16 on per-head blocks and
+ * the LM head in bf16 (f32 accumulation); the KV-cache path attends in f32.
+ * Such a model is inference-only. */
 
 /* x ~ scale * (q - zero) with q in [qmin, qmax]: [-127, 127] (zero 0) for
  * symmetric int8, [0, 255] for asymmetric uint8. */
