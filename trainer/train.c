@@ -847,8 +847,8 @@ static rt_status student_train(student_run *s) {
     clock_gettime(CLOCK_MONOTONIC, &ts1);
     const double total =
         (double)(ts1.tv_sec - ts0.tv_sec) + 1e-9 * (double)(ts1.tv_nsec - ts0.tv_nsec);
-    trainer_metrics_note(s->metrics, "done: %lld steps in %.1f s%s", (long long)(steps - s->start_step),
-                         total, "");
+    trainer_metrics_note(s->metrics, "done: %lld steps in %.1f s",
+                         (long long)(steps - s->start_step), total);
     if (s->distill)
         trainer_metrics_note(s->metrics, "student 0 waited %.1f s (%.1f%%) for teacher records",
                              run_wait, total > 0 ? 100.0 * run_wait / total : 0.0);
