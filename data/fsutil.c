@@ -72,6 +72,21 @@ rt_status data_commit_tmp(const char *tmp, const char *path) {
     return rt_fail(RT_ERR_IO, "%s: cannot rename %s into place (%s)", path, tmp, strerror(e));
 }
 
+rt_status data_write_atomic(const char *path, void (*body)(FILE *f, const void *ctx),
+                            const void *ctx) {
+    char tmp[DATA_PATH_MAX];
+    RT_TRY(data_tmp_path(tmp, sizeof tmp, path));
+    FILE *f = fopen(tmp, "w");
+    if (!f) return rt_fail(RT_ERR_IO, "%s: cannot write (%s)", tmp, strerror(errno));
+    body(f, ctx);
+    const int bad = ferror(f);
+    if (fclose(f) != 0 || bad) {
+        unlink(tmp);
+        return rt_fail(RT_ERR_IO, "%s: write failed", path);
+    }
+    return data_commit_tmp(tmp, path);
+}
+
 /* mkdir that treats an existing folder as success. */
 static int mkdir_one(const char *dir) {
     if (mkdir(dir, 0777) == 0 || errno == EEXIST) {

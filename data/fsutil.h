@@ -1,10 +1,12 @@
-/* Internal file helpers of data/: whole-file reads, path joins, creating
- * folders, and the write-to-temporary-then-rename pattern that keeps a
- * failed write from leaving a half-written file under its final name. */
+/* File helpers of data/ (also used by trainer/'s report writers): whole-file
+ * reads, path joins, creating folders, and the write-to-temporary-then-rename
+ * pattern that keeps a failed write from leaving a half-written file under
+ * its final name. */
 #ifndef DATA_FSUTIL_H
 #define DATA_FSUTIL_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "rt_status.h"
 
@@ -23,6 +25,12 @@ rt_status data_tmp_path(char *dst, size_t cap, const char *path);
 
 /* Renames tmp to path; on failure removes tmp and names path. */
 rt_status data_commit_tmp(const char *tmp, const char *path);
+
+/* Writes `path` as a whole: body(f, ctx) writes the contents into a
+ * temporary file next to it, which is renamed over `path` only when every
+ * write and the close succeeded. RT_ERR_IO naming the file otherwise. */
+rt_status data_write_atomic(const char *path, void (*body)(FILE *f, const void *ctx),
+                            const void *ctx);
 
 /* Creates dir and its missing parents (like mkdir -p) and checks that files
  * can be created in it. Errors name dir. */

@@ -36,6 +36,7 @@
 #include "cli.h"
 #include "cmds.h"
 #include "data.h"
+#include "fsutil.h"
 #include "report.h"
 #include "svg.h"
 
@@ -92,23 +93,12 @@ static rt_status mkdir_p(const char *dir) {
 
 /* Writes text to DIR/name through a temporary file and a rename, so a
  * failed report never leaves a half-written file under the final name. */
+static void put_text(FILE *f, const void *text) { fputs(text, f); }
+
 static rt_status write_file(const char *dir, const char *name, const char *text) {
-    char path[4096], tmp[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return rt_fail(RT_ERR_IO, "%s: cannot write (%s)", tmp, strerror(errno));
-    fputs(text, f);
-    const int bad = ferror(f);
-    if (fclose(f) != 0 || bad) {
-        remove(tmp);
-        return rt_fail(RT_ERR_IO, "%s: write failed (%s)", tmp, strerror(errno));
-    }
-    if (rename(tmp, path) != 0) {
-        remove(tmp);
-        return rt_fail(RT_ERR_IO, "%s: cannot rename into place (%s)", path, strerror(errno));
-    }
-    return RT_OK;
+    char path[4096];
+    RT_TRY(data_path_join(path, sizeof path, dir, name));
+    return data_write_atomic(path, put_text, text);
 }
 
 static void human_bytes(char *buf, size_t cap, double b) {

@@ -5,6 +5,8 @@
 #define _GNU_SOURCE
 #include "svg.h"
 
+#include "fsutil.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -256,21 +258,8 @@ static void write_body(const trainer_svg *p, FILE *f) {
     fprintf(f, "</svg>\n");
 }
 
+static void put_svg(FILE *f, const void *p) { write_body(p, f); }
+
 rt_status trainer_svg_write(const trainer_svg *p, const char *path) {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return rt_fail(RT_ERR_ARGS, "%s: path too long", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return rt_fail(RT_ERR_IO, "%s: cannot write (%s)", tmp, strerror(errno));
-    write_body(p, f);
-    const int bad = ferror(f);
-    if (fclose(f) != 0 || bad) {
-        remove(tmp);
-        return rt_fail(RT_ERR_IO, "%s: write failed (%s)", tmp, strerror(errno));
-    }
-    if (rename(tmp, path) != 0) {
-        remove(tmp);
-        return rt_fail(RT_ERR_IO, "%s: cannot rename into place (%s)", path, strerror(errno));
-    }
-    return RT_OK;
+    return data_write_atomic(path, put_svg, p);
 }
