@@ -15,7 +15,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <hdf5.h>
 #include <jansson.h>
 #include <signal.h>
@@ -31,28 +30,19 @@
 
 #include "ckpt.h"
 #include "ckpt_internal.h" /* ckpt_crc32c_portable */
+#include "test_util.h"
 
 /* ------------------------------------------------------------ helpers */
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void rm_rf(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+static void rm_rf(const char *path) { rt_test_rm_rf(path); }
 
 static char *make_tmpdir(void) {
-    char tmpl[] = "/tmp/rt_test_ckpt_XXXXXX";
-    char *d = mkdtemp(tmpl);
+    char *d = rt_test_mkdtemp("ckpt");
     CU_ASSERT_PTR_NOT_NULL_FATAL(d);
-    return strdup(d);
+    return d;
 }
 
-static char *join(const char *a, const char *b) {
-    char *p = malloc(strlen(a) + strlen(b) + 2);
-    sprintf(p, "%s/%s", a, b);
-    return p;
-}
+static char *join(const char *a, const char *b) { return rt_test_join(a, b); }
 
 static char *read_all(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
@@ -1416,12 +1406,7 @@ static void test_bench(void) {
 /* --------------------------------------------------------------- main */
 
 int main(void) {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite s = CU_add_suite("checkpoints", NULL, NULL);
-    struct {
-        const char *name;
-        void (*fn)(void);
-    } tests[] = {
+    static const rt_test_case tests[] = {
         {"crc32c", test_crc32c},
         {"roundtrip", test_roundtrip},
         {"layout", test_layout},
@@ -1434,15 +1419,10 @@ int main(void) {
         {"info", test_info},
     };
     /* RT_CKPT_ONLY=name runs one test (debugging, sanitizer triage). */
-    const char *only = getenv("RT_CKPT_ONLY");
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
-        if ((!only || strcmp(only, tests[i].name) == 0) && !CU_add_test(s, tests[i].name, tests[i].fn))
-            return 1;
+    CU_pSuite s = rt_test_suite("checkpoints", NULL, NULL, tests, sizeof tests / sizeof tests[0], "RT_CKPT_ONLY");
+    if (!s) return 1;
     const char *b = getenv("RT_CKPT_BENCH");
     if (b && b[0] == '1' && !CU_add_test(s, "bench", test_bench)) return 1;
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
-    return failed ? 1 : 0;
+    const int rc = rt_test_finish();
+    return rc;
 }

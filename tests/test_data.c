@@ -9,7 +9,6 @@
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
 #include <dirent.h>
-#include <ftw.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,28 +17,19 @@
 #include <unistd.h>
 
 #include "data.h"
+#include "test_util.h"
 
 /* ------------------------------------------------------------ helpers */
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void rm_rf(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+static void rm_rf(const char *path) { rt_test_rm_rf(path); }
 
 static char *make_tmpdir(void) {
-    char tmpl[] = "/tmp/rt_test_data_XXXXXX";
-    char *d = mkdtemp(tmpl);
+    char *d = rt_test_mkdtemp("data");
     CU_ASSERT_PTR_NOT_NULL_FATAL(d);
-    return strdup(d);
+    return d;
 }
 
-static char *join(const char *a, const char *b) {
-    char *p = malloc(strlen(a) + strlen(b) + 2);
-    sprintf(p, "%s/%s", a, b);
-    return p;
-}
+static char *join(const char *a, const char *b) { return rt_test_join(a, b); }
 
 static void write_bytes(const char *dir, const char *name, const void *data, size_t n) {
     char *p = join(dir, name);
@@ -1162,12 +1152,7 @@ static void test_prepare_atomic(void) {
 /* --------------------------------------------------------------- main */
 
 int main(void) {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite s = CU_add_suite("data", NULL, NULL);
-    struct {
-        const char *name;
-        void (*fn)(void);
-    } tests[] = {
+    static const rt_test_case tests[] = {
         {"pretokenize_known", test_pretokenize_known},
         {"pretokenize_invalid_utf8", test_pretokenize_invalid_utf8},
         {"train_aaab", test_train_aaab},
@@ -1193,11 +1178,8 @@ int main(void) {
         {"prepare_errors", test_prepare_errors},
         {"prepare_atomic", test_prepare_atomic},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
-        if (!CU_add_test(s, tests[i].name, tests[i].fn)) return 1;
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
-    return failed ? 1 : 0;
+    CU_pSuite s = rt_test_suite("data", NULL, NULL, tests, sizeof tests / sizeof tests[0], NULL);
+    if (!s) return 1;
+    const int rc = rt_test_finish();
+    return rc;
 }

@@ -19,7 +19,6 @@
 #define _GNU_SOURCE
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -32,6 +31,7 @@
 #include "data.h"
 #include "report.h"
 #include "student.h"
+#include "test_util.h"
 
 /* The model every fixture uses: small enough for milliseconds per forward. */
 static const student_config CFG = {
@@ -572,15 +572,8 @@ static void test_generate_seeds(void) {
 
 /* ------------------------------------------------------------------ main */
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static int suite_init(void) {
-    char tmpl[] = "/tmp/rt_test_eval_XXXXXX";
-    if (!mkdtemp(tmpl)) return 1;
-    g_dir = strdup(tmpl);
+    if (!(g_dir = rt_test_mkdtemp("eval"))) return 1;
     if (make_fixtures(g_dir) != RT_OK) {
         fprintf(stderr, "fixtures: %s\n", rt_last_error());
         return 1;
@@ -589,7 +582,7 @@ static int suite_init(void) {
 }
 
 static int suite_clean(void) {
-    if (g_dir && !getenv("RT_KEEP")) nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (g_dir && !getenv("RT_KEEP")) rt_test_rm_rf(g_dir);
     free(g_dir);
     return 0;
 }
@@ -602,12 +595,7 @@ int main(int argc, char **argv) {
         }
         return 0;
     }
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite s = CU_add_suite("eval", suite_init, suite_clean);
-    struct {
-        const char *name;
-        void (*fn)(void);
-    } tests[] = {
+    static const rt_test_case tests[] = {
         {"ece_closed_form", test_ece_closed_form},
         {"zero_model_closed_form", test_zero_model_closed_form},
         {"matches_direct_loop", test_matches_direct_loop},
@@ -617,11 +605,8 @@ int main(int argc, char **argv) {
         {"generate_greedy", test_generate_greedy},
         {"generate_seeds", test_generate_seeds},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
-        if (!CU_add_test(s, tests[i].name, tests[i].fn)) return 1;
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
-    return failed ? 1 : 0;
+    CU_pSuite s = rt_test_suite("eval", suite_init, suite_clean, tests, sizeof tests / sizeof tests[0], NULL);
+    if (!s) return 1;
+    const int rc = rt_test_finish();
+    return rc;
 }

@@ -22,7 +22,6 @@
 #define _GNU_SOURCE
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <math.h>
 #include <omp.h>
@@ -37,15 +36,11 @@
 #include "ckpt_masks.h"
 #include "data.h"
 #include "student.h"
+#include "test_util.h"
 
 /* ------------------------------------------------------------ helpers */
 
 static char tmpdir[64];
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
 
 static char *tpath(const char *name) {
     static char buf[8][256];
@@ -1016,12 +1011,7 @@ static void test_bench(void) {
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/rt_test_prune_XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite s = CU_add_suite("prune", NULL, NULL);
-    struct {
-        const char *name;
-        void (*fn)(void);
-    } tests[] = {
+    static const rt_test_case tests[] = {
         {"counts", test_counts},
         {"magnitude_keeps_largest", test_magnitude_keeps_largest},
         {"wanda_flip", test_wanda_flip},
@@ -1036,17 +1026,11 @@ int main(void) {
         {"cmd_heads", test_cmd_heads},
         {"cmd_errors", test_cmd_errors},
     };
-    const char *only = getenv("RT_PRUNE_ONLY");
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
-        if ((!only || strcmp(only, tests[i].name) == 0) &&
-            !CU_add_test(s, tests[i].name, tests[i].fn))
-            return 1;
+    CU_pSuite s = rt_test_suite("prune", NULL, NULL, tests, sizeof tests / sizeof tests[0], "RT_PRUNE_ONLY");
+    if (!s) return 1;
     const char *b = getenv("RT_PRUNE_BENCH");
     if (b && b[0] == '1' && !CU_add_test(s, "bench", test_bench)) return 1;
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
-    nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    return failed ? 1 : 0;
+    const int rc = rt_test_finish();
+    rt_test_rm_rf(tmpdir);
+    return rc;
 }

@@ -8,7 +8,6 @@
 #define _GNU_SOURCE
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 
 #include "ckpt.h"
 #include "ckpt_deploy.h"
+#include "test_util.h"
 #include "student_internal.h" /* white-box: the activations the forward kept */
 
 static const student_config CFG = {.n_layer = 2, .n_head = 2, .d_model = 32, .d_ff = 64,
@@ -387,11 +387,6 @@ static void test_qat_trains(void) {
 
 static char tmpdir[64];
 
-static int rm_entry(const char *p, const struct stat *sb, int f, struct FTW *w) {
-    (void)sb, (void)f, (void)w;
-    return remove(p);
-}
-
 /* Per-row int8 round trip of the embeddings, as an int8 deploy stores them. */
 static void dequant_rows(float *w, int64_t R, int64_t C) {
     int8_t *q = malloc((size_t)(R * C));
@@ -518,12 +513,7 @@ static void test_f32_deploy(void) {
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/rt_test_quant_XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite s = CU_add_suite("quant", NULL, NULL);
-    struct {
-        const char *name;
-        void (*fn)(void);
-    } tests[] = {
+    static const rt_test_case tests[] = {
         {"fq_forward_symmetric", test_fq_forward_symmetric},
         {"fq_forward_asymmetric", test_fq_forward_asymmetric},
         {"ste_op", test_ste_op},
@@ -533,12 +523,9 @@ int main(void) {
         {"int8_asymmetric", test_int8_asymmetric},
         {"f32_deploy", test_f32_deploy},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
-        if (!CU_add_test(s, tests[i].name, tests[i].fn)) return 1;
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
-    nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-    return failed ? 1 : 0;
+    CU_pSuite s = rt_test_suite("quant", NULL, NULL, tests, sizeof tests / sizeof tests[0], NULL);
+    if (!s) return 1;
+    const int rc = rt_test_finish();
+    rt_test_rm_rf(tmpdir);
+    return rc;
 }
