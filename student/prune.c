@@ -184,50 +184,76 @@ void student_head_masks(int C, int H, int hs, const uint8_t *keep, uint8_t *qkvw
     for (int r = 0; r < A; r++) memset(projw_mask + (size_t)r * C, keep[r / hs], (size_t)C);
 }
 
-void student_heads_shrink(const student_config *c, const float *src, const uint8_t *keep,
-                          const student_config *c2, float *dst) {
-    const int n = student_tensor_count(c), C = c->d_model, H = c->n_head,
-              hs = student_head_dim(c), A = H * hs, A2 = student_attn_width(c2);
-    RT_ASSERT(student_tensor_count(c2) == n && c2->d_model == C && c2->n_layer == c->n_layer &&
-              student_head_dim(c2) == hs && c2->d_ff == c->d_ff);
+/* The walk both structured shrinks share: every tensor of c's table is
+ * copied unchanged into c2's block, except the block tensors whose index k
+ * within the layer (the order of params.c: 0 ln_1.w, 1 ln_1.b, 2 c_attn.w,
+ * 3 c_attn.b, 4 attn.c_proj.w, 5 attn.c_proj.b, 6 ln_2.w, 7 ln_2.b,
+ * 8 c_fc.w, 9 c_fc.b, 10 mlp.c_proj.w, 11 mlp.c_proj.b) is in [k0, k1];
+ * those go to gather(k, layer, src tensor, dst tensor, ctx). */
+typedef void (*shrink_gather)(int k, int layer, const float *s, float *d, const void *ctx);
+
+static void shrink_walk(const student_config *c, const float *src, const student_config *c2,
+                        float *dst, int k0, int k1, shrink_gather gather, const void *ctx) {
+    enum { PER_LAYER = 12 };
+    const int n = student_tensor_count(c);
+    RT_ASSERT(student_tensor_count(c2) == n && c2->d_model == c->d_model &&
+              c2->n_layer == c->n_layer);
     memset(dst, 0, student_block_floats(c2) * sizeof *dst);
     student_tensor t, t2;
     for (int i = 0; i < n; i++) {
         student_tensor_info(c, i, &t);
         student_tensor_info(c2, i, &t2);
-        const float *s = src + t.offset;
-        float *d = dst + t2.offset;
-        const int l = i >= 2 ? (i - 2) / 12 : 0, k = i >= 2 ? (i - 2) % 12 : -1;
-        const int attn = i >= 2 && l < c->n_layer && (k == 2 || k == 3 || k == 4);
-        if (!attn) {
+        const int in_block = i >= 2 && (i - 2) / PER_LAYER < c->n_layer;
+        const int l = in_block ? (i - 2) / PER_LAYER : 0, k = in_block ? (i - 2) % PER_LAYER : -1;
+        if (in_block && k >= k0 && k <= k1) {
+            gather(k, l, src + t.offset, dst + t2.offset, ctx);
+        } else {
             RT_ASSERT(t.numel == t2.numel);
-            memcpy(d, s, t.numel * sizeof *d);
-            continue;
-        }
-        const uint8_t *kp = keep + (size_t)l * H;
-        if (k == 2 || k == 3) { /* c_attn weight [C, 3A] rows / bias [3A]: keep q, k, v columns */
-            const int rows = k == 2 ? C : 1;
-            for (int r = 0; r < rows; r++) {
-                int o = 0;
-                for (int part = 0; part < 3; part++)
-                    for (int h = 0; h < H; h++)
-                        if (kp[h]) {
-                            memcpy(d + (size_t)r * 3 * A2 + o, s + (size_t)r * 3 * A + part * A + h * hs,
-                                   (size_t)hs * sizeof *d);
-                            o += hs;
-                        }
-                RT_ASSERT(o == 3 * A2);
-            }
-        } else { /* attn.c_proj weight [A, C]: keep the head's rows */
-            int o = 0;
-            for (int h = 0; h < H; h++)
-                if (kp[h]) {
-                    memcpy(d + (size_t)o * C, s + (size_t)h * hs * C, (size_t)hs * C * sizeof *d);
-                    o += hs;
-                }
-            RT_ASSERT(o == A2);
+            memcpy(dst + t2.offset, src + t.offset, t.numel * sizeof *dst);
         }
     }
+}
+
+typedef struct {
+    const uint8_t *keep; /* (n_layer, H) */
+    int C, H, hs, A, A2;
+} heads_ctx;
+
+static void heads_gather(int k, int l, const float *s, float *d, const void *ctx) {
+    const heads_ctx *x = ctx;
+    const int C = x->C, H = x->H, hs = x->hs, A = x->A, A2 = x->A2;
+    const uint8_t *kp = x->keep + (size_t)l * H;
+    if (k == 2 || k == 3) { /* c_attn weight [C, 3A] rows / bias [3A]: keep q, k, v columns */
+        const int rows = k == 2 ? C : 1;
+        for (int r = 0; r < rows; r++) {
+            int o = 0;
+            for (int part = 0; part < 3; part++)
+                for (int h = 0; h < H; h++)
+                    if (kp[h]) {
+                        memcpy(d + (size_t)r * 3 * A2 + o, s + (size_t)r * 3 * A + part * A + h * hs,
+                               (size_t)hs * sizeof *d);
+                        o += hs;
+                    }
+            RT_ASSERT(o == 3 * A2);
+        }
+    } else { /* attn.c_proj weight [A, C]: keep the head's rows */
+        int o = 0;
+        for (int h = 0; h < H; h++)
+            if (kp[h]) {
+                memcpy(d + (size_t)o * C, s + (size_t)h * hs * C, (size_t)hs * C * sizeof *d);
+                o += hs;
+            }
+        RT_ASSERT(o == A2);
+    }
+}
+
+void student_heads_shrink(const student_config *c, const float *src, const uint8_t *keep,
+                          const student_config *c2, float *dst) {
+    const heads_ctx x = {.keep = keep, .C = c->d_model, .H = c->n_head,
+                         .hs = student_head_dim(c), .A = student_attn_width(c),
+                         .A2 = student_attn_width(c2)};
+    RT_ASSERT(student_head_dim(c2) == x.hs && c2->d_ff == c->d_ff);
+    shrink_walk(c, src, c2, dst, 2, 4, heads_gather, &x); /* c_attn.w, c_attn.b, attn.c_proj.w */
 }
 
 /* ------------------------------------------------------------- MLP */
@@ -253,44 +279,39 @@ void student_ffn_scores(const float *fcw, const float *projw, int C, int F, cons
     }
 }
 
+typedef struct {
+    const uint8_t *keep; /* (n_layer, F) */
+    int C, F, F2;
+} ffn_ctx;
+
+static void ffn_gather(int k, int l, const float *s, float *d, const void *ctx) {
+    const ffn_ctx *x = ctx;
+    const int C = x->C, F = x->F, F2 = x->F2;
+    const uint8_t *kp = x->keep + (size_t)l * F;
+    if (k == 8) { /* c_fc weight [C, F]: keep columns */
+        for (int r = 0; r < C; r++) {
+            int o = 0;
+            for (int u = 0; u < F; u++)
+                if (kp[u]) d[(size_t)r * F2 + o++] = s[(size_t)r * F + u];
+            RT_ASSERT(o == F2);
+        }
+    } else if (k == 9) { /* c_fc bias [F] */
+        int o = 0;
+        for (int u = 0; u < F; u++)
+            if (kp[u]) d[o++] = s[u];
+        RT_ASSERT(o == F2);
+    } else { /* c_proj weight [F, C]: keep rows */
+        int o = 0;
+        for (int u = 0; u < F; u++)
+            if (kp[u]) memcpy(d + (size_t)(o++) * C, s + (size_t)u * C, (size_t)C * sizeof *d);
+        RT_ASSERT(o == F2);
+    }
+}
+
 void student_ffn_shrink(const student_config *c, const float *src, const uint8_t *keep,
                         const student_config *c2, float *dst) {
-    const int n = student_tensor_count(c), C = c->d_model, F = c->d_ff, F2 = c2->d_ff;
-    RT_ASSERT(student_tensor_count(c2) == n && c2->d_model == C && c2->n_layer == c->n_layer);
-    memset(dst, 0, student_block_floats(c2) * sizeof *dst);
-    student_tensor t, t2;
-    for (int i = 0; i < n; i++) {
-        student_tensor_info(c, i, &t);
-        student_tensor_info(c2, i, &t2);
-        const float *s = src + t.offset;
-        float *d = dst + t2.offset;
-        const int l = i >= 2 ? (i - 2) / 12 : 0, k = i >= 2 ? (i - 2) % 12 : -1;
-        const int mlp = i >= 2 && l < c->n_layer && (k == 8 || k == 9 || k == 10);
-        if (!mlp) {
-            RT_ASSERT(t.numel == t2.numel);
-            memcpy(d, s, t.numel * sizeof *d);
-            continue;
-        }
-        const uint8_t *kp = keep + (size_t)l * F;
-        if (k == 8) { /* c_fc weight [C, F]: keep columns */
-            for (int r = 0; r < C; r++) {
-                int o = 0;
-                for (int u = 0; u < F; u++)
-                    if (kp[u]) d[(size_t)r * F2 + o++] = s[(size_t)r * F + u];
-                RT_ASSERT(o == F2);
-            }
-        } else if (k == 9) { /* c_fc bias [F] */
-            int o = 0;
-            for (int u = 0; u < F; u++)
-                if (kp[u]) d[o++] = s[u];
-            RT_ASSERT(o == F2);
-        } else { /* c_proj weight [F, C]: keep rows */
-            int o = 0;
-            for (int u = 0; u < F; u++)
-                if (kp[u]) memcpy(d + (size_t)(o++) * C, s + (size_t)u * C, (size_t)C * sizeof *d);
-            RT_ASSERT(o == F2);
-        }
-    }
+    const ffn_ctx x = {.keep = keep, .C = c->d_model, .F = c->d_ff, .F2 = c2->d_ff};
+    shrink_walk(c, src, c2, dst, 8, 10, ffn_gather, &x); /* c_fc.w, c_fc.b, mlp.c_proj.w */
 }
 
 /* ------------------------------------------------------------ masks */
