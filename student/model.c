@@ -398,6 +398,18 @@ static rt_status lin_fwd(student_model *m, student_mm *mm, int l, int k, const v
     return student_mm_run(mm, m->strm, x, lin_w(m, l, k), b, y);
 }
 
+/* Its backward through the pair of primitives dw_mm, dx_mm: dW += x^T g,
+ * dx = g W^T (n_dx floats), then under QAT the straight-through estimator's
+ * clip mask on dx. */
+static rt_status lin_bwd(student_model *m, student_mm *dw_mm, student_mm *dx_mm, int l, int k,
+                         const void *x, const void *g, float *dx, size_t n_dx) {
+    float *dw = m->grads + m->offset[student_lin_tensor(l, k)];
+    STUDENT_PROF(m, SPF_MM_DW, RT_TRY(student_mm_run(dw_mm, m->strm, x, g, NULL, dw)));
+    STUDENT_PROF(m, SPF_MM_DX, RT_TRY(student_mm_run(dx_mm, m->strm, g, lin_w(m, l, k), NULL, dx)));
+    if (m->qat) student_qat_act_grad(m, l, k, dx, n_dx);
+    return RT_OK;
+}
+
 /* ------------------------------------------------------------- forward */
 
 /* The CPU stream with OpenMP runs primitives synchronously; waiting keeps
@@ -611,26 +623,14 @@ rt_status student_backward(student_model *m, int B) {
                      student_colsum_add(G + student_off(m, l, SP_FCPROJB), bf ? ab->dy : NULL, dres,
                                         (int64_t)M, C));
         g = bf ? (const void *)ab->dy : dres;
-        STUDENT_PROF(m, SPF_MM_DW,
-                     RT_TRY(student_mm_run(&pl->fcproj_dw, m->strm, gelu, g, NULL,
-                                           G + student_off(m, l, SP_FCPROJW))));
-        STUDENT_PROF(m, SPF_MM_DX,
-                     RT_TRY(student_mm_run(&pl->fcproj_dx, m->strm, g,
-                                           lin_w(m, l, STUDENT_LIN_FCPROJ), NULL,
-                                           a->dfch_gelu)));
-        if (m->qat) student_qat_act_grad(m, l, STUDENT_LIN_FCPROJ, a->dfch_gelu, M * F);
+        RT_TRY(lin_bwd(m, &pl->fcproj_dw, &pl->fcproj_dx, l, STUDENT_LIN_FCPROJ, gelu, g,
+                       a->dfch_gelu, M * F));
         STUDENT_PROF(m, SPF_GELU_BWD,
                      student_gelu_bwd(bf ? NULL : a->dfch, bf ? ab->dy : NULL,
                                       G + student_off(m, l, SP_FCB), fch, a->dfch_gelu,
                                       (int64_t)M, F));
         g = bf ? (const void *)ab->dy : a->dfch;
-        STUDENT_PROF(m, SPF_MM_DW,
-                     RT_TRY(student_mm_run(&pl->fc_dw, m->strm, ln2, g, NULL,
-                                           G + student_off(m, l, SP_FCW))));
-        STUDENT_PROF(m, SPF_MM_DX,
-                     RT_TRY(student_mm_run(&pl->fc_dx, m->strm, g,
-                                           lin_w(m, l, STUDENT_LIN_FC), NULL, dc)));
-        if (m->qat) student_qat_act_grad(m, l, STUDENT_LIN_FC, dc, M * C);
+        RT_TRY(lin_bwd(m, &pl->fc_dw, &pl->fc_dx, l, STUDENT_LIN_FC, ln2, g, dc, M * C));
         STUDENT_PROF(m, SPF_LN_BWD,
                      student_layernorm_bwd(dres, G + student_off(m, l, SP_LN2W),
                                            G + student_off(m, l, SP_LN2B), dc, res2,
@@ -642,13 +642,8 @@ rt_status student_backward(student_model *m, int B) {
                      student_colsum_add(G + student_off(m, l, SP_ATTPROJB), bf ? ab->dy : NULL,
                                         dres, (int64_t)M, C));
         g = bf ? (const void *)ab->dy : dres;
-        STUDENT_PROF(m, SPF_MM_DW,
-                     RT_TRY(student_mm_run(&pl->attproj_dw, m->strm, atty, g, NULL,
-                                           G + student_off(m, l, SP_ATTPROJW))));
-        STUDENT_PROF(m, SPF_MM_DX,
-                     RT_TRY(student_mm_run(&pl->attproj_dx, m->strm, g,
-                                           lin_w(m, l, STUDENT_LIN_ATTPROJ), NULL, dc)));
-        if (m->qat) student_qat_act_grad(m, l, STUDENT_LIN_ATTPROJ, dc, M * A);
+        RT_TRY(lin_bwd(m, &pl->attproj_dw, &pl->attproj_dx, l, STUDENT_LIN_ATTPROJ, atty, g, dc,
+                       M * A));
         /* attention backward; in bf16 mode the operands are the bf16 copies
          * of qkv and P from the forward, and of dY and dS made here */
         const uint16_t *qkvb = bf ? ab->qkv + li * 3 * BTA : NULL;
@@ -673,13 +668,7 @@ rt_status student_backward(student_model *m, int B) {
                      student_colsum_add(G + student_off(m, l, SP_QKVB), bf ? ab->dy : NULL, a->dqkv,
                                         (int64_t)M, 3 * A));
         g = bf ? (const void *)ab->dy : a->dqkv;
-        STUDENT_PROF(m, SPF_MM_DW,
-                     RT_TRY(student_mm_run(&pl->qkv_dw, m->strm, ln1, g, NULL,
-                                           G + student_off(m, l, SP_QKVW))));
-        STUDENT_PROF(m, SPF_MM_DX,
-                     RT_TRY(student_mm_run(&pl->qkv_dx, m->strm, g,
-                                           lin_w(m, l, STUDENT_LIN_QKV), NULL, dc)));
-        if (m->qat) student_qat_act_grad(m, l, STUDENT_LIN_QKV, dc, M * C);
+        RT_TRY(lin_bwd(m, &pl->qkv_dw, &pl->qkv_dx, l, STUDENT_LIN_QKV, ln1, g, dc, M * C));
         STUDENT_PROF(m, SPF_LN_BWD,
                      student_layernorm_bwd(dres, G + student_off(m, l, SP_LN1W),
                                            G + student_off(m, l, SP_LN1B), dc, res_in,
