@@ -22,24 +22,18 @@ _Static_assert(offsetof(student_act_quant, qmax) == offsetof(student_act_quant, 
 
 /* Is tensor i (of c) stored as int8 in an int8 deploy: 0 no, 1 a linear
  * weight (per column), 2 an embedding (per row). */
-static int quant_kind(const student_config *c, int i, const student_tensor *t) {
+static int quant_kind(const student_config *c, int i) {
     if (i == 0 || i == 1) return 2;
-    if (i >= 2 + 12 * c->n_layer) return 0;
-    const size_t len = strlen(t->name);
-    const char *tail[] = {"attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
-                          "mlp.c_proj.weight"};
-    for (int k = 0; k < 4; k++) {
-        const size_t n = strlen(tail[k]);
-        if (len > n && strcmp(t->name + len - n, tail[k]) == 0) return 1;
-    }
-    return 0;
+    return student_prune_target(c, i, NULL) >= 0 ? 1 : 0;
 }
 
-/* (layer, student_linear) of linear-weight tensor i. */
-static int lin_index(int i) {
-    const int r = (i - 2) % 12, l = (i - 2) / 12;
-    const int k = r == 2 ? 0 : r == 4 ? 1 : r == 8 ? 2 : 3; /* params.c order */
-    return l * 4 + k;
+/* (layer, student_linear) of linear-weight tensor i, as the index of its
+ * activation ranges. */
+static int lin_index(const student_config *c, int i) {
+    int l;
+    const int k = student_prune_target(c, i, &l);
+    RT_ASSERT(k >= 0);
+    return l * STUDENT_LIN_N + k;
 }
 
 rt_status ckpt_deploy_save(const char *path, const ckpt_deploy *d) {
@@ -79,7 +73,7 @@ rt_status ckpt_deploy_save(const char *path, const ckpt_deploy *d) {
         student_tensor t;
         student_tensor_info(c, i, &t);
         const float *w = d->params + t.offset;
-        const int kind = quant_kind(c, i, &t);
+        const int kind = quant_kind(c, i);
         if (!kind) {
             ADD(CKPT_F32, t.ndim, t.shape[0], t.shape[1], w, "/model/%s", t.name);
             continue;
@@ -100,7 +94,7 @@ rt_status ckpt_deploy_save(const char *path, const ckpt_deploy *d) {
         ADD(CKPT_I8, 2, R, Cc, q, "/model/%s", t.name);
         ADD(CKPT_F32, 1, ns, 0, s, "/model/%s_scale", t.name);
         if (kind == 1) {
-            const student_act_quant *a = &d->act[lin_index(i)];
+            const student_act_quant *a = &d->act[lin_index(c, i)];
             char base[64]; /* student_tensor.name is 64 bytes */
             snprintf(base, sizeof base, "%.*s", (int)(strlen(t.name) - strlen(".weight")), t.name);
             /* qmin, qmax are adjacent int32 fields: the [2] range */
@@ -168,7 +162,7 @@ rt_status ckpt_deploy_read_int8(ckpt_reader *r, student_model *m) {
         student_tensor t;
         char p[NAME_MAX_LEN + 32];
         student_tensor_info(c, i, &t);
-        const int kind = quant_kind(c, i, &t);
+        const int kind = quant_kind(c, i);
         if (kind == 0) {
             snprintf(p, sizeof p, "/model/%s", t.name);
             if ((st = ckpt_read_array(r, p, CKPT_F32, t.numel, P + t.offset)) != RT_OK) goto cleanup;
@@ -184,7 +178,7 @@ rt_status ckpt_deploy_read_int8(ckpt_reader *r, student_model *m) {
             free(eq), free(es);
             eq = NULL, es = NULL;
         } else {
-            const int li = lin_index(i);
+            const int li = lin_index(c, i);
             w8[li] = malloc(t.numel);
             ws[li] = malloc((size_t)t.shape[1] * sizeof(float));
             if (!w8[li] || !ws[li]) goto nomem;

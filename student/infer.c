@@ -240,7 +240,7 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
      * fake-quantized weights and activations under QAT) */
 #define LIN(mm, k, x, y)                                                                     \
     do {                                                                                     \
-        const int ti_ = student_lin_tensor(l, (k));                                          \
+        const int ti_ = student_linear_tensor(&m->cfg, l, (k));                                          \
         if (m->q8) {                                                                         \
             st = student_qlin_run(m, pl->q8, l, (k), (const float *)(x), kv->q8s, NULL, (y));      \
         } else {                                                                             \
@@ -260,8 +260,8 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
         for (int e = 0; e < C; e++) kv->x[(size_t)i * C + e] = we[e] + pe[e];
     }
     for (int l = 0; l < L; l++) {
-        student_layernorm_fwd(kv->ln, kv->ln_bf, NULL, NULL, kv->x, P + student_off(m, l, SP_LN1W),
-                              P + student_off(m, l, SP_LN1B), n, C);
+        student_layernorm_fwd(kv->ln, kv->ln_bf, NULL, NULL, kv->x, P + student_off(m, l, STUDENT_LN1W),
+                              P + student_off(m, l, STUDENT_LN1B), n, C);
         LIN(qkv, STUDENT_LIN_QKV, bf ? (const void *)kv->ln_bf : kv->ln, kv->qkv);
         /* append the new keys and values to the cache, per head */
         for (int i = 0; i < n; i++)
@@ -274,8 +274,8 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
         attend(kv, c, l, n);
         if (bf) student_to_bf16(kv->atty_bf, kv->atty, (size_t)n * A);
         LIN(attproj, STUDENT_LIN_ATTPROJ, bf ? (const void *)kv->atty_bf : kv->atty, kv->x);
-        student_layernorm_fwd(kv->ln, kv->ln_bf, NULL, NULL, kv->x, P + student_off(m, l, SP_LN2W),
-                              P + student_off(m, l, SP_LN2B), n, C);
+        student_layernorm_fwd(kv->ln, kv->ln_bf, NULL, NULL, kv->x, P + student_off(m, l, STUDENT_LN2W),
+                              P + student_off(m, l, STUDENT_LN2B), n, C);
         if (m->q8) { /* c_fc, GELU, re-quantization and c_proj in two primitives */
             if ((st = student_qlin_mlp(m, pl->q8, l, kv->ln, kv->q8s, NULL, kv->x)) != RT_OK)
                 goto cleanup;

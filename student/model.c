@@ -231,7 +231,7 @@ rt_status student_create(const student_config *c, int batch, student_precision p
         st = rt_fail(RT_ERR_NOMEM, "student: out of memory for the model tables");
         goto cleanup;
     }
-    /* student_tensor_info walks the table from the start: fill it once. */
+    /* The table once per model: offsets are read on every layer of every pass. */
     for (int i = 0; i < m->n_tensors; i++) {
         student_tensor_info(c, i, &m->tensors[i]);
         m->offset[i] = m->tensors[i].offset;
@@ -387,14 +387,14 @@ static const void *wgt(const student_model *m, size_t off) {
  * fake-quantized copy under QAT, else the parameter (or its bf16 copy). */
 static const void *lin_w(const student_model *m, int l, int k) {
     const float *q = m->qat ? student_qat_weight(m, l, k) : NULL;
-    return q ? (const void *)q : wgt(m, m->offset[student_lin_tensor(l, k)]);
+    return q ? (const void *)q : wgt(m, m->offset[student_linear_tensor(&m->cfg, l, k)]);
 }
 
 /* One linear layer of the forward: y (+)= x W + b through the f32/bf16
  * primitive `mm`. QAT has already fake-quantized x in place
  * (student_qat_act). */
 static rt_status lin_fwd(student_model *m, student_mm *mm, int l, int k, const void *x, float *y) {
-    const float *b = m->params + m->offset[student_lin_tensor(l, k) + 1];
+    const float *b = m->params + m->offset[student_linear_tensor(&m->cfg, l, k) + 1];
     return student_mm_run(mm, m->strm, x, lin_w(m, l, k), b, y);
 }
 
@@ -403,7 +403,7 @@ static rt_status lin_fwd(student_model *m, student_mm *mm, int l, int k, const v
  * clip mask on dx. */
 static rt_status lin_bwd(student_model *m, student_mm *dw_mm, student_mm *dx_mm, int l, int k,
                          const void *x, const void *g, float *dx, size_t n_dx) {
-    float *dw = m->grads + m->offset[student_lin_tensor(l, k)];
+    float *dw = m->grads + m->offset[student_linear_tensor(&m->cfg, l, k)];
     STUDENT_PROF(m, SPF_MM_DW, RT_TRY(student_mm_run(dw_mm, m->strm, x, g, NULL, dw)));
     STUDENT_PROF(m, SPF_MM_DX, RT_TRY(student_mm_run(dx_mm, m->strm, g, lin_w(m, l, k), NULL, dx)));
     if (m->qat) student_qat_act_grad(m, l, k, dx, n_dx);
@@ -469,8 +469,8 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
         /* attention: res2 = res_in + attn(ln_1(res_in)) Wo + bo */
         STUDENT_PROF(m, SPF_LN,
                      student_layernorm_fwd(ln1, ln1b, a->ln1_mean + li * BT, a->ln1_rstd + li * BT,
-                                           res_in, P + student_off(m, l, SP_LN1W),
-                                           P + student_off(m, l, SP_LN1B), (int64_t)M, C));
+                                           res_in, P + student_off(m, l, STUDENT_LN1W),
+                                           P + student_off(m, l, STUDENT_LN1B), (int64_t)M, C));
         if (m->qat) student_qat_act(m, l, STUDENT_LIN_QKV, ln1, M * C);
         /* attention operands: f32 views of qkv, or a bf16 copy: converted
          * from qkv in bf16 mode, written by the int8 c_attn in int8 mode */
@@ -513,8 +513,8 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
         /* MLP: res3 = res2 + gelu(ln_2(res2) Wfc + bfc) Wproj + bproj */
         STUDENT_PROF(m, SPF_LN,
                      student_layernorm_fwd(ln2, ln2b, a->ln2_mean + li * BT, a->ln2_rstd + li * BT,
-                                           res2, P + student_off(m, l, SP_LN2W),
-                                           P + student_off(m, l, SP_LN2B), (int64_t)M, C));
+                                           res2, P + student_off(m, l, STUDENT_LN2W),
+                                           P + student_off(m, l, STUDENT_LN2B), (int64_t)M, C));
         if (q8) { /* GELU and the re-quantization run inside c_fc's primitive */
             STUDENT_PROF(m, SPF_MM, RT_TRY(student_qlin_mlp(m, pl->q8, l, ln2, qs, res2, res3)));
             continue;
@@ -620,26 +620,26 @@ rt_status student_backward(student_model *m, int B) {
         /* MLP: res3 = res2 + gelu(ln2 Wfc + bfc) Wproj + bproj. Bias
          * gradients come with the bf16 conversion of the same buffer. */
         STUDENT_PROF(m, SPF_BIAS_BWD,
-                     student_colsum_add(G + student_off(m, l, SP_FCPROJB), bf ? ab->dy : NULL, dres,
+                     student_colsum_add(G + student_off(m, l, STUDENT_FCPROJB), bf ? ab->dy : NULL, dres,
                                         (int64_t)M, C));
         g = bf ? (const void *)ab->dy : dres;
         RT_TRY(lin_bwd(m, &pl->fcproj_dw, &pl->fcproj_dx, l, STUDENT_LIN_FCPROJ, gelu, g,
                        a->dfch_gelu, M * F));
         STUDENT_PROF(m, SPF_GELU_BWD,
                      student_gelu_bwd(bf ? NULL : a->dfch, bf ? ab->dy : NULL,
-                                      G + student_off(m, l, SP_FCB), fch, a->dfch_gelu,
+                                      G + student_off(m, l, STUDENT_FCB), fch, a->dfch_gelu,
                                       (int64_t)M, F));
         g = bf ? (const void *)ab->dy : a->dfch;
         RT_TRY(lin_bwd(m, &pl->fc_dw, &pl->fc_dx, l, STUDENT_LIN_FC, ln2, g, dc, M * C));
         STUDENT_PROF(m, SPF_LN_BWD,
-                     student_layernorm_bwd(dres, G + student_off(m, l, SP_LN2W),
-                                           G + student_off(m, l, SP_LN2B), dc, res2,
-                                           P + student_off(m, l, SP_LN2W), a->ln2_mean + li * BT,
+                     student_layernorm_bwd(dres, G + student_off(m, l, STUDENT_LN2W),
+                                           G + student_off(m, l, STUDENT_LN2B), dc, res2,
+                                           P + student_off(m, l, STUDENT_LN2W), a->ln2_mean + li * BT,
                                            a->ln2_rstd + li * BT, (int64_t)M, C));
 
         /* attention: res2 = res_in + attn(ln1) Wo + bo */
         STUDENT_PROF(m, SPF_BIAS_BWD,
-                     student_colsum_add(G + student_off(m, l, SP_ATTPROJB), bf ? ab->dy : NULL,
+                     student_colsum_add(G + student_off(m, l, STUDENT_ATTPROJB), bf ? ab->dy : NULL,
                                         dres, (int64_t)M, C));
         g = bf ? (const void *)ab->dy : dres;
         RT_TRY(lin_bwd(m, &pl->attproj_dw, &pl->attproj_dx, l, STUDENT_LIN_ATTPROJ, atty, g, dc,
@@ -665,14 +665,14 @@ rt_status student_backward(student_model *m, int B) {
         STUDENT_PROF(m, SPF_ATT_MM_BWD,
                      RT_TRY(student_mm_run(&pl->att_dk, m->strm, ds_op, q_op, NULL, a->dqkv + A)));
         STUDENT_PROF(m, SPF_BIAS_BWD,
-                     student_colsum_add(G + student_off(m, l, SP_QKVB), bf ? ab->dy : NULL, a->dqkv,
+                     student_colsum_add(G + student_off(m, l, STUDENT_QKVB), bf ? ab->dy : NULL, a->dqkv,
                                         (int64_t)M, 3 * A));
         g = bf ? (const void *)ab->dy : a->dqkv;
         RT_TRY(lin_bwd(m, &pl->qkv_dw, &pl->qkv_dx, l, STUDENT_LIN_QKV, ln1, g, dc, M * C));
         STUDENT_PROF(m, SPF_LN_BWD,
-                     student_layernorm_bwd(dres, G + student_off(m, l, SP_LN1W),
-                                           G + student_off(m, l, SP_LN1B), dc, res_in,
-                                           P + student_off(m, l, SP_LN1W), a->ln1_mean + li * BT,
+                     student_layernorm_bwd(dres, G + student_off(m, l, STUDENT_LN1W),
+                                           G + student_off(m, l, STUDENT_LN1B), dc, res_in,
+                                           P + student_off(m, l, STUDENT_LN1W), a->ln1_mean + li * BT,
                                            a->ln1_rstd + li * BT, (int64_t)M, C));
         if (l > 0)
             STUDENT_PROF(m, SPF_RESID_BWD,

@@ -8,12 +8,35 @@
 
 #define STUDENT_ALIGN_FLOATS 16
 
-enum { PER_LAYER = 12 };
+/* Symbolic extents of a tensor dimension. */
+enum { D_1, D_C, D_A3, D_A, D_F };
 
-static const char *const layer_names[PER_LAYER] = {
-    "ln_1.weight",      "ln_1.bias",      "attn.c_attn.weight", "attn.c_attn.bias",
-    "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight",      "ln_2.bias",
-    "mlp.c_fc.weight",  "mlp.c_fc.bias",  "mlp.c_proj.weight",  "mlp.c_proj.bias",
+/* The tensors of one block, in student_block_tensor order. */
+static const struct {
+    const char *name; /* after "transformer.h.<l>." */
+    int rows, cols;   /* D_*; cols D_1 means a vector */
+    int linear;       /* student_linear of a matmul weight, else -1 */
+} block_layout[STUDENT_BLOCK_TENSORS] = {
+    [STUDENT_LN1W] = {"ln_1.weight", D_C, D_1, -1},
+    [STUDENT_LN1B] = {"ln_1.bias", D_C, D_1, -1},
+    [STUDENT_QKVW] = {"attn.c_attn.weight", D_C, D_A3, STUDENT_LIN_QKV},
+    [STUDENT_QKVB] = {"attn.c_attn.bias", D_A3, D_1, -1},
+    [STUDENT_ATTPROJW] = {"attn.c_proj.weight", D_A, D_C, STUDENT_LIN_ATTPROJ},
+    [STUDENT_ATTPROJB] = {"attn.c_proj.bias", D_C, D_1, -1},
+    [STUDENT_LN2W] = {"ln_2.weight", D_C, D_1, -1},
+    [STUDENT_LN2B] = {"ln_2.bias", D_C, D_1, -1},
+    [STUDENT_FCW] = {"mlp.c_fc.weight", D_C, D_F, STUDENT_LIN_FC},
+    [STUDENT_FCB] = {"mlp.c_fc.bias", D_F, D_1, -1},
+    [STUDENT_FCPROJW] = {"mlp.c_proj.weight", D_F, D_C, STUDENT_LIN_FCPROJ},
+    [STUDENT_FCPROJB] = {"mlp.c_proj.bias", D_C, D_1, -1},
+};
+
+/* Block slot of the weight of each linear (the inverse of .linear). */
+static const student_block_tensor linear_slot[STUDENT_LIN_N] = {
+    [STUDENT_LIN_QKV] = STUDENT_QKVW,
+    [STUDENT_LIN_ATTPROJ] = STUDENT_ATTPROJW,
+    [STUDENT_LIN_FC] = STUDENT_FCW,
+    [STUDENT_LIN_FCPROJ] = STUDENT_FCPROJW,
 };
 
 rt_status student_config_validate(const student_config *c) {
@@ -39,76 +62,122 @@ int student_head_dim(const student_config *c) {
 
 int student_attn_width(const student_config *c) { return c->n_head * student_head_dim(c); }
 
-int student_tensor_count(const student_config *c) { return 2 + PER_LAYER * c->n_layer + 2; }
+int student_tensor_count(const student_config *c) {
+    return 2 + STUDENT_BLOCK_TENSORS * c->n_layer + 2;
+}
 
-static void shape_of(const student_config *c, int index, student_tensor *t) {
-    const int64_t C = c->d_model, F = c->d_ff, A = student_attn_width(c);
-    int n = student_tensor_count(c);
-    t->decay = 0;
-    if (index == 0) {
-        snprintf(t->name, sizeof t->name, "transformer.wte.weight");
-        t->ndim = 2, t->shape[0] = c->vocab_size, t->shape[1] = C;
-        return;
+int student_block_slot(const student_config *c, int index, int *layer) {
+    if (index < 2 || index >= 2 + STUDENT_BLOCK_TENSORS * c->n_layer) return -1;
+    if (layer) *layer = (index - 2) / STUDENT_BLOCK_TENSORS;
+    return (index - 2) % STUDENT_BLOCK_TENSORS;
+}
+
+int student_linear_tensor(const student_config *c, int layer, student_linear which) {
+    RT_ASSERT(layer >= 0 && layer < c->n_layer && which >= 0 && which < STUDENT_LIN_N);
+    return student_block_index(layer, linear_slot[which]);
+}
+
+int student_prune_target(const student_config *c, int index, int *layer) {
+    int l;
+    const int k = student_block_slot(c, index, &l);
+    if (k < 0 || block_layout[k].linear < 0) return -1;
+    if (layer) *layer = l;
+    return block_layout[k].linear;
+}
+
+static int64_t extent(const student_config *c, int d) {
+    switch (d) {
+    case D_C: return c->d_model;
+    case D_A3: return 3 * (int64_t)student_attn_width(c);
+    case D_A: return student_attn_width(c);
+    case D_F: return c->d_ff;
+    default: return 1;
     }
-    if (index == 1) {
-        snprintf(t->name, sizeof t->name, "transformer.wpe.weight");
-        t->ndim = 2, t->shape[0] = c->seq_len, t->shape[1] = C;
-        return;
-    }
-    if (index >= n - 2) {
-        snprintf(t->name, sizeof t->name, "transformer.ln_f.%s", index == n - 2 ? "weight" : "bias");
-        t->ndim = 1, t->shape[0] = C, t->shape[1] = 1;
-        return;
-    }
-    int l = (index - 2) / PER_LAYER, k = (index - 2) % PER_LAYER;
-    snprintf(t->name, sizeof t->name, "transformer.h.%d.%s", l, layer_names[k]);
-    switch (k) {
-    case 2: t->ndim = 2, t->shape[0] = C, t->shape[1] = 3 * A, t->decay = 1; break;
-    case 3: t->ndim = 1, t->shape[0] = 3 * A; break;
-    case 4: t->ndim = 2, t->shape[0] = A, t->shape[1] = C, t->decay = 1; break;
-    case 8: t->ndim = 2, t->shape[0] = C, t->shape[1] = F, t->decay = 1; break;
-    case 9: t->ndim = 1, t->shape[0] = F; break;
-    case 10: t->ndim = 2, t->shape[0] = F, t->shape[1] = C, t->decay = 1; break;
-    default: t->ndim = 1, t->shape[0] = C; break; /* LayerNorm params and C-wide biases */
-    }
-    if (t->ndim == 1) t->shape[1] = 1;
 }
 
 static size_t round_up(size_t n) { return (n + STUDENT_ALIGN_FLOATS - 1) / STUDENT_ALIGN_FLOATS * STUDENT_ALIGN_FLOATS; }
 
-void student_tensor_info(const student_config *c, int index, student_tensor *out) {
-    RT_ASSERT(index >= 0 && index < student_tensor_count(c));
-    size_t off = 0;
-    for (int i = 0; i <= index; i++) {
-        shape_of(c, i, out);
-        out->numel = (size_t)out->shape[0] * (size_t)(out->ndim == 2 ? out->shape[1] : 1);
-        out->offset = off;
-        off += round_up(out->numel);
+static size_t slot_numel(const student_config *c, int k) {
+    return (size_t)extent(c, block_layout[k].rows) * (size_t)extent(c, block_layout[k].cols);
+}
+
+/* Floats (with padding) of the two embeddings, and of one block. */
+static size_t head_floats(const student_config *c) {
+    return round_up((size_t)c->vocab_size * (size_t)c->d_model) +
+           round_up((size_t)c->seq_len * (size_t)c->d_model);
+}
+
+static size_t layer_floats(const student_config *c) {
+    size_t n = 0;
+    for (int k = 0; k < STUDENT_BLOCK_TENSORS; k++) n += round_up(slot_numel(c, k));
+    return n;
+}
+
+void student_tensor_info(const student_config *c, int index, student_tensor *t) {
+    const int n = student_tensor_count(c);
+    RT_ASSERT(index >= 0 && index < n);
+    const int64_t C = c->d_model;
+    t->decay = 0;
+    int l;
+    const int k = student_block_slot(c, index, &l);
+    if (k >= 0) {
+        snprintf(t->name, sizeof t->name, "transformer.h.%d.%s", l, block_layout[k].name);
+        t->shape[0] = extent(c, block_layout[k].rows);
+        t->shape[1] = extent(c, block_layout[k].cols);
+        t->ndim = block_layout[k].cols == D_1 ? 1 : 2;
+        t->decay = block_layout[k].linear >= 0;
+        t->offset = head_floats(c) + (size_t)l * layer_floats(c);
+        for (int j = 0; j < k; j++) t->offset += round_up(slot_numel(c, j));
+    } else if (index == 0) {
+        snprintf(t->name, sizeof t->name, "transformer.wte.weight");
+        t->ndim = 2, t->shape[0] = c->vocab_size, t->shape[1] = C;
+        t->offset = 0;
+    } else if (index == 1) {
+        snprintf(t->name, sizeof t->name, "transformer.wpe.weight");
+        t->ndim = 2, t->shape[0] = c->seq_len, t->shape[1] = C;
+        t->offset = round_up((size_t)c->vocab_size * (size_t)C);
+    } else {
+        snprintf(t->name, sizeof t->name, "transformer.ln_f.%s", index == n - 2 ? "weight" : "bias");
+        t->ndim = 1, t->shape[0] = C, t->shape[1] = 1;
+        t->offset = head_floats(c) + (size_t)c->n_layer * layer_floats(c) +
+                    (index == n - 1 ? round_up((size_t)C) : 0);
     }
+    t->numel = (size_t)t->shape[0] * (size_t)t->shape[1];
 }
 
 int student_tensor_find(const student_config *c, const char *name) {
+    /* Names outside the blocks, then "transformer.h.<l>.<slot>": parse l,
+     * then compare with the canonical name so that "h.01." or "h.+1." do
+     * not match. */
+    const int n = student_tensor_count(c);
     student_tensor t;
-    for (int i = 0; i < student_tensor_count(c); i++) {
-        shape_of(c, i, &t);
+    const int fixed[4] = {0, 1, n - 2, n - 1};
+    for (int i = 0; i < 4; i++) {
+        student_tensor_info(c, fixed[i], &t);
+        if (strcmp(t.name, name) == 0) return fixed[i];
+    }
+    static const char prefix[] = "transformer.h.";
+    if (strncmp(name, prefix, sizeof prefix - 1) != 0) return -1;
+    const char *p = name + sizeof prefix - 1;
+    long l = 0;
+    int digits = 0;
+    for (; *p >= '0' && *p <= '9' && digits < 10; p++, digits++) l = l * 10 + (*p - '0');
+    if (digits == 0 || *p != '.' || l >= c->n_layer) return -1;
+    for (int k = 0; k < STUDENT_BLOCK_TENSORS; k++) {
+        const int i = student_block_index((int)l, (student_block_tensor)k);
+        student_tensor_info(c, i, &t);
         if (strcmp(t.name, name) == 0) return i;
     }
     return -1;
 }
 
 size_t student_block_floats(const student_config *c) {
-    student_tensor t;
-    int n = student_tensor_count(c);
-    student_tensor_info(c, n - 1, &t);
-    return t.offset + round_up(t.numel);
+    return head_floats(c) + (size_t)c->n_layer * layer_floats(c) + 2 * round_up((size_t)c->d_model);
 }
 
 size_t student_param_count(const student_config *c) {
-    size_t total = 0;
-    student_tensor t;
-    for (int i = 0; i < student_tensor_count(c); i++) {
-        shape_of(c, i, &t);
-        total += (size_t)t.shape[0] * (size_t)(t.ndim == 2 ? t.shape[1] : 1);
-    }
-    return total;
+    size_t per_layer = 0;
+    for (int k = 0; k < STUDENT_BLOCK_TENSORS; k++) per_layer += slot_numel(c, k);
+    return ((size_t)c->vocab_size + (size_t)c->seq_len + 2) * (size_t)c->d_model +
+           (size_t)c->n_layer * per_layer;
 }

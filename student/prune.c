@@ -38,25 +38,6 @@ static size_t prune_count(double sparsity, size_t n) {
     return k >= (double)n ? n : (size_t)k;
 }
 
-/* ---------------------------------------------------- tensors of a block */
-
-int student_linear_tensor(const student_config *c, int layer, student_linear which) {
-    static const int k[STUDENT_LIN_N] = {2, 4, 8, 10}; /* params.c's per-layer order */
-    RT_ASSERT(layer >= 0 && layer < c->n_layer && which >= 0 && which < STUDENT_LIN_N);
-    return 2 + 12 * layer + k[which];
-}
-
-int student_prune_target(const student_config *c, int index, int *layer) {
-    if (index < 2 || index >= 2 + 12 * c->n_layer) return -1;
-    const int l = (index - 2) / 12, k = (index - 2) % 12;
-    int which = k == 2 ? STUDENT_LIN_QKV
-              : k == 4 ? STUDENT_LIN_ATTPROJ
-              : k == 8 ? STUDENT_LIN_FC
-              : k == 10 ? STUDENT_LIN_FCPROJ : -1;
-    if (which >= 0 && layer) *layer = l;
-    return which;
-}
-
 /* ---------------------------------------------------------- statistics */
 
 void student_colsumsq_add(double *acc, const float *x, int64_t rows, int cols) {
@@ -185,16 +166,14 @@ void student_head_masks(int C, int H, int hs, const uint8_t *keep, uint8_t *qkvw
 }
 
 /* The walk both structured shrinks share: every tensor of c's table is
- * copied unchanged into c2's block, except the block tensors whose index k
- * within the layer (the order of params.c: 0 ln_1.w, 1 ln_1.b, 2 c_attn.w,
- * 3 c_attn.b, 4 attn.c_proj.w, 5 attn.c_proj.b, 6 ln_2.w, 7 ln_2.b,
- * 8 c_fc.w, 9 c_fc.b, 10 mlp.c_proj.w, 11 mlp.c_proj.b) is in [k0, k1];
- * those go to gather(k, layer, src tensor, dst tensor, ctx). */
+ * copied unchanged into c2's block, except the block tensors whose slot k
+ * (student_block_tensor) is in [k0, k1]; those go to gather(k, layer, src
+ * tensor, dst tensor, ctx). */
 typedef void (*shrink_gather)(int k, int layer, const float *s, float *d, const void *ctx);
 
 static void shrink_walk(const student_config *c, const float *src, const student_config *c2,
-                        float *dst, int k0, int k1, shrink_gather gather, const void *ctx) {
-    enum { PER_LAYER = 12 };
+                        float *dst, student_block_tensor k0, student_block_tensor k1,
+                        shrink_gather gather, const void *ctx) {
     const int n = student_tensor_count(c);
     RT_ASSERT(student_tensor_count(c2) == n && c2->d_model == c->d_model &&
               c2->n_layer == c->n_layer);
@@ -203,9 +182,9 @@ static void shrink_walk(const student_config *c, const float *src, const student
     for (int i = 0; i < n; i++) {
         student_tensor_info(c, i, &t);
         student_tensor_info(c2, i, &t2);
-        const int in_block = i >= 2 && (i - 2) / PER_LAYER < c->n_layer;
-        const int l = in_block ? (i - 2) / PER_LAYER : 0, k = in_block ? (i - 2) % PER_LAYER : -1;
-        if (in_block && k >= k0 && k <= k1) {
+        int l;
+        const int k = student_block_slot(c, i, &l);
+        if (k >= (int)k0 && k <= (int)k1) {
             gather(k, l, src + t.offset, dst + t2.offset, ctx);
         } else {
             RT_ASSERT(t.numel == t2.numel);
@@ -223,8 +202,8 @@ static void heads_gather(int k, int l, const float *s, float *d, const void *ctx
     const heads_ctx *x = ctx;
     const int C = x->C, H = x->H, hs = x->hs, A = x->A, A2 = x->A2;
     const uint8_t *kp = x->keep + (size_t)l * H;
-    if (k == 2 || k == 3) { /* c_attn weight [C, 3A] rows / bias [3A]: keep q, k, v columns */
-        const int rows = k == 2 ? C : 1;
+    if (k == STUDENT_QKVW || k == STUDENT_QKVB) { /* c_attn weight [C, 3A] rows / bias [3A]: keep q, k, v columns */
+        const int rows = k == STUDENT_QKVW ? C : 1;
         for (int r = 0; r < rows; r++) {
             int o = 0;
             for (int part = 0; part < 3; part++)
@@ -253,7 +232,7 @@ void student_heads_shrink(const student_config *c, const float *src, const uint8
                          .hs = student_head_dim(c), .A = student_attn_width(c),
                          .A2 = student_attn_width(c2)};
     RT_ASSERT(student_head_dim(c2) == x.hs && c2->d_ff == c->d_ff);
-    shrink_walk(c, src, c2, dst, 2, 4, heads_gather, &x); /* c_attn.w, c_attn.b, attn.c_proj.w */
+    shrink_walk(c, src, c2, dst, STUDENT_QKVW, STUDENT_ATTPROJW, heads_gather, &x);
 }
 
 /* ------------------------------------------------------------- MLP */
@@ -288,14 +267,14 @@ static void ffn_gather(int k, int l, const float *s, float *d, const void *ctx) 
     const ffn_ctx *x = ctx;
     const int C = x->C, F = x->F, F2 = x->F2;
     const uint8_t *kp = x->keep + (size_t)l * F;
-    if (k == 8) { /* c_fc weight [C, F]: keep columns */
+    if (k == STUDENT_FCW) { /* c_fc weight [C, F]: keep columns */
         for (int r = 0; r < C; r++) {
             int o = 0;
             for (int u = 0; u < F; u++)
                 if (kp[u]) d[(size_t)r * F2 + o++] = s[(size_t)r * F + u];
             RT_ASSERT(o == F2);
         }
-    } else if (k == 9) { /* c_fc bias [F] */
+    } else if (k == STUDENT_FCB) { /* c_fc bias [F] */
         int o = 0;
         for (int u = 0; u < F; u++)
             if (kp[u]) d[o++] = s[u];
@@ -311,7 +290,7 @@ static void ffn_gather(int k, int l, const float *s, float *d, const void *ctx) 
 void student_ffn_shrink(const student_config *c, const float *src, const uint8_t *keep,
                         const student_config *c2, float *dst) {
     const ffn_ctx x = {.keep = keep, .C = c->d_model, .F = c->d_ff, .F2 = c2->d_ff};
-    shrink_walk(c, src, c2, dst, 8, 10, ffn_gather, &x); /* c_fc.w, c_fc.b, mlp.c_proj.w */
+    shrink_walk(c, src, c2, dst, STUDENT_FCW, STUDENT_FCPROJW, ffn_gather, &x);
 }
 
 /* ------------------------------------------------------------ masks */

@@ -80,7 +80,7 @@ static void fq_weight(float *out, const float *w, int64_t K, int64_t N) {
 static void refresh_weights(student_model *m) {
     struct student_qat *q = m->qat;
     for (int i = 0; i < q->n; i++) {
-        const student_tensor *t = &m->tensors[student_lin_tensor(i / 4, i % 4)];
+        const student_tensor *t = &m->tensors[student_linear_tensor(&m->cfg, i / 4, i % 4)];
         fq_weight(q->wq + q->woff[i], m->params + t->offset, t->shape[0], t->shape[1]);
     }
 }
@@ -111,7 +111,7 @@ rt_status student_qat_enable(student_model *m, const student_qat_config *cfg) {
         size_t tot = 0;
         for (int i = 0; i < q->n; i++) {
             q->woff[i] = tot;
-            tot += (m->tensors[student_lin_tensor(i / 4, i % 4)].numel + 15) / 16 * 16;
+            tot += (m->tensors[student_linear_tensor(&m->cfg, i / 4, i % 4)].numel + 15) / 16 * 16;
         }
         q->wq = rt_alloc_aligned(tot * sizeof(float));
         if (!q->wq) goto nomem;

@@ -249,7 +249,7 @@ rt_status student_int8_set(student_model *m, const int8_t *const *w8, const floa
     for (int l = 0; l < L; l++)
         for (int k = 0; k < 4; k++) {
             qlayer *q = &s->lay[l * 4 + k];
-            const int ti = student_lin_tensor(l, k);
+            const int ti = student_linear_tensor(&m->cfg, l, k);
             const student_tensor *t = &m->tensors[ti];
             const float *b = m->params + m->tensors[ti + 1].offset; /* bias follows weight */
             float *wf = m->params + t->offset;

@@ -44,13 +44,49 @@ typedef struct {
     int decay;       /* 1 if AdamW weight decay applies (matmul weights only) */
 } student_tensor;
 
-/* Number of tensors: 2 + 12 * n_layer + 2 (wte, wpe, per block
- * ln_1.{weight,bias} attn.c_attn.{weight,bias} attn.c_proj.{weight,bias}
- * ln_2.{weight,bias} mlp.c_fc.{weight,bias} mlp.c_proj.{weight,bias},
- * ln_f.{weight,bias}); tensors are laid out in that order, each starting on
- * a 16-float boundary. */
+/* The table (params.c) lists wte, wpe, then the STUDENT_BLOCK_TENSORS
+ * tensors of every block in this order, then ln_f.{weight,bias}; each
+ * tensor starts on a 16-float boundary. This enum is the only statement of
+ * the per-block order: code that needs "tensor k of block l" asks
+ * student_block_index. */
+typedef enum {
+    STUDENT_LN1W,     STUDENT_LN1B,     /* ln_1.{weight,bias}        (C)              */
+    STUDENT_QKVW,     STUDENT_QKVB,     /* attn.c_attn.{weight,bias} [C, 3A], (3A)    */
+    STUDENT_ATTPROJW, STUDENT_ATTPROJB, /* attn.c_proj.{weight,bias} [A, C], (C)      */
+    STUDENT_LN2W,     STUDENT_LN2B,     /* ln_2.{weight,bias}        (C)              */
+    STUDENT_FCW,      STUDENT_FCB,      /* mlp.c_fc.{weight,bias}    [C, F], (F)      */
+    STUDENT_FCPROJW,  STUDENT_FCPROJB,  /* mlp.c_proj.{weight,bias}  [F, C], (C)      */
+    STUDENT_BLOCK_TENSORS
+} student_block_tensor;
+
+/* The linear layers of a block, named by the activation each one reads
+ * (A = attention width, student_attn_width). */
+typedef enum {
+    STUDENT_LIN_QKV,     /* attn.c_attn: reads ln_1(x)       (C), weight [C, 3A] */
+    STUDENT_LIN_ATTPROJ, /* attn.c_proj: reads attention out (A), weight [A, C]  */
+    STUDENT_LIN_FC,      /* mlp.c_fc:    reads ln_2(x)       (C), weight [C, F]  */
+    STUDENT_LIN_FCPROJ,  /* mlp.c_proj:  reads gelu(c_fc)    (F), weight [F, C]  */
+    STUDENT_LIN_N
+} student_linear;
+
+/* Number of tensors: 2 + STUDENT_BLOCK_TENSORS * n_layer + 2. */
 int student_tensor_count(const student_config *c);
+/* Name, shape and offset of tensor `index`, in O(1). */
 void student_tensor_info(const student_config *c, int index, student_tensor *out);
+/* Table index of tensor k of block `layer`. */
+static inline int student_block_index(int layer, student_block_tensor k) {
+    return 2 + layer * STUDENT_BLOCK_TENSORS + (int)k;
+}
+/* The inverse: for a tensor of a block, its block in *layer (when not
+ * NULL) and returns k; -1 for wte, wpe and ln_f. */
+int student_block_slot(const student_config *c, int index, int *layer);
+/* Table index of the weight of linear `which` in block `layer` (its bias
+ * is the next tensor). */
+int student_linear_tensor(const student_config *c, int layer, student_linear which);
+/* The linear whose weight tensor `index` is (its block in *layer when not
+ * NULL), or -1 when tensor `index` is not a linear weight, i.e. not
+ * prunable. */
+int student_prune_target(const student_config *c, int index, int *layer);
 /* Index of the tensor named `name`, or -1. */
 int student_tensor_find(const student_config *c, const char *name);
 /* Floats in the parameter block (including alignment padding). */
@@ -244,22 +280,6 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
  * Masks are uint8, 1 = kept. A count to prune is round(sparsity * n). Ties
  * in a score are broken by position (the lower flat index goes first), so
  * results depend neither on the sort nor on the thread count. */
-
-/* The linear layers of a block, named by the activation each one reads. */
-typedef enum {
-    STUDENT_LIN_QKV,     /* attn.c_attn: reads ln_1(x)       (C), weight [C, 3C] */
-    STUDENT_LIN_ATTPROJ, /* attn.c_proj: reads attention out (C), weight [C, C]  */
-    STUDENT_LIN_FC,      /* mlp.c_fc:    reads ln_2(x)       (C), weight [C, F]  */
-    STUDENT_LIN_FCPROJ,  /* mlp.c_proj:  reads gelu(c_fc)    (F), weight [F, C]  */
-    STUDENT_LIN_N
-} student_linear;
-
-/* Tensor index (student_tensor_info) of the weight of linear `which` in
- * block `layer`. */
-int student_linear_tensor(const student_config *c, int layer, student_linear which);
-/* The linear whose weight tensor `index` is (its block in *layer when not
- * NULL), or -1 when tensor `index` is not prunable. */
-int student_prune_target(const student_config *c, int index, int *layer);
 
 /* Input activations of linear `which` of block `layer` in the last
  * forward: *rows (= B*T of that forward) rows of C floats (F for

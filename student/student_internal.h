@@ -157,12 +157,6 @@ enum {
 
 /* ----------------------------------------------------------- model */
 
-/* Parameter tensors of one block, in params.c's order. */
-enum {
-    SP_LN1W, SP_LN1B, SP_QKVW, SP_QKVB, SP_ATTPROJW, SP_ATTPROJB,
-    SP_LN2W, SP_LN2B, SP_FCW, SP_FCB, SP_FCPROJW, SP_FCPROJB, SP_PER_LAYER
-};
-
 /* The matmul primitives for one micro-batch size B (M = B*T rows). Weights
  * of every layer share a shape, so one primitive serves all layers. */
 typedef struct {
@@ -268,17 +262,10 @@ struct student_model {
     struct student_int8 *q8;   /* int8 linear layers, NULL unless int8 (quant.c) */
 };
 
-/* Pointer to tensor `k` of layer `l` (SP_*) inside a block laid out like
- * the parameters. */
-static inline size_t student_off(const student_model *m, int l, int k) {
-    return m->offset[2 + l * SP_PER_LAYER + k];
-}
-
-/* Tensor index of the weight of linear k (student_linear order) of block
- * l; its bias is the next tensor. */
-static inline int student_lin_tensor(int l, int k) {
-    static const int w[4] = {SP_QKVW, SP_ATTPROJW, SP_FCW, SP_FCPROJW};
-    return 2 + l * SP_PER_LAYER + w[k];
+/* Offset of tensor k of block l inside a block laid out like the
+ * parameters. */
+static inline size_t student_off(const student_model *m, int l, student_block_tensor k) {
+    return m->offset[student_block_index(l, k)];
 }
 
 /* Refreshes params_bf from params if stale (bf16 mode). */

@@ -44,8 +44,8 @@ static student_model *make(int training, uint64_t seed) {
     for (size_t i = 0; i < student_block_size(m); i++) P[i] *= 3.0f;
     for (int l = 0; l < CFG.n_layer; l++) { /* LayerNorm weights back near 1 */
         for (int k = 0; k < CFG.d_model; k++) {
-            P[student_off(m, l, SP_LN1W) + k] = 1.0f + 0.1f * (float)(k % 5);
-            P[student_off(m, l, SP_LN2W) + k] = 1.0f - 0.05f * (float)(k % 3);
+            P[student_off(m, l, STUDENT_LN1W) + k] = 1.0f + 0.1f * (float)(k % 5);
+            P[student_off(m, l, STUDENT_LN2W) + k] = 1.0f - 0.05f * (float)(k % 3);
         }
     }
     return m;
@@ -190,24 +190,24 @@ static void fq_forward(int asym) {
     for (int l = 0; l < L; l++) {
         const float *res_in = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * BTC;
         char what[64];
-        ref_layernorm(raw, res_in, P + student_off(m, l, SP_LN1W), P + student_off(m, l, SP_LN1B),
+        ref_layernorm(raw, res_in, P + student_off(m, l, STUDENT_LN1W), P + student_off(m, l, STUDENT_LN1B),
                       (int)M, C);
         snprintf(what, sizeof what, "h.%d.attn.c_attn", l);
-        check_linear(what, raw, a->ln1 + l * BTC, M, C, 3 * C, P + student_off(m, l, SP_QKVW),
-                     P + student_off(m, l, SP_QKVB), NULL, a->qkv + l * 3 * BTC, asym);
+        check_linear(what, raw, a->ln1 + l * BTC, M, C, 3 * C, P + student_off(m, l, STUDENT_QKVW),
+                     P + student_off(m, l, STUDENT_QKVB), NULL, a->qkv + l * 3 * BTC, asym);
         ref_attention(raw, a->qkv + l * 3 * BTC, NB, T, C, H);
         snprintf(what, sizeof what, "h.%d.attn.c_proj", l);
-        check_linear(what, raw, a->atty + l * BTC, M, C, C, P + student_off(m, l, SP_ATTPROJW),
-                     P + student_off(m, l, SP_ATTPROJB), res_in, a->res2 + l * BTC, asym);
-        ref_layernorm(raw, a->res2 + l * BTC, P + student_off(m, l, SP_LN2W),
-                      P + student_off(m, l, SP_LN2B), (int)M, C);
+        check_linear(what, raw, a->atty + l * BTC, M, C, C, P + student_off(m, l, STUDENT_ATTPROJW),
+                     P + student_off(m, l, STUDENT_ATTPROJB), res_in, a->res2 + l * BTC, asym);
+        ref_layernorm(raw, a->res2 + l * BTC, P + student_off(m, l, STUDENT_LN2W),
+                      P + student_off(m, l, STUDENT_LN2B), (int)M, C);
         snprintf(what, sizeof what, "h.%d.mlp.c_fc", l);
-        check_linear(what, raw, a->ln2 + l * BTC, M, C, F, P + student_off(m, l, SP_FCW),
-                     P + student_off(m, l, SP_FCB), NULL, a->fch + l * BTF, asym);
+        check_linear(what, raw, a->ln2 + l * BTC, M, C, F, P + student_off(m, l, STUDENT_FCW),
+                     P + student_off(m, l, STUDENT_FCB), NULL, a->fch + l * BTF, asym);
         for (size_t i = 0; i < BTF; i++) raw[i] = ref_gelu(a->fch[l * BTF + i]);
         snprintf(what, sizeof what, "h.%d.mlp.c_proj", l);
-        check_linear(what, raw, a->fch_gelu + l * BTF, M, F, C, P + student_off(m, l, SP_FCPROJW),
-                     P + student_off(m, l, SP_FCPROJB), a->res2 + l * BTC, a->res3 + l * BTC,
+        check_linear(what, raw, a->fch_gelu + l * BTF, M, F, C, P + student_off(m, l, STUDENT_FCPROJW),
+                     P + student_off(m, l, STUDENT_FCPROJB), a->res2 + l * BTC, a->res3 + l * BTC,
                      asym);
     }
     free(raw);
@@ -322,7 +322,7 @@ static void test_ste_model(void) {
 
     const float *G = student_grads(m);
     float *P = student_params(m);
-    const size_t off = student_off(m, L - 1, SP_FCPROJW);
+    const size_t off = student_off(m, L - 1, STUDENT_FCPROJW);
     int checked = 0, bad = 0;
     double worst = 0;
     for (int tries = 0; tries < 4000 && checked < 8; tries++) {

@@ -436,8 +436,8 @@ static rt_status prune_run(const prune_opts *o) {
         s->before = t.numel, s->after = t2.numel;
         s->zeros = student_count_zeros(final + t2.offset, t2.numel);
         const size_t gone = s->before - s->after + s->zeros;
-        const int target = student_prune_target(&c, i, &s->layer) >= 0;
-        if (!target && i >= 2 && i < 2 + 12 * L) s->layer = (i - 2) / 12;
+        const int target = student_prune_target(&c, i, NULL) >= 0;
+        student_block_slot(&c, i, &s->layer);
         all_before += s->before, all_gone += gone;
         if (target) pr_before += s->before, pr_gone += gone;
     }
