@@ -148,7 +148,7 @@ void student_grad_scale(student_model *m, float s) {
 
 /* ----------------------------------------------------------- schedule */
 
-float student_lr_at(int64_t step, float lr, int warmup, int64_t total, float min_ratio) {
+float student_lr_at(int64_t step, float lr, int64_t warmup, int64_t total, float min_ratio) {
     const double min_lr = (double)min_ratio * lr;
     if (warmup > 0 && step <= warmup) return (float)((double)lr * (double)step / warmup);
     if (step >= total || total <= warmup) return (float)min_lr;

@@ -16,10 +16,11 @@
 
 #include "student.h"
 
-/* A score and where it came from. */
+/* A score and where it came from: a flat index into one tensor, which the
+ * config bounds allow to exceed 2^32 entries (d_model 65536 x d_ff 2^20). */
 typedef struct {
     double s;
-    uint32_t i;
+    size_t i;
 } scored;
 
 /* Ascending by score, then by index; NaN sorts above everything (a NaN
@@ -64,7 +65,7 @@ rt_status student_prune_magnitude(const float *w, size_t n, double sparsity, uin
     if (k == 0) return RT_OK;
     scored *s = malloc(n * sizeof *s);
     if (!s) return rt_fail(RT_ERR_NOMEM, "prune: out of memory sorting %zu weights", n);
-    for (size_t i = 0; i < n; i++) s[i] = (scored){fabs((double)w[i]), (uint32_t)i};
+    for (size_t i = 0; i < n; i++) s[i] = (scored){fabs((double)w[i]), i};
     qsort(s, n, sizeof *s, scored_cmp);
     for (size_t i = 0; i < k; i++) mask[s[i].i] = 0;
     free(s);
@@ -89,7 +90,7 @@ rt_status student_prune_wanda(const float *w, int64_t in, int64_t out, const flo
     for (int64_t j = 0; j < out; j++) {
         scored *s = scratch + (size_t)omp_get_thread_num() * (size_t)in;
         for (int64_t i = 0; i < in; i++)
-            s[i] = (scored){fabs((double)w[i * out + j]) * (double)xnorm[i], (uint32_t)i};
+            s[i] = (scored){fabs((double)w[i * out + j]) * (double)xnorm[i], (size_t)i};
         qsort(s, (size_t)in, sizeof *s, scored_cmp);
         for (size_t r = 0; r < k; r++) mask[(int64_t)s[r].i * out + j] = 0;
     }
@@ -123,7 +124,7 @@ rt_status student_prune_lowest(const double *score, int n, int k, uint8_t *keep)
     RT_ASSERT(n > 0 && k >= 0 && k <= n);
     scored *s = malloc((size_t)n * sizeof *s);
     if (!s) return rt_fail(RT_ERR_NOMEM, "prune: out of memory ranking %d units", n);
-    for (int i = 0; i < n; i++) s[i] = (scored){score[i], (uint32_t)i};
+    for (int i = 0; i < n; i++) s[i] = (scored){score[i], (size_t)i};
     qsort(s, (size_t)n, sizeof *s, scored_cmp);
     memset(keep, 1, (size_t)n);
     for (int i = 0; i < k; i++) keep[s[i].i] = 0;

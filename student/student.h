@@ -179,7 +179,7 @@ void student_adamw_array(float *p, const float *g, float *m, float *v, size_t n,
                          float beta1, float beta2, float eps, float weight_decay, int64_t step);
 /* Learning rate of 1-based `step`: linear warmup over `warmup` steps to lr,
  * then cosine decay to min_ratio*lr at step `total` (and min_ratio*lr after). */
-float student_lr_at(int64_t step, float lr, int warmup, int64_t total, float min_ratio);
+float student_lr_at(int64_t step, float lr, int64_t warmup, int64_t total, float min_ratio);
 
 /* ----------------------------------------------------------- loss kernels
  *

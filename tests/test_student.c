@@ -491,6 +491,11 @@ static void test_lr_schedule(void) {
     CU_ASSERT_DOUBLE_EQUAL(student_lr_at(500, lr, 10, 110, 0.1f), 0.1 * lr, 1e-9);
     /* no warmup: cosine from step 0, so step 1 is 1/total of the way */
     CU_ASSERT_DOUBLE_EQUAL(student_lr_at(1, lr, 0, 101, 0.1f), lr * (0.1 + 0.45 * (1 + cos(M_PI / 101))), 1e-9);
+    /* a warmup past 2^32 steps is taken as it is (an int would keep its
+     * low 32 bits: 10 steps here, so step 5 would get lr / 2) */
+    const int64_t big = ((int64_t)1 << 32) + 10;
+    const double want = lr * 5.0 / (double)big;
+    CU_ASSERT(fabs(student_lr_at(5, lr, big, 2 * big, 0.1f) - want) <= 1e-6 * want);
     /* monotone after warmup */
     for (int s = 11; s < 110; s++) CU_ASSERT(student_lr_at(s + 1, lr, 10, 110, 0.1f) <= student_lr_at(s, lr, 10, 110, 0.1f));
 }

@@ -2,7 +2,8 @@
 # and distillation metrics, exact resume after SIGKILL (plain and with a
 # teacher rank), elastic resume, and the start-up and fault errors.
 foreach(t "train_dp" "train_prune_recovery" "train_resume_plain;train_resume.sh;plain"
-          "train_resume_distill;train_resume.sh;distill" "train_errors" "train_fault")
+          "train_resume_distill;train_resume.sh;distill" "train_errors" "train_fault"
+          "train_provenance")
   list(GET t 0 name)
   list(LENGTH t len)
   if(len GREATER 1)

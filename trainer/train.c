@@ -28,6 +28,8 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "ckpt.h"
 #include "ckpt_masks.h"
 #include "cli.h"
@@ -347,21 +349,29 @@ static rt_status file_crc32c(const char *path, uint32_t *crc) {
     return RT_OK;
 }
 
+/* Provenance as JSON built by jansson, so paths with quotes, backslashes
+ * or control characters come out escaped (the text is stored as is). */
 static rt_status make_provenance(student_run *s) {
     uint32_t c_train = 0, c_val = 0, c_teacher = 0;
     RT_TRY(file_crc32c(s->cfg.data.train, &c_train));
     if (s->val) RT_TRY(file_crc32c(s->cfg.data.val, &c_val));
     if (s->distill) RT_TRY(file_crc32c(s->cfg.distill.teacher, &c_teacher));
-    char buf[4 * TRAINER_STR_MAX + 512];
-    snprintf(buf, sizeof buf,
-             "{\"retort_version\": \"%s\", \"train_shard\": \"%s\", \"train_crc32c\": "
-             "\"%08x\", \"val_shard\": \"%s\", \"val_crc32c\": \"%08x\", \"teacher\": \"%s\", "
-             "\"teacher_crc32c\": \"%08x\", \"init\": \"%s\", \"student_ranks\": %d, "
-             "\"teacher_ranks\": %d}",
-             RETORT_VERSION, s->cfg.data.train, c_train, s->val ? s->cfg.data.val : "", c_val,
-             s->distill ? s->cfg.distill.teacher : "", c_teacher, s->cfg.train.init, s->rs.R,
-             s->cfg.distill.teachers);
-    s->provenance = strdup(buf);
+    char crc[3][9];
+    snprintf(crc[0], sizeof crc[0], "%08x", c_train);
+    snprintf(crc[1], sizeof crc[1], "%08x", c_val);
+    snprintf(crc[2], sizeof crc[2], "%08x", c_teacher);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i}", "retort_version",
+                          RETORT_VERSION, "train_shard", s->cfg.data.train, "train_crc32c", crc[0],
+                          "val_shard", s->val ? s->cfg.data.val : "", "val_crc32c", crc[1],
+                          "teacher", s->distill ? s->cfg.distill.teacher : "", "teacher_crc32c",
+                          crc[2], "init", s->cfg.train.init, "student_ranks", s->rs.R,
+                          "teacher_ranks", s->cfg.distill.teachers);
+    /* NULL also when a path is not valid UTF-8, which JSON cannot carry */
+    if (!o)
+        return rt_fail(RT_ERR_ARGS, "data.train, data.val, distill.teacher and train.init must "
+                       "be valid UTF-8 paths (they are recorded in the checkpoint's provenance)");
+    s->provenance = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
     return s->provenance ? RT_OK : rt_fail(RT_ERR_NOMEM, "out of memory");
 }
 
@@ -746,7 +756,7 @@ static rt_status student_train(student_run *s) {
     for (int64_t step = s->start_step; step < steps; step++) {
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        const float lr = student_lr_at(step + 1, (float)c->train.lr, (int)c->train.warmup, steps,
+        const float lr = student_lr_at(step + 1, (float)c->train.lr, c->train.warmup, steps,
                                        (float)c->train.min_lr_ratio);
         if (c->qat.enabled && step >= c->qat.start_step && !student_qat_enabled(s->m)) {
             const student_qat_config qc = qat_config(c);
