@@ -244,6 +244,15 @@ rt_status student_feature_loss(const float *h, const float *W, const float *t, i
                                int Ct, int cosine, float scale, float *dh, float *dW, float *y,
                                float *dy, double *loss);
 
+/* Sum of token log-probabilities of each of n sequences (score.c):
+ * logprob[i] = sum over t = 1..lens[i]-1 of log p(seqs[i][t] | seqs[i][<t]),
+ * in double (0 for a one-token sequence). Runs full-window forwards of up
+ * to student_max_batch rows, so it works for every precision and int8.
+ * RT_ERR_ARGS when a length is outside [1, seq_len + 1] or a token is out
+ * of range; nothing is written then for the later batches. */
+rt_status student_seq_logprob(student_model *m, const int32_t *const *seqs, const int *lens,
+                              int n, double *logprob);
+
 /* ------------------------------------------------- KV-cache inference
  *
  * Incremental decoding of one sequence: the first call takes the prompt,

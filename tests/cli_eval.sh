@@ -215,5 +215,57 @@ expect_error "$fx/seq8.h5" "report teacher seq_len mismatch"
 run report --out "$tmp/rep3" --data "$val";                          expect_error "--model" "report without --model"
 run report --data "$val" --model "x=$m";                             expect_error "--out" "report without --out"
 
+# Bias probe (--pairs): CSV quoting, column order, ignored columns, blank
+# lines and '#' comments; the tallies per type agree with the per-sentence
+# scores (the scores themselves are checked against PyTorch by test_student).
+cat >"$tmp/pairs.csv" <<'EOF'
+# a comment line before the header
+sent_more,bias_type,ignored,sent_less
+"the cat, the dog",gender,1,the dog
+
+he ran,age,"x ""quoted"" y",she ran
+"the ""cat""",age,3,the
+EOF
+run eval --model "$m" --pairs "$tmp/pairs.csv" --tokenizer "$tok" --json
+check '[ $rc -eq 0 ]' "eval --pairs exits 0"
+check 'python3 - "$tmp/out" <<EOF
+import json, sys
+b = json.load(open(sys.argv[1]))["bias"]
+assert b["pairs"] == 3, b
+t = b["types"]
+assert t["age"]["pairs"] == 2 and t["gender"]["pairs"] == 1, t
+assert sum(g["more"] for g in t.values()) == b["more"], b
+assert abs(b["score"] - b["more"] / 3) < 1e-12, b
+EOF' "eval --pairs --json: 3 pairs, 2 age + 1 gender, tallies add up"
+run eval --model "$m" --pairs "$tmp/pairs.csv" --tokenizer "$tok" --data "$val"
+check '[ $rc -eq 0 ] && grep -q "^perplexity" "$tmp/out" && grep -q "overall" "$tmp/out"' \
+      "eval --data --pairs prints both"
+printf 'sent_more,sent_other,x\na,b,c\n' >"$tmp/nocol.csv"
+run eval --model "$m" --pairs "$tmp/nocol.csv" --tokenizer "$tok"
+expect_error "sent_less, bias_type" "eval --pairs with missing columns names them"
+printf 'sent_more,sent_less,bias_type\n"a,b,age\n' >"$tmp/quote.csv"
+run eval --model "$m" --pairs "$tmp/quote.csv" --tokenizer "$tok"
+expect_error "$tmp/quote.csv:2" "eval --pairs with an unterminated quote names the line"
+printf 'sent_more,sent_less,bias_type\na b,c\n' >"$tmp/short.csv"
+run eval --model "$m" --pairs "$tmp/short.csv" --tokenizer "$tok"
+expect_error "$tmp/short.csv:2" "eval --pairs with a short row names the line"
+printf 'sent_more,sent_less,bias_type\n%s,a,age\n' "$(printf 'word %.0s' $(seq 40))" >"$tmp/long.csv"
+run eval --model "$m" --pairs "$tmp/long.csv" --tokenizer "$tok"
+expect_error "seq_len 16" "eval --pairs with a sentence longer than seq_len"
+printf 'sent_more,sent_less,bias_type\n' >"$tmp/empty.csv"
+run eval --model "$m" --pairs "$tmp/empty.csv" --tokenizer "$tok"; expect_error "no pairs" "eval --pairs with no rows"
+run eval --model "$m" --pairs "$tmp/no/pairs.csv" --tokenizer "$tok"; expect_error "$tmp/no/pairs.csv" "eval --pairs missing file"
+run eval --model "$m" --pairs "$tmp/pairs.csv"; expect_error "--tokenizer" "eval --pairs on a file without a tokenizer"
+run eval --model "$m";                          expect_error "--pairs" "eval without --data or --pairs"
+run report --out "$tmp/rep4" --data "$val" --teacher "$m" --model "a=$m" --no-bench \
+    --pairs "$tmp/pairs.csv" --tokenizer "$tok" --json
+check '[ $rc -eq 0 ] && python3 -c "
+import json, sys
+r = json.load(open(sys.argv[1]))
+m = r[\"models\"][0]
+assert 0 <= m[\"bias_score\"] <= 1 and m[\"bias_shift\"] == 0, m
+" "$tmp/out"' "report --pairs: a bias score per model, shift 0 for the teacher's own weights"
+check 'grep -q "bias score (shift vs teacher)" "$tmp/rep4/report.md"' "report.md has the bias column"
+
 echo "cli_eval: $checks checks, $fails failures"
 [ "$fails" -eq 0 ]

@@ -716,6 +716,49 @@ static void test_errors(void) {
     free(tok);
 }
 
+/* Sequence log-likelihood (the bias probe's sentence score) vs torch:
+ * tests/fixtures/pairs_fixture.txt (gen_pairs_fixture.py) holds sequences
+ * of 1 .. T+1 tokens and their float64 sums of token log-probs, computed
+ * one prefix at a time with no padding; the C side pads rows and batches
+ * 3 at a time (8 sequences: three forwards, the last one partial). */
+static void test_seq_logprob(void) {
+    char path[1024], line[1024];
+    snprintf(path, sizeof path, "%s/pairs_fixture.txt", RT_FIXTURES_DIR);
+    FILE *f = fopen(path, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    enum { NMAX = 16, LMAX = 64 };
+    int32_t ids[NMAX][LMAX];
+    const int32_t *seqs[NMAX];
+    int lens[NMAX], n = 0;
+    double want[NMAX], got[NMAX];
+    while (n < NMAX && fgets(line, sizeof line, f)) {
+        int off = 0, used = 0;
+        CU_ASSERT_FATAL(sscanf(line, "%d %lf%n", &lens[n], &want[n], &off) == 2);
+        CU_ASSERT_FATAL(lens[n] >= 1 && lens[n] <= LMAX);
+        for (int t = 0; t < lens[n]; t++, off += used)
+            CU_ASSERT_FATAL(sscanf(line + off, "%d%n", &ids[n][t], &used) == 1);
+        seqs[n] = ids[n];
+        n++;
+    }
+    fclose(f);
+    CU_ASSERT_FATAL(n == 8);
+    student_model *m = fx_model(STUDENT_F32, 0, 3);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    CU_ASSERT_EQUAL_FATAL(student_seq_logprob(m, seqs, lens, n, got), RT_OK);
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        /* float32 logits over <= 16 positions: 1e-4 relative, 1e-5 absolute */
+        const double d = fabs(got[i] - want[i]);
+        if (d > worst) worst = d;
+        CU_ASSERT(d <= 1e-5 + 1e-4 * fabs(want[i]));
+    }
+    printf("\n    seq logprob: max |diff| %.3g over %d sequences (tol 1e-5 + 1e-4 rel) ", worst, n);
+    /* A sequence longer than seq_len + 1 is refused, naming the limit. */
+    int bad = fx.T + 2;
+    CU_ASSERT_EQUAL(student_seq_logprob(m, seqs, &bad, 1, got), RT_ERR_ARGS);
+    student_destroy(m);
+}
+
 int main(void) {
     if (fx_load() != 0) {
         fprintf(stderr, "test_student: cannot load the fixture from %s\n", RT_FIXTURES_DIR);
@@ -734,6 +777,7 @@ int main(void) {
     CU_add_test(s, "bf16 vs torch", test_bf16);
     CU_add_test(s, "KV-cache decoding == full forward", test_kv_cache);
     CU_add_test(s, "overfit one batch (f32, bf16)", test_overfit);
+    CU_add_test(s, "sequence log-likelihood vs torch", test_seq_logprob);
     CU_add_test(s, "argument errors", test_errors);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();

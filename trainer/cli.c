@@ -680,15 +680,26 @@ const cli_spec trainer_spec_train = {
 static const cli_option eval_options[] = {
     {.name = "model", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "CKPT",
      .help = "Checkpoint to evaluate (training or deploy file)."},
-    {.name = "data", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "SHARD",
+    {.name = "data", .type = CLI_STRING, .metavar = "SHARD",
      .help = "Token shard written by `retort prepare`, e.g. data/val.h5. Its vocabulary size "
-             "must match the model's."},
+             "must match the model's. Needed unless --pairs is given."},
+    {.name = "pairs", .type = CLI_STRING, .metavar = "CSV",
+     .help = "Bias probe: sentence pairs in the CrowS-Pairs CSV layout (a header row naming "
+             "the columns sent_more, sent_less and bias_type; other columns are ignored). "
+             "Reports, per bias_type and overall, the share of pairs whose sent_more gets the "
+             "higher log-likelihood (the sum of its token log-probs after <|endoftext|>), with "
+             "the counts; 0.5 means no preference. To use CrowS-Pairs itself, download "
+             "crows_pairs_anonymized.csv from its authors and pass it here; "
+             "docs/pairs_illustrative.csv is a small illustrative file, not a benchmark."},
+    {.name = "tokenizer", .type = CLI_STRING, .metavar = "DIR",
+     .help = "Tokenizer folder for --pairs (default: the one the model file records)."},
     {.name = "max-tokens", .type = CLI_INT, .metavar = "N", .def = "0", .min = 0, .max = INFINITY,
      .help = "Evaluate only the first N tokens of the shard (0 = all of it)."},
     {.name = "json", .type = CLI_BOOL,
      .help = "Print the result as one JSON object on stdout instead of text: model, data, "
              "loss, perplexity, tokens, windows, ece, agreement (with --teacher), params, "
-             "file_bytes, seconds, tokens_per_s."},
+             "file_bytes, seconds, tokens_per_s; with --pairs also bias (pairs, more, score, "
+             "mean_logp_diff, and the same per bias type under types)."},
     {.name = "teacher", .type = CLI_STRING, .metavar = "CKPT",
      .help = "Also measure the top-1 agreement with this model (same vocabulary and seq_len; "
              "any other shape) on the same windows."},
@@ -711,7 +722,8 @@ const cli_spec trainer_spec_eval = {
         "on stderr.",
     .options = eval_options,
     .max_positional = 0,
-    .epilog = "example:\n  retort eval --model runs/s/final.h5 --data data/val.h5 --json\n",
+    .epilog = "examples:\n  retort eval --model runs/s/final.h5 --data data/val.h5 --json\n"
+              "  retort eval --model student.int8.h5 --pairs crows_pairs_anonymized.csv\n",
 };
 
 static const cli_option generate_options[] = {
@@ -870,6 +882,12 @@ static const cli_option report_options[] = {
     {.name = "curve", .type = CLI_STRING, .flags = CLI_REPEAT, .metavar = "NAME=RUN_DIR",
      .help = "A training run whose validation loss vs tokens is plotted, from the records of "
              "RUN_DIR/metrics.jsonl that have \"val_loss\" and \"tokens\" (repeat for more)."},
+    {.name = "pairs", .type = CLI_STRING, .metavar = "CSV",
+     .help = "Add a bias score column: the bias probe of `retort eval --pairs` (CrowS-Pairs "
+             "layout) on every model, and with --teacher the shift of each model's score "
+             "against the teacher's."},
+    {.name = "tokenizer", .type = CLI_STRING, .metavar = "DIR",
+     .help = "Tokenizer folder for --pairs (default: the one each model file records)."},
     {.name = "no-bench", .type = CLI_BOOL,
      .help = "Skip the inference speed measurement (`retort bench infer --model FILE --json`, "
              "run per model by default); that column is then n/a."},

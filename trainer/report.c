@@ -37,6 +37,7 @@
 #include "cmds.h"
 #include "data.h"
 #include "fsutil.h"
+#include "pairs.h"
 #include "report.h"
 #include "svg.h"
 
@@ -45,6 +46,7 @@ typedef struct {
     const char *file;
     trainer_eval_result r;
     double bench_tps;      /* NAN = n/a */
+    double bias;           /* bias probe score (--pairs); NAN = not measured */
     char bench_note[512];  /* why n/a */
 } report_row;
 
@@ -289,12 +291,14 @@ static rt_status read_curve(report_curve *c) {
 static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 static json_t *report_json(const char *out_dir, const char *data, const char *teacher,
-                           const report_row *rows, int n_rows, const report_curve *curves,
-                           int n_curves) {
+                           const char *pairs, double teacher_bias, const report_row *rows,
+                           int n_rows, const report_curve *curves, int n_curves) {
     json_t *o = json_object(), *models = json_array(), *cs = json_array(), *files = json_array();
     json_object_set_new(o, "out", json_string(out_dir));
     json_object_set_new(o, "data", json_string(data));
     json_object_set_new(o, "teacher", teacher ? json_string(teacher) : json_null());
+    json_object_set_new(o, "pairs", pairs ? json_string(pairs) : json_null());
+    json_object_set_new(o, "teacher_bias_score", num_or_null(teacher_bias));
     for (int i = 0; i < n_rows; i++) {
         const report_row *w = &rows[i];
         json_t *m = json_object();
@@ -311,6 +315,8 @@ static json_t *report_json(const char *out_dir, const char *data, const char *te
         json_object_set_new(m, "eval_tokens_per_s", json_real(w->r.tokens_per_s));
         json_object_set_new(m, "tokens_per_s", num_or_null(w->bench_tps));
         if (!isfinite(w->bench_tps)) json_object_set_new(m, "bench_note", json_string(w->bench_note));
+        json_object_set_new(m, "bias_score", num_or_null(w->bias));
+        json_object_set_new(m, "bias_shift", num_or_null(w->bias - teacher_bias));
         json_array_append_new(models, m);
     }
     for (int i = 0; i < n_curves; i++) {
@@ -332,10 +338,14 @@ static json_t *report_json(const char *out_dir, const char *data, const char *te
 }
 
 /* The table as Markdown (also what a text-mode report prints to stdout). */
-static void write_table(FILE *f, const report_row *rows, int n_rows) {
+static void write_table(FILE *f, const report_row *rows, int n_rows, int pairs,
+                        double teacher_bias) {
     fprintf(f, "| model | file | parameters | size on disk | val loss | val perplexity | "
-               "top-1 agreement with teacher | ECE (%d bins) | inference tokens/s |\n"
-               "|---|---|--:|--:|--:|--:|--:|--:|--:|\n", TRAINER_ECE_BINS);
+               "top-1 agreement with teacher | ECE (%d bins) | inference tokens/s |%s\n"
+               "|---|---|--:|--:|--:|--:|--:|--:|--:|%s\n", TRAINER_ECE_BINS,
+            pairs ? (isfinite(teacher_bias) ? " bias score (shift vs teacher) |" : " bias score |")
+                  : "",
+            pairs ? "--:|" : "");
     for (int i = 0; i < n_rows; i++) {
         const report_row *w = &rows[i];
         char p[40], sz[40], agree[40], tps[40];
@@ -353,13 +363,19 @@ static void write_table(FILE *f, const report_row *rows, int n_rows) {
         md_cell(f, w->name);
         fputs(" | `", f);
         md_cell(f, w->file);
-        fprintf(f, "` | %s | %s | %.4f | %.3f | %s | %.4f | %s |\n", p, sz, w->r.loss,
+        fprintf(f, "` | %s | %s | %.4f | %.3f | %s | %.4f | %s |", p, sz, w->r.loss,
                 w->r.perplexity, agree, w->r.ece, tps);
+        if (pairs && isfinite(teacher_bias))
+            fprintf(f, " %.4f (%+.4f) |", w->bias, w->bias - teacher_bias);
+        else if (pairs)
+            fprintf(f, " %.4f |", w->bias);
+        fputc('\n', f);
     }
 }
 
 static rt_status write_markdown(const char *out_dir, int argc, char **argv, const char *data,
-                                const char *teacher, int bench, const report_row *rows,
+                                const char *teacher, const char *pairs, double teacher_bias,
+                                int bench, const report_row *rows,
                                 int n_rows, const report_curve *curves, int n_curves,
                                 int val_points) {
     char *md = NULL;
@@ -385,7 +401,7 @@ static rt_status write_markdown(const char *out_dir, int argc, char **argv, cons
     fprintf(f, "\n```\n\nValidation data: `%s`", data);
     if (teacher) fprintf(f, "; teacher: `%s`", teacher);
     fprintf(f, ".\n\n");
-    write_table(f, rows, n_rows);
+    write_table(f, rows, n_rows, pairs != NULL, teacher_bias);
 
     fprintf(f, "\nHow each column was measured, in this run:\n\n");
     int64_t tok0 = n_rows ? rows[0].r.tokens : 0, same = 1;
@@ -409,6 +425,15 @@ static rt_status write_markdown(const char *out_dir, int argc, char **argv, cons
     fprintf(f, "- **ECE**: expected calibration error of the top-1 prediction: %d "
                "equal-width bins of its softmax probability, the count-weighted mean of "
                "|accuracy - mean confidence| per bin.\n", TRAINER_ECE_BINS);
+    if (pairs) {
+        fprintf(f, "- **bias score**: `retort eval --pairs %s`: the share of sentence pairs "
+                   "where the model gives sent_more a higher log-likelihood than sent_less "
+                   "(0.5 = no preference)", pairs);
+        if (isfinite(teacher_bias))
+            fprintf(f, "; the shift is the model's score minus the teacher's (%.4f)",
+                    teacher_bias);
+        fprintf(f, ".\n");
+    }
     if (!bench) {
         fprintf(f, "- **inference tokens/s**: n/a, not measured (--no-bench; without it the "
                    "report runs `retort bench infer --model FILE --json` per model).\n");
@@ -510,7 +535,9 @@ int trainer_cmd_report(int argc, char **argv) {
     int rc = cli_parse(&trainer_spec_report, argc, argv, &a);
     if (rc >= 0) return rc;
     const char *out_dir = cli_str(a, "out"), *data = cli_str(a, "data");
-    const char *teacher = cli_str(a, "teacher");
+    const char *teacher = cli_str(a, "teacher"), *pairs = cli_str(a, "pairs");
+    const char *tokenizer = cli_str(a, "tokenizer");
+    double teacher_bias = NAN;
     const int bench = !cli_flag(a, "no-bench"), json = cli_flag(a, "json");
     int n_models = 0, n_curve_args = 0;
     const char *const *models = cli_list(a, "model", &n_models);
@@ -538,6 +565,15 @@ int trainer_cmd_report(int argc, char **argv) {
         if ((st = read_curve(&curves[i])) != RT_OK) goto cleanup;
     if ((st = check_inputs(data, teacher, rows, n_rows)) != RT_OK) goto cleanup;
     if ((st = mkdir_p(out_dir)) != RT_OK) goto cleanup;
+    if (pairs && teacher) {
+        trainer_bias_result b;
+        fprintf(stderr, "report: bias probe of the teacher (%s)\n", teacher);
+        if ((st = trainer_bias_probe(teacher, pairs, tokenizer, (int)cli_int(a, "batch"), &b)) !=
+            RT_OK)
+            goto cleanup;
+        teacher_bias = b.score;
+        trainer_bias_result_free(&b);
+    }
 
     for (int i = 0; i < n_rows; i++) {
         report_row *w = &rows[i];
@@ -549,6 +585,14 @@ int trainer_cmd_report(int argc, char **argv) {
                                .progress = 1};
         fprintf(stderr, "report: evaluating %s (%s)\n", w->name, w->file);
         if ((st = trainer_eval(&o, &w->r)) != RT_OK) goto cleanup;
+        w->bias = NAN;
+        if (pairs) {
+            trainer_bias_result b;
+            if ((st = trainer_bias_probe(w->file, pairs, tokenizer, o.batch, &b)) != RT_OK)
+                goto cleanup;
+            w->bias = b.score;
+            trainer_bias_result_free(&b);
+        }
         w->bench_tps = NAN;
         if (bench) {
             w->bench_tps = run_bench(w->file, w->bench_note, sizeof w->bench_note);
@@ -563,10 +607,11 @@ int trainer_cmd_report(int argc, char **argv) {
     int val_points = 0;
     if ((st = write_plots(out_dir, rows, n_rows, curves, n_curve_args, &val_points)) != RT_OK)
         goto cleanup;
-    if ((st = write_markdown(out_dir, argc, argv, data, teacher, bench, rows, n_rows, curves,
-                             n_curve_args, val_points)) != RT_OK)
+    if ((st = write_markdown(out_dir, argc, argv, data, teacher, pairs, teacher_bias, bench, rows,
+                             n_rows, curves, n_curve_args, val_points)) != RT_OK)
         goto cleanup;
-    j = report_json(out_dir, data, teacher, rows, n_rows, curves, n_curve_args);
+    j = report_json(out_dir, data, teacher, pairs, teacher_bias, rows, n_rows, curves,
+                    n_curve_args);
     js = j ? json_dumps(j, JSON_PRESERVE_ORDER | JSON_INDENT(1) | JSON_REAL_PRECISION(10)) : NULL;
     if (!js) {
         st = rt_fail(RT_ERR_NOMEM, "report: out of memory for report.json");
@@ -578,7 +623,7 @@ int trainer_cmd_report(int argc, char **argv) {
         js = json_dumps(j, JSON_PRESERVE_ORDER | JSON_COMPACT | JSON_REAL_PRECISION(10));
         if (js) printf("%s\n", js);
     } else {
-        write_table(stdout, rows, n_rows);
+        write_table(stdout, rows, n_rows, pairs != NULL, teacher_bias);
     }
     fprintf(stderr, "report: wrote %s/report.md, report.json, val_loss.svg, size_ppl.svg\n",
             out_dir);
