@@ -475,4 +475,18 @@ rt_status student_int8_set(student_model *m, const int8_t *const *w8, const floa
                            const student_act_quant *aq);
 int student_int8_enabled(const student_model *m);
 
+/* ------------------------------------------------------- matmul peak */
+
+/* Element types of the peak measurement: f32, bf16 (f32 accumulation) and
+ * u8 x s8 (s32 accumulation, f32 output) as the int8 deploy layers run. */
+typedef enum { STUDENT_PEAK_F32, STUDENT_PEAK_BF16, STUDENT_PEAK_U8S8, STUDENT_PEAK_KINDS } student_peak_kind;
+const char *student_peak_name(student_peak_kind kind); /* "f32", "bf16", "u8s8" */
+/* Times one (M x K) x (K x N) oneDNN matmul of `kind` on the OpenMP threads
+ * in use, weights pre-packed in oneDNN's preferred layout, one untimed run
+ * then `reps` timed ones; *gops = 2*M*K*N / best time in GFLOP/s (GOP/s
+ * for u8s8), *best_ms (may be NULL) that time. Allocates about
+ * 4*(M*K + 2*K*N + M*N) bytes for the call. */
+rt_status student_matmul_peak(student_peak_kind kind, int64_t M, int64_t K, int64_t N, int reps,
+                              double *gops, double *best_ms);
+
 #endif

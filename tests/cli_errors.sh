@@ -57,6 +57,14 @@ for k in n_layer seq_len run_dir micro_batch feature_map teacher_precision freez
   grep -qE "^  $k = " "$tmp/out" || fail "train --help lacks config key $k"
 done
 
+# bench peak: a tiny shape runs every type; a bad type is a one-line usage error.
+run bench peak --m 64 --k 64 --n 64 --reps 1 --json
+expect 0 out '"u8s8_gop_per_s"' "bench peak --json"
+run bench peak --type f16; expect 2 err "--type 'f16'" "bench peak bad type"; one_line "bench peak bad type"
+for t in student infer; do
+  run bench "$t" --help; expect 0 out "--peak" "bench $t --help lists --peak"
+done
+
 run frobnicate;    expect 2 err "'frobnicate'" "unknown command"; one_line "unknown command"
 run trian;         expect 2 err "did you mean 'train'" "misspelled command"
 run --frob;        expect 2 err "'--frob'" "unknown program option"

@@ -36,6 +36,106 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* ---------------------------------------------------------- bench peak */
+
+/* The default shape of the peak measurement: large enough for oneDNN's
+ * best kernels, small enough (~0.1 s per f32 run on 2 cores) that every
+ * bench can measure its own peak in the same run. */
+enum { PEAK_M = 4096, PEAK_K = 2048, PEAK_N = 2048, PEAK_REPS = 3 };
+
+static const char *const peak_unit[STUDENT_PEAK_KINDS] = {"GFLOP/s", "GFLOP/s", "GOP/s"};
+
+/* The peak of `kind` that a bench divides its throughput by: `given` when
+ * > 0 (--peak), else measured now at the default shape. */
+static rt_status bench_peak_of(student_peak_kind kind, double given, double *peak) {
+    if (given > 0.0) {
+        *peak = given;
+        return RT_OK;
+    }
+    return student_matmul_peak(kind, PEAK_M, PEAK_K, PEAK_N, PEAK_REPS, peak, NULL);
+}
+
+/* FLOPs of one forward over B full windows: 2 * N * tokens for the matmul
+ * parameters (N = all parameters but wpe, a lookup; wte counts once, as the
+ * LM head) plus 4 * L * B * T^2 * A for attention (QK^T and PV over the
+ * full T x T as computed). A training step is 3x this (backward = 2x). */
+static double bench_forward_flops(const student_config *c, int B) {
+    const double wpe = (double)c->seq_len * c->d_model;
+    const double N = (double)student_param_count(c) - wpe, tok = (double)B * c->seq_len;
+    return 2.0 * N * tok +
+           4.0 * c->n_layer * tok * (double)c->seq_len * (double)student_attn_width(c);
+}
+
+static const cli_option peak_options[] = {
+    {.name = "m", .type = CLI_INT, .metavar = "N", .def = "4096", .min = 1, .max = 1 << 20,
+     .help = "Rows M of the source (tokens, in a model)."},
+    {.name = "k", .type = CLI_INT, .metavar = "N", .def = "2048", .min = 1, .max = 1 << 20,
+     .help = "Reduction size K."},
+    {.name = "n", .type = CLI_INT, .metavar = "N", .def = "2048", .min = 1, .max = 1 << 20,
+     .help = "Columns N of the weights."},
+    {.name = "reps", .type = CLI_INT, .metavar = "N", .def = "3", .min = 1, .max = 10000,
+     .help = "Timed runs per type after one untimed run; the best counts."},
+    {.name = "type", .type = CLI_STRING, .metavar = "T", .def = "all",
+     .help = "f32, bf16, u8s8 or all."},
+    {.name = "json", .type = CLI_BOOL, .help = "Print one JSON object instead of text."},
+    {0},
+};
+
+static const cli_spec peak_spec = {
+    .name = "bench peak",
+    .description =
+        "Measure this machine's oneDNN matmul peak with the threads in use (OMP_NUM_THREADS): "
+        "one M x K x N matmul per element type (f32; bf16 with f32 accumulation; u8 x s8 with "
+        "s32 accumulation and f32 output, as int8 deploy files run), weights pre-packed in "
+        "oneDNN's layout, best of --reps runs. 'retort bench student' and 'bench infer' "
+        "divide their throughput by it (measured in their own run unless --peak is given).",
+    .options = peak_options,
+    .max_positional = 0,
+    .epilog = "example:\n  OMP_NUM_THREADS=2 retort bench peak --m 4096 --k 2048 --n 2048 --json\n",
+};
+
+int trainer_bench_peak(int argc, char **argv) {
+    cli_args *a = NULL;
+    int rc = cli_parse(&peak_spec, argc, argv, &a);
+    if (rc >= 0) return rc;
+    rt_status st = RT_OK;
+    const int64_t M = cli_int(a, "m"), K = cli_int(a, "k"), N = cli_int(a, "n");
+    const int reps = (int)cli_int(a, "reps"), json = cli_flag(a, "json");
+    const char *type = cli_str(a, "type");
+    int want[STUDENT_PEAK_KINDS] = {0}, any = 0;
+    for (int k = 0; k < STUDENT_PEAK_KINDS; k++)
+        any |= want[k] = !strcmp(type, "all") || !strcmp(type, student_peak_name(k));
+    if (!any) {
+        st = rt_fail(RT_ERR_ARGS, "bench peak: --type '%s' is not f32, bf16, u8s8 or all", type);
+        goto cleanup;
+    }
+    double g[STUDENT_PEAK_KINDS] = {0}, ms[STUDENT_PEAK_KINDS] = {0};
+    for (int k = 0; k < STUDENT_PEAK_KINDS; k++)
+        if (want[k] && (st = student_matmul_peak(k, M, K, N, reps, &g[k], &ms[k])) != RT_OK)
+            goto cleanup;
+    if (json) {
+        printf("{\"target\": \"peak\", \"threads\": %d, \"m\": %lld, \"k\": %lld, "
+               "\"n\": %lld, \"reps\": %d",
+               omp_get_max_threads(), (long long)M, (long long)K, (long long)N, reps);
+        for (int k = 0; k < STUDENT_PEAK_KINDS; k++)
+            if (want[k])
+                printf(", \"%s_%s\": %.1f, \"%s_ms\": %.3f", student_peak_name(k),
+                       k == STUDENT_PEAK_U8S8 ? "gop_per_s" : "gflop_per_s", g[k],
+                       student_peak_name(k), ms[k]);
+        printf("}\n");
+    } else {
+        printf("bench peak (%d threads): oneDNN matmul %lld x %lld x %lld, best of %d\n",
+               omp_get_max_threads(), (long long)M, (long long)K, (long long)N, reps);
+        for (int k = 0; k < STUDENT_PEAK_KINDS; k++)
+            if (want[k])
+                printf("  %-5s %9.1f %-8s (%.2f ms)\n", student_peak_name(k), g[k], peak_unit[k],
+                       ms[k]);
+    }
+cleanup:
+    cli_args_free(a);
+    return rt_report(st);
+}
+
 /* ------------------------------------------------------- bench student */
 
 static const cli_option student_options[] = {
@@ -70,6 +170,9 @@ static const cli_option student_options[] = {
     {.name = "profile", .type = CLI_BOOL,
      .help = "Also report time per kernel class (matmuls, attention, LayerNorm, loss "
              "kernels, ...) per step."},
+    {.name = "peak", .type = CLI_REAL, .metavar = "GFLOPS", .def = "0", .min = 0, .max = 1e9,
+     .help = "Matmul peak of this machine for the precision run (f32 or bf16), as 'retort "
+             "bench peak' prints it; 0 = measure it in this run (about a second)."},
     {.name = "json", .type = CLI_BOOL, .help = "Print one JSON object instead of text."},
     {0},
 };
@@ -80,7 +183,8 @@ static const cli_spec student_spec = {
         "Time a full distillation step of the student on random data: forward, loss = "
         "alpha*T^2*KL(p_T || q_T) + (1-alpha)*CE against random dense teacher soft labels, "
         "backward, gradient clipping to norm 1 and AdamW. Reports tokens/s, step time, a "
-        "per-phase breakdown and achieved GFLOP/s (6*N*tokens + attention). Threads: "
+        "per-phase breakdown, achieved GFLOP/s (6*N*tokens + attention) and its fraction of "
+        "the matmul peak of the precision run (see 'retort bench peak'). Threads: "
         "OMP_NUM_THREADS.",
     .options = student_options,
     .max_positional = 0,
@@ -143,6 +247,9 @@ int trainer_bench_student(int argc, char **argv) {
     student_teacher_topk(tlogits, n, V, T, k, ids, logp, tail);
     free(tlogits);
     tlogits = NULL;
+    const student_peak_kind pk = bf16 ? STUDENT_PEAK_BF16 : STUDENT_PEAK_F32;
+    double peak = 0.0;
+    if ((st = bench_peak_of(pk, cli_real(a, "peak"), &peak)) != RT_OK) goto cleanup;
 
     const float lr = 3e-4f, clip = 1.0f;
     double ph[N_PHASES] = {0}, loss = 0.0, t_total = 0.0;
@@ -174,20 +281,19 @@ int trainer_bench_student(int argc, char **argv) {
 
     {
         const double step_s = t_total / steps, tok = (double)n;
-        size_t wpe = (size_t)c.seq_len * c.d_model;
-        const double N = (double)(student_param_count(&c) - wpe);
-        const double flops = 6.0 * N * tok + 12.0 * c.n_layer * (double)B * c.seq_len *
-                                                  (double)c.seq_len * c.d_model;
+        const double flops = 3.0 * bench_forward_flops(&c, B);
         if (json) {
             printf("{\"target\": \"student\", \"impl\": \"retort\", \"precision\": \"%s\", "
                    "\"layers\": %d, \"dim\": %d, \"heads\": %d, \"ff\": %d, \"vocab\": %d, "
                    "\"seq\": %d, \"batch\": %d, \"steps\": %d, \"warmup\": %d, \"threads\": %d, "
                    "\"topk\": %d, \"params\": %zu, \"tokens_per_step\": %d, "
                    "\"step_ms\": %.3f, \"tokens_per_s\": %.1f, \"gflop_per_step\": %.3f, "
-                   "\"gflop_per_s\": %.1f, \"phase_ms\": {",
+                   "\"gflop_per_s\": %.1f, \"peak_gflop_per_s\": %.1f, \"peak_measured\": %s, "
+                   "\"fraction_of_peak\": %.4f, \"phase_ms\": {",
                    bf16 ? "bf16" : "f32", c.n_layer, c.d_model, c.n_head, c.d_ff, V, c.seq_len, B,
                    steps, warmup, omp_get_max_threads(), k, student_param_count(&c), n,
-                   1e3 * step_s, tok / step_s, flops * 1e-9, flops * 1e-9 / step_s);
+                   1e3 * step_s, tok / step_s, flops * 1e-9, flops * 1e-9 / step_s, peak,
+                   cli_real(a, "peak") > 0.0 ? "false" : "true", flops * 1e-9 / step_s / peak);
             for (int p = 0; p < N_PHASES; p++)
                 printf("%s\"%s\": %.3f", p ? ", " : "", phase_names[p], 1e3 * ph[p] / steps);
             printf("}");
@@ -208,6 +314,9 @@ int trainer_bench_student(int argc, char **argv) {
                    c.d_ff, V, c.seq_len, B, student_param_count(&c));
             printf("  step %.1f ms, %.0f tokens/s, %.1f GFLOP/s (%.2f GFLOP per step)\n",
                    1e3 * step_s, tok / step_s, flops * 1e-9 / step_s, flops * 1e-9);
+            printf("  %.1f%% of the %s matmul peak (%.1f GFLOP/s, %s)\n",
+                   100.0 * flops * 1e-9 / step_s / peak, student_peak_name(pk), peak,
+                   cli_real(a, "peak") > 0.0 ? "given" : "measured in this run");
             for (int p = 0; p < N_PHASES; p++)
                 printf("  %-10s %8.2f ms\n", phase_names[p], 1e3 * ph[p] / steps);
             if (profile) {
@@ -262,6 +371,9 @@ static const cli_option infer_options[] = {
     {.name = "seed", .type = CLI_INT, .metavar = "S", .def = "1234", .help = "Seed of the tokens."},
     {.name = "profile", .type = CLI_BOOL,
      .help = "Also report the prompt forward's time per kernel class (ms per forward)."},
+    {.name = "peak", .type = CLI_REAL, .metavar = "GFLOPS", .def = "0", .min = 0, .max = 1e9,
+     .help = "Matmul peak of this machine for the file's precision (f32, bf16; u8s8 for int8 "
+             "files), as 'retort bench peak' prints it; 0 = measure it in this run."},
     {.name = "json", .type = CLI_BOOL, .help = "Print one JSON object instead of text."},
     {0},
 };
@@ -270,7 +382,8 @@ static const cli_spec infer_spec = {
     .name = "bench infer",
     .description =
         "Time inference of a model file: prompt processing (full-window forward over --batch "
-        "rows of seq_len tokens, tokens/s; the headline) and generation (KV-cache decoding "
+        "rows of seq_len tokens, tokens/s; the headline, with its GFLOP/s as a fraction of the "
+        "matmul peak of the file's precision, u8s8 for int8) and generation (KV-cache decoding "
         "of --new-tokens after a --prompt-tokens prompt, tokens/s), on random tokens. Int8 "
         "deploy files run their int8 layers. Threads: OMP_NUM_THREADS.",
     .options = infer_options,
@@ -310,6 +423,12 @@ int trainer_bench_infer(int argc, char **argv) {
     }
     for (int i = 0; i < B * T; i++) tokens[i] = (int32_t)(rt_splitmix64(&seed) % (uint64_t)V);
     if ((st = student_infer_create(m, prompt + gen, &kv)) != RT_OK) goto cleanup;
+    const int int8 = student_int8_enabled(m);
+    const student_peak_kind pk = int8                                 ? STUDENT_PEAK_U8S8
+                                 : student_prec(m) == STUDENT_BF16 ? STUDENT_PEAK_BF16
+                                                                   : STUDENT_PEAK_F32;
+    double peak = 0.0;
+    if ((st = bench_peak_of(pk, cli_real(a, "peak"), &peak)) != RT_OK) goto cleanup;
 
     double t_prompt = 0.0, t_kvprompt = 0.0, t_gen = 0.0;
     for (int s = 0; s < warmup + steps; s++) {
@@ -334,7 +453,7 @@ int trainer_bench_infer(int argc, char **argv) {
         const long long bytes = stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
         const double pp = (double)B * T * steps / t_prompt, gp = (double)gen * steps / t_gen;
         const double kp = (double)prompt * steps / t_kvprompt;
-        const int int8 = student_int8_enabled(m);
+        const double gf = bench_forward_flops(&c, B) * steps / t_prompt * 1e-9;
         const char *prec = int8 ? "int8" : student_prec(m) == STUDENT_BF16 ? "bf16" : "f32";
         if (json)
             printf("{\"target\": \"infer\", \"model\": \"%s\", \"precision\": \"%s\", "
@@ -343,10 +462,15 @@ int trainer_bench_infer(int argc, char **argv) {
                    "\"threads\": %d, \"steps\": %d, \"tokens_per_s\": %.1f, "
                    "\"prompt_tokens_per_s\": %.1f, \"prompt_ms\": %.3f, \"kv_prompt_tokens\": %d, "
                    "\"kv_prompt_tokens_per_s\": %.1f, \"gen_tokens\": %d, "
-                   "\"gen_tokens_per_s\": %.1f, \"gen_ms_per_token\": %.3f",
+                   "\"gen_tokens_per_s\": %.1f, \"gen_ms_per_token\": %.3f, "
+                   "\"prompt_gflop_per_s\": %.1f, \"peak_type\": \"%s\", "
+                   "\"peak_gflop_per_s\": %.1f, \"peak_measured\": %s, "
+                   "\"fraction_of_peak\": %.4f",
                    path, prec, student_param_count(&c), bytes, c.n_layer, c.d_model, c.n_head,
                    c.d_ff, V, T, B, omp_get_max_threads(), steps, pp, pp,
-                   1e3 * t_prompt / steps, prompt, kp, gen, gp, 1e3 * t_gen / steps / gen);
+                   1e3 * t_prompt / steps, prompt, kp, gen, gp, 1e3 * t_gen / steps / gen, gf,
+                   student_peak_name(pk), peak, cli_real(a, "peak") > 0.0 ? "false" : "true",
+                   gf / peak);
         else {
             printf("bench infer %s (%s, %d threads): L=%d C=%d H=%d F=%d V=%d T=%d, %zu "
                    "parameters, %lld bytes\n",
@@ -354,6 +478,10 @@ int trainer_bench_infer(int argc, char **argv) {
                    T, student_param_count(&c), bytes);
             printf("  prompt processing  %10.0f tokens/s  (%d x %d tokens in %.2f ms)\n", pp, B,
                    T, 1e3 * t_prompt / steps);
+            printf("                     %10.1f GFLOP/s = %.1f%% of the %s matmul peak (%.1f, "
+                   "%s)\n",
+                   gf, 100.0 * gf / peak, student_peak_name(pk), peak,
+                   cli_real(a, "peak") > 0.0 ? "given" : "measured in this run");
             printf("  KV-cache prompt    %10.0f tokens/s  (%d tokens)\n", kp, prompt);
             printf("  generation         %10.0f tokens/s  (%.3f ms per token, %d tokens)\n", gp,
                    1e3 * t_gen / steps / gen, gen);
@@ -391,6 +519,7 @@ typedef struct {
 } bench_target;
 
 static const bench_target targets_table[] = {
+    {"peak", "measure this machine's oneDNN matmul peak (f32, bf16, u8s8)", trainer_bench_peak},
     {"student", "time a full distillation training step of the student", trainer_bench_student},
     {"infer", "time prompt processing and KV-cache generation of a model file",
      trainer_bench_infer},

@@ -3,6 +3,7 @@
  *   retort bench student [--layers N --dim N --heads N --ff N --vocab N --seq N
  *                         --batch N --steps N --warmup N --bf16 --json ...]
  *   retort bench infer --model FILE [--batch N --prompt-tokens N --new-tokens N --json ...]
+ *   retort bench peak [--m N --k N --n N --reps N --type f32|bf16|u8s8|all --json]
  *
  * argv[0] is "bench", argv[1] the target; each target parses its own flags
  * (--help, exit 2 on unknown flags) and prints one JSON object with --json. */
@@ -16,6 +17,10 @@ int trainer_cmd_bench(int argc, char **argv);
  * soft-label KL loss, backward, grad clip + AdamW) on random data.
  * argv[0] is "student". */
 int trainer_bench_student(int argc, char **argv);
+
+/* `retort bench peak`: oneDNN matmul peak of this machine per element type;
+ * the other targets report their fraction of it. argv[0] is "peak". */
+int trainer_bench_peak(int argc, char **argv);
 
 /* `retort bench infer --model FILE`: prompt processing (full-window
  * forward) and KV-cache generation tokens/s of a checkpoint or deploy file

@@ -7,7 +7,8 @@
 # the same shape, alternating (retort f32, torch f32, retort bf16, torch
 # bf16, ROUNDS times), so load from other processes hits both alike. Prints
 # every JSON line, then per precision the best tokens/s of each and the
-# ratio. Environment: ROUNDS (default 2), OMP_NUM_THREADS (default 2),
+# ratio, and retort's fraction of the matmul peak measured in its own run
+# (`retort bench peak`). Environment: ROUNDS (default 2), OMP_NUM_THREADS (default 2),
 # SHAPE (default the 4-layer 256-wide, 8192-vocab model below).
 set -euo pipefail
 retort=${1:?usage: bench_student.sh path/to/retort [extra bench flags...]}
@@ -33,7 +34,7 @@ done
 /usr/bin/python3 - "$tmp" <<'EOF'
 import json, sys, os
 tmp = sys.argv[1]
-print("\nprecision  retort tok/s  torch tok/s  ratio   retort step ms (fwd/loss/bwd/opt)   torch step ms")
+print("\nprecision  retort tok/s  torch tok/s  ratio   retort step ms (fwd/loss/bwd/opt)   torch step ms   retort % of peak")
 for prec in ("f32", "bf16"):
     best = {}
     for impl in ("retort", "torch"):
@@ -42,5 +43,6 @@ for prec in ("f32", "bf16"):
     r, t = best["retort"], best["torch"]
     ph = "/".join(f"{r['phase_ms'][k]:.0f}" for k in ("forward", "loss", "backward", "optimizer"))
     print(f"{prec:<9} {r['tokens_per_s']:>12.0f} {t['tokens_per_s']:>12.0f} {r['tokens_per_s'] / t['tokens_per_s']:>6.2f}x"
-          f"   {r['step_ms']:>7.1f} ({ph})   {t['step_ms']:>10.1f}")
+          f"   {r['step_ms']:>7.1f} ({ph})   {t['step_ms']:>10.1f}   {100 * r['fraction_of_peak']:>5.1f}%"
+          f" of {r['peak_gflop_per_s']:.0f}")
 EOF
