@@ -111,13 +111,28 @@ void data_bpe_trainer_destroy(data_bpe_trainer *b);
 
 /* --------------------------------------------------------------- shards */
 
-/* Writes PATH with a 1-D dataset /tokens (unsigned 16-bit when vocab_size
- * <= 65536, else unsigned 32-bit; chunked, uncompressed) and root
- * attributes vocab_size (int64) and source (UTF-8 string). Every token must
+/* Writes PATH (through a data_shard_writer) with a 1-D dataset /tokens
+ * (unsigned 16-bit when vocab_size <= 65536, else unsigned 32-bit;
+ * chunked, uncompressed) and root attributes vocab_size (int64) and source
+ * (UTF-8 string). Every token must
  * be in [0, vocab_size). Written to PATH.tmp.<pid> and renamed, so a failure
  * never leaves a half-written file named PATH. */
 rt_status data_shard_write(const char *path, const int32_t *tokens, int64_t n,
                            int64_t vocab_size, const char *source);
+
+/* A shard written a chunk at a time (prepare streams its tokens): create
+ * makes PATH.tmp.<pid> with an extendible /tokens (chunks of min(size_hint,
+ * 256 Ki) tokens; size_hint 0 = unknown), append checks and adds tokens,
+ * finish writes the attributes and renames the file to PATH, abort removes
+ * it. finish and abort free the writer (abort is NULL-safe). Memory: HDF5's
+ * buffers, not the shard. */
+typedef struct data_shard_writer data_shard_writer;
+rt_status data_shard_writer_create(const char *path, int64_t vocab_size, const char *source,
+                                   int64_t size_hint, data_shard_writer **out);
+rt_status data_shard_writer_append(data_shard_writer *w, const int32_t *tokens, int64_t n);
+int64_t data_shard_writer_n_tokens(const data_shard_writer *w);
+rt_status data_shard_writer_finish(data_shard_writer *w);
+void data_shard_writer_abort(data_shard_writer *w);
 
 /* A shard opened for reading. open() checks that /tokens exists, is 1-D and
  * integer, and that vocab_size is a positive integer attribute. */
@@ -132,8 +147,17 @@ const char *data_shard_path(const data_shard *s);
 /* Reads tokens [start, start+count) into out (count int32s); every token
  * must be in [0, vocab_size) or it is RT_ERR_FORMAT naming file and index. */
 rt_status data_shard_read(data_shard *s, int64_t start, int64_t count, int32_t *out);
+/* One window of T positions starting at token `start`: inputs = tokens
+ * [start, start+T), targets (NULL to skip) = tokens [start+1, start+T+1),
+ * through hyperslab reads, so training and evaluation hold a window, never
+ * the shard (a shard of any size costs a rank HDF5's 1 MiB chunk cache).
+ * Errors as data_shard_read. */
+rt_status data_shard_read_window(data_shard *s, int64_t start, int32_t T, int32_t *inputs,
+                                 int32_t *targets);
 /* Opens, reads every token into *tokens (free with rt_free_aligned) and
- * closes. vocab_size may be NULL. */
+ * closes: memory proportional to the shard, so for tests and small files;
+ * training, evaluation and export read windows (data_shard_read_window).
+ * vocab_size may be NULL. */
 rt_status data_shard_load(const char *path, int32_t **tokens, int64_t *n, int64_t *vocab_size);
 
 /* -------------------------------------------------------------- sampler */
@@ -171,6 +195,13 @@ rt_status data_sampler_global_windows(data_sampler *s, int64_t step,
 /* Copies this rank's rows at `step` out of the shard's tokens (n_tokens of
  * them): inputs[i*T + t] = tokens[start_i + t], targets = the next token. */
 rt_status data_sampler_fill(data_sampler *s, const int32_t *tokens, int64_t step,
+                            int32_t *inputs /* (b, T) */, int32_t *targets /* (b, T) */);
+/* The same rows as data_sampler_fill, read from the open shard window by
+ * window (data_shard_read_window): what training uses, so that memory does
+ * not grow with the shard. The shard must hold the n_tokens the sampler was
+ * made for (RT_ERR_MISMATCH otherwise). The sampler's own state is the
+ * epoch's permutation, 8 bytes per window. */
+rt_status data_sampler_read(data_sampler *s, data_shard *sh, int64_t step,
                             int32_t *inputs /* (b, T) */, int32_t *targets /* (b, T) */);
 
 /* -------------------------------------------------------------- prepare */

@@ -1,41 +1,44 @@
 /* `prepare`: text files -> tokenizer + train/val token shards.
  *
  * Steps: walk the inputs (files and folders, sorted, symlinks followed,
- * each device+inode once), read the text files whole and cut them into
- * documents, split documents into train and val by a hash of their index,
- * train (or load) the tokenizer on the train documents, encode each
- * document followed by <|endoftext|>, and write everything through
- * temporary files + renames. The rules are documented with data_prepare in
- * data.h. The whole corpus is held in memory: prepare targets corpora of
- * megabytes to a few gigabytes, which fit a training node. */
+ * each device+inode once), then stream the files in walk order: one pass
+ * counts the documents (to settle the train/val split, a hash of each
+ * document's index with two fixes that need the totals), one trains the
+ * tokenizer on the train documents (skipped when a tokenizer is given), one
+ * encodes each document followed by <|endoftext|> into the train or val
+ * shard writer, flushing every 1 Mi tokens. Files are memory-mapped one at
+ * a time and the pages already processed are released as the passes go,
+ * so memory is the tokenizer's tables plus the largest document, not the
+ * corpus (a file read three times instead of once; reads are sequential).
+ * Outputs go through temporary files + renames. The rules are documented
+ * with data_prepare in data.h. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "data.h"
 #include "fsutil.h"
 #include "hmap.h"
 
 typedef struct {
-    int32_t file;
-    int64_t off, len;
-    int is_val;
-} doc;
-
-typedef struct {
     char **paths; /* (n_files) files to read, in walk order */
     int64_t n_files, cap_files;
-    data_strmap seen; /* device+inode of every file and folder visited */
-    char **texts;     /* (n_files) contents, NULL for skipped files */
-    size_t *lens;
-    doc *docs;
-    int64_t n_docs, cap_docs;
+    data_strmap seen;  /* device+inode of every file and folder visited */
+    uint8_t *binary;   /* (n_files) 1 = skipped as binary (set by the counting pass) */
+    int64_t n_docs;    /* non-blank documents */
     int64_t n_read, n_skipped, bytes;
     int verbose;
+    /* the split (data.h): val when hash(k) < threshold, then the two fixes */
+    int has_val;
+    uint64_t threshold;
+    int first_to_train, last_to_val;
 } corpus;
 
 data_prepare_opts data_prepare_defaults(void) {
@@ -54,14 +57,9 @@ static double now_seconds(void) {
 }
 
 static void corpus_free(corpus *c) {
-    for (int64_t i = 0; i < c->n_files; i++) {
-        free(c->paths[i]);
-        if (c->texts) free(c->texts[i]);
-    }
+    for (int64_t i = 0; i < c->n_files; i++) free(c->paths[i]);
     free(c->paths);
-    free(c->texts);
-    free(c->lens);
-    free(c->docs);
+    free(c->binary);
     data_strmap_free(&c->seen);
 }
 
@@ -169,7 +167,10 @@ static rt_status walk(corpus *c, const char *path, int top) {
     return RT_OK;
 }
 
-/* ---- documents ---- */
+/* ---- documents, streamed ---- */
+
+/* Bytes processed between two releases of a mapping's pages. */
+#define RELEASE_STEP ((int64_t)1 << 20)
 
 static int is_blank(const char *s, int64_t n) {
     for (int64_t i = 0; i < n; i++)
@@ -179,119 +180,196 @@ static int is_blank(const char *s, int64_t n) {
     return 1;
 }
 
-static rt_status add_doc(corpus *c, int32_t file, int64_t off, int64_t len) {
-    if (is_blank(c->texts[file] + off, len)) return RT_OK;
-    if (c->n_docs == c->cap_docs) {
-        int64_t cap = c->cap_docs ? c->cap_docs * 2 : 1024;
-        doc *d = realloc(c->docs, (size_t)cap * sizeof *d);
-        if (!d) return rt_fail(RT_ERR_NOMEM, "out of memory for %lld documents", (long long)cap);
-        c->docs = d;
-        c->cap_docs = cap;
+/* A read-only map of one input file; pages before `released` were given
+ * back to the kernel (they stay in the page cache, not in this process). */
+typedef struct {
+    char *base;
+    int64_t len, released;
+} mapped;
+
+static rt_status map_file(const char *path, mapped *m) {
+    memset(m, 0, sizeof *m);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return rt_fail(RT_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    struct stat sb;
+    rt_status st = RT_OK;
+    if (fstat(fd, &sb) != 0) {
+        st = rt_fail(RT_ERR_IO, "%s: cannot stat (%s)", path, strerror(errno));
+    } else if (sb.st_size > 0) {
+        void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) st = rt_fail(RT_ERR_IO, "%s: cannot map (%s)", path, strerror(errno));
+        else m->base = p, m->len = (int64_t)sb.st_size;
     }
-    c->docs[c->n_docs++] = (doc){file, off, len, 0};
-    return RT_OK;
+    close(fd);
+    if (m->base) madvise(m->base, (size_t)m->len, MADV_SEQUENTIAL);
+    return st;
 }
 
-/* Cuts file `f` into documents at lines that are exactly "%". */
-static rt_status split_docs(corpus *c, int32_t f) {
-    const char *s = c->texts[f];
-    int64_t n = (int64_t)c->lens[f], start = 0, line = 0;
-    while (line < n) {
-        const char *nl = memchr(s + line, '\n', (size_t)(n - line));
-        int64_t end = nl ? nl - s : n; /* line is [line, end) */
-        int64_t len = end - line;
-        if (len > 0 && s[end - 1] == '\r') len--;
-        int64_t next = nl ? end + 1 : n;
-        if (len == 1 && s[line] == '%') {
-            RT_TRY(add_doc(c, f, start, line - start));
+/* Gives back the pages wholly before offset `done` once RELEASE_STEP bytes
+ * have accumulated (or at once with force). */
+static void map_release(mapped *m, int64_t done, int force) {
+    const int64_t page = (int64_t)sysconf(_SC_PAGESIZE);
+    const int64_t upto = done / page * page;
+    if (upto > m->released && (force || upto - m->released >= RELEASE_STEP)) {
+        madvise(m->base + m->released, (size_t)(upto - m->released), MADV_DONTNEED);
+        m->released = upto;
+    }
+}
+
+static void unmap_file(mapped *m) {
+    if (m->base) munmap(m->base, (size_t)m->len);
+    memset(m, 0, sizeof *m);
+}
+
+/* Called with each non-blank document and its index k in walk order. */
+typedef rt_status (*doc_fn)(corpus *c, void *ctx, int64_t k, const char *text, int64_t len);
+
+/* Cuts the mapped file into documents at lines that are exactly "%" and
+ * calls fn on each non-blank one; *k counts them across files. */
+static rt_status split_docs(corpus *c, mapped *m, int64_t *k, doc_fn fn, void *ctx) {
+    const char *s = m->base;
+    int64_t n = m->len, start = 0, line = 0;
+    for (;;) {
+        const int last = line >= n;
+        int64_t next = n, len = 0;
+        if (!last) {
+            const char *nl = memchr(s + line, '\n', (size_t)(n - line));
+            int64_t end = nl ? nl - s : n; /* line is [line, end) */
+            len = end - line;
+            if (len > 0 && s[end - 1] == '\r') len--;
+            next = nl ? end + 1 : n;
+        }
+        if (last || (len == 1 && s[line] == '%')) {
+            const int64_t dlen = (last ? n : line) - start;
+            if (!is_blank(s + start, dlen)) {
+                RT_TRY(fn(c, ctx, *k, s + start, dlen));
+                (*k)++;
+            }
+            if (last) return RT_OK;
             start = next;
+            map_release(m, start, 0);
         }
         line = next;
     }
-    return add_doc(c, f, start, n - start);
 }
 
-static rt_status read_files(corpus *c) {
-    c->texts = calloc((size_t)c->n_files + 1, sizeof *c->texts);
-    c->lens = calloc((size_t)c->n_files + 1, sizeof *c->lens);
-    if (!c->texts || !c->lens) return rt_fail(RT_ERR_NOMEM, "out of memory reading inputs");
+/* One pass over every text file in walk order, document by document. The
+ * first pass (c->binary == NULL) also decides which files are binary and
+ * counts files and bytes; later passes check that the documents are the
+ * ones counted (the inputs must not change while prepare runs). */
+static rt_status each_doc(corpus *c, doc_fn fn, void *ctx) {
+    const int first = c->binary == NULL;
+    if (first && !(c->binary = calloc((size_t)c->n_files + 1, 1)))
+        return rt_fail(RT_ERR_NOMEM, "out of memory listing input files");
+    int64_t k = 0;
     for (int64_t f = 0; f < c->n_files; f++) {
-        RT_TRY(data_read_file(c->paths[f], &c->texts[f], &c->lens[f]));
-        if (memchr(c->texts[f], '\0', c->lens[f])) { /* binary-looking */
-            if (c->verbose) fprintf(stderr, "prepare: skipping %s (binary)\n", c->paths[f]);
-            free(c->texts[f]);
-            c->texts[f] = NULL;
-            c->n_skipped++;
-            continue;
+        if (c->binary[f]) continue;
+        mapped m;
+        RT_TRY(map_file(c->paths[f], &m));
+        rt_status st = RT_OK;
+        if (first) {
+            int bin = 0;
+            for (int64_t o = 0; !bin && o < m.len; o += RELEASE_STEP) {
+                const int64_t span = m.len - o < RELEASE_STEP ? m.len - o : RELEASE_STEP;
+                bin = memchr(m.base + o, '\0', (size_t)span) != NULL;
+                map_release(&m, o + span, 1);
+            }
+            m.released = 0; /* the split below reads from the start again */
+            if (bin) {
+                if (c->verbose) fprintf(stderr, "prepare: skipping %s (binary)\n", c->paths[f]);
+                c->binary[f] = 1;
+                c->n_skipped++;
+                unmap_file(&m);
+                continue;
+            }
+            c->n_read++;
+            c->bytes += m.len;
         }
-        c->n_read++;
-        c->bytes += (int64_t)c->lens[f];
-        RT_TRY(split_docs(c, (int32_t)f));
+        st = split_docs(c, &m, &k, fn, ctx);
+        unmap_file(&m);
+        RT_TRY(st);
     }
+    if (!first && k != c->n_docs)
+        return rt_fail(RT_ERR_IO, "%s%s: the inputs changed while prepare read them (%lld "
+                       "documents, then %lld)", c->paths[0], c->n_files > 1 ? " ..." : "",
+                       (long long)c->n_docs, (long long)k);
     return RT_OK;
 }
 
-/* Hash split (data.h): val when splitmix64(k) < val_fraction * 2^64. */
-static void assign_splits(corpus *c, double val_fraction, int64_t *n_train, int64_t *n_val) {
-    uint64_t threshold = (uint64_t)(val_fraction * 18446744073709551616.0);
-    *n_train = *n_val = 0;
-    for (int64_t k = 0; k < c->n_docs; k++) {
-        uint64_t h = data_hash_u64((uint64_t)k + 0x9E3779B97F4A7C15ULL); /* splitmix64(k) */
-        c->docs[k].is_val = val_fraction > 0 && h < threshold;
-        if (c->docs[k].is_val) (*n_val)++;
-    }
+static uint64_t doc_hash(int64_t k) {
+    return data_hash_u64((uint64_t)k + 0x9E3779B97F4A7C15ULL); /* splitmix64(k) */
+}
+
+/* Hash split (data.h), fixes included. */
+static int doc_is_val(const corpus *c, int64_t k) {
+    if (c->first_to_train && k == 0) return 0;
+    if (c->last_to_val && k == c->n_docs - 1) return 1;
+    return c->has_val && doc_hash(k) < c->threshold;
+}
+
+static rt_status count_doc(corpus *c, void *ctx, int64_t k, const char *text, int64_t len) {
+    (void)text, (void)len;
+    int64_t *raw_val = ctx;
+    c->n_docs = k + 1;
+    *raw_val += c->has_val && doc_hash(k) < c->threshold;
+    return RT_OK;
+}
+
+/* Settles the split's two fixes from the totals of the counting pass. */
+static void assign_splits(corpus *c, int64_t raw_val, int64_t *n_train, int64_t *n_val) {
+    *n_val = raw_val;
+    c->first_to_train = c->n_docs > 0 && raw_val == c->n_docs;
+    *n_val -= c->first_to_train;
+    c->last_to_val = c->has_val && *n_val == 0 && c->n_docs >= 2;
+    *n_val += c->last_to_val;
     *n_train = c->n_docs - *n_val;
-    if (*n_train == 0 && c->n_docs > 0) {
-        c->docs[0].is_val = 0;
-        *n_train += 1;
-        *n_val -= 1;
-    }
-    if (val_fraction > 0 && *n_val == 0 && c->n_docs >= 2) {
-        c->docs[c->n_docs - 1].is_val = 1;
-        *n_train -= 1;
-        *n_val += 1;
-    }
 }
 
 /* ---- tokenizer and encoding ---- */
 
-static rt_status train_tokenizer(const corpus *c, int64_t vocab_size, int verbose,
+static rt_status train_doc(corpus *c, void *ctx, int64_t k, const char *text, int64_t len) {
+    if (doc_is_val(c, k)) return RT_OK;
+    return data_bpe_trainer_add(ctx, text, (size_t)len);
+}
+
+static rt_status train_tokenizer(corpus *c, int64_t vocab_size, int verbose,
                                  data_tokenizer **out) {
     data_bpe_trainer *b = NULL;
     RT_TRY(data_bpe_trainer_create(&b));
-    rt_status st = RT_OK;
-    for (int64_t k = 0; st == RT_OK && k < c->n_docs; k++) {
-        const doc *d = &c->docs[k];
-        if (!d->is_val) st = data_bpe_trainer_add(b, c->texts[d->file] + d->off, (size_t)d->len);
-    }
+    rt_status st = each_doc(c, train_doc, b);
     if (st == RT_OK) st = data_bpe_trainer_finish(b, vocab_size, verbose, out);
     data_bpe_trainer_destroy(b);
     return st;
 }
 
-static rt_status encode_split(const corpus *c, data_tokenizer *t, int want_val, int verbose,
-                              data_ids *out) {
-    const char *name = want_val ? "val" : "train";
-    int64_t report = 1 << 20;
-    for (int64_t k = 0; k < c->n_docs; k++) {
-        const doc *d = &c->docs[k];
-        if (d->is_val != want_val) continue;
-        RT_TRY(data_tokenizer_encode(t, c->texts[d->file] + d->off, (size_t)d->len, out));
-        RT_TRY(data_ids_push(out, data_tokenizer_eot(t)));
-        if (verbose && (int64_t)out->n >= report) {
-            fprintf(stderr, "prepare: encoded %zu %s tokens\n", out->n, name);
-            report *= 2;
-        }
-    }
-    if (verbose) fprintf(stderr, "prepare: encoded %zu %s tokens (done)\n", out->n, name);
+/* Tokens buffered per split before they go to the shard. */
+#define FLUSH_TOKENS ((size_t)1 << 18)
+
+typedef struct {
+    data_tokenizer *tok;
+    data_shard_writer *w[2]; /* train, val */
+    data_ids buf[2];
+    int64_t report;
+} encoder;
+
+static rt_status flush_split(encoder *e, int v) {
+    RT_TRY(data_shard_writer_append(e->w[v], e->buf[v].ids, (int64_t)e->buf[v].n));
+    e->buf[v].n = 0;
     return RT_OK;
 }
 
-static rt_status write_shard(const char *dir, const char *name, const data_ids *ids,
-                             int32_t vocab, const char *source) {
-    char path[DATA_PATH_MAX];
-    RT_TRY(data_path_join(path, sizeof path, dir, name));
-    return data_shard_write(path, ids->ids, (int64_t)ids->n, vocab, source);
+static rt_status encode_doc(corpus *c, void *ctx, int64_t k, const char *text, int64_t len) {
+    encoder *e = ctx;
+    const int v = doc_is_val(c, k);
+    RT_TRY(data_tokenizer_encode(e->tok, text, (size_t)len, &e->buf[v]));
+    RT_TRY(data_ids_push(&e->buf[v], data_tokenizer_eot(e->tok)));
+    if (e->buf[v].n >= FLUSH_TOKENS) RT_TRY(flush_split(e, v));
+    const int64_t done = data_shard_writer_n_tokens(e->w[0]) + data_shard_writer_n_tokens(e->w[1]);
+    if (c->verbose && done >= e->report) {
+        fprintf(stderr, "prepare: encoded %lld tokens\n", (long long)done);
+        e->report *= 2;
+    }
+    return RT_OK;
 }
 
 /* ---- the pipeline ---- */
@@ -308,10 +386,11 @@ static rt_status check_opts(const data_prepare_opts *o) {
     return RT_OK;
 }
 
-static rt_status gather(const data_prepare_opts *o, corpus *c) {
+/* Walks the inputs and counts their documents (the first pass). */
+static rt_status gather(const data_prepare_opts *o, corpus *c, int64_t *raw_val) {
     RT_TRY(data_strmap_init(&c->seen, 1024));
     for (int i = 0; i < o->n_inputs; i++) RT_TRY(walk(c, o->inputs[i], 1));
-    RT_TRY(read_files(c));
+    RT_TRY(each_doc(c, count_doc, raw_val));
     if (o->verbose)
         fprintf(stderr, "prepare: read %lld files, %.1f MB, %lld documents (skipped %lld "
                 "non-text files)\n", (long long)c->n_read, (double)c->bytes / 1e6,
@@ -331,43 +410,58 @@ rt_status data_prepare(const data_prepare_opts *o, data_prepare_summary *summary
     corpus c;
     memset(&c, 0, sizeof c);
     c.verbose = o->verbose;
-    data_tokenizer *tok = NULL;
-    data_ids train = {0}, val = {0};
-    char source[1024];
-    int64_t n_train = 0, n_val = 0;
-    if ((st = gather(o, &c)) != RT_OK) goto cleanup;
-    assign_splits(&c, o->val_fraction, &n_train, &n_val);
+    c.has_val = o->val_fraction > 0;
+    c.threshold = (uint64_t)(o->val_fraction * 18446744073709551616.0);
+    encoder e = {.report = 1 << 20};
+    char source[1024], path[DATA_PATH_MAX];
+    int64_t n_train = 0, n_val = 0, raw_val = 0;
+    if ((st = gather(o, &c, &raw_val)) != RT_OK) goto cleanup;
+    assign_splits(&c, raw_val, &n_train, &n_val);
     if (o->verbose)
         fprintf(stderr, "prepare: %lld train / %lld val documents\n", (long long)n_train,
                 (long long)n_val);
-    st = o->tokenizer_dir ? data_tokenizer_load(o->tokenizer_dir, &tok)
-                          : train_tokenizer(&c, o->vocab_size, o->verbose, &tok);
+    st = o->tokenizer_dir ? data_tokenizer_load(o->tokenizer_dir, &e.tok)
+                          : train_tokenizer(&c, o->vocab_size, o->verbose, &e.tok);
     if (st != RT_OK) goto cleanup;
     if (o->verbose)
         fprintf(stderr, "prepare: tokenizer %s (%d tokens) at %.2f s\n",
-                o->tokenizer_dir ? "loaded" : "trained", data_tokenizer_vocab_size(tok),
+                o->tokenizer_dir ? "loaded" : "trained", data_tokenizer_vocab_size(e.tok),
                 now_seconds() - t0);
-    if ((st = encode_split(&c, tok, 0, o->verbose, &train)) != RT_OK) goto cleanup;
-    if ((st = encode_split(&c, tok, 1, o->verbose, &val)) != RT_OK) goto cleanup;
-    if ((st = data_tokenizer_save(tok, o->out_dir)) != RT_OK) goto cleanup;
-    int32_t vocab = data_tokenizer_vocab_size(tok);
+    const int32_t vocab = data_tokenizer_vocab_size(e.tok);
     snprintf(source, sizeof source, "retort prepare: %s%s (%lld files, %lld documents), "
              "val_fraction %g, vocab %d", o->inputs[0], o->n_inputs > 1 ? " and more" : "",
              (long long)c.n_read, (long long)c.n_docs, o->val_fraction, vocab);
-    if ((st = write_shard(o->out_dir, "train.h5", &train, vocab, source)) != RT_OK) goto cleanup;
-    if ((st = write_shard(o->out_dir, "val.h5", &val, vocab, source)) != RT_OK) goto cleanup;
+    static const char *const names[2] = {"train.h5", "val.h5"};
+    for (int v = 0; v < 2; v++) {
+        if ((st = data_path_join(path, sizeof path, o->out_dir, names[v])) != RT_OK ||
+            (st = data_shard_writer_create(path, vocab, source, 0, &e.w[v])) != RT_OK)
+            goto cleanup;
+    }
+    if ((st = each_doc(&c, encode_doc, &e)) != RT_OK) goto cleanup;
+    for (int v = 0; v < 2; v++)
+        if ((st = flush_split(&e, v)) != RT_OK) goto cleanup;
+    const int64_t train_tokens = data_shard_writer_n_tokens(e.w[0]),
+                  val_tokens = data_shard_writer_n_tokens(e.w[1]);
+    if ((st = data_tokenizer_save(e.tok, o->out_dir)) != RT_OK) goto cleanup;
+    for (int v = 0; v < 2; v++) {
+        st = data_shard_writer_finish(e.w[v]);
+        e.w[v] = NULL;
+        if (st != RT_OK) goto cleanup;
+    }
     double secs = now_seconds() - t0;
     if (o->verbose)
-        fprintf(stderr, "prepare: %s: train %zu tokens, val %zu tokens, vocab %d, %.2f s\n",
-                o->out_dir, train.n, val.n, vocab, secs);
+        fprintf(stderr, "prepare: %s: train %lld tokens, val %lld tokens, vocab %d, %.2f s\n",
+                o->out_dir, (long long)train_tokens, (long long)val_tokens, vocab, secs);
     if (summary) {
-        *summary = (data_prepare_summary){c.n_read, c.n_docs, n_train, n_val, (int64_t)train.n,
-                                          (int64_t)val.n, vocab, secs};
+        *summary = (data_prepare_summary){c.n_read, c.n_docs, n_train, n_val, train_tokens,
+                                          val_tokens, vocab, secs};
     }
 cleanup:
-    data_ids_free(&train);
-    data_ids_free(&val);
-    data_tokenizer_destroy(tok);
+    for (int v = 0; v < 2; v++) {
+        data_shard_writer_abort(e.w[v]);
+        data_ids_free(&e.buf[v]);
+    }
+    data_tokenizer_destroy(e.tok);
     corpus_free(&c);
     return st;
 }

@@ -139,18 +139,38 @@ rt_status data_sampler_global_windows(data_sampler *s, int64_t step, int64_t *st
     return step_windows(s, step, 0, s->G, starts);
 }
 
-rt_status data_sampler_fill(data_sampler *s, const int32_t *tokens, int64_t step,
-                            int32_t *inputs, int32_t *targets) {
+/* This rank's rows at `step`, copied from tokens (in memory) or, when
+ * tokens is NULL, read window by window from the shard sh. */
+static rt_status sampler_rows(data_sampler *s, const int32_t *tokens, data_shard *sh,
+                              int64_t step, int32_t *inputs, int32_t *targets) {
     int64_t stack_starts[64];
     int64_t *starts = s->b <= 64 ? stack_starts : malloc((size_t)s->b * sizeof *starts);
     if (!starts) return rt_fail(RT_ERR_NOMEM, "%s: out of memory for %d rows", s->name, s->b);
     rt_status st = data_sampler_windows(s, step, starts);
     for (int32_t i = 0; st == RT_OK && i < s->b; i++) {
-        /* start + T < n_tokens because W = (n - 1) / T. */
-        const int32_t *src = tokens + starts[i];
-        memcpy(inputs + (size_t)i * s->T, src, (size_t)s->T * sizeof *src);
-        memcpy(targets + (size_t)i * s->T, src + 1, (size_t)s->T * sizeof *src);
+        int32_t *in = inputs + (size_t)i * s->T, *tg = targets + (size_t)i * s->T;
+        if (sh) {
+            st = data_shard_read_window(sh, starts[i], s->T, in, tg);
+        } else {
+            /* start + T < n_tokens because W = (n - 1) / T. */
+            memcpy(in, tokens + starts[i], (size_t)s->T * sizeof *in);
+            memcpy(tg, tokens + starts[i] + 1, (size_t)s->T * sizeof *tg);
+        }
     }
     if (starts != stack_starts) free(starts);
     return st;
+}
+
+rt_status data_sampler_fill(data_sampler *s, const int32_t *tokens, int64_t step,
+                            int32_t *inputs, int32_t *targets) {
+    return sampler_rows(s, tokens, NULL, step, inputs, targets);
+}
+
+rt_status data_sampler_read(data_sampler *s, data_shard *sh, int64_t step, int32_t *inputs,
+                            int32_t *targets) {
+    if (data_shard_n_tokens(sh) != s->n_tokens)
+        return rt_fail(RT_ERR_MISMATCH, "%s holds %lld tokens; the sampler of %s was made for "
+                       "%lld", data_shard_path(sh), (long long)data_shard_n_tokens(sh), s->name,
+                       (long long)s->n_tokens);
+    return sampler_rows(s, NULL, sh, step, inputs, targets);
 }

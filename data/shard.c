@@ -59,54 +59,135 @@ cleanup:
     return st;
 }
 
-/* Writes the whole shard into `tmp`; `path` names it in messages. */
-static rt_status write_file(const char *tmp, const char *path, const int32_t *tokens, int64_t n,
-                            int64_t vocab_size, const char *source) {
+/* ---- writing, a chunk at a time ---- */
+
+struct data_shard_writer {
+    char path[DATA_PATH_MAX], tmp[DATA_PATH_MAX];
+    hid_t file, dset;
+    int64_t n, vocab;
+    char *source;
+};
+
+void data_shard_writer_abort(data_shard_writer *w) {
+    if (!w) return;
+    if (w->dset >= 0) H5Dclose(w->dset);
+    if (w->file >= 0) H5Fclose(w->file);
+    if (w->tmp[0]) unlink(w->tmp);
+    free(w->source);
+    free(w);
+}
+
+rt_status data_shard_writer_create(const char *path, int64_t vocab_size, const char *source,
+                                   int64_t size_hint, data_shard_writer **out) {
+    *out = NULL;
+    if (vocab_size < 1 || vocab_size > INT32_MAX)
+        return rt_fail(RT_ERR_ARGS, "%s: vocab_size %lld is outside 1..%d", path,
+                       (long long)vocab_size, INT32_MAX);
+    rt_h5_quiet();
     rt_status st = RT_OK;
-    hid_t file = H5I_INVALID_HID, space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID,
-          dset = H5I_INVALID_HID;
-    file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (file < 0) return rt_h5_fail(RT_ERR_IO, path, "creating the shard (is the folder writable?)");
-    hsize_t dims[1] = {(hsize_t)n}, maxdims[1] = {H5S_UNLIMITED};
-    hsize_t chunk[1] = {n > 0 && n < SHARD_CHUNK ? (hsize_t)n : SHARD_CHUNK};
+    hid_t space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
+    data_shard_writer *w = calloc(1, sizeof *w);
+    if (!w) return rt_fail(RT_ERR_NOMEM, "%s: out of memory", path);
+    w->file = w->dset = H5I_INVALID_HID;
+    w->vocab = vocab_size;
+    if ((size_t)snprintf(w->path, sizeof w->path, "%s", path) >= sizeof w->path) {
+        st = rt_fail(RT_ERR_ARGS, "%s: path too long", path);
+        goto cleanup;
+    }
+    if (!(w->source = strdup(source ? source : ""))) {
+        st = rt_fail(RT_ERR_NOMEM, "%s: out of memory", path);
+        goto cleanup;
+    }
+    if ((st = data_tmp_path(w->tmp, sizeof w->tmp, path)) != RT_OK) {
+        w->tmp[0] = '\0';
+        goto cleanup;
+    }
+    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (w->file < 0) {
+        w->tmp[0] = '\0'; /* nothing was made to remove */
+        st = rt_h5_fail(RT_ERR_IO, path, "creating the shard (is the folder writable?)");
+        goto cleanup;
+    }
+    /* extendible: the writer never needs to know the final size */
+    hsize_t dims[1] = {0}, maxdims[1] = {H5S_UNLIMITED};
+    hsize_t chunk[1] = {size_hint > 0 && size_hint < SHARD_CHUNK ? (hsize_t)size_hint
+                                                                 : SHARD_CHUNK};
     RT_H5_CHECK(space = H5Screate_simple(1, dims, maxdims), path, RT_ERR_IO);
     RT_H5_CHECK(dcpl = H5Pcreate(H5P_DATASET_CREATE), path, RT_ERR_IO);
     RT_H5_CHECK(H5Pset_chunk(dcpl, 1, chunk), path, RT_ERR_IO);
     hid_t ftype = vocab_size <= 65536 ? H5T_STD_U16LE : H5T_STD_U32LE;
-    RT_H5_CHECK(dset = H5Dcreate2(file, "tokens", ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT),
+    RT_H5_CHECK(w->dset = H5Dcreate2(w->file, "tokens", ftype, space, H5P_DEFAULT, dcpl,
+                                     H5P_DEFAULT),
                 path, RT_ERR_IO);
-    if (n > 0)
-        RT_H5_CHECK(H5Dwrite(dset, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, tokens), path,
-                    RT_ERR_IO);
-    if ((st = write_attrs(file, path, vocab_size, source)) != RT_OK) goto cleanup;
-    RT_H5_CHECK(H5Dclose(dset), path, RT_ERR_IO);
-    dset = H5I_INVALID_HID;
-    RT_H5_CHECK(H5Fclose(file), path, RT_ERR_IO);
-    file = H5I_INVALID_HID;
+    *out = w;
+    w = NULL;
 cleanup:
-    if (dset >= 0) H5Dclose(dset);
     if (dcpl >= 0) H5Pclose(dcpl);
     if (space >= 0) H5Sclose(space);
-    if (file >= 0) H5Fclose(file);
+    data_shard_writer_abort(w);
+    return st;
+}
+
+rt_status data_shard_writer_append(data_shard_writer *w, const int32_t *tokens, int64_t n) {
+    if (n < 0) return rt_fail(RT_ERR_ARGS, "%s: negative token count %lld", w->path, (long long)n);
+    if (n == 0) return RT_OK;
+    RT_TRY(check_tokens(w->path, tokens, n, w->vocab));
+    if (n > INT64_MAX - w->n)
+        return rt_fail(RT_ERR_ARGS, "%s: more than %lld tokens", w->path, (long long)INT64_MAX);
+    rt_status st = RT_OK;
+    hid_t fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
+    hsize_t size[1] = {(hsize_t)(w->n + n)}, off[1] = {(hsize_t)w->n}, cnt[1] = {(hsize_t)n};
+    RT_H5_CHECK(H5Dset_extent(w->dset, size), w->path, RT_ERR_IO);
+    RT_H5_CHECK(fspace = H5Dget_space(w->dset), w->path, RT_ERR_IO);
+    RT_H5_CHECK(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, off, NULL, cnt, NULL), w->path,
+                RT_ERR_IO);
+    RT_H5_CHECK(mspace = H5Screate_simple(1, cnt, NULL), w->path, RT_ERR_IO);
+    RT_H5_CHECK(H5Dwrite(w->dset, H5T_NATIVE_INT32, mspace, fspace, H5P_DEFAULT, tokens),
+                w->path, RT_ERR_IO);
+    w->n += n;
+cleanup:
+    if (mspace >= 0) H5Sclose(mspace);
+    if (fspace >= 0) H5Sclose(fspace);
+    return st;
+}
+
+int64_t data_shard_writer_n_tokens(const data_shard_writer *w) { return w->n; }
+
+rt_status data_shard_writer_finish(data_shard_writer *w) {
+    rt_status st = write_attrs(w->file, w->path, w->vocab, w->source);
+    if (st == RT_OK) {
+        herr_t e = H5Dclose(w->dset);
+        w->dset = H5I_INVALID_HID;
+        if (e < 0) st = rt_h5_fail(RT_ERR_IO, w->path, "closing /tokens");
+    }
+    if (st == RT_OK) {
+        herr_t e = H5Fclose(w->file);
+        w->file = H5I_INVALID_HID;
+        if (e < 0) st = rt_h5_fail(RT_ERR_IO, w->path, "closing the shard");
+    }
+    if (st == RT_OK) {
+        st = data_commit_tmp(w->tmp, w->path); /* removes tmp itself on failure */
+        w->tmp[0] = '\0';
+    }
+    data_shard_writer_abort(w);
     return st;
 }
 
 rt_status data_shard_write(const char *path, const int32_t *tokens, int64_t n,
                            int64_t vocab_size, const char *source) {
-    if (vocab_size < 1 || vocab_size > INT32_MAX)
-        return rt_fail(RT_ERR_ARGS, "%s: vocab_size %lld is outside 1..%d", path,
-                       (long long)vocab_size, INT32_MAX);
     if (n < 0) return rt_fail(RT_ERR_ARGS, "%s: negative token count %lld", path, (long long)n);
-    RT_TRY(check_tokens(path, tokens, n, vocab_size));
-    rt_h5_quiet();
-    char tmp[DATA_PATH_MAX];
-    RT_TRY(data_tmp_path(tmp, sizeof tmp, path));
-    rt_status st = write_file(tmp, path, tokens, n, vocab_size, source);
-    if (st != RT_OK) {
-        unlink(tmp);
-        return st;
+    data_shard_writer *w = NULL;
+    RT_TRY(data_shard_writer_create(path, vocab_size, source, n, &w));
+    /* in chunks, so HDF5's type conversion buffer stays small */
+    for (int64_t i = 0; i < n; i += SHARD_CHUNK) {
+        const int64_t k = n - i < SHARD_CHUNK ? n - i : SHARD_CHUNK;
+        rt_status st = data_shard_writer_append(w, tokens + i, k);
+        if (st != RT_OK) {
+            data_shard_writer_abort(w);
+            return st;
+        }
     }
-    return data_commit_tmp(tmp, path);
+    return data_shard_writer_finish(w);
 }
 
 /* ---- reading ---- */
@@ -259,6 +340,19 @@ cleanup:
     if (mspace >= 0) H5Sclose(mspace);
     if (fspace >= 0) H5Sclose(fspace);
     return st;
+}
+
+rt_status data_shard_read_window(data_shard *s, int64_t start, int32_t T, int32_t *inputs,
+                                 int32_t *targets) {
+    RT_ASSERT(T >= 1);
+    /* the bounds check of data_shard_read covers the whole window */
+    if (start < 0 || start > s->n - T - (targets ? 1 : 0))
+        return rt_fail(RT_ERR_ARGS, "%s: window of %d tokens at %lld is outside the %lld tokens",
+                       s->path, T + (targets ? 1 : 0), (long long)start, (long long)s->n);
+    RT_TRY(data_shard_read(s, start, T, inputs));
+    if (!targets) return RT_OK;
+    memcpy(targets, inputs + 1, (size_t)(T - 1) * sizeof *targets);
+    return data_shard_read(s, start + T, 1, targets + T - 1);
 }
 
 rt_status data_shard_load(const char *path, int32_t **tokens, int64_t *n, int64_t *vocab_size) {

@@ -65,6 +65,17 @@ for t in student infer; do
   run bench "$t" --help; expect 0 out "--peak" "bench $t --help lists --peak"
 done
 
+# bench data: a small shard written, kept with --out, and read back in
+# windows; a shard shorter than a window and an unwritable --out are
+# one-line errors naming the file.
+run bench data --tokens 20000 --seq 16 --batch 4 --steps 50 --out "$tmp/bd.h5" --json
+expect 0 out '"peak_rss_mb"' "bench data --json"
+checks=$((checks + 1)); [ -f "$tmp/bd.h5" ] || fail "bench data --out did not keep $tmp/bd.h5"
+run bench data --tokens 10 --seq 16 --out "$tmp/short.h5"
+expect nonzero err "short.h5" "bench data: shard shorter than a window"; one_line "bench data short shard"
+run bench data --tokens 100 --out "$tmp/no_such_dir/x.h5"
+expect nonzero err "no_such_dir/x.h5" "bench data: unwritable --out"; one_line "bench data unwritable out"
+
 run frobnicate;    expect 2 err "'frobnicate'" "unknown command"; one_line "unknown command"
 run trian;         expect 2 err "did you mean 'train'" "misspelled command"
 run --frob;        expect 2 err "'--frob'" "unknown program option"

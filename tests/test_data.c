@@ -834,6 +834,47 @@ static void test_sampler_fill(void) {
     free(tok);
 }
 
+/* Reading the rows from the shard window by window gives exactly the rows
+ * data_sampler_fill copies out of the whole token array (the reference),
+ * for every step of several epochs; a window past the end and a shard of
+ * another size are errors. */
+static void test_sampler_read(void) {
+    char *dir = make_tmpdir();
+    char *path = join(dir, "w.h5");
+    const int64_t n = 1001, vocab = 5000;
+    const int32_t T = 10;
+    int32_t *tok = malloc(n * sizeof *tok);
+    for (int64_t i = 0; i < n; i++) tok[i] = (int32_t)((i * 7 + 3) % vocab);
+    CU_ASSERT_EQUAL_FATAL(data_shard_write(path, tok, n, vocab, NULL), RT_OK);
+    data_shard *sh = NULL;
+    CU_ASSERT_EQUAL_FATAL(data_shard_open(path, &sh), RT_OK);
+    data_sampler *s = sampler(n, T, 6, 3, 2, 77);
+    int32_t in[2 * 10], tg[2 * 10], rin[2 * 10], rtg[2 * 10];
+    int bad = 0;
+    for (int64_t step = 0; step < 60; step++) { /* S = 100 / 6 = 16: almost 4 epochs */
+        CU_ASSERT_EQUAL(data_sampler_fill(s, tok, step, in, tg), RT_OK);
+        CU_ASSERT_EQUAL(data_sampler_read(s, sh, step, rin, rtg), RT_OK);
+        bad += memcmp(in, rin, sizeof in) != 0;
+        bad += memcmp(tg, rtg, sizeof tg) != 0;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    /* the last full window reads; one token further does not */
+    CU_ASSERT_EQUAL(data_shard_read_window(sh, n - T - 1, T, rin, rtg), RT_OK);
+    CU_ASSERT_EQUAL(rtg[T - 1], tok[n - 1]);
+    CU_ASSERT_EQUAL(data_shard_read_window(sh, n - T, T, rin, rtg), RT_ERR_ARGS);
+    CU_ASSERT(has_error("w.h5"));
+    CU_ASSERT_EQUAL(data_shard_read_window(sh, n - T, T, rin, NULL), RT_OK);
+    data_sampler_destroy(s);
+    s = sampler(n - 1, T, 6, 3, 2, 77);
+    CU_ASSERT_EQUAL(data_sampler_read(s, sh, 0, rin, rtg), RT_ERR_MISMATCH);
+    data_sampler_destroy(s);
+    data_shard_close(sh);
+    free(tok);
+    free(path);
+    rm_rf(dir);
+    free(dir);
+}
+
 /* Fisher-Yates must be unbiased: W = 4 windows, one per step, so each epoch
  * is one of 24 orders; 2400 epochs should hit each ~100 times. */
 static void test_sampler_uniform(void) {
@@ -1032,6 +1073,95 @@ static void test_prepare_corpus(void) {
     free(root);
 }
 
+/* A corpus big enough that prepare streams it in pieces: two files of
+ * ~1.3 MB (past the 1 MiB at which a file's mapped pages are released) and
+ * more than 256 Ki train tokens (several flushes to the shard writer),
+ * with CRLF separators and a file that ends without a newline. The shards
+ * must hold exactly what encoding each document whole, in walk order, with
+ * the split rule of data.h applied here independently, gives. */
+#define BIG_DOCS_PER_FILE 2600
+static void test_prepare_streamed(void) {
+    static const char *const words[] = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta",
+                                        "eta", "theta", "iota", "kappa", "lambda", "mu",
+                                        "\xC3\xBC" "ber", "na\xC3\xAF" "ve", "42", "x,"};
+    char *root = make_tmpdir();
+    char *in = join(root, "big");
+    mkdir(in, 0755);
+    const int n_docs = 2 * BIG_DOCS_PER_FILE;
+    char **docs = calloc((size_t)n_docs, sizeof *docs);
+    for (int f = 0; f < 2; f++) {
+        size_t cap = (size_t)BIG_DOCS_PER_FILE * 1200, w = 0;
+        char *text = malloc(cap);
+        for (int d = 0; d < BIG_DOCS_PER_FILE; d++) {
+            char *doc = malloc(1200);
+            size_t dl = 0;
+            const int n_words = 40 + (int)rng_below(80);
+            for (int i = 0; i < n_words; i++)
+                dl += (size_t)sprintf(doc + dl, "%s%s", words[rng_below(16)],
+                                      i % 9 == 8 ? "\n" : " ");
+            doc[dl++] = '\n';
+            doc[dl] = '\0';
+            const int last = d == BIG_DOCS_PER_FILE - 1;
+            if (last && f == 1) doc[--dl] = '\0'; /* no final newline */
+            memcpy(text + w, doc, dl);
+            w += dl;
+            if (!last) w += (size_t)sprintf(text + w, "%s", d % 3 ? "%\n" : "%\r\n");
+            docs[f * BIG_DOCS_PER_FILE + d] = doc;
+        }
+        CU_ASSERT_FATAL(w > ((size_t)1 << 20) && w < cap);
+        char name[16];
+        snprintf(name, sizeof name, "part%d.txt", f);
+        write_bytes(in, name, text, w);
+        free(text);
+    }
+    /* a tokenizer trained on the small corpus, reused for the big one */
+    char *small = make_corpus(root);
+    char *tokdir = join(root, "tok");
+    CU_ASSERT_EQUAL_FATAL(run_prepare(small, tokdir, 300, 0.2, NULL, NULL), RT_OK);
+    char *out = join(root, "out");
+    const double val = 0.1;
+    data_prepare_summary sum;
+    rt_status st = run_prepare(in, out, 0, val, tokdir, &sum);
+    if (st != RT_OK) printf("\n    prepare: %s\n", rt_last_error());
+    CU_ASSERT_EQUAL_FATAL(st, RT_OK);
+    CU_ASSERT_EQUAL(sum.n_docs, n_docs);
+
+    /* the reference: every document encoded whole, split by hash */
+    data_tokenizer *t = NULL;
+    CU_ASSERT_EQUAL_FATAL(data_tokenizer_load(tokdir, &t), RT_OK);
+    const uint64_t threshold = (uint64_t)(val * 18446744073709551616.0);
+    data_ids ref[2] = {{0}, {0}};
+    for (int k = 0; k < n_docs; k++) {
+        const int v = splitmix64_first((uint64_t)k) < threshold;
+        CU_ASSERT_EQUAL_FATAL(data_tokenizer_encode(t, docs[k], strlen(docs[k]), &ref[v]), RT_OK);
+        CU_ASSERT_EQUAL_FATAL(data_ids_push(&ref[v], data_tokenizer_eot(t)), RT_OK);
+    }
+    printf("\n    %d documents: %zu train + %zu val tokens\n", n_docs, ref[0].n, ref[1].n);
+    CU_ASSERT(ref[0].n > ((size_t)1 << 18) && ref[1].n > 0);
+    static const char *const names[2] = {"train.h5", "val.h5"};
+    for (int v = 0; v < 2; v++) {
+        char *p = join(out, names[v]);
+        int32_t *tok = NULL;
+        int64_t n = 0;
+        CU_ASSERT_EQUAL_FATAL(data_shard_load(p, &tok, &n, NULL), RT_OK);
+        CU_ASSERT_EQUAL(n, (int64_t)ref[v].n);
+        CU_ASSERT(n == (int64_t)ref[v].n && memcmp(tok, ref[v].ids, ref[v].n * sizeof *tok) == 0);
+        CU_ASSERT_EQUAL(v ? sum.val_tokens : sum.train_tokens, n);
+        rt_free_aligned(tok);
+        free(p);
+        data_ids_free(&ref[v]);
+    }
+    data_tokenizer_destroy(t);
+    for (int k = 0; k < n_docs; k++) free(docs[k]);
+    free(docs);
+    free(out);
+    free(tokdir);
+    free(small);
+    free(in);
+    rm_rf(root);
+    free(root);
+}
+
 /* val_fraction 0: everything is train and val.h5 is an empty shard that
  * still opens. Verbose, so the progress lines run too. */
 static void test_prepare_no_val(void) {
@@ -1171,9 +1301,11 @@ int main(void) {
         {"sampler_rank_independent", test_sampler_rank_independent},
         {"sampler_elastic_coverage", test_sampler_elastic_coverage},
         {"sampler_fill", test_sampler_fill},
+        {"sampler_read", test_sampler_read},
         {"sampler_uniform", test_sampler_uniform},
         {"sampler_errors", test_sampler_errors},
         {"prepare_corpus", test_prepare_corpus},
+        {"prepare_streamed", test_prepare_streamed},
         {"prepare_no_val", test_prepare_no_val},
         {"prepare_errors", test_prepare_errors},
         {"prepare_atomic", test_prepare_atomic},

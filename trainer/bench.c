@@ -22,9 +22,13 @@
 #include <string.h>
 #include <time.h>
 
+#include <errno.h>
+#include <unistd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "ckpt.h"
+#include "data.h"
 #include "cli.h"
 #include "rt_rand.h"
 #include "rt_status.h"
@@ -510,6 +514,135 @@ cleanup:
     return rt_report(st);
 }
 
+/* ---------------------------------------------------------- bench data */
+
+static const cli_option data_options[] = {
+    {.name = "tokens", .type = CLI_INT, .metavar = "N", .def = "100000000", .min = 2,
+     .max = 1e13, .help = "Tokens in the synthetic train shard (2 bytes each at vocab <= 65536)."},
+    {.name = "vocab", .type = CLI_INT, .metavar = "N", .def = "50257", .min = 2,
+     .max = 2147483647, .help = "Vocabulary size of the shard."},
+    {.name = "seq", .type = CLI_INT, .metavar = "N", .def = "1024", .min = 1, .max = 1 << 20,
+     .help = "Window length T."},
+    {.name = "batch", .type = CLI_INT, .metavar = "N", .def = "8", .min = 1, .max = 65536,
+     .help = "Windows per step (one rank, the global batch)."},
+    {.name = "steps", .type = CLI_INT, .metavar = "N", .def = "2000", .min = 1, .max = 1e9,
+     .help = "Steps read through the sampler, as training reads them."},
+    {.name = "out", .type = CLI_STRING, .metavar = "PATH",
+     .help = "Write the shard here and keep it (default: a temporary folder, removed)."},
+    {.name = "json", .type = CLI_BOOL, .help = "Print one JSON object instead of text."},
+    {0},
+};
+
+static const cli_spec data_spec = {
+    .name = "bench data",
+    .description =
+        "Measure the data path at any shard size: write a synthetic token shard through the "
+        "streaming shard writer (what 'retort prepare' uses), then read --steps steps of "
+        "--batch random windows through the sampler and hyperslab reads (what every "
+        "training rank does). Reports write MB/s, windows/s and the process's peak RSS, "
+        "which stays a few tens of MB whatever --tokens is.",
+    .options = data_options,
+    .max_positional = 0,
+    .epilog = "example:\n  retort bench data --tokens 5000000000 --seq 1024 --batch 8 --json   "
+              "# a 10 GB shard\n",
+};
+
+static double bench_peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
+}
+
+int trainer_bench_data(int argc, char **argv) {
+    cli_args *a = NULL;
+    int rc = cli_parse(&data_spec, argc, argv, &a);
+    if (rc >= 0) return rc;
+    rt_status st = RT_OK;
+    const int64_t n = cli_int(a, "tokens"), vocab = cli_int(a, "vocab");
+    const int64_t steps = cli_int(a, "steps");
+    const int32_t T = (int32_t)cli_int(a, "seq"), B = (int32_t)cli_int(a, "batch");
+    const int json = cli_flag(a, "json");
+    const char *out = cli_str(a, "out");
+    char dir[64] = "", path[4096];
+    int32_t *buf = NULL, *in = NULL, *tg = NULL;
+    data_shard_writer *w = NULL;
+    data_shard *sh = NULL;
+    data_sampler *smp = NULL;
+    if (out) {
+        snprintf(path, sizeof path, "%s", out);
+    } else {
+        snprintf(dir, sizeof dir, "/tmp/retort_bench_data_XXXXXX");
+        if (!mkdtemp(dir)) {
+            st = rt_fail(RT_ERR_IO, "bench data: cannot make a folder under /tmp (%s)",
+                         strerror(errno));
+            dir[0] = '\0';
+            goto cleanup;
+        }
+        snprintf(path, sizeof path, "%s/train.h5", dir);
+    }
+    enum { PIECE = 1 << 20 };
+    buf = malloc(PIECE * sizeof *buf);
+    in = malloc((size_t)B * T * sizeof *in);
+    tg = malloc((size_t)B * T * sizeof *tg);
+    if (!buf || !in || !tg) {
+        st = rt_fail(RT_ERR_NOMEM, "bench data: out of memory");
+        goto cleanup;
+    }
+    double t0 = now_s();
+    if ((st = data_shard_writer_create(path, vocab, "retort bench data: synthetic tokens", n,
+                                       &w)) != RT_OK)
+        goto cleanup;
+    uint64_t rng = 0x5eedULL;
+    for (int64_t i = 0; i < n; i += PIECE) {
+        const int64_t k = n - i < PIECE ? n - i : PIECE;
+        for (int64_t j = 0; j < k; j++) buf[j] = (int32_t)(rt_splitmix64(&rng) % (uint64_t)vocab);
+        if ((st = data_shard_writer_append(w, buf, k)) != RT_OK) goto cleanup;
+    }
+    st = data_shard_writer_finish(w);
+    w = NULL;
+    if (st != RT_OK) goto cleanup;
+    const double write_s = now_s() - t0, rss_write = bench_peak_rss_mb();
+    struct stat sb;
+    const double file_mb = stat(path, &sb) == 0 ? (double)sb.st_size / 1e6 : 0.0;
+    if ((st = data_shard_open(path, &sh)) != RT_OK ||
+        (st = data_sampler_create(path, n, T, B, 1, 0, 1234, &smp)) != RT_OK)
+        goto cleanup;
+    t0 = now_s();
+    for (int64_t s = 0; s < steps; s++)
+        if ((st = data_sampler_read(smp, sh, s, in, tg)) != RT_OK) goto cleanup;
+    const double read_s = now_s() - t0, rss = bench_peak_rss_mb();
+    const double win_s = (double)steps * B / read_s;
+    if (json) {
+        printf("{\"target\": \"data\", \"tokens\": %lld, \"vocab\": %lld, \"file_mb\": %.1f, "
+               "\"write_mb_per_s\": %.1f, \"seq\": %d, \"batch\": %d, \"steps\": %lld, "
+               "\"windows_per_s\": %.0f, \"tokens_per_s\": %.0f, \"peak_rss_mb_after_write\": "
+               "%.1f, \"peak_rss_mb\": %.1f}\n",
+               (long long)n, (long long)vocab, file_mb, file_mb / write_s, T, B,
+               (long long)steps, win_s, win_s * T, rss_write, rss);
+    } else {
+        printf("bench data: %lld tokens (vocab %lld) = %.1f MB shard %s\n", (long long)n,
+               (long long)vocab, file_mb, path);
+        printf("  write   %.1f MB/s (%.1f s), peak RSS %.1f MB\n", file_mb / write_s, write_s,
+               rss_write);
+        printf("  read    %lld steps x %d windows of %d: %.0f windows/s (%.0f tokens/s), "
+               "peak RSS %.1f MB\n",
+               (long long)steps, B, T, win_s, win_s * T, rss);
+    }
+cleanup:
+    data_shard_writer_abort(w);
+    data_sampler_destroy(smp);
+    data_shard_close(sh);
+    free(buf);
+    free(in);
+    free(tg);
+    if (dir[0]) {
+        unlink(path);
+        rmdir(dir);
+    }
+    cli_args_free(a);
+    return rt_report(st);
+}
+
 /* --------------------------------------------------------------- bench */
 
 typedef struct {
@@ -523,6 +656,8 @@ static const bench_target targets_table[] = {
     {"student", "time a full distillation training step of the student", trainer_bench_student},
     {"infer", "time prompt processing and KV-cache generation of a model file",
      trainer_bench_infer},
+    {"data", "write a synthetic shard and read training windows: MB/s, peak RSS",
+     trainer_bench_data},
 };
 enum { N_TARGETS = (int)(sizeof targets_table / sizeof targets_table[0]) };
 

@@ -4,6 +4,7 @@
  *                         --batch N --steps N --warmup N --bf16 --json ...]
  *   retort bench infer --model FILE [--batch N --prompt-tokens N --new-tokens N --json ...]
  *   retort bench peak [--m N --k N --n N --reps N --type f32|bf16|u8s8|all --json]
+ *   retort bench data [--tokens N --vocab N --seq N --batch N --steps N --out PATH --json]
  *
  * argv[0] is "bench", argv[1] the target; each target parses its own flags
  * (--help, exit 2 on unknown flags) and prints one JSON object with --json. */
@@ -26,5 +27,11 @@ int trainer_bench_peak(int argc, char **argv);
  * forward) and KV-cache generation tokens/s of a checkpoint or deploy file
  * (f32 or int8). argv[0] is "infer". */
 int trainer_bench_infer(int argc, char **argv);
+
+/* `retort bench data`: writes a synthetic token shard through the
+ * streaming writer and reads training windows from it through the sampler;
+ * reports MB/s, windows/s and peak RSS (flat in the shard size). argv[0] is
+ * "data". */
+int trainer_bench_data(int argc, char **argv);
 
 #endif

@@ -50,14 +50,16 @@ static void ini_value(const char *text, const char *sect, const char *key, char 
     }
 }
 
-/* PTQ: observe every linear input over n_windows windows of the shard. */
+/* PTQ: observe every linear input over n_windows windows of the shard,
+ * read a batch of windows at a time. */
 static rt_status calibrate(student_model *m, const char *shard, int n_windows,
                            student_act_quant *aq) {
     const student_config *c = student_cfg(m);
-    int32_t *tok = NULL;
-    int64_t n = 0, vocab = 0;
-    rt_status st = data_shard_load(shard, &tok, &n, &vocab);
+    data_shard *sh = NULL;
+    int32_t *in = NULL;
+    rt_status st = data_shard_open(shard, &sh);
     if (st != RT_OK) return st;
+    const int64_t n = data_shard_n_tokens(sh), vocab = data_shard_vocab_size(sh);
     const int T = c->seq_len, B = student_max_batch(m);
     int64_t windows = (n - 1) / T;
     if (windows < 1) {
@@ -72,19 +74,28 @@ static rt_status calibrate(student_model *m, const char *shard, int n_windows,
         goto cleanup;
     }
     if (windows > n_windows) windows = n_windows;
+    if (!(in = malloc((size_t)B * T * sizeof *in))) {
+        st = rt_fail(RT_ERR_NOMEM, "export: out of memory for %d calibration windows", B);
+        goto cleanup;
+    }
     const student_qat_config qc = {.calib_steps = 1 << 30, .asymmetric = 0, .freeze = 1,
                                    .observe_only = 1};
     if ((st = student_qat_enable(m, &qc)) != RT_OK) goto cleanup;
     for (int64_t w = 0; w < windows; w += B) {
         const int rows = (int)(windows - w < B ? windows - w : B);
-        if ((st = student_forward(m, tok + w * T, rows)) != RT_OK) goto cleanup;
+        for (int r = 0; r < rows; r++)
+            if ((st = data_shard_read_window(sh, (w + r) * T, T, in + (size_t)r * T, NULL)) !=
+                RT_OK)
+                goto cleanup;
+        if ((st = student_forward(m, in, rows)) != RT_OK) goto cleanup;
     }
     st = student_qat_act_params(m, aq);
     fprintf(stderr, "export: calibrated activation ranges on %lld windows of %s\n",
             (long long)windows, shard);
 cleanup:
     student_qat_disable(m);
-    free(tok);
+    free(in);
+    data_shard_close(sh);
     return st;
 }
 

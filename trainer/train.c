@@ -141,8 +141,7 @@ static int64_t record_seq(const run_shape *s, int64_t step, int j) {
 /* ---------------------------------------------------------- teacher */
 
 static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int64_t start,
-                               const int32_t *tokens, int64_t n_tokens,
-                               const student_config *sc) {
+                               data_shard *train, const student_config *sc) {
     rt_status st = RT_OK;
     teacher *t = NULL;
     comm_stream *stream = NULL;
@@ -188,7 +187,7 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
         goto cleanup;
     }
     for (int i = 0; i < n_served; i++) {
-        st = data_sampler_create(cfg->data.train, n_tokens, rs.T, rs.G, rs.R,
+        st = data_sampler_create(cfg->data.train, data_shard_n_tokens(train), rs.T, rs.G, rs.R,
                                  comm_roles_served_student(roles, i), (uint64_t)cfg->train.seed,
                                  &samplers[i]);
         if (st != RT_OK) goto cleanup;
@@ -201,7 +200,7 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
     for (int64_t step = start; step < cfg->train.steps; step++) {
         for (int i = 0; i < n_served; i++) {
             const int s = comm_roles_served_student(roles, i);
-            if ((st = data_sampler_fill(samplers[i], tokens, step, inputs, targets)) != RT_OK ||
+            if ((st = data_sampler_read(samplers[i], train, step, inputs, targets)) != RT_OK ||
                 (st = data_sampler_windows(samplers[i], step, starts)) != RT_OK)
                 goto cleanup;
             for (int j = 0; j < rs.n_micro; j++) {
@@ -299,8 +298,9 @@ typedef struct {
     student_config tc; /* teacher shape (distillation only) */
     int distill;
     int topk;
-    int32_t *tokens, *val;
-    int64_t n_tokens, n_val;
+    data_shard *train;  /* read a window at a time (data_sampler_read), never loaded */
+    int32_t *val;       /* the val tokens evaluate() reads, not the whole shard */
+    int64_t n_val;
     data_sampler *sampler;
     student_model *m;
     feature_proj fp;
@@ -319,7 +319,7 @@ typedef struct {
 
 static void student_run_free(student_run *s) {
     data_sampler_destroy(s->sampler);
-    rt_free_aligned(s->tokens);
+    data_shard_close(s->train);
     rt_free_aligned(s->val);
     student_destroy(s->m);
     feature_proj_free(&s->fp);
@@ -654,28 +654,49 @@ static int has_checkpoint(const char *run_dir) {
     return found;
 }
 
+/* Reads the val tokens evaluate() uses: the first eval_tokens (at least
+ * one window of T + 1), or the whole shard when eval_tokens is 0, so the
+ * memory follows the config, not the size of the shard. */
+static rt_status load_val(const trainer_config *c, int64_t vocab, int T, int32_t **val,
+                          int64_t *n_val) {
+    data_shard *sh = NULL;
+    RT_TRY(data_shard_open(c->data.val, &sh));
+    rt_status st = RT_OK;
+    const int64_t vv = data_shard_vocab_size(sh), have = data_shard_n_tokens(sh);
+    const int64_t want = c->train.eval_tokens > 0
+                             ? (c->train.eval_tokens > T ? c->train.eval_tokens : T) + 1
+                             : have;
+    const int64_t n = want < have ? want : have;
+    if (vv != vocab) {
+        st = rt_fail(RT_ERR_MISMATCH, "%s has a vocabulary of %lld, %s of %lld", c->data.val,
+                     (long long)vv, c->data.train, (long long)vocab);
+    } else if (n < 2) {
+        st = rt_fail(RT_ERR_ARGS, "%s: too few tokens to evaluate", c->data.val);
+    } else if (!(*val = rt_alloc_aligned((size_t)n * sizeof **val))) {
+        st = rt_fail(RT_ERR_NOMEM, "%s: out of memory for %lld tokens", c->data.val,
+                     (long long)n);
+    } else {
+        st = data_shard_read(sh, 0, n, *val);
+        *n_val = n;
+    }
+    data_shard_close(sh);
+    return st;
+}
+
 static rt_status student_setup(student_run *s, const char *resume_arg) {
     const trainer_config *c = &s->cfg;
-    int64_t vocab = 0;
-    RT_TRY(data_shard_load(c->data.train, &s->tokens, &s->n_tokens, &vocab));
-    {
-        int64_t vv = 0;
-        RT_TRY(data_shard_load(c->data.val, &s->val, &s->n_val, &vv));
-        if (vv != vocab)
-            return rt_fail(RT_ERR_MISMATCH, "%s has a vocabulary of %lld, %s of %lld",
-                           c->data.val, (long long)vv, c->data.train, (long long)vocab);
-        if (s->n_val < 2)
-            return rt_fail(RT_ERR_ARGS, "%s: too few tokens to evaluate", c->data.val);
-    }
+    RT_TRY(data_shard_open(c->data.train, &s->train));
+    const int64_t vocab = data_shard_vocab_size(s->train);
     RT_TRY(run_model_config(c, vocab, &s->mc));
+    RT_TRY(load_val(c, vocab, s->mc.seq_len, &s->val, &s->n_val));
     RT_TRY(run_shape_make(c, comm_roles_n_students(s->roles), &s->mc, &s->rs));
     s->distill = c->distill.teachers > 0;
     if (s->distill) {
         RT_TRY(check_teacher(c, &s->mc, &s->tc));
         s->topk = c->distill.topk < s->rs.V ? c->distill.topk : s->rs.V;
     }
-    RT_TRY(data_sampler_create(c->data.train, s->n_tokens, s->rs.T, s->rs.G, s->rs.R, s->rank,
-                               (uint64_t)c->train.seed, &s->sampler));
+    RT_TRY(data_sampler_create(c->data.train, data_shard_n_tokens(s->train), s->rs.T, s->rs.G,
+                               s->rs.R, s->rank, (uint64_t)c->train.seed, &s->sampler));
     RT_TRY(student_create(&s->mc, s->rs.mb,
                           c->train.precision == TRAINER_PRECISION_BF16 ? STUDENT_BF16
                                                                         : STUDENT_F32,
@@ -764,7 +785,7 @@ static rt_status student_train(student_run *s) {
             trainer_metrics_note(s->metrics, "step %lld: quantization-aware training on",
                                  (long long)step + 1);
         }
-        RT_TRY(data_sampler_fill(s->sampler, s->tokens, step, s->inputs, s->targets));
+        RT_TRY(data_sampler_read(s->sampler, s->train, step, s->inputs, s->targets));
         RT_TRY(data_sampler_windows(s->sampler, step, s->starts));
         double sums[S_N] = {0};
         for (int j = 0; j < rs->n_micro; j++) RT_TRY(micro_step(s, step, j, sums));
@@ -884,16 +905,16 @@ static rt_status train_run(const trainer_config *cfg, const char *resume_arg, co
         if (st == RT_OK) st = student_train(&s);
         student_run_free(&s);
     } else {
-        int32_t *tokens = NULL;
-        int64_t n_tokens = 0, vocab = 0, start = 0;
+        data_shard *train = NULL;
+        int64_t start = 0;
         student_config sc, tc;
-        st = data_shard_load(cfg->data.train, &tokens, &n_tokens, &vocab);
-        if (st == RT_OK) st = run_model_config(cfg, vocab, &sc);
+        st = data_shard_open(cfg->data.train, &train);
+        if (st == RT_OK) st = run_model_config(cfg, data_shard_vocab_size(train), &sc);
         if (st == RT_OK) st = check_teacher(cfg, &sc, &tc);
         if (st == RT_OK)
             st = comm_bcast_world(&start, sizeof start, cfg->distill.teachers, roles);
-        if (st == RT_OK) st = teacher_serve(cfg, roles, start, tokens, n_tokens, &sc);
-        rt_free_aligned(tokens);
+        if (st == RT_OK) st = teacher_serve(cfg, roles, start, train, &sc);
+        data_shard_close(train);
     }
     return st;
 }
