@@ -110,6 +110,9 @@ static void sift_down(float *hv, int32_t *hi, int n, int i) {
     }
 }
 
+/* Logits tested at once against the heap's root in the top-k scan. */
+#define TOPK_BLOCK 64
+
 void student_teacher_topk(const float *logits, int n_pos, int V, float T, int k, int32_t *ids,
                           float *logp, float *tail) {
     RT_ASSERT(T > 0.0f && k >= 1 && k <= V && (ids || k == V));
@@ -125,10 +128,9 @@ void student_teacher_topk(const float *logits, int n_pos, int V, float T, int k,
             const float *z = logits + (size_t)i * V;
             int32_t *oi = ids ? ids + (size_t)i * k : NULL;
             float *op = logp + (size_t)i * k;
-            const float mx = row_max(z, V);
-            const double s = row_sumexp(z, V, mx, invT);
-            const float logs = (float)log(s);
             if (k == V) {
+                const float mx = row_max(z, V);
+                const float logs = (float)log(row_sumexp(z, V, mx, invT));
                 if (oi)
                     for (int j = 0; j < V; j++) oi[j] = j;
 #pragma omp simd
@@ -136,25 +138,42 @@ void student_teacher_topk(const float *logits, int n_pos, int V, float T, int k,
                 tail[i] = 0.0f;
                 continue;
             }
-            int n = 0;
-            for (int j = 0; j < V; j++) {
-                if (n < k) {
-                    /* push, then restore the heap by sifting up */
-                    int c = n++;
-                    hv[c] = z[j], hi[c] = j;
-                    while (c > 0) {
-                        int par = (c - 1) / 2;
-                        if (!ranks_below(hv[c], hi[c], hv[par], hi[par])) break;
-                        float tv = hv[c];
-                        int32_t ti = hi[c];
-                        hv[c] = hv[par], hi[c] = hi[par], hv[par] = tv, hi[par] = ti;
-                        c = par;
-                    }
-                } else if (ranks_below(hv[0], hi[0], z[j], j)) {
-                    hv[0] = z[j], hi[0] = j;
-                    sift_down(hv, hi, k, 0);
+            int j = 0;
+            for (int n = 0; n < k; n++, j++) {
+                /* push, then restore the heap by sifting up */
+                int c = n;
+                hv[c] = z[j], hi[c] = j;
+                while (c > 0) {
+                    int par = (c - 1) / 2;
+                    if (!ranks_below(hv[c], hi[c], hv[par], hi[par])) break;
+                    float tv = hv[c];
+                    int32_t ti = hi[c];
+                    hv[c] = hv[par], hi[c] = hi[par], hv[par] = tv, hi[par] = ti;
+                    c = par;
                 }
             }
+            /* The row's max comes from the same pass, block by block. Every
+             * id in the heap is below j, so z[j] enters only when it is
+             * strictly above the root (a tie ranks below): a block whose
+             * max is not above the root is passed over (a NaN max is not
+             * "<=", so such a block takes the element-wise path). */
+            float mx = row_max(z, j);
+            while (j < V) {
+                const int end = j + TOPK_BLOCK < V ? j + TOPK_BLOCK : V;
+                const float bm = row_max(z + j, end - j);
+                mx = bm > mx ? bm : mx;
+                if (bm <= hv[0]) {
+                    j = end;
+                    continue;
+                }
+                for (; j < end; j++)
+                    if (z[j] > hv[0]) {
+                        hv[0] = z[j], hi[0] = j;
+                        sift_down(hv, hi, k, 0);
+                    }
+            }
+            const double s = row_sumexp(z, V, mx, invT);
+            const float logs = (float)log(s);
             /* pop the worst to the back: descending order */
             double s_top = 0.0;
             for (int c = k - 1; c >= 0; c--) {

@@ -319,6 +319,66 @@ static void test_loss_ce(void) {
     free(d);
 }
 
+/* Teacher top-k against a brute-force reference (sort by logit descending,
+ * id ascending on ties) on rows full of ties, a row of equal logits, rising
+ * and falling rows and a -inf, with V not a multiple of the kernel's scan
+ * block and k from 1 to V - 1: ids exactly, log-probabilities and tail
+ * against double sums (tol 1e-5). */
+static const float *topk_ref_row;
+static int topk_ref_cmp(const void *a, const void *b) {
+    const int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    if (topk_ref_row[i] != topk_ref_row[j]) return topk_ref_row[i] > topk_ref_row[j] ? -1 : 1;
+    return i < j ? -1 : 1;
+}
+
+static void test_teacher_topk_ties(void) {
+    const int n = 6, V = 1000;
+    const float T = 2.0f;
+    float *z = malloc((size_t)n * V * sizeof *z);
+    uint64_t r = 99;
+    for (int j = 0; j < V; j++) {
+        r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+        z[0 * V + j] = (float)((r >> 33) % 8);       /* 8 values: ties everywhere */
+        z[1 * V + j] = 1.5f;                          /* all equal */
+        z[2 * V + j] = 0.01f * (float)j;              /* rising: every logit enters */
+        z[3 * V + j] = -0.01f * (float)j;             /* falling */
+        z[4 * V + j] = (float)((r >> 40) % 3) - (j == 700 ? INFINITY : 0.0f);
+        z[5 * V + j] = j % 97 == 0 ? 5.0f : -2.0f;   /* a few equal peaks */
+    }
+    const int ks[4] = {1, 5, 64, V - 1};
+    int32_t *ids = malloc((size_t)n * V * sizeof *ids), *ord = malloc((size_t)V * sizeof *ord);
+    float *lp = malloc((size_t)n * V * sizeof *lp), *tail = malloc((size_t)n * sizeof *tail);
+    int id_bad = 0;
+    double worst = 0.0;
+    for (int q = 0; q < 4; q++) {
+        const int k = ks[q];
+        student_teacher_topk(z, n, V, T, k, ids, lp, tail);
+        for (int i = 0; i < n; i++) {
+            const float *row = z + (size_t)i * V;
+            for (int j = 0; j < V; j++) ord[j] = j;
+            topk_ref_row = row;
+            qsort(ord, (size_t)V, sizeof *ord, topk_ref_cmp);
+            double mx = row[ord[0]], s = 0.0, s_top = 0.0;
+            for (int j = 0; j < V; j++) s += exp(((double)row[j] - mx) / T);
+            for (int c = 0; c < k; c++) {
+                id_bad += ids[(size_t)i * k + c] != ord[c];
+                const double want = ((double)row[ord[c]] - mx) / T - log(s);
+                s_top += exp(want);
+                worst = fmax(worst, fabs((double)lp[(size_t)i * k + c] - want));
+            }
+            worst = fmax(worst, fabs((double)tail[i] - (1.0 - s_top)));
+        }
+    }
+    printf("\n    top-k with ties: %d id mismatches, max |diff| %.2e (tol 1e-5)", id_bad, worst);
+    CU_ASSERT_EQUAL(id_bad, 0);
+    CU_ASSERT(worst <= 1e-5);
+    free(z);
+    free(ids);
+    free(ord);
+    free(lp);
+    free(tail);
+}
+
 static void test_loss_kd(void) {
     const int n = fx.B * fx.T, V = fx.V, k = fx.kd_k;
     const float T = fx.kd_T;
@@ -771,6 +831,7 @@ int main(void) {
     CU_add_test(s, "finite differences", test_finite_difference);
     CU_add_test(s, "cross-entropy kernel", test_loss_ce);
     CU_add_test(s, "distillation kernels vs torch", test_loss_kd);
+    CU_add_test(s, "teacher top-k vs brute force, with ties", test_teacher_topk_ties);
     CU_add_test(s, "AdamW vs torch.optim.AdamW, grad norm", test_adamw);
     CU_add_test(s, "learning-rate schedule", test_lr_schedule);
     CU_add_test(s, "GPT-2 init", test_init);
