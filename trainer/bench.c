@@ -257,6 +257,7 @@ int trainer_bench_student(int argc, char **argv) {
 
     const float lr = 3e-4f, clip = 1.0f;
     double ph[N_PHASES] = {0}, loss = 0.0, t_total = 0.0;
+    int n_clipped = 0; /* timed steps whose gradient was scaled by the clip */
     for (int s = 0; s < warmup + steps; s++) {
         double t[N_PHASES + 1];
         if (s == warmup) student_profile_reset(m, profile);
@@ -273,6 +274,7 @@ int trainer_bench_student(int argc, char **argv) {
         t[3] = now_s();
         double norm = student_grad_norm(m);
         if (norm > clip) student_grad_scale(m, (float)(clip / norm));
+        if (s >= warmup) n_clipped += norm > clip;
         student_adamw_step(m, student_lr_at(s + 1, lr, 1, warmup + steps, 0.1f), 0.9f, 0.95f, 1e-8f, 0.1f,
                            s + 1);
         student_zero_grad(m);
@@ -286,6 +288,13 @@ int trainer_bench_student(int argc, char **argv) {
     {
         const double step_s = t_total / steps, tok = (double)n;
         const double flops = 3.0 * bench_forward_flops(&c, B);
+        /* The optimizer phase is bound by memory traffic: per parameter,
+         * the norm reads g (4 B), clipping reads and writes g (8 B, on the
+         * steps that clip), AdamW reads p, g, m, v and writes p, m, v
+         * (28 B; + 2 B of bf16 weights in bf16 mode), zeroing writes g (4 B). */
+        const double opt_bytes = (double)student_param_count(&c) *
+                                 (36.0 + (bf16 ? 2.0 : 0.0) + 8.0 * n_clipped / steps);
+        const double opt_gbs = opt_bytes / (ph[PH_OPT] / steps) * 1e-9;
         if (json) {
             printf("{\"target\": \"student\", \"impl\": \"retort\", \"precision\": \"%s\", "
                    "\"layers\": %d, \"dim\": %d, \"heads\": %d, \"ff\": %d, \"vocab\": %d, "
@@ -293,11 +302,12 @@ int trainer_bench_student(int argc, char **argv) {
                    "\"topk\": %d, \"params\": %zu, \"tokens_per_step\": %d, "
                    "\"step_ms\": %.3f, \"tokens_per_s\": %.1f, \"gflop_per_step\": %.3f, "
                    "\"gflop_per_s\": %.1f, \"peak_gflop_per_s\": %.1f, \"peak_measured\": %s, "
-                   "\"fraction_of_peak\": %.4f, \"phase_ms\": {",
+                   "\"fraction_of_peak\": %.4f, \"optimizer_gb_per_s\": %.2f, \"phase_ms\": {",
                    bf16 ? "bf16" : "f32", c.n_layer, c.d_model, c.n_head, c.d_ff, V, c.seq_len, B,
                    steps, warmup, omp_get_max_threads(), k, student_param_count(&c), n,
                    1e3 * step_s, tok / step_s, flops * 1e-9, flops * 1e-9 / step_s, peak,
-                   cli_real(a, "peak") > 0.0 ? "false" : "true", flops * 1e-9 / step_s / peak);
+                   cli_real(a, "peak") > 0.0 ? "false" : "true", flops * 1e-9 / step_s / peak,
+                   opt_gbs);
             for (int p = 0; p < N_PHASES; p++)
                 printf("%s\"%s\": %.3f", p ? ", " : "", phase_names[p], 1e3 * ph[p] / steps);
             printf("}");
@@ -322,7 +332,10 @@ int trainer_bench_student(int argc, char **argv) {
                    100.0 * flops * 1e-9 / step_s / peak, student_peak_name(pk), peak,
                    cli_real(a, "peak") > 0.0 ? "given" : "measured in this run");
             for (int p = 0; p < N_PHASES; p++)
-                printf("  %-10s %8.2f ms\n", phase_names[p], 1e3 * ph[p] / steps);
+                printf("  %-10s %8.2f ms%s", phase_names[p], 1e3 * ph[p] / steps,
+                       p == PH_OPT ? "" : "\n");
+            printf(" (%.2f GB/s: %.0f MB of parameters, gradients and moments)\n", opt_gbs,
+                   opt_bytes * 1e-6);
             if (profile) {
                 const char *names[32];
                 double sec[32];
