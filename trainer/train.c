@@ -21,6 +21,7 @@
  * student 0 only (checkpoints/), so a death at any moment leaves the last
  * complete one. */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +198,8 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
     if (st != RT_OK) goto cleanup;
     rec.temperature = tc.temperature;
 
+    double busy_s = 0.0; /* in teacher_run: forward + top-k (RETORT_TEACHER_STATS) */
+    int64_t busy_tokens = 0;
     for (int64_t step = start; step < cfg->train.steps; step++) {
         for (int i = 0; i < n_served; i++) {
             const int s = comm_roles_served_student(roles, i);
@@ -204,8 +207,11 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
                 (st = data_sampler_windows(samplers[i], step, starts)) != RT_OK)
                 goto cleanup;
             for (int j = 0; j < rs.n_micro; j++) {
+                const double t0 = omp_get_wtime();
                 st = teacher_run(t, inputs + (size_t)j * rs.mb * rs.T, rs.mb, rec.ids,
                                  rec.logprobs, rec.tail, tc.n_features ? rec.feat : NULL);
+                busy_s += omp_get_wtime() - t0;
+                busy_tokens += (int64_t)rs.mb * rs.T;
                 if (st != RT_OK) goto cleanup;
                 rec.step = record_seq(&rs, step, j);
                 rec.student = s;
@@ -220,11 +226,14 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
         comm_stream_get_stats(stream, &ss);
         fprintf(stderr,
                 "teacher rank %d: %lld records, %.1f raw / %.1f wire bytes per token, "
-                "waited %.1f s for credits, %.1f s compressing\n",
+                "waited %.1f s for credits, %.1f s compressing, %.0f tokens/s busy "
+                "(forward + top-k: %lld tokens in %.1f s)\n",
                 comm_roles_world_rank(roles), (long long)ss.records,
                 (double)ss.raw_bytes / (double)(ss.positions ? ss.positions : 1),
                 (double)ss.wire_bytes / (double)(ss.positions ? ss.positions : 1),
-                ss.wait_seconds, ss.codec_seconds);
+                ss.wait_seconds, ss.codec_seconds,
+                busy_s > 0.0 ? (double)busy_tokens / busy_s : 0.0, (long long)busy_tokens,
+                busy_s);
     }
 cleanup:
     for (int i = 0; samplers && i < n_served; i++) data_sampler_destroy(samplers[i]);
