@@ -18,7 +18,7 @@ foreach(layout "np1_k0;1;0" "np2_k1;2;1" "np3_k1;3;1" "np4_k2;4;2" "np3_k0;3;0")
   add_test(NAME test_comm_${tag}
            COMMAND ${RT_MPIEXEC} -np ${np} $<TARGET_FILE:test_comm> --teachers ${k})
   set_tests_properties(test_comm_${tag} PROPERTIES
-    ENVIRONMENT "${rt_comm_env}" PROCESSORS ${np} TIMEOUT 60)
+    ENVIRONMENT "${rt_comm_env}" PROCESSORS ${np} TIMEOUT 150)
 endforeach()
 
 # Fault scenarios: comm timeout 3 s, the whole job must end within 15 s.
