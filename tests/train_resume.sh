@@ -26,14 +26,26 @@ ref_ms=$((($(date +%s%N) - t0) / 1000000))
 
 "${launch[@]}" train --config cut.ini 2>cut.log &
 pid=$!
-for _ in $(seq 600); do [ -f runs/cut/latest ] && break; sleep 0.02; done
-[ -f runs/cut/latest ] || fail "no checkpoint appeared"
-# a random moment within the first 60% of what the whole run took
-delay_ms=$((RANDOM % (ref_ms * 6 / 10 + 1)))
-sleep "$((delay_ms / 1000)).$(printf %03d $((delay_ms % 1000)))"
+# The kill point is chosen by progress, not by time (a timed kill let the run
+# finish first when the machine's load changed between the two runs): wait
+# until the newest checkpoint is at or past a random step in [25, 1500], then
+# kill after a further random 0-199 ms, somewhere between two checkpoints.
+target=$((25 + RANDOM % 1476))
+reached=0
+for _ in $(seq 30000); do
+  if [ -f runs/cut/latest ]; then
+    s=$(sed 's/[^0-9]//g' runs/cut/latest)
+    [ -n "$s" ] && [ $((10#$s)) -ge "$target" ] && { reached=1; break; }
+  fi
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.01
+done
+[ "$reached" = 1 ] || { cat cut.log; fail "no checkpoint at or past step $target appeared"; }
+delay_ms=$((RANDOM % 200))
+sleep "0.$(printf %03d "$delay_ms")"
 pkill -9 -f "retort train --config cut.ini" || true
 wait "$pid" 2>/dev/null || true
-echo "killed ${delay_ms} ms after the first checkpoint (run: ${ref_ms} ms); latest: $(cat runs/cut/latest)"
+echo "killed ${delay_ms} ms after the checkpoint of step >= ${target} (reference run: ${ref_ms} ms); latest: $(cat runs/cut/latest)"
 grep -q 'step_00002000' runs/cut/latest && fail "the run finished before it was killed"
 "${launch[@]}" train --config cut.ini --resume 2>resume.log || { cat resume.log; fail "resume failed"; }
 h5diff runs/ref/final.h5 runs/cut/final.h5 /model || fail "resumed /model differs from the uninterrupted run"
