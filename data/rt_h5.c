@@ -5,11 +5,19 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "rt_size.h"
+
 static herr_t rt_h5_walk(unsigned n, const H5E_error2_t *e, void *data) {
     (void)n;
     char *out = data;
-    /* Keep the first (innermost-reported first in H5E_WALK_UPWARD) message. */
-    if (out[0] == '\0' && e->desc) snprintf(out, 256, "%s", e->desc);
+    /* Keep the first (innermost-reported first in H5E_WALK_UPWARD) message,
+     * flattened to one line: some HDF5 messages (the sec2 driver's write
+     * errors on ENOSPC) embed a newline. */
+    if (out[0] == '\0' && e->desc) {
+        snprintf(out, 256, "%s", e->desc);
+        for (char *c = out; *c; c++)
+            if (*c == '\n' || *c == '\r') *c = ' ';
+    }
     return 0;
 }
 
@@ -20,6 +28,27 @@ rt_status rt_h5_fail(rt_status s, const char *path, const char *what) {
     if (msg[0])
         return rt_fail(s, "%s: %s failed (hdf5: %s)", path, what, msg);
     return rt_fail(s, "%s: %s failed", path, what);
+}
+
+rt_status rt_h5_check_stored(hid_t dset, const char *path, const char *name, uint64_t numel,
+                             size_t elem_bytes) {
+    size_t bytes;
+    if (numel > SIZE_MAX || !rt_size_mul((size_t)numel, elem_bytes, &bytes))
+        return rt_fail(RT_ERR_FORMAT, "%s: %s declares %llu elements, more than memory can address",
+                       path, name, (unsigned long long)numel);
+    if (bytes == 0) return RT_OK;
+    hsize_t stored = H5Dget_storage_size(dset);
+    hid_t dcpl = H5Dget_create_plist(dset);
+    int nfilters = dcpl < 0 ? -1 : H5Pget_nfilters(dcpl);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (nfilters < 0) return rt_h5_fail(RT_ERR_FORMAT, path, "reading the storage of a dataset");
+    /* stored * RT_H5_MAX_EXPANSION cannot wrap: stored is at most a file size */
+    const uint64_t can_hold = nfilters == 0 ? stored : stored * (uint64_t)RT_H5_MAX_EXPANSION;
+    if (stored == 0 || can_hold < bytes)
+        return rt_fail(RT_ERR_FORMAT, "%s: %s declares %llu elements (%zu bytes) but the file "
+                       "stores only %llu bytes of it: the file is truncated or forged", path,
+                       name, (unsigned long long)numel, bytes, (unsigned long long)stored);
+    return RT_OK;
 }
 
 void rt_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }

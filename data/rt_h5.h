@@ -6,11 +6,24 @@
 #define RT_H5_H
 
 #include <hdf5.h>
+#include <stdint.h>
 
 #include "rt_status.h"
 
 /* Records "PATH: WHAT failed (hdf5: MSG)" and returns `s`. */
 rt_status rt_h5_fail(rt_status s, const char *path, const char *what);
+
+/* Most bytes one stored byte of a filtered (compressed) dataset may expand
+ * to. deflate's limit is about 1032:1; the slack covers other filters. */
+#define RT_H5_MAX_EXPANSION 2048
+
+/* Checks, before anyone allocates for it, that dataset `dset` of file
+ * `path` really stores `numel` elements of `elem_bytes` each: the byte
+ * count must not wrap, and the file must hold that many bytes for it (or,
+ * for a compressed dataset, enough to expand to them). A crafted extent
+ * (2^62 elements in a 1 KB file) is RT_ERR_FORMAT naming `name`. */
+rt_status rt_h5_check_stored(hid_t dset, const char *path, const char *name, uint64_t numel,
+                             size_t elem_bytes);
 
 /* Silences HDF5's default error printing (retort reports errors itself). */
 void rt_h5_quiet(void);

@@ -2,6 +2,7 @@
 #include "rt_status.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,9 +47,11 @@ void rt_assert_fail(const char *expr, const char *file, int line) {
 }
 
 void *rt_alloc_aligned(size_t bytes) {
+    /* 0 bytes is a caller's size gone wrong (a wrapped product rounds to
+     * 0), never a real request; so is anything that rounding would wrap. */
+    if (bytes == 0 || bytes > SIZE_MAX - 63) return NULL;
     size_t rounded = (bytes + 63) & ~(size_t)63;
     void *p = NULL;
-    if (rounded == 0) rounded = 64;
     if (posix_memalign(&p, 64, rounded) != 0) return NULL;
     memset(p, 0, rounded);
     return p;

@@ -58,7 +58,9 @@ void rt_assert_fail(const char *expr, const char *file, int line) __attribute__(
 
 /* 64-byte aligned allocation (zeroed) for tensors and blocks; free with
  * rt_free_aligned. Returns NULL on failure (callers turn that into
- * RT_ERR_NOMEM with a message naming what they were allocating). */
+ * RT_ERR_NOMEM with a message naming what they were allocating), and also
+ * for 0 bytes or a size that rounding up to 64 would wrap: both mean the
+ * caller's size arithmetic went wrong (rt_size.h checks it). */
 void *rt_alloc_aligned(size_t bytes);
 void rt_free_aligned(void *p);
 

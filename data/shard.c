@@ -278,6 +278,16 @@ static rt_status open_tokens(data_shard *s) {
     }
     hsize_t dims[1];
     RT_H5_CHECK(H5Sget_simple_extent_dims(space, dims, NULL), s->path, RT_ERR_FORMAT);
+    /* the extent is the file's claim: hold it to the bytes really stored
+     * (and to what int32 memory can address) before anyone allocates */
+    if (dims[0] > (hsize_t)(INT64_MAX / sizeof(int32_t))) {
+        st = rt_fail(RT_ERR_FORMAT, "%s: /tokens declares %llu tokens, more than memory can "
+                     "address", s->path, (unsigned long long)dims[0]);
+        goto cleanup;
+    }
+    if ((st = rt_h5_check_stored(s->dset, s->path, "/tokens", dims[0], H5Tget_size(type))) !=
+        RT_OK)
+        goto cleanup;
     s->n = (int64_t)dims[0];
 cleanup:
     if (space >= 0) H5Sclose(space);
@@ -361,7 +371,12 @@ rt_status data_shard_load(const char *path, int32_t **tokens, int64_t *n, int64_
     data_shard *s = NULL;
     RT_TRY(data_shard_open(path, &s));
     rt_status st = RT_OK;
-    int32_t *buf = rt_alloc_aligned((size_t)s->n * sizeof *buf);
+    int32_t *buf = NULL;
+    if (s->n == 0) { /* nothing to hold: callers check the count they need */
+        if (vocab_size) *vocab_size = s->vocab;
+        goto cleanup;
+    }
+    buf = rt_alloc_aligned((size_t)s->n * sizeof *buf); /* n is bounded by open_tokens */
     if (!buf) {
         st = rt_fail(RT_ERR_NOMEM, "%s: out of memory for %lld tokens", path, (long long)s->n);
         goto cleanup;

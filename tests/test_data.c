@@ -660,6 +660,63 @@ static void test_shard_errors(void) {
     free(dir);
 }
 
+/* Writes a shard whose /tokens declares `n` int32 tokens but stores none
+ * (chunked, nothing written) or, with contiguous = 1, a contiguous one whose
+ * storage was never allocated: a 1-2 KB file claiming any size. */
+static void write_forged_shard(const char *path, hsize_t n, int contiguous) {
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t maxd = H5S_UNLIMITED, chunk = 1024;
+    hid_t sp = H5Screate_simple(1, &n, contiguous ? NULL : &maxd);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (contiguous) H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_LATE);
+    else H5Pset_chunk(dcpl, 1, &chunk);
+    hid_t d = H5Dcreate2(f, "tokens", H5T_NATIVE_INT32, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    CU_ASSERT_FATAL(d >= 0);
+    int64_t vocab = 10;
+    hid_t sc = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(f, "vocab_size", H5T_NATIVE_INT64, sc, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, H5T_NATIVE_INT64, &vocab);
+    H5Aclose(a), H5Sclose(sc), H5Pclose(dcpl), H5Dclose(d), H5Sclose(sp), H5Fclose(f);
+}
+
+/* issue 16 item 2: a 1.5 KB shard whose /tokens declares 2^62 elements
+ * wrapped n*4 and overflowed the heap. Every declared extent is now held to
+ * the bytes the file stores before anything is allocated; an empty /tokens
+ * loads as 0 tokens without allocating. */
+static void test_shard_forged_sizes(void) {
+    char *dir = make_tmpdir();
+    char *path = join(dir, "forged.h5");
+    int32_t *tok = NULL;
+    int64_t n = -1, vocab = 0;
+    const hsize_t claims[] = {(hsize_t)1 << 62, (hsize_t)1 << 40, 1000000};
+    for (size_t i = 0; i < sizeof claims / sizeof claims[0]; i++) {
+        write_forged_shard(path, claims[i], 0);
+        CU_ASSERT_EQUAL(data_shard_load(path, &tok, &n, &vocab), RT_ERR_FORMAT);
+        CU_ASSERT(has_error("forged.h5") && has_error("/tokens"));
+        CU_ASSERT_PTR_NULL(tok);
+        CU_ASSERT_PTR_NULL(strchr(rt_last_error(), '\n'));
+    }
+    write_forged_shard(path, 1000000, 1);
+    CU_ASSERT_EQUAL(data_shard_load(path, &tok, &n, &vocab), RT_ERR_FORMAT);
+    CU_ASSERT(has_error("declares 1000000 elements") && has_error("truncated or forged"));
+    CU_ASSERT_PTR_NULL(tok);
+    /* zero tokens: no allocation, n = 0 for the caller to refuse */
+    write_forged_shard(path, 0, 1);
+    CU_ASSERT_EQUAL(data_shard_load(path, &tok, &n, &vocab), RT_OK);
+    CU_ASSERT_EQUAL(n, 0);
+    CU_ASSERT_EQUAL(vocab, 10);
+    CU_ASSERT_PTR_NULL(tok);
+    /* rt_alloc_aligned: 0 bytes and sizes that rounding would wrap are errors */
+    CU_ASSERT_PTR_NULL(rt_alloc_aligned(0));
+    CU_ASSERT_PTR_NULL(rt_alloc_aligned(SIZE_MAX - 10));
+    void *one = rt_alloc_aligned(1);
+    CU_ASSERT_PTR_NOT_NULL(one);
+    rt_free_aligned(one);
+    free(path);
+    rm_rf(dir);
+    free(dir);
+}
+
 /* ------------------------------------------------------------ sampler */
 
 static data_sampler *sampler(int64_t n, int32_t T, int32_t G, int32_t R, int32_t r, uint64_t seed) {
@@ -1296,6 +1353,7 @@ int main(void) {
         {"shard_roundtrip_u16", test_shard_roundtrip_u16},
         {"shard_roundtrip_u32", test_shard_roundtrip_u32},
         {"shard_errors", test_shard_errors},
+        {"shard_forged_sizes", test_shard_forged_sizes},
         {"sampler_partition", test_sampler_partition},
         {"sampler_reproducible_seekable", test_sampler_reproducible_seekable},
         {"sampler_rank_independent", test_sampler_rank_independent},
