@@ -145,6 +145,14 @@ rt_status ckpt_check_config(const ckpt_reader *r, const student_config *want, co
  * names the dataset. */
 rt_status ckpt_read_params(ckpt_reader *r, float *block);
 
+/* Checks, without reading or allocating anything sized by the file, that
+ * /model holds every tensor /config implies with its shape (float32, or
+ * int8 in a deploy file) and that the file stores the bytes each declares.
+ * Run it before building a model from the file's /config: a file that lies
+ * about its shape is then one error naming the dataset, not an allocation
+ * of whatever it claims. ckpt_load_model does. */
+rt_status ckpt_check_model(ckpt_reader *r);
+
 /* Reads /optimizer/m and /optimizer/v (same layout as params) and the
  * optimizer step; RT_ERR_FORMAT when the file has no optimizer state. */
 rt_status ckpt_read_optimizer(ckpt_reader *r, float *adam_m, float *adam_v, int64_t *step);
@@ -170,8 +178,16 @@ rt_status ckpt_read_array(ckpt_reader *r, const char *path, ckpt_dtype dtype, si
 rt_status ckpt_read_string_attr(ckpt_reader *r, const char *obj, const char *name, char **out);
 
 /* Reads every dataset of the file and checks every stored checksum (what
- * `retort info --verify` would do); RT_ERR_FORMAT names the first bad one. */
+ * `retort info --verify` does); RT_ERR_FORMAT names the first bad one, and
+ * also the first dataset that has no checksum (nothing to verify it by). */
 rt_status ckpt_verify(ckpt_reader *r);
+
+/* Calls fn(r, "/group/dataset", ctx) for every dataset reachable by hard
+ * links, group by group in name order, stopping at the first non-OK
+ * status, which it returns. Bounded in depth and link count; never uses
+ * H5Lvisit (which crashes HDF5 1.10.8 on some corrupt files). */
+typedef rt_status (*ckpt_dataset_fn)(ckpt_reader *r, const char *dpath, void *ctx);
+rt_status ckpt_walk_datasets(ckpt_reader *r, ckpt_dataset_fn fn, void *ctx);
 
 /* ------------------------------------------------------------ models */
 

@@ -15,31 +15,23 @@ typedef struct {
     const char *path;
     unsigned long long bytes[N_TYPES];
     long long count[N_TYPES];
-    rt_status st;
 } sizes_ctx;
 
-static herr_t add_size(hid_t root, const char *name, const H5L_info_t *info, void *data) {
+static rt_status add_size(ckpt_reader *r, const char *dpath, void *data) {
     sizes_ctx *s = data;
-    if (info->type != H5L_TYPE_HARD) return 0;
-    H5O_info_t oi;
-    if (H5Oget_info_by_name(root, name, &oi, H5P_DEFAULT) < 0) {
-        s->st = ckpt_h5_fail(RT_ERR_FORMAT, s->path, "inspecting /%s", name);
-        return 1;
-    }
-    if (oi.type != H5O_TYPE_DATASET) return 0;
-    hid_t d = H5Dopen2(root, name, H5P_DEFAULT), type = H5I_INVALID_HID;
-    if (d < 0 || (type = H5Dget_type(d)) < 0) {
-        s->st = ckpt_h5_fail(RT_ERR_FORMAT, s->path, "opening /%s", name);
-        if (d >= 0) H5Dclose(d);
-        return 1;
-    }
+    rt_status st = RT_OK;
+    hid_t d = H5I_INVALID_HID, type = H5I_INVALID_HID;
+    CKPT_H5(d = H5Dopen2(ckpt_reader_file(r), dpath, H5P_DEFAULT), RT_ERR_FORMAT, s->path,
+            "opening %s", dpath);
+    CKPT_H5(type = H5Dget_type(d), RT_ERR_FORMAT, s->path, "reading the type of %s", dpath);
     int t = ckpt_dtype_of(type);
     int slot = t < 0 ? N_TYPES - 1 : t;
     s->bytes[slot] += (unsigned long long)H5Dget_storage_size(d);
     s->count[slot]++;
-    H5Tclose(type);
-    H5Dclose(d);
-    return 0;
+cleanup:
+    if (type >= 0) H5Tclose(type);
+    if (d >= 0) H5Dclose(d);
+    return st;
 }
 
 static const char *slot_name(int i) { return i == N_TYPES - 1 ? "other" : ckpt_dtype_name((ckpt_dtype)i); }
@@ -114,14 +106,9 @@ rt_status ckpt_info(const char *path, int json, FILE *out) {
     const student_config *c = ckpt_reader_config(r);
     size_t params = student_param_count(c);
 
-    sizes_ctx sz = {.path = path, .st = RT_OK};
+    sizes_ctx sz = {.path = path};
     file = ckpt_reader_file(r);
-    herr_t rc = H5Lvisit(file, H5_INDEX_NAME, H5_ITER_INC, add_size, &sz);
-    if (sz.st != RT_OK) {
-        st = sz.st;
-        goto cleanup;
-    }
-    CKPT_H5(rc, RT_ERR_FORMAT, path, "walking the file");
+    if ((st = ckpt_walk_datasets(r, add_size, &sz)) != RT_OK) goto cleanup;
 
     /* /meta is optional for reading (files made by other tools). */
     if (ckpt_has(r, "/meta")) {

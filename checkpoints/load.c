@@ -14,6 +14,7 @@ rt_status ckpt_load_model(const char *path, int batch, student_precision p, int 
     student_model *m = NULL;
     rt_status st = ckpt_open(path, &r);
     if (st != RT_OK) goto cleanup;
+    if ((st = ckpt_check_model(r)) != RT_OK) goto cleanup; /* before sizing anything by it */
     if (ckpt_deploy_is_int8(r)) {
         if (training) {
             st = rt_fail(RT_ERR_ARGS, "%s: is an int8 deploy file, which is inference-only; "

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ckpt_internal.h"
+#include "rt_size.h"
 
 struct ckpt_reader {
     char *path;
@@ -338,18 +339,22 @@ static rt_status open_dataset(ckpt_reader *r, const char *dpath, hid_t *d) {
     return st;
 }
 
-/* Reads dataset `dpath` into out after checking its type is t and its
- * shape is shape[ndim] (ndim >= 0) or its element count numel (ndim < 0),
- * then verifies the stored checksum. */
-static rt_status read_dataset(ckpt_reader *r, const char *dpath, ckpt_dtype t, int ndim,
-                              const int64_t *shape, size_t numel, void *out) {
+/* Opens dataset `dpath` into *d after checking its type is t (or alt_t
+ * when alt_t >= 0), its shape is shape[ndim] (ndim >= 0) or its element
+ * count numel (ndim < 0), and that the file stores the bytes it declares.
+ * *type_out is the type it has; nothing is read. */
+static rt_status check_dataset(ckpt_reader *r, const char *dpath, ckpt_dtype t, int alt_t,
+                               int ndim, const int64_t *shape, size_t numel, hid_t *d_out,
+                               ckpt_dtype *type_out, size_t *numel_out) {
     const char *path = r->path;
     rt_status st = RT_OK;
     hid_t d = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    int have_t = -1;
+    size_t have_n = 1;
     if ((st = open_dataset(r, dpath, &d)) != RT_OK) return st;
     CKPT_H5(type = H5Dget_type(d), RT_ERR_FORMAT, path, "reading the type of %s", dpath);
-    int have_t = ckpt_dtype_of(type);
-    if (have_t != (int)t) {
+    have_t = ckpt_dtype_of(type);
+    if (have_t != (int)t && (alt_t < 0 || have_t != alt_t)) {
         st = rt_fail(RT_ERR_FORMAT, "%s: %s is %s, expected %s", path, dpath,
                      have_t < 0 ? "of an unsupported type" : ckpt_dtype_name((ckpt_dtype)have_t),
                      ckpt_dtype_name(t));
@@ -362,8 +367,12 @@ static rt_status read_dataset(ckpt_reader *r, const char *dpath, ckpt_dtype t, i
         st = ckpt_h5_fail(RT_ERR_FORMAT, path, "reading the shape of %s", dpath);
         goto cleanup;
     }
-    size_t have_n = 1;
-    for (int i = 0; i < rank; i++) have_n *= (size_t)dims[i];
+    for (int i = 0; i < rank; i++)
+        if (dims[i] > SIZE_MAX || !rt_size_mul(have_n, (size_t)dims[i], &have_n)) {
+            st = rt_fail(RT_ERR_FORMAT, "%s: %s declares more elements than memory can address",
+                         path, dpath);
+            goto cleanup;
+        }
     if (ndim >= 0) {
         int same = rank == ndim;
         for (int i = 0; same && i < ndim; i++) same = dims[i] == (hsize_t)shape[i];
@@ -381,6 +390,31 @@ static rt_status read_dataset(ckpt_reader *r, const char *dpath, ckpt_dtype t, i
                      numel);
         goto cleanup;
     }
+    st = rt_h5_check_stored(d, path, dpath, have_n, ckpt_dtype_size((ckpt_dtype)have_t));
+cleanup:
+    if (space >= 0) H5Sclose(space);
+    if (type >= 0) H5Tclose(type);
+    if (st == RT_OK) {
+        *d_out = d;
+        *type_out = (ckpt_dtype)have_t;
+        *numel_out = have_n;
+    } else if (d >= 0) {
+        H5Dclose(d);
+    }
+    return st;
+}
+
+/* Reads dataset `dpath` into out after check_dataset, then verifies the
+ * stored checksum. */
+static rt_status read_dataset(ckpt_reader *r, const char *dpath, ckpt_dtype t, int ndim,
+                              const int64_t *shape, size_t numel, void *out) {
+    const char *path = r->path;
+    rt_status st = RT_OK;
+    hid_t d = H5I_INVALID_HID;
+    ckpt_dtype have_t = t;
+    size_t have_n = 0;
+    if ((st = check_dataset(r, dpath, t, -1, ndim, shape, numel, &d, &have_t, &have_n)) != RT_OK)
+        goto cleanup;
     if (have_n > 0)
         CKPT_H5(H5Dread(d, ckpt_mem_type(t), H5S_ALL, H5S_ALL, H5P_DEFAULT, out), RT_ERR_FORMAT,
                 path, "reading %s", dpath);
@@ -394,11 +428,32 @@ static rt_status read_dataset(ckpt_reader *r, const char *dpath, ckpt_dtype t, i
                          got);
     }
 cleanup:
-    if (space >= 0) H5Sclose(space);
-    if (type >= 0) H5Tclose(type);
     if (d >= 0) H5Dclose(d);
     H5Eclear2(H5E_DEFAULT);
     return st;
+}
+
+rt_status ckpt_check_model(ckpt_reader *r) {
+    if (!ckpt_has(r, "/model"))
+        return rt_fail(RT_ERR_FORMAT, "%s: no /model group (kind=%s file without weights)",
+                       r->path, r->kind);
+    /* int8 deploy files hold the quantized tensors as int8 of the same shape */
+    const int alt = strcmp(r->kind, "deploy") == 0 ? (int)CKPT_I8 : -1;
+    student_tensor t;
+    char dpath[256];
+    for (int i = 0; i < student_tensor_count(&r->cfg); i++) {
+        student_tensor_info(&r->cfg, i, &t);
+        snprintf(dpath, sizeof dpath, "/model/%s", t.name);
+        hid_t d = H5I_INVALID_HID;
+        ckpt_dtype have_t = CKPT_F32;
+        size_t have_n = 0;
+        rt_status st = check_dataset(r, dpath, CKPT_F32, alt, t.ndim, t.shape, t.numel, &d,
+                                     &have_t, &have_n);
+        if (d >= 0) H5Dclose(d);
+        H5Eclear2(H5E_DEFAULT);
+        if (st != RT_OK) return st;
+    }
+    return RT_OK;
 }
 
 /* Every tensor of the table from group `gname` into block. */
@@ -486,45 +541,132 @@ cleanup:
     return st;
 }
 
-/* ---------------------------------------------------------------- verify */
+/* ------------------------------------------------------------------ walk */
+
+/* Deepest group nesting and most links a retort file has any business
+ * holding: a crafted file with a link cycle or millions of links is an
+ * error, not a hang. */
+enum { WALK_MAX_DEPTH = 16, WALK_MAX_LINKS = 1 << 20 };
 
 typedef struct {
     ckpt_reader *r;
+    ckpt_dataset_fn fn;
+    void *ctx;
+    char path[CKPT_PATH_MAX];
+    int depth;
+    long links;
     rt_status st;
-} verify_ctx;
+} walk_ctx;
 
-static herr_t verify_one(hid_t root, const char *name, const H5L_info_t *info, void *data) {
-    verify_ctx *v = data;
-    if (info->type != H5L_TYPE_HARD) return 0;
-    H5O_info_t oi;
-    if (H5Oget_info_by_name(root, name, &oi, H5P_DEFAULT) < 0) {
-        v->st = ckpt_h5_fail(RT_ERR_FORMAT, v->r->path, "inspecting /%s", name);
-        return 1;
+static rt_status walk_group(walk_ctx *w, hid_t g);
+
+static herr_t walk_link(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+    walk_ctx *w = data;
+    if (++w->links > WALK_MAX_LINKS) {
+        w->st = rt_fail(RT_ERR_FORMAT, "%s: more than %d links: not a retort checkpoint",
+                        w->r->path, WALK_MAX_LINKS);
+        return -1;
     }
-    if (oi.type != H5O_TYPE_DATASET) return 0;
-    char dpath[CKPT_PATH_MAX];
-    snprintf(dpath, sizeof dpath, "/%s", name);
+    if (info->type != H5L_TYPE_HARD) return 0; /* soft/external links: not ours to follow */
+    const size_t len = strlen(w->path);
+    if (len + 1 + strlen(name) + 1 > sizeof w->path) {
+        w->st = rt_fail(RT_ERR_FORMAT, "%s: an object path under %s is too long", w->r->path,
+                        w->path[0] ? w->path : "/");
+        return -1;
+    }
+    snprintf(w->path + len, sizeof w->path - len, "/%s", name);
+    H5O_info_t oi;
+    if (H5Oget_info_by_name(g, name, &oi, H5P_DEFAULT) < 0) {
+        w->st = ckpt_h5_fail(RT_ERR_FORMAT, w->r->path, "inspecting %s", w->path);
+        return -1;
+    }
+    if (oi.type == H5O_TYPE_DATASET) {
+        w->st = w->fn(w->r, w->path, w->ctx);
+    } else if (oi.type == H5O_TYPE_GROUP) {
+        hid_t sub = H5Gopen2(g, name, H5P_DEFAULT);
+        if (sub < 0)
+            w->st = ckpt_h5_fail(RT_ERR_FORMAT, w->r->path, "opening group %s", w->path);
+        else if (w->depth >= WALK_MAX_DEPTH)
+            w->st = rt_fail(RT_ERR_FORMAT, "%s: groups nest deeper than %d at %s", w->r->path,
+                            WALK_MAX_DEPTH, w->path);
+        else {
+            w->depth++;
+            w->st = walk_group(w, sub);
+            w->depth--;
+        }
+        if (sub >= 0) H5Gclose(sub);
+    }
+    w->path[len] = '\0';
+    return w->st == RT_OK ? 0 : -1;
+}
+
+/* One group's links, one level at a time (H5Literate, not H5Lvisit: HDF5
+ * 1.10.8's recursive visit frees memory it does not own when a corrupt
+ * group's metadata fails its checksum, and crashes the reader). */
+static rt_status walk_group(walk_ctx *w, hid_t g) {
+    hsize_t idx = 0;
+    herr_t rc = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, walk_link, w);
+    if (w->st != RT_OK) return w->st;
+    if (rc < 0)
+        return ckpt_h5_fail(RT_ERR_FORMAT, w->r->path, "listing group %s",
+                            w->path[0] ? w->path : "/");
+    return RT_OK;
+}
+
+rt_status ckpt_walk_datasets(ckpt_reader *r, ckpt_dataset_fn fn, void *ctx) {
+    walk_ctx *w = calloc(1, sizeof *w);
+    if (!w) return rt_fail(RT_ERR_NOMEM, "%s: out of memory walking the file", r->path);
+    w->r = r, w->fn = fn, w->ctx = ctx;
+    rt_status st = walk_group(w, r->file);
+    H5Eclear2(H5E_DEFAULT);
+    free(w);
+    return st;
+}
+
+/* ---------------------------------------------------------------- verify */
+
+static rt_status verify_one(ckpt_reader *r, const char *dpath, void *ctx) {
+    (void)ctx;
+    rt_status st = RT_OK;
+    hid_t d = H5I_INVALID_HID;
     ckpt_dtype t;
     int ndim;
     int64_t shape[CKPT_MAX_DIMS];
-    if ((v->st = ckpt_array_info(v->r, dpath, &t, &ndim, shape)) != RT_OK) return 1;
+    RT_TRY(ckpt_array_info(r, dpath, &t, &ndim, shape));
+    /* a dataset without a checksum cannot be verified: saying OK would be
+     * a claim nothing backs (every dataset retort writes carries one) */
+    CKPT_H5(d = H5Dopen2(r->file, dpath, H5P_DEFAULT), RT_ERR_FORMAT, r->path, "opening %s",
+            dpath);
+    htri_t has = H5Aexists(d, CKPT_CHECKSUM_ATTR);
+    if (has <= 0) {
+        st = rt_fail(RT_ERR_FORMAT, "%s: %s has no checksum attribute, so it cannot be verified "
+                     "(not written by retort?)", r->path, dpath);
+        goto cleanup;
+    }
     size_t numel = 1;
-    for (int i = 0; i < ndim; i++) numel *= (size_t)shape[i];
+    for (int i = 0; i < ndim; i++)
+        if (!rt_size_mul(numel, (size_t)shape[i], &numel)) {
+            st = rt_fail(RT_ERR_FORMAT, "%s: %s declares more elements than memory can address",
+                         r->path, dpath);
+            goto cleanup;
+        }
+    /* sized by the file: hold the claim to the bytes it really stores */
+    if ((st = rt_h5_check_stored(d, r->path, dpath, numel, ckpt_dtype_size(t))) != RT_OK)
+        goto cleanup;
     void *buf = malloc(numel ? numel * ckpt_dtype_size(t) : 1);
     if (!buf) {
-        v->st = rt_fail(RT_ERR_NOMEM, "%s: out of memory verifying %s", v->r->path, dpath);
-        return 1;
+        st = rt_fail(RT_ERR_NOMEM, "%s: out of memory verifying %s", r->path, dpath);
+        goto cleanup;
     }
-    v->st = read_dataset(v->r, dpath, t, -1, NULL, numel, buf);
+    st = read_dataset(r, dpath, t, -1, NULL, numel, buf);
     free(buf);
-    return v->st != RT_OK;
+cleanup:
+    if (d >= 0) H5Dclose(d);
+    return st;
 }
 
 rt_status ckpt_verify(ckpt_reader *r) {
-    verify_ctx v = {r, RT_OK};
-    herr_t rc = H5Lvisit(r->file, H5_INDEX_NAME, H5_ITER_INC, verify_one, &v);
-    if (v.st != RT_OK) return v.st;
-    if (rc < 0) return ckpt_h5_fail(RT_ERR_FORMAT, r->path, "walking the file");
+    RT_TRY(ckpt_walk_datasets(r, verify_one, NULL));
     if (ckpt_has(r, "/meta")) {
         static const char *const names[] = {"config", "provenance", "retort_version"};
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {

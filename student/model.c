@@ -25,6 +25,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "rt_size.h"
 #include "student_internal.h"
 
 /* --------------------------------------------------------------- plans */
@@ -179,8 +180,8 @@ typedef struct {
     size_t n;
 } act_entry_bf;
 
-static size_t round16(size_t n) { return (n + 15) / 16 * 16; } /* 64 bytes of f32 */
-static size_t round32(size_t n) { return (n + 31) / 32 * 32; } /* 64 bytes of bf16 */
+static size_t round16(size_t n) { return rt_size_round_sat(n, 16); } /* 64 bytes of f32 */
+static size_t round32(size_t n) { return rt_size_round_sat(n, 32); } /* 64 bytes of bf16 */
 
 void student_destroy(student_model *m) {
     if (!m) return;
@@ -261,35 +262,43 @@ rt_status student_create(const student_config *c, int batch, student_precision p
         const size_t f32 = p == STUDENT_F32; /* f32 copies of matmul inputs */
         student_acts *a = &m->act;
         act_entry e[] = {
-            {&a->encoded, B * T * C},
-            {&a->ln1, f32 * Lt * B * T * C},
-            {&a->ln1_mean, Lt * B * T},
-            {&a->ln1_rstd, Lt * B * T},
-            {&a->qkv, Lt * B * T * 3 * A},
-            {&a->att, Lt * B * H * T * T},
-            {&a->atty, Lt * B * T * A},
-            {&a->res2, Lt * B * T * C},
-            {&a->ln2, f32 * Lt * B * T * C},
-            {&a->ln2_mean, Lt * B * T},
-            {&a->ln2_rstd, Lt * B * T},
-            {&a->fch, Lt * B * T * F},
-            {&a->fch_gelu, f32 * Lt * B * T * F},
-            {&a->res3, L * B * T * C},
-            {&a->lnf, f32 * B * T * C},
-            {&a->lnf_mean, B * T},
-            {&a->lnf_rstd, B * T},
-            {&a->logits, B * T * V},
-            {&a->dlogits, tr * B * T * V},
-            {&a->hidden_grad, tr * L * B * T * C},
-            {&a->dres, tr * B * T * C},
-            {&a->dc, tr * B * T * (A > C ? A : C)}, /* dx of ln and of c_proj */
-            {&a->dqkv, tr * B * T * 3 * A},
-            {&a->dfch, f32 * tr * B * T * F},
-            {&a->datt, tr * B * H * T * T},
-            {&a->dfch_gelu, tr * B * T * F},
+            {&a->encoded, RT_SIZE_PROD(B, T, C)},
+            {&a->ln1, RT_SIZE_PROD(f32, Lt, B, T, C)},
+            {&a->ln1_mean, RT_SIZE_PROD(Lt, B, T)},
+            {&a->ln1_rstd, RT_SIZE_PROD(Lt, B, T)},
+            {&a->qkv, RT_SIZE_PROD(Lt, B, T, 3, A)},
+            {&a->att, RT_SIZE_PROD(Lt, B, H, T, T)},
+            {&a->atty, RT_SIZE_PROD(Lt, B, T, A)},
+            {&a->res2, RT_SIZE_PROD(Lt, B, T, C)},
+            {&a->ln2, RT_SIZE_PROD(f32, Lt, B, T, C)},
+            {&a->ln2_mean, RT_SIZE_PROD(Lt, B, T)},
+            {&a->ln2_rstd, RT_SIZE_PROD(Lt, B, T)},
+            {&a->fch, RT_SIZE_PROD(Lt, B, T, F)},
+            {&a->fch_gelu, RT_SIZE_PROD(f32, Lt, B, T, F)},
+            {&a->res3, RT_SIZE_PROD(L, B, T, C)},
+            {&a->lnf, RT_SIZE_PROD(f32, B, T, C)},
+            {&a->lnf_mean, RT_SIZE_PROD(B, T)},
+            {&a->lnf_rstd, RT_SIZE_PROD(B, T)},
+            {&a->logits, RT_SIZE_PROD(B, T, V)},
+            {&a->dlogits, RT_SIZE_PROD(tr, B, T, V)},
+            {&a->hidden_grad, RT_SIZE_PROD(tr, L, B, T, C)},
+            {&a->dres, RT_SIZE_PROD(tr, B, T, C)},
+            {&a->dc, RT_SIZE_PROD(tr, B, T, (A > C ? A : C))}, /* dx of ln and of c_proj */
+            {&a->dqkv, RT_SIZE_PROD(tr, B, T, 3, A)},
+            {&a->dfch, RT_SIZE_PROD(f32, tr, B, T, F)},
+            {&a->datt, RT_SIZE_PROD(tr, B, H, T, T)},
+            {&a->dfch_gelu, RT_SIZE_PROD(tr, B, T, F)},
         };
         size_t total = 0;
-        for (size_t i = 0; i < sizeof e / sizeof e[0]; i++) total += round16(e[i].n);
+        for (size_t i = 0; i < sizeof e / sizeof e[0]; i++)
+            total = rt_size_add_sat(total, round16(e[i].n));
+        /* saturated sums and products end at SIZE_MAX: a shape no machine holds */
+        if (total > SIZE_MAX / sizeof(float)) {
+            st = rt_fail(RT_ERR_NOMEM, "student: activations of batch %d x seq_len %d (n_layer "
+                         "%d, n_head %d) exceed the address space", batch, c->seq_len,
+                         c->n_layer, c->n_head);
+            goto cleanup;
+        }
         m->act_block = rt_alloc_aligned(total * sizeof(float));
         if (!m->act_block) {
             st = rt_fail(RT_ERR_NOMEM, "student: out of memory for %zu MiB of activations",
@@ -304,17 +313,20 @@ rt_status student_create(const student_config *c, int batch, student_precision p
         if (p == STUDENT_BF16) {
             student_acts_bf *ab = &m->abf;
             size_t dy = V > F ? V : F;
-            dy = dy > 3 * A ? dy : 3 * A;
+            dy = dy > 3 * A ? dy : 3 * A; /* each below 2^25: no wrap */
             act_entry_bf eb[] = {
-                {&ab->ln1, Lt * B * T * C},      {&ab->atty, Lt * B * T * A},
-                {&ab->qkv, Lt * B * T * 3 * A},  {&ab->att, Lt * B * H * T * T},
-                {&ab->datt, tr * B * H * T * T},
-                {&ab->ln2, Lt * B * T * C},      {&ab->fch_gelu, Lt * B * T * F},
-                {&ab->lnf, B * T * C},           {&ab->dy, tr * B * T * dy},
+                {&ab->ln1, RT_SIZE_PROD(Lt, B, T, C)},      {&ab->atty, RT_SIZE_PROD(Lt, B, T, A)},
+                {&ab->qkv, RT_SIZE_PROD(Lt, B, T, 3, A)},  {&ab->att, RT_SIZE_PROD(Lt, B, H, T, T)},
+                {&ab->datt, RT_SIZE_PROD(tr, B, H, T, T)},
+                {&ab->ln2, RT_SIZE_PROD(Lt, B, T, C)},      {&ab->fch_gelu, RT_SIZE_PROD(Lt, B, T, F)},
+                {&ab->lnf, RT_SIZE_PROD(B, T, C)},           {&ab->dy, RT_SIZE_PROD(tr, B, T, dy)},
             };
             size_t totb = 0;
-            for (size_t i = 0; i < sizeof eb / sizeof eb[0]; i++) totb += round32(eb[i].n);
-            m->act_bf_block = rt_alloc_aligned(totb * sizeof(uint16_t));
+            for (size_t i = 0; i < sizeof eb / sizeof eb[0]; i++)
+                totb = rt_size_add_sat(totb, round32(eb[i].n));
+            m->act_bf_block = totb > SIZE_MAX / sizeof(uint16_t)
+                                  ? NULL
+                                  : rt_alloc_aligned(totb * sizeof(uint16_t));
             if (!m->act_bf_block) {
                 st = rt_fail(RT_ERR_NOMEM, "student: out of memory for bf16 activations");
                 goto cleanup;

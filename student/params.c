@@ -40,16 +40,24 @@ static const student_block_tensor linear_slot[STUDENT_LIN_N] = {
 };
 
 rt_status student_config_validate(const student_config *c) {
-    const struct { const char *name; int v; } f[] = {
-        {"n_layer", c->n_layer}, {"n_head", c->n_head},         {"d_model", c->d_model},
-        {"d_ff", c->d_ff},       {"vocab_size", c->vocab_size}, {"seq_len", c->seq_len},
+    const struct { const char *name; int v, max; } f[] = {
+        {"n_layer", c->n_layer, STUDENT_MAX_LAYERS},
+        {"n_head", c->n_head, STUDENT_MAX_HEADS},
+        {"d_model", c->d_model, STUDENT_MAX_D_MODEL},
+        {"d_ff", c->d_ff, STUDENT_MAX_D_FF},
+        {"vocab_size", c->vocab_size, STUDENT_MAX_VOCAB},
+        {"seq_len", c->seq_len, STUDENT_MAX_SEQ_LEN},
     };
-    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         if (f[i].v <= 0)
             return rt_fail(RT_ERR_ARGS, "model.%s must be positive (got %d)", f[i].name, f[i].v);
-    if (c->d_head < 0)
-        return rt_fail(RT_ERR_ARGS, "model.d_head must be positive or 0 for d_model / n_head (got %d)",
-                       c->d_head);
+        if (f[i].v > f[i].max)
+            return rt_fail(RT_ERR_ARGS, "model.%s is %d, above retort's maximum of %d", f[i].name,
+                           f[i].v, f[i].max);
+    }
+    if (c->d_head < 0 || c->d_head > STUDENT_MAX_D_MODEL)
+        return rt_fail(RT_ERR_ARGS, "model.d_head must be in 1..%d, or 0 for d_model / n_head "
+                       "(got %d)", STUDENT_MAX_D_MODEL, c->d_head);
     if (c->d_head == 0 && c->d_model % c->n_head != 0)
         return rt_fail(RT_ERR_ARGS, "model.d_model (%d) must be divisible by model.n_head (%d)",
                        c->d_model, c->n_head);

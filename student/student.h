@@ -26,8 +26,19 @@ typedef struct {
                      * removed, so attention width n_head*d_head < d_model */
 } student_config;
 
-/* Checks every field is positive and consistent; the message names the
- * offending field. */
+/* The largest shapes retort builds: the [model] keys of an INI file and
+ * the /config of every file read are held to the same bounds (docs/CONFIG.md),
+ * so a file that lies about its shape is refused before anything is sized
+ * from it. Within them every size product fits 64 bits. */
+#define STUDENT_MAX_LAYERS 1024
+#define STUDENT_MAX_HEADS 1024
+#define STUDENT_MAX_D_MODEL 65536
+#define STUDENT_MAX_D_FF 1048576
+#define STUDENT_MAX_SEQ_LEN 65536
+#define STUDENT_MAX_VOCAB 16777216
+
+/* Checks every field is positive, within the maxima above and consistent;
+ * the message names the offending field. */
 rt_status student_config_validate(const student_config *c);
 /* Per-head width hs (d_head, or d_model / n_head when d_head is 0) and the
  * attention width A = n_head * hs: c_attn is [C, 3A], attn.c_proj [A, C]. */

@@ -899,6 +899,137 @@ static void test_bad_files(void) {
     free(dir), free(good);
 }
 
+/* Replaces dataset `name` by a chunked float32 one declaring dims[nd]
+ * that stores nothing (no chunk written): a few KB claiming any size. With
+ * crc, it carries a checksum attribute as retort writes one. */
+static void forge_dataset(hid_t file, const char *name, int nd, const hsize_t *dims, int crc) {
+    if (H5Lexists(file, name, H5P_DEFAULT) > 0) CU_ASSERT(H5Ldelete(file, name, H5P_DEFAULT) >= 0);
+    hsize_t maxd[2] = {H5S_UNLIMITED, H5S_UNLIMITED}, chunk[2] = {64, 1};
+    hid_t sp = H5Screate_simple(nd, dims, maxd);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, nd, chunk);
+    hid_t d = H5Dcreate2(file, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    CU_ASSERT_FATAL(d >= 0);
+    if (crc) {
+        uint32_t v = 0;
+        hid_t sc = H5Screate(H5S_SCALAR);
+        hid_t a = H5Acreate2(d, "checksum", H5T_STD_U32LE, sc, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, H5T_NATIVE_UINT32, &v);
+        H5Aclose(a), H5Sclose(sc);
+    }
+    H5Dclose(d), H5Pclose(dcpl), H5Sclose(sp);
+}
+
+/* issue 16 items 2, 7, 11: sizes a file declares are bounded before any
+ * allocation. /config is held to the INI keys' maxima (a file claiming
+ * 100,000 layers is refused at open, at once); the datasets /config implies
+ * are checked (present, shaped, stored) before a model is built from it;
+ * `--verify` neither multiplies a forged extent unchecked nor calls a
+ * dataset without a checksum verified. */
+static void test_forged_sizes(void) {
+    char *dir = make_tmpdir();
+    char *good = join(dir, "good.h5");
+    fixture f;
+    fixture_init(&f, SMALL, 4, 1);
+    CU_ASSERT_EQUAL_FATAL(ckpt_save(good, &f.c), RT_OK);
+    ckpt_reader *r = NULL;
+    student_model *m = NULL;
+
+    /* lying /config values: refused at open, naming the key */
+    struct {
+        const char *key;
+        long long v;
+        const char *needle;
+    } lies[] = {
+        {"n_layer", 100000, "model.n_layer is 100000, above retort's maximum of 1024"},
+        {"d_model", 0, "model.d_model must be positive"},
+        {"d_model", 1LL << 31, "/config d_model is 2147483648, too large"},
+        {"vocab_size", (1LL << 31) - 1, "model.vocab_size is 2147483647, above"},
+        {"seq_len", 1 << 30, "model.seq_len is 1073741824, above"},
+        {"n_head", 5, "must be divisible by model.n_head"},
+    };
+    char *p = join(dir, "lie.h5");
+    for (size_t i = 0; i < sizeof lies / sizeof lies[0]; i++) {
+        copy_file(good, p);
+        hid_t fl = h5_rw(p), g = H5Gopen2(fl, "/config", H5P_DEFAULT);
+        /* stored as int64, as another tool may write it (an int32 attribute
+         * would clamp 2^31) */
+        CU_ASSERT(H5Adelete(g, lies[i].key) >= 0);
+        hid_t sc = H5Screate(H5S_SCALAR);
+        hid_t a = H5Acreate2(g, lies[i].key, H5T_STD_I64LE, sc, H5P_DEFAULT, H5P_DEFAULT);
+        CU_ASSERT(H5Awrite(a, H5T_NATIVE_LLONG, &lies[i].v) >= 0);
+        H5Aclose(a), H5Sclose(sc), H5Gclose(g), H5Fclose(fl);
+        double t0 = now_s();
+        CU_ASSERT(error_is(ckpt_load_model(p, 1, STUDENT_F32, 0, &m, NULL), RT_ERR_FORMAT, p,
+                           lies[i].needle));
+        CU_ASSERT(now_s() - t0 < 5.0);
+        CU_ASSERT_PTR_NULL(m);
+    }
+
+    /* /config within bounds, but the datasets it implies are not there:
+     * the error names the first missing one and nothing is built */
+    copy_file(good, p);
+    {
+        hid_t fl = h5_rw(p), g = H5Gopen2(fl, "/config", H5P_DEFAULT);
+        set_attr_int(g, "n_layer", 1000);
+        H5Gclose(g), H5Fclose(fl);
+    }
+    CU_ASSERT(error_is(ckpt_load_model(p, 1, STUDENT_F32, 0, &m, NULL), RT_ERR_FORMAT, p,
+                       "/model/transformer.h.2.ln_1.weight is missing"));
+    CU_ASSERT_PTR_NULL(m);
+
+    /* the largest vocabulary allowed, and a wte of that shape that stores
+     * nothing: refused as forged before 2 GiB of weights are allocated */
+    copy_file(good, p);
+    {
+        hid_t fl = h5_rw(p), g = H5Gopen2(fl, "/config", H5P_DEFAULT);
+        set_attr_int(g, "vocab_size", 16777216);
+        H5Gclose(g);
+        hsize_t dims[2] = {16777216, 32};
+        forge_dataset(fl, "/model/transformer.wte.weight", 2, dims, 1);
+        H5Fclose(fl);
+    }
+    CU_ASSERT(error_is(ckpt_load_model(p, 1, STUDENT_F32, 0, &m, NULL), RT_ERR_FORMAT, p,
+                       "/model/transformer.wte.weight declares 536870912 elements"));
+    CU_ASSERT(strstr(rt_last_error(), "truncated or forged") != NULL);
+    CU_ASSERT_PTR_NULL(m);
+
+    /* --verify on an extra dataset declaring 2^62 floats (n*4 wraps to 0) */
+    copy_file(good, p);
+    {
+        hid_t fl = h5_rw(p);
+        hsize_t dims[1] = {(hsize_t)1 << 62};
+        forge_dataset(fl, "/state/forged", 1, dims, 1);
+        H5Fclose(fl);
+    }
+    CU_ASSERT_EQUAL_FATAL(ckpt_open(p, &r), RT_OK);
+    CU_ASSERT(error_is(ckpt_verify(r), RT_ERR_FORMAT, p, "/state/forged declares"));
+    ckpt_reader_close(r);
+    r = NULL;
+
+    /* --verify on a dataset without a checksum: not "OK" (item 7) */
+    copy_file(good, p);
+    {
+        hid_t fl = h5_rw(p);
+        hid_t d = H5Dopen2(fl, "/model/transformer.ln_f.bias", H5P_DEFAULT);
+        CU_ASSERT(H5Adelete(d, "checksum") >= 0);
+        H5Dclose(d), H5Fclose(fl);
+    }
+    CU_ASSERT_EQUAL_FATAL(ckpt_open(p, &r), RT_OK);
+    CU_ASSERT(error_is(ckpt_verify(r), RT_ERR_FORMAT, p,
+                       "/model/transformer.ln_f.bias has no checksum attribute"));
+    ckpt_reader_close(r);
+    r = NULL;
+
+    /* and the good file still verifies */
+    CU_ASSERT_EQUAL_FATAL(ckpt_open(good, &r), RT_OK);
+    CU_ASSERT_EQUAL(ckpt_verify(r), RT_OK);
+    ckpt_reader_close(r);
+    fixture_free(&f);
+    rm_rf(dir);
+    free(dir), free(good), free(p);
+}
+
 /* Flips one random bit at many places across a whole file: every read
  * must either fail with a status or return exactly the saved data (a flip
  * in padding or free space changes nothing). Never a crash, never silently
@@ -1412,6 +1543,7 @@ int main(void) {
         {"layout", test_layout},
         {"deploy_kind", test_deploy_kind},
         {"bad_files", test_bad_files},
+        {"forged_sizes", test_forged_sizes},
         {"bitflip_sweep", test_bitflip_sweep},
         {"failed_saves_keep_previous", test_failed_saves_keep_previous},
         {"rotation", test_rotation},

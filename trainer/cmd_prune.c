@@ -285,6 +285,7 @@ static rt_status prune_run(const prune_opts *o) {
 
     if ((st = ckpt_open(o->model, &r)) != RT_OK) goto cleanup;
     if ((st = ckpt_require_kind(r, "train", "pruning")) != RT_OK) goto cleanup;
+    if ((st = ckpt_check_model(r)) != RT_OK) goto cleanup; /* before sizing anything by it */
     const student_config c = *ckpt_reader_config(r);
     const int L = c.n_layer, C = c.d_model, F = c.d_ff, H = c.n_head;
     /* Calibration needs every layer's matmul inputs, which only a

@@ -58,7 +58,9 @@ static rt_status run_model_config(const trainer_config *cfg, int64_t vocab, stud
         ckpt_reader *r = NULL;
         RT_TRY(ckpt_open(cfg->train.init, &r));
         *out = *ckpt_reader_config(r);
+        rt_status st = ckpt_check_model(r); /* before a model is sized by its /config */
         ckpt_reader_close(r);
+        RT_TRY(st);
         if (out->vocab_size != vocab)
             return rt_fail(RT_ERR_MISMATCH,
                            "%s (train.init): vocabulary of %d tokens, but %s has %lld",
@@ -75,7 +77,9 @@ static rt_status check_teacher(const trainer_config *cfg, const student_config *
     ckpt_reader *r = NULL;
     RT_TRY(ckpt_open(cfg->distill.teacher, &r));
     *tc = *ckpt_reader_config(r);
+    rt_status st = ckpt_check_model(r); /* before a teacher is sized by its /config */
     ckpt_reader_close(r);
+    RT_TRY(st);
     const char *tp = cfg->distill.teacher;
     if (tc->vocab_size != sc->vocab_size)
         return rt_fail(RT_ERR_MISMATCH,
@@ -158,6 +162,10 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
     /* the frozen teacher */
     ckpt_reader *r = NULL;
     if ((st = ckpt_open(cfg->distill.teacher, &r)) != RT_OK) goto cleanup;
+    if ((st = ckpt_check_model(r)) != RT_OK) {
+        ckpt_reader_close(r);
+        goto cleanup;
+    }
     teacher_config tc = {
         .model = *ckpt_reader_config(r),
         .batch = rs.mb,
