@@ -254,6 +254,14 @@ static void test_errors(void) {
                  "e3.ini:3", "model.n_layer", "integer", "'four'", NULL);
     expect_error(load_text("e3b.ini", "[train]\nsteps = 10.5\n", NULL, 0, &c), RT_ERR_ARGS,
                  "e3b.ini:2", "train.steps", NULL);
+    /* issue 16 item 16: strtod's other spellings are not integers */
+    expect_error(load_text("e3c.ini", "[train]\nsteps = 0x10\n", NULL, 0, &c), RT_ERR_ARGS,
+                 "e3c.ini:2", "train.steps", "integer", "'0x10'", NULL);
+    expect_error(load_text("e3d.ini", "[train]\nsteps = inf\n", NULL, 0, &c), RT_ERR_ARGS,
+                 "e3d.ini:2", "train.steps", NULL);
+    const char *hex_set[] = {"model.n_layer=0X2"};
+    expect_error(trainer_config_load(NULL, hex_set, 1, &c), RT_ERR_ARGS, "model.n_layer",
+                 "'0X2'", NULL);
     expect_error(load_text("e4.ini", "[model]\nn_layer = 0\n", NULL, 0, &c), RT_ERR_ARGS,
                  "e4.ini:2", "model.n_layer", "[1, 1024]", "'0'", NULL);
     expect_error(load_text("e4b.ini", "[train]\nbeta2 = 1\n", NULL, 0, &c), RT_ERR_ARGS,

@@ -17,6 +17,7 @@
 #include <ini.h>
 
 #include "cli.h"
+#include "student.h"
 
 #define K_INT(s, k, f, d, lo, hi, h)                                                       \
     {.section = s, .key = k, .type = TRAINER_KEY_INT, FIELD_(f), .def = d, .min = lo,        \
@@ -45,13 +46,13 @@ static rt_status check_nm(const char *v);
 _Static_assert(sizeof(trainer_precision) == sizeof(int), "enum fields are read as int");
 
 static const trainer_config_key keys[] = {
-    K_INT("model", "n_layer", model.n_layer, "4", 1, 1024, "Transformer blocks."),
-    K_INT("model", "n_head", model.n_head, "4", 1, 1024,
+    K_INT("model", "n_layer", model.n_layer, "4", 1, STUDENT_MAX_LAYERS, "Transformer blocks."),
+    K_INT("model", "n_head", model.n_head, "4", 1, STUDENT_MAX_HEADS,
           "Attention heads; d_model must be divisible by n_head."),
-    K_INT("model", "d_model", model.d_model, "256", 1, 65536, "Residual stream width."),
-    K_INT("model", "d_ff", model.d_ff, "1024", 1, 1048576,
+    K_INT("model", "d_model", model.d_model, "256", 1, STUDENT_MAX_D_MODEL, "Residual stream width."),
+    K_INT("model", "d_ff", model.d_ff, "1024", 1, STUDENT_MAX_D_FF,
           "MLP hidden width (GPT-2 uses 4 * d_model)."),
-    K_INT("model", "seq_len", model.seq_len, "128", 1, 65536,
+    K_INT("model", "seq_len", model.seq_len, "128", 1, STUDENT_MAX_SEQ_LEN,
           "Context length in tokens (rows of the position embedding). The vocabulary size "
           "is not a key: it comes from the data."),
 
@@ -296,8 +297,10 @@ static bool in_bounds(const trainer_config_key *k, double x) {
     return true;
 }
 
-/* Integers may be written plainly or, when exactly integral, as "1e6". */
+/* Integers may be written plainly or, when exactly integral, as "1e6";
+ * nothing else: strtod would also take hex ("0x10"), "inf" and "nan". */
 static bool parse_integer(const char *v, int64_t *out) {
+    if (v[strspn(v, "+-0123456789.eE")] != '\0') return false;
     char *end = NULL;
     errno = 0;
     long long x = strtoll(v, &end, 10);
