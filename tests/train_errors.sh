@@ -71,5 +71,10 @@ expect_err nz "vocabulary" mpirun -np 2 "$RETORT" train --config ok.ini --set di
   --set train.steps=2 2>/dev/null || fail "seq-16 teacher failed"
 expect_err nz "seq_len" mpirun -np 2 "$RETORT" train --config ok.ini --set distill.teachers=1 \
   --set distill.teacher=runs/s16/final.h5
+# QAT on a bf16 student is refused before the first step, not at
+# qat.start_step (where it used to die, the steps before it lost)
+expect_err 2 "train.precision = f32" "$RETORT" train --config ok.ini --set train.run_dir=runs/qbf \
+  --set train.precision=bf16 --set qat.enabled=true --set qat.start_step=5
+[ ! -e runs/qbf/metrics.jsonl ] || fail "QAT + bf16 trained steps before refusing"
 [ ! -e runs/ok/metrics.jsonl.tmp ] || fail "stray files"
 echo "train_errors: ok"

@@ -136,7 +136,7 @@ static const trainer_config_key keys[] = {
            "Matmul precision of the teacher's forward pass."),
 
     K_BOOL("qat", "enabled", qat.enabled, "false", "Quantization-aware training (int8 fake "
-           "quantization of weights and activations)."),
+           "quantization of weights and activations); needs train.precision = f32."),
     K_INT64("qat", "start_step", qat.start_step, "0", 0, INFINITY,
             "Step at which fake quantization starts."),
     K_INT("qat", "calib_steps", qat.calib_steps, "8", 0, 1000000,

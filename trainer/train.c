@@ -950,6 +950,12 @@ int trainer_cmd_train(int argc, char **argv) {
                      "prune.method: retort prunes after training, not during it: run `retort "
                      "prune` on a checkpoint and fine-tune the result with train.init (its masks "
                      "stay fixed)");
+    /* student_qat_enable refuses bf16 models; say so before any step runs
+     * rather than at qat.start_step, hours into the run */
+    if (st == RT_OK && cfg.qat.enabled && cfg.train.precision == TRAINER_PRECISION_BF16)
+        st = rt_fail(RT_ERR_ARGS,
+                     "qat.enabled = true needs train.precision = f32 (quantization-aware "
+                     "training fake-quantizes f32 weights; bf16 students are not supported)");
     if (st == RT_OK && cfg.distill.teachers > 0 && !cfg.distill.teacher[0])
         st = rt_fail(RT_ERR_ARGS, "distill.teachers = %d needs distill.teacher (a checkpoint)",
                      cfg.distill.teachers);
