@@ -32,7 +32,9 @@ struct student_qat {
     size_t *woff;   /* (n) */
     uint8_t *mask;  /* training: per layer (3*M*C + M*F), M = max_B*T */
     size_t mask_layer, mc; /* floats per layer of mask; M*max(C, A) */
+    int observe_next; /* student_qat_observe_next: the next forward may observe */
     int observing;  /* this forward updates the ranges */
+    int pending;    /* forwards observed since the last student_qat_step_end */
 };
 
 size_t student_qat_state_size(const student_config *c) { return ST_HDR + 8 * (size_t)c->n_layer; }
@@ -54,10 +56,27 @@ static int calibrating(const struct student_qat *q) {
     return !q->state[ST_FREEZE] || q->state[ST_SEEN] < q->state[ST_CALIB];
 }
 
+/* Some forward has set the ranges (a step counted, or one in progress). */
+static int has_ranges(const struct student_qat *q) {
+    return q->state[ST_SEEN] >= 1.0f || q->pending > 0;
+}
+
+void student_qat_observe_next(student_model *m) {
+    if (m->qat) m->qat->observe_next = 1;
+}
+
+void student_qat_step_end(student_model *m) {
+    struct student_qat *q = m->qat;
+    if (!q || q->pending == 0) return;
+    q->state[ST_SEEN] += 1.0f;
+    q->pending = 0;
+}
+
 int student_qat_calibrating(const student_model *m) { return m->qat && calibrating(m->qat); }
 
 void student_qat_end_calibration(student_model *m) {
     if (!m->qat) return;
+    student_qat_step_end(m);
     m->qat->state[ST_FREEZE] = 1.0f;
     m->qat->state[ST_CALIB] = m->qat->state[ST_SEEN];
 }
@@ -151,6 +170,7 @@ rt_status student_qat_set_state(student_model *m, const float *state, size_t n) 
         if (!isfinite(state[i]))
             return rt_fail(RT_ERR_FORMAT, "QAT state value %zu is not finite", i);
     memcpy(m->qat->state, state, n * sizeof(float));
+    m->qat->pending = 0;
     m->qat->cfg.asymmetric = state[ST_ASYM] != 0.0f;
     return RT_OK;
 }
@@ -163,7 +183,7 @@ static student_act_quant quantizer(const struct student_qat *q, int i) {
 rt_status student_qat_act_params(const student_model *m, student_act_quant *aq) {
     if (!m->qat)
         return rt_fail(RT_ERR_ARGS, "student_qat_act_params: QAT / calibration is not enabled");
-    if (m->qat->state[ST_SEEN] < 1.0f)
+    if (!has_ranges(m->qat))
         return rt_fail(RT_ERR_ARGS, "student_qat_act_params: no forward has been observed yet");
     for (int i = 0; i < m->qat->n; i++) aq[i] = quantizer(m->qat, i);
     return RT_OK;
@@ -171,12 +191,13 @@ rt_status student_qat_act_params(const student_model *m, student_act_quant *aq) 
 
 void student_qat_forward_begin(student_model *m) {
     struct student_qat *q = m->qat;
-    q->observing = calibrating(q);
+    q->observing = q->observe_next && calibrating(q);
+    q->observe_next = 0;
     if (q->wq) refresh_weights(m);
 }
 
 void student_qat_forward_end(student_model *m) {
-    if (m->qat->observing) m->qat->state[ST_SEEN] += 1.0f;
+    if (m->qat->observing) m->qat->pending++;
     m->qat->observing = 0;
 }
 
@@ -232,7 +253,7 @@ void student_qat_act(student_model *m, int l, int k, float *x, size_t n) {
         const int calib = q->state[ST_SEEN] < q->state[ST_CALIB];
         float e = q->cfg.ema;
         if (!calib && e == 0.0f) e = 0.01f; /* tracking past calibration (freeze = 0) */
-        if (q->state[ST_SEEN] == 0.0f) {
+        if (!has_ranges(q)) {
             r[0] = lo, r[1] = hi;
         } else if (e == 0.0f) {
             r[0] = lo < r[0] ? lo : r[0];
@@ -242,13 +263,15 @@ void student_qat_act(student_model *m, int l, int k, float *x, size_t n) {
             r[1] += e * (hi - r[1]);
         }
     }
-    if (!q->wq) return; /* observe_only */
+    /* observe_only, or a forward before any observed one: no range yet
+     * (an observing forward has just set this one) */
+    if (!q->wq || !(q->observing || has_ranges(q))) return;
     fq_act(x, n, quantizer(q, i), m->training ? mask_of(m, l, k) : NULL);
 }
 
 void student_qat_act_apply(const student_model *m, int l, int k, float *x, size_t n) {
     const struct student_qat *q = m->qat;
-    if (!q->wq || q->state[ST_SEEN] < 1.0f) return;
+    if (!q->wq || !has_ranges(q)) return;
     fq_act(x, n, quantizer(q, l * 4 + k), NULL);
 }
 

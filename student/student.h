@@ -395,8 +395,12 @@ size_t student_count_zeros(const float *x, size_t n);
  * input dimension / 127, recomputed from the current weights every
  * forward) and fq_a: int8 per tensor, symmetric (q in [-127, 127]) or
  * asymmetric (q in [0, 255] with a zero point), from a range observed over
- * the first calib_steps forwards (running min/max, or an EMA of the
- * per-forward range) and then frozen. The tied LM head and the embeddings
+ * the training forwards of the first calib_steps steps (running min/max,
+ * or an EMA of the per-forward range) and then frozen. Only forwards that
+ * the caller marks with student_qat_observe_next are observed (training
+ * micro-batches), so evaluation and generation never move the ranges that
+ * the int8 export will use; a step counts once student_qat_step_end ends
+ * it, however many micro-batches it had. The tied LM head and the embeddings
  * stay f32 (the head shares wte with the embedding lookup; an int8 deploy
  * runs it in bf16 and stores wte as weight-only int8 per row, which costs
  * far less accuracy than per-tensor activations would; see quant.c).
@@ -408,9 +412,9 @@ size_t student_count_zeros(const float *x, size_t n);
  * frozen calibrated range is what the int8 deploy uses, so training sees
  * exactly the arithmetic inference will do. f32 models only. */
 typedef struct {
-    int calib_steps;  /* forwards whose activation ranges are observed, >= 1 */
+    int calib_steps;  /* steps whose training forwards are observed, >= 1 */
     int asymmetric;   /* 0: int8 symmetric activations; 1: uint8 with a zero point */
-    int freeze;       /* 1: ranges frozen after calib_steps forwards; 0: keep
+    int freeze;       /* 1: ranges frozen after calib_steps steps; 0: keep
                          tracking them (EMA, momentum `ema` or 0.01) forever */
     float ema;        /* 0: running min/max during calibration; in (0, 1): EMA
                          momentum of the per-forward min/max */
@@ -429,9 +433,16 @@ int student_qat_enabled(const student_model *m);
 int student_qat_calibrating(const student_model *m);
 /* Freezes the activation ranges now (calibration ends early). */
 void student_qat_end_calibration(student_model *m);
+/* The next student_forward observes activation ranges (if calibration is
+ * not over); every other forward leaves them alone. Call it before each
+ * training micro-batch's forward. No-op when QAT is off. */
+void student_qat_observe_next(student_model *m);
+/* Ends a training step: if any of its forwards was observed, one more
+ * calibration step is counted. No-op when QAT is off. */
+void student_qat_step_end(student_model *m);
 
 /* Observer state as floats, for checkpoints (/qat/state): n =
- * student_qat_state_size(cfg) = 4 + 2 * 4 * n_layer: forwards observed,
+ * student_qat_state_size(cfg) = 4 + 2 * 4 * n_layer: steps observed,
  * asymmetric, calib_steps, freeze, then (min, max) per linear input in
  * (layer, student_linear) order. The pointer is the model's, valid until
  * the next forward or disable; NULL when QAT is off. */

@@ -330,9 +330,11 @@ void student_int8_free(student_model *m);
 /* ------------------------------------------------------- QAT (qat.c) */
 
 /* Start of a forward: refresh the fake-quantized weights from the
- * current ones. */
+ * current ones; the forward observes ranges only when
+ * student_qat_observe_next asked for it and calibration is not over. */
 void student_qat_forward_begin(student_model *m);
-/* End of a forward: counts it towards calibration. */
+/* End of a forward: an observed one makes the step count (see
+ * student_qat_step_end). */
 void student_qat_forward_end(student_model *m);
 /* The fake-quantized weight of linear k of block l, or NULL when the
  * forward should use the plain weight (QAT off or observe_only). */

@@ -35,6 +35,14 @@ static void tokens(int32_t *t, int n, int V) {
     for (int i = 0; i < n; i++) t[i] = (int32_t)(rng() % (uint64_t)V);
 }
 
+/* One training step of one micro-batch as far as QAT sees it: an observed
+ * forward, then the step's end (calibration counts steps). */
+static void calib_forward(student_model *m, const int32_t *in) {
+    student_qat_observe_next(m);
+    CU_ASSERT_FATAL(student_forward(m, in, NB) == RT_OK);
+    student_qat_step_end(m);
+}
+
 static student_model *make(int training, uint64_t seed) {
     student_model *m = NULL;
     CU_ASSERT_FATAL(student_create(&CFG, NB, STUDENT_F32, training, &m) == RT_OK);
@@ -181,7 +189,7 @@ static void fq_forward(int asym) {
     /* calibrate on this very batch: the range is then its min/max */
     student_qat_config qc = {.calib_steps = 1, .asymmetric = asym, .freeze = 1};
     CU_ASSERT_FATAL(student_qat_enable(m, &qc) == RT_OK);
-    CU_ASSERT_FATAL(student_forward(m, in, NB) == RT_OK);
+    calib_forward(m, in);
     CU_ASSERT(!student_qat_calibrating(m));
     const student_acts *a = &m->act;
     const float *P = m->params;
@@ -290,7 +298,7 @@ static void test_ste_model(void) {
     tokens(tg, NB * T, CFG.vocab_size);
     student_qat_config qc = {.calib_steps = 1, .freeze = 1};
     CU_ASSERT_FATAL(student_qat_enable(m, &qc) == RT_OK);
-    ce_loss(m, in, tg, 0); /* calibrates, then ranges are frozen */
+    calib_forward(m, in); /* calibrates, then ranges are frozen */
     /* narrow block 0's mlp.c_proj input range so that some inputs clip */
     size_t ns;
     const float *cur = student_qat_state(m, &ns);
@@ -367,12 +375,14 @@ static void test_qat_trains(void) {
                 tg[b * T + t] = (start + 5 * (t + 1)) % V;
             }
         }
+        student_qat_observe_next(m);
         CU_ASSERT_FATAL(student_forward(m, in, NB) == RT_OK);
         const double loss = student_loss_ce(student_logits(m), tg, n, V, student_dlogits(m),
                                             1.0f / (float)n) / n;
         CU_ASSERT_FATAL(student_backward(m, NB) == RT_OK);
         student_adamw_step(m, 3e-3f, 0.9f, 0.95f, 1e-8f, 0.0f, step);
         student_zero_grad(m);
+        student_qat_step_end(m);
         if (step == 1) first = loss;
         last = loss;
     }
@@ -380,6 +390,68 @@ static void test_qat_trains(void) {
            student_qat_calibrating(m));
     CU_ASSERT(last < 0.5 * first);
     CU_ASSERT(!student_qat_calibrating(m));
+    student_destroy(m);
+}
+
+/* Calibration counts steps, not forwards, and sees only the forwards
+ * marked as training (issue 16 item 5): with calib_steps = 2 and two
+ * micro-batches a step, a range after step 1 is the min/max over both of
+ * its batches (each measured alone on a fresh model), calibration goes
+ * on until step 2 ends, and an unmarked forward (evaluation) on other data
+ * leaves the observer state bit-identical, during and after calibration. */
+static void test_qat_calibration_steps(void) {
+    const int T = CFG.seq_len, V = CFG.vocab_size;
+    int32_t in[4][NB * 16], ev[NB * 16];
+    for (int i = 0; i < 4; i++) tokens(in[i], NB * T, V);
+    tokens(ev, NB * T, V);
+    for (int i = 0; i < NB * T; i++) ev[i] = ev[i] % 3; /* other data: a few tokens */
+    const student_qat_config qc = {.calib_steps = 2, .freeze = 1};
+    student_model *m = make(1, 17), *one[2];
+    CU_ASSERT_FATAL(student_qat_enable(m, &qc) == RT_OK);
+    for (int i = 0; i < 2; i++) {
+        one[i] = make(1, 17);
+        CU_ASSERT_FATAL(student_qat_enable(one[i], &qc) == RT_OK);
+        calib_forward(one[i], in[i]);
+    }
+    size_t ns;
+    const float *st = student_qat_state(m, &ns);
+    float *snap = malloc(ns * sizeof *snap);
+
+    /* step 1: two observed micro-batches, then an evaluation forward */
+    for (int j = 0; j < 2; j++) {
+        student_qat_observe_next(m);
+        CU_ASSERT_FATAL(student_forward(m, in[j], NB) == RT_OK);
+    }
+    student_qat_step_end(m);
+    CU_ASSERT(st[0] == 1.0f);
+    CU_ASSERT(student_qat_calibrating(m));
+    const float *r0 = student_qat_state(one[0], &ns), *r1 = student_qat_state(one[1], &ns);
+    /* block 0's c_attn input (ln_1 of the embeddings) is the one range
+     * that no earlier quantizer shapes, so it is comparable across models */
+    CU_ASSERT(st[4] == fminf(r0[4], r1[4]) && st[5] == fmaxf(r0[5], r1[5]));
+    CU_ASSERT(r0[4] != r1[4] || r0[5] != r1[5]); /* the two batches differ */
+    memcpy(snap, st, ns * sizeof *snap);
+    CU_ASSERT_FATAL(student_forward(m, ev, NB) == RT_OK);
+    CU_ASSERT(memcmp(snap, st, ns * sizeof *snap) == 0);
+
+    /* step 2 ends calibration; then neither kind of forward moves a range */
+    for (int j = 2; j < 4; j++) {
+        student_qat_observe_next(m);
+        CU_ASSERT_FATAL(student_forward(m, in[j], NB) == RT_OK);
+    }
+    CU_ASSERT(student_qat_calibrating(m)); /* until the step ends */
+    student_qat_step_end(m);
+    CU_ASSERT(st[0] == 2.0f);
+    CU_ASSERT(!student_qat_calibrating(m));
+    memcpy(snap, st, ns * sizeof *snap);
+    CU_ASSERT_FATAL(student_forward(m, ev, NB) == RT_OK);
+    calib_forward(m, ev);
+    CU_ASSERT(memcmp(snap, st, ns * sizeof *snap) == 0);
+    printf("\n    after 2 steps of 2 micro-batches: %g steps counted, calibrating %d",
+           (double)st[0], student_qat_calibrating(m));
+    free(snap);
+    student_destroy(one[0]);
+    student_destroy(one[1]);
     student_destroy(m);
 }
 
@@ -409,7 +481,7 @@ static void int8_matches_qat(int asym) {
     dequant_rows(student_params(ref) + ref->offset[1], T, CFG.d_model);
     student_qat_config qc = {.calib_steps = 1, .asymmetric = asym, .freeze = 1};
     CU_ASSERT_FATAL(student_qat_enable(ref, &qc) == RT_OK);
-    CU_ASSERT_FATAL(student_forward(ref, in, NB) == RT_OK);
+    calib_forward(ref, in);
     student_act_quant aq[8];
     CU_ASSERT_FATAL(student_qat_act_params(ref, aq) == RT_OK);
     ckpt_deploy d = {.cfg = CFG, .params = student_params(ref), .act = aq, .tokenizer = "data/"};
@@ -519,6 +591,7 @@ int main(void) {
         {"ste_op", test_ste_op},
         {"ste_model", test_ste_model},
         {"qat_trains", test_qat_trains},
+        {"qat_calibration_steps", test_qat_calibration_steps},
         {"int8_symmetric", test_int8_symmetric},
         {"int8_asymmetric", test_int8_asymmetric},
         {"f32_deploy", test_f32_deploy},

@@ -87,8 +87,10 @@ static rt_status calibrate(student_model *m, const char *shard, int n_windows,
             if ((st = data_shard_read_window(sh, (w + r) * T, T, in + (size_t)r * T, NULL)) !=
                 RT_OK)
                 goto cleanup;
+        student_qat_observe_next(m);
         if ((st = student_forward(m, in, rows)) != RT_OK) goto cleanup;
     }
+    student_qat_step_end(m);
     st = student_qat_act_params(m, aq);
     fprintf(stderr, "export: calibrated activation ranges on %lld windows of %s\n",
             (long long)windows, shard);

@@ -140,7 +140,8 @@ static const trainer_config_key keys[] = {
     K_INT64("qat", "start_step", qat.start_step, "0", 0, INFINITY,
             "Step at which fake quantization starts."),
     K_INT("qat", "calib_steps", qat.calib_steps, "8", 0, 1000000,
-          "Steps observing activation ranges before the scales are set."),
+          "Steps whose training micro-batches set the activation ranges (evaluation "
+          "forwards never do) before the scales are frozen."),
     K_ENUM("qat", "act", qat.act, "symmetric", "symmetric|asymmetric",
            "Activation quantization: symmetric (scale) or asymmetric (scale + zero point)."),
     K_BOOL("qat", "freeze_scales", qat.freeze_scales, "true",

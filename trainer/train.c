@@ -596,6 +596,7 @@ static rt_status micro_step(student_run *s, int64_t step, int j, double *sums) {
     const run_shape *rs = &s->rs;
     const int T = rs->T, V = rs->V, n_pos = rs->mb * T;
     const int32_t *in = s->inputs + (size_t)j * n_pos, *tg = s->targets + (size_t)j * n_pos;
+    student_qat_observe_next(s->m); /* QAT calibrates on training batches only */
     RT_TRY(student_forward(s->m, in, rs->mb));
     float *logits = student_logits(s->m), *dl = student_dlogits(s->m);
     const float per_rank = 1.0f / (float)((int64_t)rs->b * T); /* mean over this rank's rows */
@@ -841,6 +842,7 @@ static rt_status student_train(student_run *s) {
         /* defensive: masked weights stay exactly zero whatever the optimizer state */
         if (s->mask) student_apply_mask(student_params(s->m), s->mask, nblock);
         student_zero_grad(s->m);
+        student_qat_step_end(s->m);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         const double step_s =
             (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
