@@ -5,7 +5,9 @@
  * F=64 != 4C, V=67, T=16, B=3) with random weights written out in plain
  * torch with Hugging Face semantics and computed in float64. Compared here:
  * logits, hidden states, CE, every parameter gradient, the distillation
- * kernels (top-k + tail and dense KL, reverse KL, JSD), two AdamW steps,
+ * kernels (top-k + tail and dense KL, reverse KL, JSD), the feature-map
+ * loss (MSE, cosine, with and without a projection; its own fixture,
+ * tests/fixtures/gen_feature_fixture.py), two AdamW steps,
  * the bf16 mode (looser tolerances), and, with no PyTorch involved, central
  * finite differences of the loss and KV-cache decoding against the full
  * forward. Every comparison prints its maximum difference and states its
@@ -25,6 +27,7 @@ typedef struct {
     char name[96];
     char dtype[4];
     size_t count, offset;
+    int file; /* which of fx.blob */
 } fx_entry;
 
 static struct {
@@ -32,44 +35,53 @@ static struct {
     int L, H, C, F, V, T, B;
     float kd_T;
     int kd_k;
+    int feat_n, feat_cs, feat_ct; /* feature_fixture: rows, widths */
     fx_entry *e;
-    int n;
-    unsigned char *blob;
-    size_t blob_size;
+    int n, cap;
+    unsigned char *blob[2];
+    size_t blob_size[2];
 } fx;
 
-static int fx_load(void) {
+/* Appends the arrays of fixture file `file` (<stem>.txt index + .bin). */
+static int fx_load_file(int file, const char *stem) {
     char path[1024], line[256];
-    snprintf(path, sizeof path, "%s/student_fixture.txt", RT_FIXTURES_DIR);
+    snprintf(path, sizeof path, "%s/%s.txt", RT_FIXTURES_DIR, stem);
     FILE *f = fopen(path, "r");
     if (!f) {
-        fprintf(stderr, "cannot open %s (run tests/fixtures/gen_student_fixture.py)\n", path);
+        fprintf(stderr, "cannot open %s (run tests/fixtures/gen_*_fixture.py)\n", path);
         return -1;
     }
-    int cap = 0;
     while (fgets(line, sizeof line, f)) {
         if (sscanf(line, "config %d %d %d %d %d %d %d", &fx.L, &fx.H, &fx.C, &fx.F, &fx.V, &fx.T,
                    &fx.B) == 7)
             continue;
         if (sscanf(line, "kd %f %d", &fx.kd_T, &fx.kd_k) == 2) continue;
-        if (fx.n == cap) {
-            cap = cap ? 2 * cap : 256;
-            fx.e = realloc(fx.e, (size_t)cap * sizeof *fx.e);
+        if (sscanf(line, "feature %d %d %d", &fx.feat_n, &fx.feat_cs, &fx.feat_ct) == 3) continue;
+        if (fx.n == fx.cap) {
+            fx.cap = fx.cap ? 2 * fx.cap : 256;
+            fx.e = realloc(fx.e, (size_t)fx.cap * sizeof *fx.e);
         }
         fx_entry *e = &fx.e[fx.n];
+        e->file = file;
         if (sscanf(line, "%95s %3s %zu %zu", e->name, e->dtype, &e->count, &e->offset) == 4) fx.n++;
     }
     fclose(f);
-    snprintf(path, sizeof path, "%s/student_fixture.bin", RT_FIXTURES_DIR);
+    snprintf(path, sizeof path, "%s/%s.bin", RT_FIXTURES_DIR, stem);
     f = fopen(path, "rb");
     if (!f) return -1;
     fseek(f, 0, SEEK_END);
-    fx.blob_size = (size_t)ftell(f);
+    fx.blob_size[file] = (size_t)ftell(f);
     fseek(f, 0, SEEK_SET);
-    fx.blob = malloc(fx.blob_size);
-    size_t got = fread(fx.blob, 1, fx.blob_size, f);
+    fx.blob[file] = malloc(fx.blob_size[file]);
+    size_t got = fread(fx.blob[file], 1, fx.blob_size[file], f);
     fclose(f);
-    if (got != fx.blob_size || fx.L <= 0) return -1;
+    return got == fx.blob_size[file] ? 0 : -1;
+}
+
+static int fx_load(void) {
+    if (fx_load_file(0, "student_fixture") || fx_load_file(1, "feature_fixture") || fx.L <= 0 ||
+        fx.feat_n <= 0)
+        return -1;
     fx.loaded = 1;
     return 0;
 }
@@ -79,12 +91,14 @@ static int fx_load(void) {
 static const void *fx_get(const char *name, const char *dtype, size_t count) {
     for (int i = 0; i < fx.n; i++)
         if (strcmp(fx.e[i].name, name) == 0) {
-            if (strcmp(fx.e[i].dtype, dtype) != 0 || (count && fx.e[i].count != count) ||
-                fx.e[i].offset + fx.e[i].count * 4 > fx.blob_size) {
+            const fx_entry *e = &fx.e[i];
+            if (strcmp(e->dtype, dtype) != 0 || (count && e->count != count) ||
+                e->offset + e->count * (strcmp(dtype, "f64") == 0 ? 8 : 4) >
+                    fx.blob_size[e->file]) {
                 fprintf(stderr, "fixture entry %s: wrong dtype/size\n", name);
                 abort();
             }
-            return fx.blob + fx.e[i].offset;
+            return fx.blob[e->file] + e->offset;
         }
     fprintf(stderr, "fixture lacks %s; regenerate it\n", name);
     abort();
@@ -503,6 +517,87 @@ static void test_loss_kd(void) {
     free(d);
 }
 
+/* student_feature_loss (MSE and cosine, through a projection W and
+ * without one) against torch autograd (tests/fixtures/feature_fixture.*,
+ * gen_feature_fixture.py): the loss, and scale * d/dh, scale * d/dW ADDED
+ * into buffers that already hold values; then, without PyTorch, every
+ * entry of dh and dW against central differences of the kernel's own
+ * loss. */
+static void feature_case(const char *tag, int cosine, int proj) {
+    const int n = fx.feat_n, Cs = proj ? fx.feat_cs : fx.feat_ct, Ct = fx.feat_ct;
+    const float *h0 = fx_f32(proj ? "feat_h" : "feat_h_id", (size_t)n * Cs);
+    const float *W0 = proj ? fx_f32("feat_W", (size_t)Cs * Ct) : NULL;
+    const float *t = fx_f32("feat_t", (size_t)n * Ct);
+    char name[64];
+    snprintf(name, sizeof name, "feat_%s_loss", tag);
+    const double ref = fx_f64(name);
+    snprintf(name, sizeof name, "feat_%s_dh", tag);
+    const float *rdh = fx_f32(name, (size_t)n * Cs), *rdW = NULL;
+    if (proj) {
+        snprintf(name, sizeof name, "feat_%s_dW", tag);
+        rdW = fx_f32(name, (size_t)Cs * Ct);
+    }
+    const size_t nh = (size_t)n * Cs, nw = proj ? (size_t)Cs * Ct : 0;
+    float *h = malloc(nh * sizeof *h), *W = proj ? malloc(nw * sizeof *W) : NULL;
+    float *dh = malloc(nh * sizeof *dh), *dW = proj ? malloc(nw * sizeof *dW) : NULL;
+    float *y = malloc((size_t)n * Ct * sizeof *y), *dy = malloc((size_t)n * Ct * sizeof *dy);
+    memcpy(h, h0, nh * sizeof *h);
+    if (proj) memcpy(W, W0, nw * sizeof *W);
+    const float scale = 0.75f, pre_h = 0.25f, pre_w = -0.5f;
+    for (size_t i = 0; i < nh; i++) dh[i] = pre_h;
+    for (size_t i = 0; i < nw; i++) dW[i] = pre_w;
+    double loss = 0.0;
+    CU_ASSERT_EQUAL_FATAL(student_feature_loss(h, W, t, n, Cs, Ct, cosine, scale, dh, dW, y, dy,
+                                               &loss),
+                          RT_OK);
+    /* torch differs only by float32 rounding of y = h W (~1e-7 relative) */
+    const double rel = fabs(loss - ref) / fabs(ref);
+    double gmax = 0.0, dmax = 0.0;
+    for (size_t i = 0; i < nh; i++) {
+        gmax = fmax(gmax, fabs(scale * (double)rdh[i]));
+        dmax = fmax(dmax, fabs((double)dh[i] - pre_h - scale * (double)rdh[i]));
+    }
+    for (size_t i = 0; i < nw; i++) {
+        gmax = fmax(gmax, fabs(scale * (double)rdW[i]));
+        dmax = fmax(dmax, fabs((double)dW[i] - pre_w - scale * (double)rdW[i]));
+    }
+    /* central differences of the kernel's loss (no gradient buffers): the
+     * float32 y limits them to ~1e-7 |y| / step, so step 1e-2 and a
+     * tolerance of 1e-3 of the largest gradient */
+    const float step = 1e-2f;
+    double fd_worst = 0.0;
+    for (size_t i = 0; i < nh + nw; i++) {
+        float *p = i < nh ? &h[i] : &W[i - nh];
+        const double g = i < nh ? (double)dh[i] - pre_h : (double)dW[i - nh] - pre_w;
+        const float keep = *p;
+        double lp = 0.0, lm = 0.0;
+        *p = keep + step;
+        CU_ASSERT_FATAL(student_feature_loss(h, W, t, n, Cs, Ct, cosine, scale, NULL, NULL, y,
+                                             dy, &lp) == RT_OK);
+        *p = keep - step;
+        CU_ASSERT_FATAL(student_feature_loss(h, W, t, n, Cs, Ct, cosine, scale, NULL, NULL, y,
+                                             dy, &lm) == RT_OK);
+        *p = keep;
+        const double fd = scale * (lp - lm) / (2.0 * ((double)(keep + step) - keep));
+        fd_worst = fmax(fd_worst, fabs(fd - g));
+    }
+    printf("\n    %-10s loss %.8f vs torch %.8f (rel %.1e, tol 1e-5); dh%s max |diff| %.1e, "
+           "max |g| %.1e (tol 1e-5 of it); finite differences over %zu entries max |diff| %.1e "
+           "(tol 1e-3 of it)",
+           tag, loss, ref, rel, proj ? ", dW" : "", dmax, gmax, nh + nw, fd_worst);
+    CU_ASSERT(rel <= 1e-5);
+    CU_ASSERT(gmax > 0.0 && dmax <= 1e-5 * gmax);
+    CU_ASSERT(fd_worst <= 1e-3 * gmax);
+    free(h), free(W), free(dh), free(dW), free(y), free(dy);
+}
+
+static void test_feature_loss(void) {
+    feature_case("mse_proj", 0, 1);
+    feature_case("cos_proj", 1, 1);
+    feature_case("mse_id", 0, 0);
+    feature_case("cos_id", 1, 0);
+}
+
 static void test_adamw(void) {
     student_model *m = fx_model(STUDENT_F32, 1, 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
@@ -832,6 +927,7 @@ int main(void) {
     CU_add_test(s, "cross-entropy kernel", test_loss_ce);
     CU_add_test(s, "distillation kernels vs torch", test_loss_kd);
     CU_add_test(s, "teacher top-k vs brute force, with ties", test_teacher_topk_ties);
+    CU_add_test(s, "feature loss vs torch, finite differences", test_feature_loss);
     CU_add_test(s, "AdamW vs torch.optim.AdamW, grad norm", test_adamw);
     CU_add_test(s, "learning-rate schedule", test_lr_schedule);
     CU_add_test(s, "GPT-2 init", test_init);
@@ -845,6 +941,7 @@ int main(void) {
     unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
     CU_cleanup_registry();
     free(fx.e);
-    free(fx.blob);
+    free(fx.blob[0]);
+    free(fx.blob[1]);
     return failed ? 1 : 0;
 }
