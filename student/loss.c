@@ -10,12 +10,83 @@
  * token). Sums over the vocabulary and over positions are accumulated in
  * double, and the student's tail mass is summed over the tokens outside the
  * top-k rather than taken as 1 - sum(top-k), which would lose most of its
- * digits when the top-k hold nearly all the probability. */
+ * digits when the top-k hold nearly all the probability.
+ *
+ * Scratch rows come from a student_loss_ws made once (a model owns one for
+ * its vocabulary), one set per OpenMP thread, so a kernel allocates
+ * nothing, cannot run out of memory halfway through a parallel region, and
+ * reports what it rejects (a vocabulary wider than its workspace, label
+ * ids outside it) as a status before any thread starts. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 
 #include "student_internal.h"
+
+/* Per thread: e, V floats (exponentials, JSD terms, the top-k heap's
+ * values), idx, V int32 (the heap's ids), in, V bytes (top-k membership,
+ * all zero between uses). */
+struct student_loss_ws {
+    int V, n_threads;
+    size_t stride; /* bytes per thread, a multiple of 64 */
+    unsigned char *block;
+};
+
+typedef struct {
+    float *e;
+    int32_t *idx;
+    uint8_t *in;
+} ws_rows;
+
+rt_status student_loss_ws_create(int V, student_loss_ws **out) {
+    *out = NULL;
+    if (V < 1) return rt_fail(RT_ERR_ARGS, "student_loss_ws_create: vocabulary %d < 1", V);
+    student_loss_ws *w = calloc(1, sizeof *w);
+    if (!w) return rt_fail(RT_ERR_NOMEM, "student: out of memory for the loss workspace");
+    w->V = V;
+    w->n_threads = omp_get_max_threads();
+    /* 9 bytes per token; V < 2^31 and a few hundred threads cannot overflow */
+    w->stride = ((size_t)V * 9 + 63) / 64 * 64;
+    w->block = rt_alloc_aligned(w->stride * (size_t)w->n_threads);
+    if (!w->block) {
+        free(w);
+        return rt_fail(RT_ERR_NOMEM,
+                       "student: out of memory for the loss workspace (%d threads x %d tokens)",
+                       omp_get_max_threads(), V);
+    }
+    *out = w;
+    return RT_OK;
+}
+
+void student_loss_ws_free(student_loss_ws *w) {
+    if (!w) return;
+    rt_free_aligned(w->block);
+    free(w);
+}
+
+static ws_rows ws_thread(const student_loss_ws *w) {
+    unsigned char *b = w->block + w->stride * (size_t)omp_get_thread_num();
+    const size_t V = (size_t)w->V;
+    return (ws_rows){(float *)b, (int32_t *)(b + 4 * V), b + 8 * V};
+}
+
+/* The checks every kernel that uses the workspace makes before its
+ * parallel region: rows fit, and label ids (n of them) lie in [0, V). */
+static rt_status ws_check(const student_loss_ws *w, const char *who, int V, const int32_t *ids,
+                          size_t n) {
+    if (!w || V > w->V)
+        return rt_fail(RT_ERR_ARGS, "%s: the loss workspace holds rows of %d tokens, not %d", who,
+                       w ? w->V : 0, V);
+    if (!ids) return RT_OK;
+    size_t bad = n;
+#pragma omp parallel for reduction(min : bad) schedule(static)
+    for (size_t i = 0; i < n; i++)
+        if ((uint32_t)ids[i] >= (uint32_t)V && i < bad) bad = i;
+    if (bad < n)
+        return rt_fail(RT_ERR_FORMAT, "%s: soft-label entry %zu has token id %d, outside the "
+                       "vocabulary of %d", who, bad, ids[bad], V);
+    return RT_OK;
+}
 
 static float row_max(const float *z, int V) {
     float mx = -INFINITY;
@@ -113,16 +184,17 @@ static void sift_down(float *hv, int32_t *hi, int n, int i) {
 /* Logits tested at once against the heap's root in the top-k scan. */
 #define TOPK_BLOCK 64
 
-void student_teacher_topk(const float *logits, int n_pos, int V, float T, int k, int32_t *ids,
-                          float *logp, float *tail) {
+rt_status student_teacher_topk(student_loss_ws *ws, const float *logits, int n_pos, int V, float T,
+                               int k, int32_t *ids, float *logp, float *tail) {
     RT_ASSERT(T > 0.0f && k >= 1 && k <= V && (ids || k == V));
+    RT_TRY(ws_check(ws, "student_teacher_topk", V, NULL, 0));
     const float invT = 1.0f / T;
-#pragma omp parallel
+#pragma omp parallel num_threads(ws->n_threads)
     {
         /* per-thread heap of the k best so far, worst at the root */
-        float *hv = k < V ? malloc((size_t)k * sizeof *hv) : NULL;
-        int32_t *hi = k < V ? malloc((size_t)k * sizeof *hi) : NULL;
-        RT_ASSERT(k == V || (hv && hi));
+        const ws_rows r = ws_thread(ws);
+        float *hv = r.e;
+        int32_t *hi = r.idx;
 #pragma omp for schedule(static)
         for (int i = 0; i < n_pos; i++) {
             const float *z = logits + (size_t)i * V;
@@ -186,37 +258,20 @@ void student_teacher_topk(const float *logits, int n_pos, int V, float T, int k,
             double t = (s - s_top) / s;
             tail[i] = t > 0.0 ? (float)t : 0.0f;
         }
-        free(hv);
-        free(hi);
     }
+    return RT_OK;
 }
 
 /* ------------------------------------------------------------- top-k KL */
 
-/* Per-thread scratch of the KL kernels: e holds the row's exponentials
+/* One position of the top-k + tail KL: returns KL(p_T || q_T) and, if d,
+ * ADDS cf * (q - p~) (cf = scale / T). id may be NULL when k == V; ids are
+ * in [0, V) (ws_check). The thread's rows: e holds the row's exponentials
  * exp((z - max)/T), reused by every pass; in marks the top-k ids, so
  * q_tail is summed directly rather than as 1 - sum(top-k) (cancellation
  * when the top-k hold nearly all the mass). */
-typedef struct {
-    float *e;
-    uint8_t *in;
-} kd_scratch;
-
-static void kd_scratch_init(kd_scratch *w, int V, int k) {
-    w->e = malloc((size_t)V * sizeof *w->e);
-    w->in = k < V ? calloc((size_t)V, 1) : NULL;
-    RT_ASSERT(w->e && (k == V || w->in));
-}
-
-static void kd_scratch_free(kd_scratch *w) {
-    free(w->e);
-    free(w->in);
-}
-
-/* One position of the top-k + tail KL: returns KL(p_T || q_T) and, if d,
- * ADDS cf * (q - p~) (cf = scale / T). id may be NULL when k == V. */
 static double kd_row(const float *z, const int32_t *id, const float *lp, float tail_i, int k,
-                     int V, float invT, float cf, float *d, kd_scratch *w) {
+                     int V, float invT, float cf, float *d, const ws_rows *w) {
     float *e = w->e;
     /* dense with ids 0..V-1 in order (or none): contiguous passes */
     int in_order = !id;
@@ -225,13 +280,6 @@ static double kd_row(const float *z, const int32_t *id, const float *lp, float t
 #pragma omp simd reduction(| : shuffled)
         for (int j = 0; j < V; j++) shuffled |= id[j] != j;
         in_order = !shuffled;
-    }
-    if (id && !in_order) {
-        /* ids out of range are a bug upstream (comm/ validates records) */
-        int bad = 0;
-#pragma omp simd reduction(| : bad)
-        for (int j = 0; j < k; j++) bad |= (uint32_t)id[j] >= (uint32_t)V;
-        RT_ASSERT(!bad);
     }
     const float mx = row_max(z, V);
     const double s = row_exp_store(e, z, V, mx, invT);
@@ -269,7 +317,7 @@ static double kd_row(const float *z, const int32_t *id, const float *lp, float t
     }
     /* the tail bucket: the student's mass outside the ids */
     double s_tail = 0.0;
-    if (w->in) {
+    if (k < V) {
         uint8_t *in = w->in;
         for (int j = 0; j < k; j++) in[id[j]] = 1;
         for (int j0 = 0; j0 < V; j0 += SUM_BLOCK) {
@@ -297,38 +345,38 @@ static double kd_row(const float *z, const int32_t *id, const float *lp, float t
     return kl;
 }
 
-double student_loss_kd(const float *logits, int n_pos, int V, float T, const int32_t *topk_ids,
-                       const float *topk_logp, const float *tail, int k, float *dlogits,
-                       float scale) {
+rt_status student_loss_kd(student_loss_ws *ws, const float *logits, int n_pos, int V, float T,
+                          const int32_t *topk_ids, const float *topk_logp, const float *tail,
+                          int k, float *dlogits, float scale, double *kl) {
     RT_ASSERT(T > 0.0f && k >= 1 && k <= V && (topk_ids || k == V) && (tail || k == V));
+    RT_TRY(ws_check(ws, "student_loss_kd", V, topk_ids, (size_t)n_pos * (size_t)k));
     const float invT = 1.0f / T;
     double total = 0.0;
-#pragma omp parallel reduction(+ : total)
+#pragma omp parallel reduction(+ : total) num_threads(ws->n_threads)
     {
-        kd_scratch w;
-        kd_scratch_init(&w, V, k);
+        const ws_rows w = ws_thread(ws);
 #pragma omp for schedule(static)
         for (int i = 0; i < n_pos; i++)
             total += kd_row(logits + (size_t)i * V, topk_ids ? topk_ids + (size_t)i * k : NULL,
                             topk_logp + (size_t)i * k, tail ? tail[i] : 0.0f, k, V, invT,
                             scale * invT, dlogits ? dlogits + (size_t)i * V : NULL, &w);
-        kd_scratch_free(&w);
     }
-    return total;
+    *kl = total;
+    return RT_OK;
 }
 
-double student_loss_distill(const float *logits, const int32_t *targets, int n_pos, int V,
-                            float T, const int32_t *topk_ids, const float *topk_logp,
-                            const float *tail, int k, float *dlogits, float ce_scale,
-                            float kd_scale, double *kd_sum) {
+rt_status student_loss_distill(student_loss_ws *ws, const float *logits, const int32_t *targets,
+                               int n_pos, int V, float T, const int32_t *topk_ids,
+                               const float *topk_logp, const float *tail, int k, float *dlogits,
+                               float ce_scale, float kd_scale, double *ce_sum, double *kd_sum) {
     RT_ASSERT(T > 0.0f && k >= 1 && k <= V && (topk_ids || k == V) && (tail || k == V));
     for (int i = 0; i < n_pos; i++) RT_ASSERT(targets[i] < V);
+    RT_TRY(ws_check(ws, "student_loss_distill", V, topk_ids, (size_t)n_pos * (size_t)k));
     const float invT = 1.0f / T;
     double ce = 0.0, kl = 0.0;
-#pragma omp parallel reduction(+ : ce, kl)
+#pragma omp parallel reduction(+ : ce, kl) num_threads(ws->n_threads)
     {
-        kd_scratch w;
-        kd_scratch_init(&w, V, k);
+        const ws_rows w = ws_thread(ws);
 #pragma omp for schedule(static)
         for (int i = 0; i < n_pos; i++) {
             /* the row stays in cache between the CE and KL passes, so logits
@@ -354,10 +402,10 @@ double student_loss_distill(const float *logits, const int32_t *targets, int n_p
             kl += kd_row(z, topk_ids ? topk_ids + (size_t)i * k : NULL, topk_logp + (size_t)i * k,
                          tail ? tail[i] : 0.0f, k, V, invT, kd_scale * invT, d, &w);
         }
-        kd_scratch_free(&w);
     }
+    *ce_sum = ce;
     if (kd_sum) *kd_sum = kl;
-    return ce;
+    return RT_OK;
 }
 
 /* ------------------------------------------------------- dense variants */
@@ -400,15 +448,15 @@ double student_loss_rkl(const float *logits, int n_pos, int V, float T, const fl
     return total;
 }
 
-double student_loss_jsd(const float *logits, int n_pos, int V, float T, const float *teacher_logp,
-                        float *dlogits, float scale) {
+rt_status student_loss_jsd(student_loss_ws *ws, const float *logits, int n_pos, int V, float T,
+                           const float *teacher_logp, float *dlogits, float scale, double *js_sum) {
     RT_ASSERT(T > 0.0f);
+    RT_TRY(ws_check(ws, "student_loss_jsd", V, NULL, 0));
     const float invT = 1.0f / T;
     double total = 0.0;
-#pragma omp parallel reduction(+ : total)
+#pragma omp parallel reduction(+ : total) num_threads(ws->n_threads)
     {
-        float *g = malloc((size_t)V * sizeof *g); /* 0.5 (log q - log m) per token */
-        RT_ASSERT(g);
+        float *g = ws_thread(ws).e; /* 0.5 (log q - log m) per token */
 #pragma omp for schedule(static)
         for (int i = 0; i < n_pos; i++) {
             const float *z = logits + (size_t)i * V, *lp = teacher_logp + (size_t)i * V;
@@ -441,7 +489,7 @@ double student_loss_jsd(const float *logits, int n_pos, int V, float T, const fl
                     d[j] += c * student_expf((z[j] - mx) * invT - logs) * (g[j] - qgf);
             }
         }
-        free(g);
     }
-    return total;
+    *js_sum = total;
+    return RT_OK;
 }

@@ -187,6 +187,7 @@ void student_destroy(student_model *m) {
     if (!m) return;
     student_qat_disable(m);
     student_int8_free(m);
+    student_loss_ws_free(m->loss_ws);
     if (m->plans) {
         for (int b = 0; b <= m->max_B; b++) plan_destroy(m->plans[b]);
         free(m->plans);
@@ -253,6 +254,7 @@ rt_status student_create(const student_config *c, int batch, student_precision p
         goto cleanup;
     }
     m->bf_stale = 1;
+    if ((st = student_loss_ws_create(c->vocab_size, &m->loss_ws)) != RT_OK) goto cleanup;
 
     {
         const size_t L = (size_t)c->n_layer, B = (size_t)batch, T = (size_t)c->seq_len,
@@ -366,6 +368,7 @@ float *student_grads(student_model *m) { return m->grads; }
 float *student_adam_m(student_model *m) { return m->adam_m; }
 float *student_adam_v(student_model *m) { return m->adam_v; }
 float *student_logits(student_model *m) { return m->act.logits; }
+student_loss_ws *student_loss_workspace(student_model *m) { return m->loss_ws; }
 float *student_dlogits(student_model *m) { return m->act.dlogits; }
 
 float *student_hidden(student_model *m, int layer) {

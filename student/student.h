@@ -196,7 +196,20 @@ float student_lr_at(int64_t step, float lr, int64_t warmup, int64_t total, float
  *
  * Vocabulary-level kernels over n_pos rows of V logits, OpenMP-parallel over
  * positions; the trainer composes them. Sums are returned in double; divide
- * by the number of positions (or pass scale = 1/n) for means. */
+ * by the number of positions (or pass scale = 1/n) for means.
+ *
+ * The kernels that need per-row scratch take it from a student_loss_ws,
+ * made once for a vocabulary size and the OpenMP threads available then
+ * (a model owns one: student_loss_workspace), so they allocate nothing per
+ * call and return a status: RT_ERR_ARGS when V exceeds the workspace's,
+ * RT_ERR_FORMAT when a soft-label id lies outside [0, V). A workspace
+ * serves one kernel call at a time. */
+typedef struct student_loss_ws student_loss_ws;
+/* RT_ERR_NOMEM when the 9 * V bytes per thread cannot be allocated. */
+rt_status student_loss_ws_create(int V, student_loss_ws **out);
+void student_loss_ws_free(student_loss_ws *ws); /* NULL is a no-op */
+/* The workspace model m made with itself, for rows of its vocabulary. */
+student_loss_ws *student_loss_workspace(student_model *m);
 
 /* Sum over positions of -log softmax(logits)[target]. If dlogits != NULL,
  * WRITES dlogits = scale * (softmax - onehot(target)). A negative target
@@ -209,8 +222,8 @@ double student_loss_ce(const float *logits, const int32_t *targets, int n_pos, i
  * log-probabilities, and tail = probability mass outside them (>= 0).
  * k == V is the dense case: ids are 0..V-1 in order (ids may then be NULL:
  * nothing is written) and tail = 0. */
-void student_teacher_topk(const float *logits, int n_pos, int V, float T, int k, int32_t *ids,
-                          float *logp, float *tail);
+rt_status student_teacher_topk(student_loss_ws *ws, const float *logits, int n_pos, int V, float T,
+                               int k, int32_t *ids, float *logp, float *tail);
 
 /* Sum over positions of KL(p_T || q_T) with q = softmax(logits / T), where p
  * is given per position by top-k ids + log-probs (n_pos*k each) and the tail
@@ -220,29 +233,32 @@ void student_teacher_topk(const float *logits, int n_pos, int V, float T, int k,
  * elsewhere. k == V with tail 0 is exactly the dense KL; then topk_ids may
  * be NULL, meaning 0..V-1 in order (the fast contiguous path, also taken
  * when the ids are given in that order), and tail is not read (may be NULL).
- * Ids outside [0, V) are a bug (records are validated where they arrive). */
-double student_loss_kd(const float *logits, int n_pos, int V, float T, const int32_t *topk_ids,
-                       const float *topk_logp, const float *tail, int k, float *dlogits,
-                       float scale);
+ * The sum goes to *kl. Ids outside [0, V) are RT_ERR_FORMAT (records are
+ * validated where they arrive; this keeps a bad one from indexing out of
+ * the row). */
+rt_status student_loss_kd(student_loss_ws *ws, const float *logits, int n_pos, int V, float T,
+                          const int32_t *topk_ids, const float *topk_logp, const float *tail,
+                          int k, float *dlogits, float scale, double *kl);
 
 /* The usual distillation pair in one sweep over the logits: exactly
  * student_loss_ce(..., ce_scale) followed by student_loss_kd(..., kd_scale)
  * (dlogits WRITTEN with the sum of both gradients), but logits and dlogits
- * cross memory once. Returns the CE sum; the KL sum goes to *kd_sum if not
- * NULL. A negative target masks the CE term of its position only. */
-double student_loss_distill(const float *logits, const int32_t *targets, int n_pos, int V,
-                            float T, const int32_t *topk_ids, const float *topk_logp,
-                            const float *tail, int k, float *dlogits, float ce_scale,
-                            float kd_scale, double *kd_sum);
+ * cross memory once. The CE sum goes to *ce_sum, the KL sum to *kd_sum if
+ * not NULL. A negative target masks the CE term of its position only. */
+rt_status student_loss_distill(student_loss_ws *ws, const float *logits, const int32_t *targets,
+                               int n_pos, int V, float T, const int32_t *topk_ids,
+                               const float *topk_logp, const float *tail, int k, float *dlogits,
+                               float ce_scale, float kd_scale, double *ce_sum, double *kd_sum);
 
 /* Dense variants (teacher log-probs at temperature T given for every token,
  * n_pos*V): reverse KL(q_T || p) and Jensen-Shannon divergence
- * JS = KL(p||m)/2 + KL(q||m)/2, m = (p+q)/2. Both return the sum over
- * positions and ADD scale * d/dlogits into dlogits when it is not NULL. */
+ * JS = KL(p||m)/2 + KL(q||m)/2, m = (p+q)/2. Both give the sum over
+ * positions (reverse KL returns it, JSD, which needs scratch, puts it in
+ * *js_sum) and ADD scale * d/dlogits into dlogits when it is not NULL. */
 double student_loss_rkl(const float *logits, int n_pos, int V, float T, const float *teacher_logp,
                         float *dlogits, float scale);
-double student_loss_jsd(const float *logits, int n_pos, int V, float T, const float *teacher_logp,
-                        float *dlogits, float scale);
+rt_status student_loss_jsd(student_loss_ws *ws, const float *logits, int n_pos, int V, float T,
+                           const float *teacher_logp, float *dlogits, float scale, double *js_sum);
 
 /* Feature-map loss between student hidden states h (n, Cs) and teacher
  * hidden states t (n, Ct), through the projection y = h W with W (Cs, Ct)

@@ -260,6 +260,7 @@ struct student_model {
     int last_B;            /* B of the last forward, 0 if none */
     struct student_qat *qat;   /* QAT / range observers, NULL when off (qat.c) */
     struct student_int8 *q8;   /* int8 linear layers, NULL unless int8 (quant.c) */
+    student_loss_ws *loss_ws;  /* scratch of the loss kernels, rows of vocab_size */
 };
 
 /* Offset of tensor k of block l inside a block laid out like the

@@ -67,8 +67,8 @@ rt_status teacher_run(teacher *t, const int32_t *inputs, int B, int32_t *ids, fl
     RT_TRY(student_forward(t->model, inputs, B));
     const int T = c->model.seq_len, V = c->model.vocab_size, C = c->model.d_model;
     const int n_pos = B * T;
-    student_teacher_topk(student_logits(t->model), n_pos, V, c->temperature, c->topk, ids, logp,
-                         tail);
+    RT_TRY(student_teacher_topk(student_loss_workspace(t->model), student_logits(t->model), n_pos,
+                                V, c->temperature, c->topk, ids, logp, tail));
     if (feat) {
         for (int i = 0; i < c->n_features; i++)
             memcpy(feat + (size_t)i * n_pos * C, student_hidden(t->model, c->feature_layers[i]),

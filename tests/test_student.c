@@ -140,6 +140,67 @@ static student_model *fx_model(student_precision p, int training, int batch) {
     return m;
 }
 
+/* ----------------------------------------------- loss kernels, counted */
+
+/* Calls into malloc and friends while `alloc_counting` is set: the linker
+ * routes every reference in this program (retort's static libraries
+ * included) through these wrappers (tests/CMakeLists.txt: --wrap). */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+int __real_posix_memalign(void **p, size_t align, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t n);
+int __wrap_posix_memalign(void **p, size_t align, size_t n);
+static int alloc_counting, alloc_calls;
+void *__wrap_malloc(size_t n) {
+    if (alloc_counting) __atomic_add_fetch(&alloc_calls, 1, __ATOMIC_RELAXED);
+    return __real_malloc(n);
+}
+void *__wrap_calloc(size_t n, size_t size) {
+    if (alloc_counting) __atomic_add_fetch(&alloc_calls, 1, __ATOMIC_RELAXED);
+    return __real_calloc(n, size);
+}
+void *__wrap_realloc(void *p, size_t n) {
+    if (alloc_counting) __atomic_add_fetch(&alloc_calls, 1, __ATOMIC_RELAXED);
+    return __real_realloc(p, n);
+}
+int __wrap_posix_memalign(void **p, size_t align, size_t n) {
+    if (alloc_counting) __atomic_add_fetch(&alloc_calls, 1, __ATOMIC_RELAXED);
+    return __real_posix_memalign(p, align, n);
+}
+
+/* One workspace for the fixture's vocabulary, as a model makes it. */
+static student_loss_ws *WS;
+
+/* The kernels that return a status, as the sums the checks compare (any
+ * status but RT_OK fails the test). */
+static double loss_kd(const float *z, int n, int V, float T, const int32_t *ids, const float *lp,
+                      const float *tail, int k, float *d, float scale) {
+    double kl = NAN;
+    CU_ASSERT_FATAL(student_loss_kd(WS, z, n, V, T, ids, lp, tail, k, d, scale, &kl) == RT_OK);
+    return kl;
+}
+static double loss_distill(const float *z, const int32_t *tg, int n, int V, float T,
+                           const int32_t *ids, const float *lp, const float *tail, int k, float *d,
+                           float ce_scale, float kd_scale, double *kd) {
+    double ce = NAN;
+    CU_ASSERT_FATAL(student_loss_distill(WS, z, tg, n, V, T, ids, lp, tail, k, d, ce_scale,
+                                         kd_scale, &ce, kd) == RT_OK);
+    return ce;
+}
+static double loss_jsd(const float *z, int n, int V, float T, const float *tl, float *d,
+                       float scale) {
+    double js = NAN;
+    CU_ASSERT_FATAL(student_loss_jsd(WS, z, n, V, T, tl, d, scale, &js) == RT_OK);
+    return js;
+}
+static void teacher_topk(const float *z, int n, int V, float T, int k, int32_t *ids, float *lp,
+                         float *tail) {
+    CU_ASSERT_FATAL(student_teacher_topk(WS, z, n, V, T, k, ids, lp, tail) == RT_OK);
+}
+
 static double max_abs_diff(const float *a, const float *b, size_t n) {
     double d = 0.0;
     for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - (double)b[i]));
@@ -364,9 +425,11 @@ static void test_teacher_topk_ties(void) {
     float *lp = malloc((size_t)n * V * sizeof *lp), *tail = malloc((size_t)n * sizeof *tail);
     int id_bad = 0;
     double worst = 0.0;
+    student_loss_ws *ws = NULL; /* this test's vocabulary, not the fixture's */
+    CU_ASSERT_FATAL(student_loss_ws_create(V, &ws) == RT_OK);
     for (int q = 0; q < 4; q++) {
         const int k = ks[q];
-        student_teacher_topk(z, n, V, T, k, ids, lp, tail);
+        CU_ASSERT_FATAL(student_teacher_topk(ws, z, n, V, T, k, ids, lp, tail) == RT_OK);
         for (int i = 0; i < n; i++) {
             const float *row = z + (size_t)i * V;
             for (int j = 0; j < V; j++) ord[j] = j;
@@ -386,6 +449,7 @@ static void test_teacher_topk_ties(void) {
     printf("\n    top-k with ties: %d id mismatches, max |diff| %.2e (tol 1e-5)", id_bad, worst);
     CU_ASSERT_EQUAL(id_bad, 0);
     CU_ASSERT(worst <= 1e-5);
+    student_loss_ws_free(ws);
     free(z);
     free(ids);
     free(ord);
@@ -400,7 +464,7 @@ static void test_loss_kd(void) {
     /* teacher side: top-k of the teacher logits at T */
     int32_t *ids = malloc((size_t)n * V * sizeof *ids);
     float *lp = malloc((size_t)n * V * sizeof *lp), *tail = malloc((size_t)n * sizeof *tail);
-    student_teacher_topk(fx_f32("kd_teacher_logits", (size_t)n * V), n, V, T, k, ids, lp, tail);
+    teacher_topk(fx_f32("kd_teacher_logits", (size_t)n * V), n, V, T, k, ids, lp, tail);
     int id_ok = memcmp(ids, fx_get("kd_topk_ids", "i32", (size_t)n * k), (size_t)n * k * 4) == 0;
     double dlp = max_abs_diff(lp, fx_f32("kd_topk_logp", (size_t)n * k), (size_t)n * k);
     double dtail = max_abs_diff(tail, fx_f32("kd_tail", (size_t)n), (size_t)n);
@@ -414,7 +478,7 @@ static void test_loss_kd(void) {
     float *d = malloc((size_t)n * V * sizeof *d);
     const float scale = 0.5f, pre = 0.125f;
     for (size_t i = 0; i < (size_t)n * V; i++) d[i] = pre;
-    double kl = student_loss_kd(z, n, V, T, fx_get("kd_topk_ids", "i32", (size_t)n * k),
+    double kl = loss_kd(z, n, V, T, fx_get("kd_topk_ids", "i32", (size_t)n * k),
                                 fx_f32("kd_topk_logp", (size_t)n * k), fx_f32("kd_tail", (size_t)n),
                                 k, d, scale);
     const float *rg = fx_f32("kd_topk_grad", (size_t)n * V);
@@ -429,7 +493,7 @@ static void test_loss_kd(void) {
     CU_ASSERT(worst <= 1e-6);
 
     /* dense: k = V, tail 0 -> exactly the textbook KL */
-    student_teacher_topk(fx_f32("kd_teacher_logits", (size_t)n * V), n, V, T, V, ids, lp, tail);
+    teacher_topk(fx_f32("kd_teacher_logits", (size_t)n * V), n, V, T, V, ids, lp, tail);
     int order_ok = 1;
     for (int i = 0; i < n; i++)
         for (int j = 0; j < V; j++) order_ok &= ids[(size_t)i * V + j] == j;
@@ -438,7 +502,7 @@ static void test_loss_kd(void) {
            order_ok ? "yes" : "NO", dlp_dense, max_abs(tail, (size_t)n));
     CU_ASSERT(order_ok && dlp_dense <= 1e-5 && max_abs(tail, (size_t)n) == 0.0);
     memset(d, 0, (size_t)n * V * sizeof *d);
-    kl = student_loss_kd(z, n, V, T, ids, fx_f32("kd_dense_logp", (size_t)n * V), tail, V, d, 1.0f);
+    kl = loss_kd(z, n, V, T, ids, fx_f32("kd_dense_logp", (size_t)n * V), tail, V, d, 1.0f);
     ref = fx_f64("kd_dense_sum");
     double gd = max_abs_diff(d, fx_f32("kd_dense_grad", (size_t)n * V), (size_t)n * V);
     printf("\n    KD dense: sum %.8f vs torch %.8f (rel %.2e, tol 1e-5); grad max abs diff %.2e (tol 1e-6)",
@@ -446,7 +510,7 @@ static void test_loss_kd(void) {
     CU_ASSERT(fabs(kl - ref) <= 1e-5 * ref);
     CU_ASSERT(gd <= 1e-6);
     /* eval mode */
-    CU_ASSERT(fabs(student_loss_kd(z, n, V, T, ids, fx_f32("kd_dense_logp", (size_t)n * V), tail,
+    CU_ASSERT(fabs(loss_kd(z, n, V, T, ids, fx_f32("kd_dense_logp", (size_t)n * V), tail,
                                    V, NULL, 1.0f) - ref) <= 1e-5 * ref);
 
     /* dense without ids (vocabulary order) and with the ids shuffled per
@@ -454,7 +518,7 @@ static void test_loss_kd(void) {
     {
         const float *dl = fx_f32("kd_dense_logp", (size_t)n * V);
         float *d2 = calloc((size_t)n * V, sizeof *d2), *lp2 = malloc((size_t)n * V * sizeof *lp2);
-        double k1 = student_loss_kd(z, n, V, T, NULL, dl, NULL, V, d2, 1.0f);
+        double k1 = loss_kd(z, n, V, T, NULL, dl, NULL, V, d2, 1.0f);
         double g1 = max_abs_diff(d2, fx_f32("kd_dense_grad", (size_t)n * V), (size_t)n * V);
         for (int i = 0; i < n; i++)
             for (int j = 0; j < V; j++) {
@@ -463,7 +527,7 @@ static void test_loss_kd(void) {
                 lp2[(size_t)i * V + j] = dl[(size_t)i * V + t];
             }
         memset(d2, 0, (size_t)n * V * sizeof *d2);
-        double k2 = student_loss_kd(z, n, V, T, ids, lp2, tail, V, d2, 1.0f);
+        double k2 = loss_kd(z, n, V, T, ids, lp2, tail, V, d2, 1.0f);
         double g2 = max_abs_diff(d2, fx_f32("kd_dense_grad", (size_t)n * V), (size_t)n * V);
         printf("\n    KD dense, no ids: rel %.2e, grad %.2e; shuffled ids: rel %.2e, grad %.2e "
                "(tol 1e-5, 1e-6)", fabs(k1 - ref) / ref, g1, fabs(k2 - ref) / ref, g2);
@@ -485,8 +549,8 @@ static void test_loss_kd(void) {
         for (size_t i = 0; i < (size_t)n * V; i++) d2[i] = 99.0f; /* fused WRITES */
         const float cs = 0.3f / n, ks = 0.7f * T * T / n;
         double ce1 = student_loss_ce(z, tg, n, V, d1, cs);
-        double kd1 = student_loss_kd(z, n, V, T, ki, kl_p, kt, kk, d1, ks), kd2 = 0.0;
-        double ce2 = student_loss_distill(z, tg, n, V, T, ki, kl_p, kt, kk, d2, cs, ks, &kd2);
+        double kd1 = loss_kd(z, n, V, T, ki, kl_p, kt, kk, d1, ks), kd2 = 0.0;
+        double ce2 = loss_distill(z, tg, n, V, T, ki, kl_p, kt, kk, d2, cs, ks, &kd2);
         double gdiff = max_abs_diff(d1, d2, (size_t)n * V);
         printf("\n    fused CE+KD (%s): CE %.2e, KL %.2e rel diff; grad max abs diff %.2e "
                "(tol 1e-9, 1e-9, 1e-7)", dense ? "dense" : "top-k", fabs(ce1 - ce2) / ce1,
@@ -503,7 +567,7 @@ static void test_loss_kd(void) {
         memset(d, 0, (size_t)n * V * sizeof *d);
         const float *tl = fx_f32("kd_dense_logp", (size_t)n * V);
         double s = i == 0 ? student_loss_rkl(z, n, V, T, tl, d, 1.0f)
-                          : student_loss_jsd(z, n, V, T, tl, d, 1.0f);
+                          : loss_jsd(z, n, V, T, tl, d, 1.0f);
         ref = fx_f64(v[i].sum);
         double g = max_abs_diff(d, fx_f32(v[i].grad, (size_t)n * V), (size_t)n * V);
         printf("\n    %s: sum %.8f vs torch %.8f (rel %.2e, tol 1e-5); grad max abs diff %.2e (tol 1e-6)",
@@ -515,6 +579,59 @@ static void test_loss_kd(void) {
     free(lp);
     free(tail);
     free(d);
+}
+
+/* The loss kernels take their scratch from the workspace (issue 16 item
+ * 9): top-k selection, top-k and dense KL, the fused CE + KL and JSD make
+ * no allocation at all, with as many threads as the workspace was made
+ * for; and what they reject is a status, not an abort inside an OpenMP
+ * region: a soft-label id outside the vocabulary (RT_ERR_FORMAT, naming
+ * the entry) and rows wider than the workspace (RT_ERR_ARGS). */
+static void test_loss_workspace(void) {
+    const int n = fx.B * fx.T, V = fx.V, k = fx.kd_k;
+    const float T = fx.kd_T;
+    const float *z = fx_f32("logits", (size_t)n * V);
+    const int32_t *tg = fx_get("targets", "i32", (size_t)n);
+    int32_t *ids = malloc((size_t)n * k * sizeof *ids);
+    float *lp = malloc((size_t)n * V * sizeof *lp), *tail = malloc((size_t)n * sizeof *tail);
+    float *d = calloc((size_t)n * V, sizeof *d);
+    double a = 0.0, b = 0.0;
+    alloc_calls = 0;
+    alloc_counting = 1;
+    rt_status st[5];
+    st[0] = student_teacher_topk(WS, z, n, V, T, k, ids, lp, tail);
+    st[1] = student_loss_kd(WS, z, n, V, T, ids, lp, tail, k, d, 1.0f, &a);
+    st[2] = student_loss_distill(WS, z, tg, n, V, T, ids, lp, tail, k, d, 1.0f, 1.0f, &a, &b);
+    st[3] = student_teacher_topk(WS, z, n, V, T, V, NULL, lp, tail);
+    st[4] = student_loss_jsd(WS, z, n, V, T, lp, d, 1.0f, &a);
+    alloc_counting = 0;
+    printf("\n    top-k, KL, fused CE + KL, dense top-k, JSD: %d allocations (want 0)",
+           alloc_calls);
+    for (int i = 0; i < 5; i++) CU_ASSERT_EQUAL(st[i], RT_OK);
+    CU_ASSERT_EQUAL(alloc_calls, 0);
+
+    student_teacher_topk(WS, z, n, V, T, k, ids, lp, tail);
+    ids[(size_t)(n - 1) * k + 2] = V; /* one id past the vocabulary */
+    CU_ASSERT_EQUAL(student_loss_kd(WS, z, n, V, T, ids, lp, tail, k, d, 1.0f, &a),
+                    RT_ERR_FORMAT);
+    CU_ASSERT(strstr(rt_last_error(), "outside the vocabulary") != NULL);
+    ids[(size_t)(n - 1) * k + 2] = -1;
+    CU_ASSERT_EQUAL(student_loss_distill(WS, z, tg, n, V, T, ids, lp, tail, k, d, 1.0f, 1.0f, &a,
+                                         NULL),
+                    RT_ERR_FORMAT);
+    printf("\n    bad id: %s", rt_last_error());
+    /* the counter does see retort's own allocations: making a workspace */
+    student_loss_ws *small = NULL;
+    alloc_calls = 0;
+    alloc_counting = 1;
+    CU_ASSERT_FATAL(student_loss_ws_create(V - 1, &small) == RT_OK);
+    alloc_counting = 0;
+    CU_ASSERT(alloc_calls >= 2);
+    CU_ASSERT_EQUAL(student_loss_jsd(small, z, n, V, T, lp, d, 1.0f, &a), RT_ERR_ARGS);
+    CU_ASSERT_EQUAL(student_teacher_topk(small, z, n, V, T, k, ids, lp, tail), RT_ERR_ARGS);
+    student_loss_ws_free(small);
+    student_loss_ws_free(NULL);
+    free(ids), free(lp), free(tail), free(d);
 }
 
 /* student_feature_loss (MSE and cosine, through a projection W and
@@ -919,6 +1036,7 @@ int main(void) {
         fprintf(stderr, "test_student: cannot load the fixture from %s\n", RT_FIXTURES_DIR);
         return 1;
     }
+    if (student_loss_ws_create(fx.V, &WS) != RT_OK) return 1;
     if (CU_initialize_registry() != CUE_SUCCESS) return 1;
     CU_pSuite s = CU_add_suite("student", NULL, NULL);
     CU_add_test(s, "forward f32 vs torch", test_forward_f32);
@@ -927,6 +1045,7 @@ int main(void) {
     CU_add_test(s, "cross-entropy kernel", test_loss_ce);
     CU_add_test(s, "distillation kernels vs torch", test_loss_kd);
     CU_add_test(s, "teacher top-k vs brute force, with ties", test_teacher_topk_ties);
+    CU_add_test(s, "loss kernels: workspace, no allocation, statuses", test_loss_workspace);
     CU_add_test(s, "feature loss vs torch, finite differences", test_feature_loss);
     CU_add_test(s, "AdamW vs torch.optim.AdamW, grad norm", test_adamw);
     CU_add_test(s, "learning-rate schedule", test_lr_schedule);
@@ -943,5 +1062,6 @@ int main(void) {
     free(fx.e);
     free(fx.blob[0]);
     free(fx.blob[1]);
+    student_loss_ws_free(WS);
     return failed ? 1 : 0;
 }

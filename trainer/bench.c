@@ -248,7 +248,8 @@ int trainer_bench_student(int argc, char **argv) {
         tlogits[i] = (float)(r * cos(2.0 * M_PI * u2));
         if (i + 1 < (size_t)n * V) tlogits[i + 1] = (float)(r * sin(2.0 * M_PI * u2));
     }
-    student_teacher_topk(tlogits, n, V, T, k, ids, logp, tail);
+    st = student_teacher_topk(student_loss_workspace(m), tlogits, n, V, T, k, ids, logp, tail);
+    if (st != RT_OK) goto cleanup;
     free(tlogits);
     tlogits = NULL;
     const student_peak_kind pk = bf16 ? STUDENT_PEAK_BF16 : STUDENT_PEAK_F32;
@@ -265,9 +266,11 @@ int trainer_bench_student(int argc, char **argv) {
         if ((st = student_forward(m, tokens, B)) != RT_OK) goto cleanup;
         t[1] = now_s();
         float *lg = student_logits(m), *dl = student_dlogits(m);
-        double kl = 0.0;
-        double ce = student_loss_distill(lg, targets, n, V, T, ids, logp, tail, k, dl,
-                                         (1.0f - alpha) / (float)n, alpha * T * T / (float)n, &kl);
+        double ce = 0.0, kl = 0.0;
+        st = student_loss_distill(student_loss_workspace(m), lg, targets, n, V, T, ids, logp, tail,
+                                  k, dl, (1.0f - alpha) / (float)n, alpha * T * T / (float)n, &ce,
+                                  &kl);
+        if (st != RT_OK) goto cleanup;
         loss = ((1.0 - alpha) * ce + alpha * T * T * kl) / n;
         t[2] = now_s();
         if ((st = student_backward(m, B)) != RT_OK) goto cleanup;

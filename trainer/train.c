@@ -620,18 +620,21 @@ static rt_status micro_step(student_run *s, int64_t step, int j, double *sums) {
         const float Tk = (float)c->distill.temperature, a = (float)c->distill.alpha;
         const float ce_scale = (1.0f - a) * per_rank, kd_scale = a * Tk * Tk * per_rank;
         const int dense = r->k == V;
+        student_loss_ws *ws = student_loss_workspace(s->m);
+        double ce = 0.0, kd = 0.0;
         if (c->distill.divergence == TRAINER_DIV_KL) {
-            double kd = 0.0;
-            sums[S_CE] += student_loss_distill(logits, tg, n_pos, V, Tk, dense ? NULL : r->ids,
-                                               r->logprobs, r->tail, r->k, dl, ce_scale,
-                                               kd_scale, &kd);
-            sums[S_KD] += kd;
+            RT_TRY(student_loss_distill(ws, logits, tg, n_pos, V, Tk, dense ? NULL : r->ids,
+                                        r->logprobs, r->tail, r->k, dl, ce_scale, kd_scale, &ce,
+                                        &kd));
         } else {
-            sums[S_CE] += student_loss_ce(logits, tg, n_pos, V, dl, ce_scale);
-            sums[S_KD] += c->distill.divergence == TRAINER_DIV_JSD
-                              ? student_loss_jsd(logits, n_pos, V, Tk, r->logprobs, dl, kd_scale)
-                              : student_loss_rkl(logits, n_pos, V, Tk, r->logprobs, dl, kd_scale);
+            ce = student_loss_ce(logits, tg, n_pos, V, dl, ce_scale);
+            if (c->distill.divergence == TRAINER_DIV_JSD)
+                RT_TRY(student_loss_jsd(ws, logits, n_pos, V, Tk, r->logprobs, dl, kd_scale, &kd));
+            else
+                kd = student_loss_rkl(logits, n_pos, V, Tk, r->logprobs, dl, kd_scale);
         }
+        sums[S_CE] += ce;
+        sums[S_KD] += kd;
         /* top-1 agreement: ids are sorted by probability unless dense */
         int64_t agree = 0;
 #pragma omp parallel for reduction(+ : agree) schedule(static)
