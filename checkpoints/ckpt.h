@@ -114,7 +114,8 @@ rt_status ckpt_resolve(const char *arg, const char *run_dir, char *out, size_t n
 
 typedef struct ckpt_reader ckpt_reader;
 
-/* Opens and validates a checkpoint: exists, is HDF5, opens (truncated or
+/* Opens and validates a checkpoint: a Hugging Face GPT-2 folder (kind "hf",
+ * ckpt_hf.h: weights only, no other dataset), or an HDF5 file that exists, is HDF5, opens (truncated or
  * corrupt files are refused), format="retort", a supported version, kind
  * "train" or "deploy", step and tokens_seen, and a complete, valid /config.
  * Errors (RT_ERR_IO missing/unreadable, RT_ERR_FORMAT wrong contents,
@@ -199,6 +200,20 @@ rt_status ckpt_walk_datasets(ckpt_reader *r, ckpt_dataset_fn fn, void *ctx);
  * Errors name the file; nothing is returned on error. */
 rt_status ckpt_load_model(const char *path, int batch, student_precision p, int training,
                           student_model **model_out, ckpt_reader **reader_out);
+
+/* ckpt_load_model for windows of `seq_len` positions (0: the file's). A
+ * file with more positions (a teacher with GPT-2's 1024 for a student of
+ * 256) gives a model of seq_len positions from the first seq_len rows of
+ * wpe, which computes exactly what the full model computes on the first
+ * seq_len tokens (attention is causal); fewer is RT_ERR_MISMATCH. */
+rt_status ckpt_load_model_window(const char *path, int seq_len, int batch, student_precision p,
+                                 int training, student_model **model_out,
+                                 ckpt_reader **reader_out);
+
+/* Bytes a model takes on disk: the file's size, or for a Hugging Face
+ * folder the sum of config.json and its safetensors files; -1 when it
+ * cannot be read. */
+int64_t ckpt_model_bytes(const char *path);
 
 /* Reads the file's weights into an existing model after checking that the
  * shapes agree (RT_ERR_MISMATCH naming the field otherwise). */

@@ -47,8 +47,14 @@ int ckpt_dtype_of(hid_t type);
  * locking fails on some shared file systems). Close with H5Pclose. */
 hid_t ckpt_fapl(void);
 
-/* The reader's open file (owned by the reader). */
+/* The reader's open file (owned by the reader); H5I_INVALID_HID for a
+ * Hugging Face folder, whose weights ckpt_reader_hf gives (else NULL). */
 hid_t ckpt_reader_file(const ckpt_reader *r);
+struct ckpt_hf *ckpt_reader_hf(const ckpt_reader *r);
+
+/* ckpt_read_params into a block laid out for mc: the file's config, or the
+ * same with a smaller seq_len (the first mc->seq_len rows of wpe). */
+rt_status ckpt_read_params_for(ckpt_reader *r, const student_config *mc, float *block);
 
 /* Splits path into its folder ("." when none) and file name. */
 rt_status ckpt_fs_split(const char *path, char *dir, size_t dir_cap, char *base, size_t base_cap);

@@ -150,7 +150,14 @@ static rt_status read_q(ckpt_reader *r, const student_tensor *t, int64_t ns, int
 
 rt_status ckpt_deploy_read_int8(ckpt_reader *r, student_model *m) {
     const student_config *c = student_cfg(m);
-    RT_TRY(ckpt_check_config(r, c, "the model being loaded"));
+    /* m may have fewer positions than the file (ckpt_load_model_window):
+     * tensors are read at the file's shape (ft) and stored at m's (t) */
+    student_config fc = *c;
+    fc.seq_len = ckpt_reader_config(r)->seq_len;
+    RT_TRY(ckpt_check_config(r, &fc, "the model being loaded"));
+    if (c->seq_len > fc.seq_len)
+        return rt_fail(RT_ERR_MISMATCH, "%s: seq_len is %d, expected at least %d",
+                       ckpt_reader_path(r), fc.seq_len, c->seq_len);
     const int nt = student_tensor_count(c), nl = 4 * c->n_layer;
     float *P = student_params(m);
     rt_status st = RT_OK;
@@ -159,19 +166,21 @@ rt_status ckpt_deploy_read_int8(ckpt_reader *r, student_model *m) {
     student_act_quant *aq = calloc((size_t)nl, sizeof *aq);
     if (!w8 || !ws || !aq) goto nomem;
     for (int i = 0; i < nt; i++) {
-        student_tensor t;
+        student_tensor t, ft;
         char p[NAME_MAX_LEN + 32];
         student_tensor_info(c, i, &t);
+        student_tensor_info(&fc, i, &ft);
         const int kind = quant_kind(c, i);
+        RT_ASSERT(kind == 2 || t.numel == ft.numel); /* only wpe may be shorter */
         if (kind == 0) {
             snprintf(p, sizeof p, "/model/%s", t.name);
             if ((st = ckpt_read_array(r, p, CKPT_F32, t.numel, P + t.offset)) != RT_OK) goto cleanup;
         } else if (kind == 2) { /* embeddings: dequantize into the block */
-            eq = malloc(t.numel);
-            es = malloc((size_t)t.shape[0] * sizeof *es);
+            eq = malloc(ft.numel);
+            es = malloc((size_t)ft.shape[0] * sizeof *es);
             if (!eq || !es) goto nomem;
-            if ((st = read_q(r, &t, t.shape[0], eq, es)) != RT_OK) goto cleanup;
-            for (int64_t row = 0; row < t.shape[0]; row++)
+            if ((st = read_q(r, &ft, ft.shape[0], eq, es)) != RT_OK) goto cleanup;
+            for (int64_t row = 0; row < t.shape[0]; row++) /* the first rows of wpe */
                 for (int64_t j = 0; j < t.shape[1]; j++)
                     P[t.offset + (size_t)(row * t.shape[1] + j)] =
                         es[row] * (float)eq[row * t.shape[1] + j];

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "ckpt_hf.h"
 #include "ckpt_internal.h"
 
 enum { N_TYPES = CKPT_U64 + 2 }; /* every ckpt_dtype plus "other" */
@@ -101,6 +102,11 @@ rt_status ckpt_info(const char *path, int json, FILE *out) {
     hid_t file, opt = H5I_INVALID_HID;
     rt_status st = ckpt_open(path, &r);
     if (st != RT_OK) return st;
+    if (ckpt_reader_hf(r)) {
+        st = ckpt_hf_info(ckpt_reader_hf(r), ckpt_reader_config(r), json, out);
+        ckpt_reader_close(r);
+        return st;
+    }
     struct stat sb;
     long long file_bytes = stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
     const student_config *c = ckpt_reader_config(r);

@@ -3,11 +3,29 @@
  * train.init) goes through, so that all of them validate the same way.
  * Training checkpoints and f32 deploy files read /model into the block;
  * int8 deploy files (ckpt_deploy.h) build an inference-only model whose
- * linear layers run int8 (student_int8_set). */
+ * linear layers run int8 (student_int8_set). A Hugging Face folder
+ * (ckpt_hf.h) reads like an f32 deploy file. */
+#include <sys/stat.h>
+
 #include "ckpt_deploy.h"
+#include "ckpt_hf.h"
+#include "ckpt_internal.h"
 
 rt_status ckpt_load_model(const char *path, int batch, student_precision p, int training,
                           student_model **model_out, ckpt_reader **reader_out) {
+    return ckpt_load_model_window(path, 0, batch, p, training, model_out, reader_out);
+}
+
+/* The weights of r into m, whose config is r's or the same with fewer
+ * positions. */
+static rt_status read_window(ckpt_reader *r, student_model *m) {
+    if (ckpt_deploy_is_int8(r)) return ckpt_deploy_read_int8(r, m);
+    return ckpt_read_params_for(r, student_cfg(m), student_params(m));
+}
+
+rt_status ckpt_load_model_window(const char *path, int seq_len, int batch, student_precision p,
+                                 int training, student_model **model_out,
+                                 ckpt_reader **reader_out) {
     *model_out = NULL;
     if (reader_out) *reader_out = NULL;
     ckpt_reader *r = NULL;
@@ -24,9 +42,16 @@ rt_status ckpt_load_model(const char *path, int batch, student_precision p, int 
         /* int8 layers run beside f32 kernels (and a bf16 head), whatever p asks */
         p = STUDENT_F32;
     }
-    st = student_create(ckpt_reader_config(r), batch, p, training, &m);
+    student_config c = *ckpt_reader_config(r);
+    if (seq_len > c.seq_len) {
+        st = rt_fail(RT_ERR_MISMATCH, "%s: seq_len is %d positions, fewer than the %d needed",
+                     path, c.seq_len, seq_len);
+        goto cleanup;
+    }
+    if (seq_len > 0) c.seq_len = seq_len;
+    st = student_create(&c, batch, p, training, &m);
     if (st != RT_OK) goto cleanup;
-    st = ckpt_read_model(r, m);
+    st = read_window(r, m);
     if (st != RT_OK) goto cleanup;
     *model_out = m;
     m = NULL;
@@ -42,6 +67,17 @@ cleanup:
 
 rt_status ckpt_read_model(ckpt_reader *r, student_model *m) {
     RT_TRY(ckpt_check_config(r, student_cfg(m), "the model being loaded"));
-    if (ckpt_deploy_is_int8(r)) return ckpt_deploy_read_int8(r, m);
-    return ckpt_read_params(r, student_params(m));
+    return read_window(r, m);
+}
+
+int64_t ckpt_model_bytes(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) return -1;
+    if (!S_ISDIR(sb.st_mode)) return (int64_t)sb.st_size;
+    ckpt_hf *h = NULL;
+    student_config c;
+    if (ckpt_hf_open(path, &h, &c) != RT_OK) return -1;
+    const int64_t bytes = (int64_t)ckpt_hf_bytes(h);
+    ckpt_hf_close(h);
+    return bytes;
 }

@@ -14,12 +14,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ckpt_hf.h"
 #include "ckpt_internal.h"
 #include "rt_size.h"
 
 struct ckpt_reader {
     char *path;
-    hid_t file;
+    hid_t file;     /* H5I_INVALID_HID for a Hugging Face folder */
+    ckpt_hf *hf;    /* the folder's weights; NULL for an HDF5 file */
     student_config cfg;
     char kind[8];
     int64_t step, tokens_seen;
@@ -31,10 +33,12 @@ const char *ckpt_reader_kind(const ckpt_reader *r) { return r->kind; }
 int64_t ckpt_reader_step(const ckpt_reader *r) { return r->step; }
 int64_t ckpt_reader_tokens_seen(const ckpt_reader *r) { return r->tokens_seen; }
 hid_t ckpt_reader_file(const ckpt_reader *r) { return r->file; }
+ckpt_hf *ckpt_reader_hf(const ckpt_reader *r) { return r->hf; }
 
 void ckpt_reader_close(ckpt_reader *r) {
     if (!r) return;
     if (r->file >= 0) H5Fclose(r->file);
+    ckpt_hf_close(r->hf);
     free(r->path);
     free(r);
 }
@@ -223,6 +227,24 @@ cleanup:
     return st;
 }
 
+/* A Hugging Face GPT-2 folder: weights only, like an f32 deploy file. */
+static rt_status open_hf(const char *path, ckpt_reader **out) {
+    ckpt_reader *r = calloc(1, sizeof *r);
+    if (!r || !(r->path = strdup(path))) {
+        free(r);
+        return rt_fail(RT_ERR_NOMEM, "%s: out of memory opening the folder", path);
+    }
+    r->file = H5I_INVALID_HID;
+    snprintf(r->kind, sizeof r->kind, "hf");
+    rt_status st = ckpt_hf_open(path, &r->hf, &r->cfg);
+    if (st != RT_OK) {
+        ckpt_reader_close(r);
+        return st;
+    }
+    *out = r;
+    return RT_OK;
+}
+
 rt_status ckpt_open(const char *path, ckpt_reader **out) {
     *out = NULL;
     if (!path || !path[0]) return rt_fail(RT_ERR_ARGS, "no checkpoint path given");
@@ -232,9 +254,10 @@ rt_status ckpt_open(const char *path, ckpt_reader **out) {
         if (errno == ENOENT) return rt_fail(RT_ERR_IO, "%s: no such file", path);
         return rt_fail(RT_ERR_IO, "%s: cannot access (%s)", path, strerror(errno));
     }
+    if (S_ISDIR(sb.st_mode) && ckpt_hf_is_folder(path)) return open_hf(path, out);
     if (S_ISDIR(sb.st_mode))
-        return rt_fail(RT_ERR_IO, "%s: is a folder, not a checkpoint file (pass a step_*.h5 file "
-                       "or \"latest\")", path);
+        return rt_fail(RT_ERR_IO, "%s: is a folder, not a checkpoint file (pass a step_*.h5 file, "
+                       "\"latest\" or a Hugging Face folder with config.json)", path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return rt_fail(RT_ERR_IO, "%s: cannot read (%s)", path, strerror(errno));
     close(fd);
@@ -298,7 +321,7 @@ rt_status ckpt_check_config(const ckpt_reader *r, const student_config *want, co
 /* -------------------------------------------------------------- datasets */
 
 int ckpt_has(ckpt_reader *r, const char *path) {
-    if (!path || path[0] != '/') return 0;
+    if (!path || path[0] != '/' || r->hf) return 0; /* a folder holds /model only */
     if (path[1] == '\0') return 1;
     char buf[CKPT_PATH_MAX];
     if (strlen(path) >= sizeof buf) return 0;
@@ -434,6 +457,7 @@ cleanup:
 }
 
 rt_status ckpt_check_model(ckpt_reader *r) {
+    if (r->hf) return RT_OK; /* a folder's tensors were checked against config.json on open */
     if (!ckpt_has(r, "/model"))
         return rt_fail(RT_ERR_FORMAT, "%s: no /model group (kind=%s file without weights)",
                        r->path, r->kind);
@@ -456,23 +480,61 @@ rt_status ckpt_check_model(ckpt_reader *r) {
     return RT_OK;
 }
 
-/* Every tensor of the table from group `gname` into block. */
-static rt_status read_block(ckpt_reader *r, const char *gname, float *block) {
-    student_tensor t;
+/* Every tensor of the table from group `gname` into block, laid out for
+ * mc (the file's config, or the same with fewer positions: then only the
+ * first mc->seq_len rows of wpe are kept). */
+static rt_status read_block(ckpt_reader *r, const char *gname, const student_config *mc,
+                            float *block) {
+    student_tensor t, ft;
     char dpath[256];
-    for (int i = 0; i < student_tensor_count(&r->cfg); i++) {
-        student_tensor_info(&r->cfg, i, &t);
+    for (int i = 0; i < student_tensor_count(mc); i++) {
+        student_tensor_info(mc, i, &t);
+        student_tensor_info(&r->cfg, i, &ft);
         snprintf(dpath, sizeof dpath, "%s/%s", gname, t.name);
-        RT_TRY(read_dataset(r, dpath, CKPT_F32, t.ndim, t.shape, t.numel, block + t.offset));
+        if (t.numel == ft.numel) {
+            RT_TRY(read_dataset(r, dpath, CKPT_F32, t.ndim, t.shape, t.numel, block + t.offset));
+            continue;
+        }
+        float *full = malloc(ft.numel * sizeof *full);
+        if (!full) return rt_fail(RT_ERR_NOMEM, "%s: out of memory reading %s", r->path, dpath);
+        rt_status st = read_dataset(r, dpath, CKPT_F32, ft.ndim, ft.shape, ft.numel, full);
+        if (st == RT_OK) memcpy(block + t.offset, full, t.numel * sizeof *full);
+        free(full);
+        RT_TRY(st);
     }
     return RT_OK;
 }
 
-rt_status ckpt_read_params(ckpt_reader *r, float *block) {
+/* The LM head is tied to wte: a stored /model/lm_head.weight must equal it. */
+static rt_status check_lm_head(ckpt_reader *r, const float *wte) {
+    static const char hp[] = "/model/lm_head.weight";
+    if (!ckpt_has(r, hp)) return RT_OK;
+    student_tensor t;
+    student_tensor_info(&r->cfg, 0, &t);
+    float *h = malloc(t.numel * sizeof *h);
+    if (!h) return rt_fail(RT_ERR_NOMEM, "%s: out of memory reading %s", r->path, hp);
+    rt_status st = read_dataset(r, hp, CKPT_F32, t.ndim, t.shape, t.numel, h);
+    if (st == RT_OK && memcmp(h, wte, t.numel * sizeof *h) != 0)
+        st = rt_fail(RT_ERR_UNSUPPORTED, "%s: %s differs from /model/%s: an untied LM head is "
+                     "not supported (retort's head is wte)", r->path, hp, t.name);
+    free(h);
+    return st;
+}
+
+rt_status ckpt_read_params_for(ckpt_reader *r, const student_config *mc, float *block) {
+    student_config same = *mc;
+    same.seq_len = r->cfg.seq_len;
+    RT_ASSERT(memcmp(&same, &r->cfg, sizeof same) == 0 && mc->seq_len <= r->cfg.seq_len);
+    if (r->hf) return ckpt_hf_read_params(r->hf, mc, block);
     if (!ckpt_has(r, "/model"))
         return rt_fail(RT_ERR_FORMAT, "%s: no /model group (kind=%s file without float weights)",
                        r->path, r->kind);
-    return read_block(r, "/model", block);
+    RT_TRY(read_block(r, "/model", mc, block));
+    return check_lm_head(r, block); /* wte is tensor 0, at offset 0 */
+}
+
+rt_status ckpt_read_params(ckpt_reader *r, float *block) {
+    return ckpt_read_params_for(r, &r->cfg, block);
 }
 
 rt_status ckpt_read_optimizer(ckpt_reader *r, float *adam_m, float *adam_v, int64_t *step) {
@@ -484,8 +546,8 @@ rt_status ckpt_read_optimizer(ckpt_reader *r, float *adam_m, float *adam_v, int6
     CKPT_H5(g = H5Gopen2(r->file, "/optimizer", H5P_DEFAULT), RT_ERR_FORMAT, r->path,
             "opening /optimizer");
     if ((st = read_int_attr(r->path, g, "/optimizer", "step", step)) != RT_OK) goto cleanup;
-    if ((st = read_block(r, "/optimizer/m", adam_m)) != RT_OK) goto cleanup;
-    st = read_block(r, "/optimizer/v", adam_v);
+    if ((st = read_block(r, "/optimizer/m", &r->cfg, adam_m)) != RT_OK) goto cleanup;
+    st = read_block(r, "/optimizer/v", &r->cfg, adam_v);
 cleanup:
     if (g >= 0) H5Gclose(g);
     return st;
@@ -666,6 +728,13 @@ cleanup:
 }
 
 rt_status ckpt_verify(ckpt_reader *r) {
+    if (r->hf) { /* every tensor read once (headers were checked on open) */
+        float *b = rt_alloc_aligned(student_block_floats(&r->cfg) * sizeof *b);
+        if (!b) return rt_fail(RT_ERR_NOMEM, "%s: out of memory verifying", r->path);
+        rt_status st = ckpt_hf_read_params(r->hf, &r->cfg, b);
+        rt_free_aligned(b);
+        return st;
+    }
     RT_TRY(ckpt_walk_datasets(r, verify_one, NULL));
     if (ckpt_has(r, "/meta")) {
         static const char *const names[] = {"config", "provenance", "retort_version"};

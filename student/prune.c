@@ -236,6 +236,38 @@ void student_heads_shrink(const student_config *c, const float *src, const uint8
     shrink_walk(c, src, c2, dst, STUDENT_QKVW, STUDENT_ATTPROJW, heads_gather, &x);
 }
 
+typedef struct {
+    int C, A, A2;
+} heads_pad_ctx;
+
+static void heads_scatter(int k, int l, const float *s, float *d, const void *ctx) {
+    (void)l;
+    const heads_pad_ctx *x = ctx;
+    const int C = x->C, A = x->A, A2 = x->A2;
+    if (k == 2 || k == 3) { /* c_attn [C, 3A] -> [C, 3A2]: q, k, v each first A of A2 */
+        const int rows = k == 2 ? C : 1;
+        for (int r = 0; r < rows; r++)
+            for (int part = 0; part < 3; part++)
+                memcpy(d + (size_t)r * 3 * A2 + part * A2, s + (size_t)r * 3 * A + part * A,
+                       (size_t)A * sizeof *d);
+    } else { /* attn.c_proj [A, C] -> [A2, C]: the added rows stay zero */
+        memcpy(d, s, (size_t)A * C * sizeof *d);
+    }
+}
+
+void student_heads_pad(const student_config *c, const float *src, student_config *c2,
+                       float *dst) {
+    const int hs = student_head_dim(c);
+    RT_ASSERT(c->d_model % hs == 0);
+    *c2 = *c;
+    c2->n_head = c->d_model / hs;
+    c2->d_head = 0;
+    if (!dst) return;
+    const heads_pad_ctx x = {.C = c->d_model, .A = student_attn_width(c),
+                             .A2 = student_attn_width(c2)};
+    shrink_walk(c, src, c2, dst, 2, 4, heads_scatter, &x);
+}
+
 /* ------------------------------------------------------------- MLP */
 
 void student_ffn_scores(const float *fcw, const float *projw, int C, int F, const double *act_sq,

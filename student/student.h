@@ -378,6 +378,15 @@ void student_head_masks(int C, int H, int hs, const uint8_t *keep, uint8_t *qkvw
 void student_heads_shrink(const student_config *c, const float *src, const uint8_t *keep,
                           const student_config *c2, float *dst);
 
+/* The inverse for export to formats without a head width of their own
+ * (Hugging Face, GGUF): c2 = c with n_head = d_model / d_head (d_head 0),
+ * and, when dst != NULL, dst (student_block_floats(c2)) = src with the
+ * missing heads added back as zeros after the kept ones. A zero head has
+ * zero values and c_proj rows, so it adds exactly 0: the padded model
+ * computes the same function. d_model % d_head == 0 is the caller's check. */
+void student_heads_pad(const student_config *c, const float *src, student_config *c2,
+                       float *dst);
+
 /* Importance of the F hidden units of one MLP: without act_sq,
  * ||c_fc[:, u]||_2 * ||c_proj[u, :]||_2; with act_sq (the F sums of
  * squares of gelu(c_fc) over calibration tokens, i.e. of c_proj's input),

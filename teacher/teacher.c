@@ -32,19 +32,31 @@ static rt_status teacher_config_check(const teacher_config *c) {
     return RT_OK;
 }
 
+rt_status teacher_create_with(const teacher_config *c, student_model *model, teacher **out) {
+    *out = NULL;
+    teacher_config tc = *c;
+    tc.model = *student_cfg(model);
+    tc.precision = student_prec(model);
+    if (tc.batch > student_max_batch(model)) tc.batch = student_max_batch(model);
+    rt_status st = teacher_config_check(&tc);
+    teacher *t = st == RT_OK ? calloc(1, sizeof *t) : NULL;
+    if (st == RT_OK && !t) st = rt_fail(RT_ERR_NOMEM, "teacher: out of memory");
+    if (st != RT_OK) {
+        student_destroy(model);
+        return st;
+    }
+    t->cfg = tc;
+    t->model = model;
+    *out = t;
+    return RT_OK;
+}
+
 rt_status teacher_create(const teacher_config *c, teacher **out) {
     *out = NULL;
     RT_TRY(teacher_config_check(c));
-    teacher *t = calloc(1, sizeof *t);
-    if (!t) return rt_fail(RT_ERR_NOMEM, "teacher: out of memory");
-    t->cfg = *c;
-    rt_status st = student_create(&c->model, c->batch, c->precision, 0, &t->model);
-    if (st != RT_OK) {
-        free(t);
-        return st;
-    }
-    *out = t;
-    return RT_OK;
+    student_model *m = NULL;
+    RT_TRY(student_create(&c->model, c->batch, c->precision, 0, &m));
+    return teacher_create_with(c, m, out);
 }
 
 void teacher_destroy(teacher *t) {

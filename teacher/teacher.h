@@ -8,7 +8,7 @@
  * The teacher reuses student/'s model and kernels with training = 0 (no
  * gradients, no optimizer state), so it holds one block of parameters and
  * the forward activations of `batch` rows. It knows nothing of MPI or of
- * files: trainer/ loads the checkpoint into teacher_params() and moves the
+ * files: trainer/ loads the model (ckpt_load_model_window) and moves the
  * outputs over comm/. */
 #ifndef TEACHER_H
 #define TEACHER_H
@@ -35,6 +35,11 @@ typedef struct {
 /* Validates the configuration (the message names the bad field) and plans
  * the forward. Parameters start at zero: fill teacher_params(). */
 rt_status teacher_create(const teacher_config *c, teacher **out);
+/* The same around a model already loaded (ckpt_load_model_window: any
+ * checkpoint, deploy file, int8 deploy file or Hugging Face folder);
+ * c->model and c->precision are taken from it. The teacher owns `model`
+ * from this call on, also when it fails (then it is destroyed). */
+rt_status teacher_create_with(const teacher_config *c, student_model *model, teacher **out);
 void teacher_destroy(teacher *t); /* NULL-safe */
 
 const teacher_config *teacher_cfg(const teacher *t);

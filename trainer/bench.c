@@ -469,8 +469,7 @@ int trainer_bench_infer(int argc, char **argv) {
         if (s >= warmup) t_prompt += t1 - t0, t_kvprompt += t2 - t1, t_gen += t3 - t2;
     }
     {
-        struct stat sb;
-        const long long bytes = stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+        const long long bytes = (long long)ckpt_model_bytes(path);
         const double pp = (double)B * T * steps / t_prompt, gp = (double)gen * steps / t_gen;
         const double kp = (double)prompt * steps / t_kvprompt;
         const double gf = bench_forward_flops(&c, B) * steps / t_prompt * 1e-9;

@@ -105,14 +105,15 @@ rt_status trainer_eval(const trainer_eval_opts *o, trainer_eval_result *out) {
         goto cleanup;
     }
     if (o->teacher) {
-        if ((st = ckpt_load_model(o->teacher, o->batch, STUDENT_F32, 0, &t, NULL)) != RT_OK)
+        /* a teacher with more positions runs on the model's T (its first T) */
+        if ((st = ckpt_load_model_window(o->teacher, T, o->batch, STUDENT_F32, 0, &t, NULL)) !=
+            RT_OK)
             goto cleanup;
-        const student_config *tc = student_cfg(t);
-        if (tc->vocab_size != V || tc->seq_len != T) {
+        if (student_cfg(t)->vocab_size != V) {
             st = rt_fail(RT_ERR_MISMATCH,
-                         "teacher %s has vocab_size %d, seq_len %d but the model %s has "
-                         "vocab_size %d, seq_len %d (agreement needs both equal)",
-                         o->teacher, tc->vocab_size, tc->seq_len, o->model, V, T);
+                         "teacher %s has vocab_size %d but the model %s has vocab_size %d "
+                         "(agreement needs the same tokenizer)",
+                         o->teacher, student_cfg(t)->vocab_size, o->model, V);
             goto cleanup;
         }
     }
@@ -177,7 +178,6 @@ rt_status trainer_eval(const trainer_eval_opts *o, trainer_eval_result *out) {
     }
     const double secs = now_s() - t0;
 
-    struct stat sb;
     out->tokens = W * T;
     out->windows = W;
     out->loss = loss_sum / (double)out->tokens;
@@ -185,7 +185,7 @@ rt_status trainer_eval(const trainer_eval_opts *o, trainer_eval_result *out) {
     out->ece = trainer_eval_ece(bin_count, bin_conf, bin_correct);
     if (t) out->agreement = (double)agree / (double)out->tokens;
     out->params = (int64_t)student_param_count(c);
-    out->file_bytes = stat(o->model, &sb) == 0 ? (int64_t)sb.st_size : -1;
+    out->file_bytes = ckpt_model_bytes(o->model);
     out->vocab_size = V;
     out->seq_len = T;
     out->seconds = secs;

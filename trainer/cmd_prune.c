@@ -284,7 +284,9 @@ static rt_status prune_run(const prune_opts *o) {
         fprintf(stderr, "prune: --calib is not used by --method %s\n", o->method_text);
 
     if ((st = ckpt_open(o->model, &r)) != RT_OK) goto cleanup;
-    if ((st = ckpt_require_kind(r, "train", "pruning")) != RT_OK) goto cleanup;
+    if (strcmp(ckpt_reader_kind(r), "hf") != 0 && /* a Hugging Face folder: weights only */
+        (st = ckpt_require_kind(r, "train", "pruning")) != RT_OK)
+        goto cleanup;
     if ((st = ckpt_check_model(r)) != RT_OK) goto cleanup; /* before sizing anything by it */
     const student_config c = *ckpt_reader_config(r);
     const int L = c.n_layer, C = c.d_model, F = c.d_ff, H = c.n_head;
@@ -306,7 +308,7 @@ static rt_status prune_run(const prune_opts *o) {
             goto cleanup;
     }
     const int64_t step = ckpt_reader_step(r), tokens_seen = ckpt_reader_tokens_seen(r);
-    const long long in_bytes = file_size(o->model);
+    const long long in_bytes = (long long)ckpt_model_bytes(o->model);
     const int had_optimizer = ckpt_has(r, "/optimizer");
     ckpt_reader_close(r);
     r = NULL;

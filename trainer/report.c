@@ -157,10 +157,11 @@ static rt_status check_inputs(const char *data, const char *teacher, const repor
                          data, (long long)data_shard_vocab_size(sh), rows[i].file, c->vocab_size);
         else if (t &&
                  (ckpt_reader_config(t)->vocab_size != c->vocab_size ||
-                  ckpt_reader_config(t)->seq_len != c->seq_len))
+                  ckpt_reader_config(t)->seq_len < c->seq_len))
             st = rt_fail(RT_ERR_MISMATCH,
                          "teacher %s has vocab_size %d, seq_len %d but the model %s has "
-                         "vocab_size %d, seq_len %d (agreement needs both equal)",
+                         "vocab_size %d, seq_len %d (agreement needs the same vocabulary and "
+                         "at least as many teacher positions)",
                          teacher, ckpt_reader_config(t)->vocab_size,
                          ckpt_reader_config(t)->seq_len, rows[i].file, c->vocab_size, c->seq_len);
         ckpt_reader_close(r);

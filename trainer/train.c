@@ -32,6 +32,7 @@
 #include <jansson.h>
 
 #include "ckpt.h"
+#include "ckpt_hf.h"
 #include "ckpt_masks.h"
 #include "cli.h"
 #include "cmds.h"
@@ -86,9 +87,10 @@ static rt_status check_teacher(const trainer_config *cfg, const student_config *
                        "%s: teacher vocabulary is %d tokens, the student's data has %d "
                        "(teacher and student must share the tokenizer)",
                        tp, tc->vocab_size, sc->vocab_size);
-    if (tc->seq_len != sc->seq_len)
+    if (tc->seq_len < sc->seq_len) /* more positions are fine: the first seq_len are used */
         return rt_fail(RT_ERR_MISMATCH,
-                       "%s: teacher seq_len is %d, the student's is %d (set model.seq_len = %d)",
+                       "%s: teacher has %d positions, fewer than the student's seq_len %d (set "
+                       "model.seq_len <= %d)",
                        tp, tc->seq_len, sc->seq_len, tc->seq_len);
     for (int p = 0; p < cfg->distill.n_feature_pairs; p++) {
         const int s = cfg->distill.feature_pairs[p][0], t = cfg->distill.feature_pairs[p][1];
@@ -159,28 +161,24 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
     run_shape rs;
     if ((st = run_shape_make(cfg, comm_roles_n_students(roles), sc, &rs)) != RT_OK) goto cleanup;
 
-    /* the frozen teacher */
-    ckpt_reader *r = NULL;
-    if ((st = ckpt_open(cfg->distill.teacher, &r)) != RT_OK) goto cleanup;
-    if ((st = ckpt_check_model(r)) != RT_OK) {
-        ckpt_reader_close(r);
-        goto cleanup;
-    }
+    /* the frozen teacher: any model file, loaded for the student's windows */
+    student_model *tm = NULL;
+    st = ckpt_load_model_window(cfg->distill.teacher, sc->seq_len, rs.mb,
+                                cfg->distill.teacher_precision == TRAINER_PRECISION_BF16
+                                    ? STUDENT_BF16
+                                    : STUDENT_F32,
+                                0, &tm, NULL);
+    if (st != RT_OK) goto cleanup;
     teacher_config tc = {
-        .model = *ckpt_reader_config(r),
         .batch = rs.mb,
-        .precision = cfg->distill.teacher_precision == TRAINER_PRECISION_BF16 ? STUDENT_BF16
-                                                                              : STUDENT_F32,
         .temperature = (float)cfg->distill.temperature,
         .topk = cfg->distill.topk < sc->vocab_size ? cfg->distill.topk : sc->vocab_size,
         .n_features = cfg->distill.n_feature_pairs,
     };
     for (int p = 0; p < tc.n_features; p++)
         tc.feature_layers[p] = cfg->distill.feature_pairs[p][1] - 1; /* HF index -> block */
-    st = teacher_create(&tc, &t);
-    if (st == RT_OK) st = ckpt_read_params(r, teacher_params(t));
-    ckpt_reader_close(r);
-    if (st != RT_OK) goto cleanup;
+    if ((st = teacher_create_with(&tc, tm, &t)) != RT_OK) goto cleanup;
+    tc = *teacher_cfg(t);
 
     comm_stream_config scfg = comm_stream_config_default();
     scfg.depth = cfg->distill.depth;
@@ -351,8 +349,10 @@ static void student_run_free(student_run *s) {
     rt_free_aligned(s->mask);
 }
 
-/* CRC-32C of a whole file, for provenance (teacher and data identity). */
+/* CRC-32C of a whole file (or of a Hugging Face folder's model files),
+ * for provenance (teacher and data identity). */
 static rt_status file_crc32c(const char *path, uint32_t *crc) {
+    if (ckpt_hf_is_folder(path)) return ckpt_hf_crc32c(path, crc);
     FILE *f = fopen(path, "rb");
     if (!f) return rt_fail(RT_ERR_IO, "%s: cannot open for checksumming", path);
     static char buf[1 << 16];
@@ -610,6 +610,11 @@ static rt_status micro_step(student_run *s, int64_t step, int j, double *sums) {
         comm_record *r = &s->rec;
         RT_TRY(comm_record_check_identity(r, record_seq(rs, step, j), s->rank,
                                           s->starts + (size_t)j * rs->mb, rs->mb));
+        if (r->n_feat > 0 && r->feat_width != s->tc.d_model) /* before any feature is read */
+            return rt_fail(RT_ERR_MISMATCH,
+                           "teacher record of step %lld has features %d wide, the teacher's "
+                           "d_model is %d",
+                           (long long)step, r->feat_width, s->tc.d_model);
         if (r->T != T || r->vocab != V || r->k != s->topk ||
             r->n_feat != c->distill.n_feature_pairs)
             return rt_fail(RT_ERR_MISMATCH,

@@ -1,0 +1,193 @@
+/* The safetensors reader/writer and Hugging Face folders at the library
+ * level (the binary's side, with PyTorch's losses, is tests/cli_hf.sh):
+ *   - f16 and bf16 -> f32 -> back is the identity on every one of the
+ *     65536 bit patterns but NaNs (which stay NaN), and f32 -> f16/bf16
+ *     rounds to nearest even (checked against closed forms);
+ *   - ckpt_st_parse refuses overlapping tensors, offsets past the data,
+ *     spans that disagree with shape x dtype, and shape overflow;
+ *   - a folder loaded for 16 of its 48 positions gives exactly the logits
+ *     of the full model's first 16 positions (what a teacher with more
+ *     positions than the student relies on);
+ *   - a stored lm_head.weight that differs from wte is refused by name, in
+ *     a folder and in an HDF5 file; an equal one is accepted;
+ *   - writing a folder and reading it back is bit-exact in F32. */
+#define _GNU_SOURCE
+#include <hdf5.h>
+#include <math.h>
+#include <string.h>
+
+#include "ckpt.h"
+#include "ckpt_hf.h"
+#include "ckpt_st.h"
+#include "test_util.h"
+
+#define FX RT_FIXTURES_DIR "/hf"
+
+static char *tmpdir;
+
+static int is_nan16(uint16_t h, int bf) {
+    return bf ? (h & 0x7f80) == 0x7f80 && (h & 0x7f) : (h & 0x7c00) == 0x7c00 && (h & 0x3ff);
+}
+
+static void test_conversions(void) {
+    int bad16 = 0, badbf = 0;
+    for (uint32_t i = 0; i < 65536; i++) {
+        const uint16_t h = (uint16_t)i;
+        const float a = ckpt_f16_to_f32(h), b = ckpt_bf16_to_f32(h);
+        if (is_nan16(h, 0) ? !isnan(a) : ckpt_f32_to_f16(a) != h) bad16++;
+        if (is_nan16(h, 1) ? !isnan(b) : ckpt_f32_to_bf16(b) != h) badbf++;
+    }
+    CU_ASSERT_EQUAL(bad16, 0);
+    CU_ASSERT_EQUAL(badbf, 0);
+    /* closed forms */
+    CU_ASSERT_EQUAL(ckpt_f16_to_f32(0x3c00), 1.0f);
+    CU_ASSERT_EQUAL(ckpt_f16_to_f32(0x0001), 0x1p-24f);          /* smallest subnormal */
+    CU_ASSERT_EQUAL(ckpt_f16_to_f32(0x7bff), 65504.0f);          /* largest finite */
+    CU_ASSERT_EQUAL(ckpt_f32_to_f16(65520.0f), 0x7c00);          /* ties to even: inf */
+    CU_ASSERT_EQUAL(ckpt_f32_to_f16(1.0f + 0x1p-11f), 0x3c00);   /* halfway: even (down) */
+    CU_ASSERT_EQUAL(ckpt_f32_to_f16(1.0f + 3 * 0x1p-11f), 0x3c02); /* halfway: even (up) */
+    CU_ASSERT_EQUAL(ckpt_f32_to_f16(0x1p-25f), 0x0000);          /* halfway to 0x0001: even */
+    CU_ASSERT_EQUAL(ckpt_f32_to_f16(0x1.8p-25f), 0x0001);
+    CU_ASSERT_EQUAL(ckpt_f32_to_bf16(1.0f + 0x1p-8f), 0x3f80);   /* halfway: even */
+    CU_ASSERT_EQUAL(ckpt_f32_to_bf16(1.0f + 3 * 0x1p-8f), 0x3f82);
+    CU_ASSERT(isnan(ckpt_f16_to_f32(ckpt_f32_to_f16(NAN))));
+    CU_ASSERT(isnan(ckpt_bf16_to_f32(ckpt_f32_to_bf16(NAN))));
+}
+
+static rt_status parse(const char *json, uint64_t data_bytes) {
+    ckpt_st_file *f = NULL;
+    const size_t n = strlen(json);
+    rt_status st = ckpt_st_parse("x.safetensors", (const uint8_t *)json, n, 8 + n + data_bytes, &f);
+    ckpt_st_close(f);
+    return st;
+}
+
+static void test_parse(void) {
+    CU_ASSERT_EQUAL(parse("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                          "\"__metadata__\":{\"format\":\"pt\"}}", 8), RT_OK);
+    CU_ASSERT_EQUAL(parse("{}", 0), RT_OK);
+    CU_ASSERT_EQUAL(parse("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                          "\"b\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[6,14]}}", 14),
+                    RT_ERR_FORMAT); /* overlap */
+    CU_ASSERT(strstr(rt_last_error(), "overlap") != NULL);
+    CU_ASSERT_EQUAL(parse("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 7),
+                    RT_ERR_FORMAT); /* past the data block */
+    CU_ASSERT_EQUAL(parse("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8),
+                    RT_ERR_FORMAT); /* span != shape x dtype */
+    CU_ASSERT_EQUAL(parse("{\"a\":{\"dtype\":\"BF16\",\"shape\":[1099511627776,1099511627776],"
+                          "\"data_offsets\":[0,8]}}", 8), RT_ERR_FORMAT); /* overflow */
+    CU_ASSERT_EQUAL(parse("{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,0]}}", 0),
+                    RT_ERR_FORMAT);
+    CU_ASSERT_EQUAL(parse("{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]},"
+                          "\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}", 0),
+                    RT_ERR_FORMAT); /* duplicate key */
+    CU_ASSERT_EQUAL(parse("[1,2]", 0), RT_ERR_FORMAT);
+    CU_ASSERT_EQUAL(parse("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1),
+                    RT_ERR_UNSUPPORTED);
+}
+
+/* Logits of the first T positions: a window model equals the full one. */
+static void test_window(void) {
+    student_model *full = NULL, *win = NULL;
+    CU_ASSERT_FATAL(ckpt_load_model(FX "/f32", 1, STUDENT_F32, 0, &full, NULL) == RT_OK);
+    CU_ASSERT_FATAL(ckpt_load_model_window(FX "/f32", 16, 1, STUDENT_F32, 0, &win, NULL) == RT_OK);
+    CU_ASSERT_EQUAL(student_cfg(win)->seq_len, 16);
+    const int P = student_cfg(full)->seq_len, V = student_cfg(full)->vocab_size;
+    int32_t tok[48];
+    for (int i = 0; i < P; i++) tok[i] = (i * 37 + 11) % V;
+    CU_ASSERT_FATAL(student_forward(full, tok, 1) == RT_OK);
+    CU_ASSERT_FATAL(student_forward(win, tok, 1) == RT_OK);
+    double maxd = 0;
+    for (int i = 0; i < 16 * V; i++)
+        maxd = fmax(maxd, fabs(student_logits(full)[i] - student_logits(win)[i]));
+    printf("\n  window vs full logits: max |diff| %.3g\n", maxd);
+    CU_ASSERT(maxd < 1e-5);
+    student_model *bad = NULL;
+    CU_ASSERT(ckpt_load_model_window(FX "/f32", 49, 1, STUDENT_F32, 0, &bad, NULL) ==
+              RT_ERR_MISMATCH);
+    student_destroy(full);
+    student_destroy(win);
+}
+
+/* Export the f32 fixture, read it back bit for bit; then a differing
+ * lm_head.weight (folder and HDF5) is refused, an equal one accepted. */
+static void test_roundtrip_and_head(void) {
+    student_model *m = NULL;
+    CU_ASSERT_FATAL(ckpt_load_model(FX "/f32", 1, STUDENT_F32, 0, &m, NULL) == RT_OK);
+    const student_config *c = student_cfg(m);
+    char *out = rt_test_join(tmpdir, "exp");
+    CU_ASSERT_FATAL(ckpt_hf_write(out, c, student_params(m), CKPT_ST_F32, FX "/f32", 256) == RT_OK);
+    student_model *r = NULL;
+    CU_ASSERT_FATAL(ckpt_load_model(out, 1, STUDENT_F32, 0, &r, NULL) == RT_OK);
+    CU_ASSERT(memcmp(student_params(m), student_params(r),
+                     student_block_floats(c) * sizeof(float)) == 0);
+    student_destroy(r);
+
+    /* a folder whose model.safetensors adds an lm_head that differs */
+    const int n = student_tensor_count(c);
+    ckpt_st_out *t = calloc((size_t)n + 1, sizeof *t);
+    student_tensor info;
+    for (int i = 0; i < n; i++) {
+        student_tensor_info(c, i, &info);
+        t[i] = (ckpt_st_out){.name = strdup(info.name), .ndim = info.ndim,
+                             .shape = {info.shape[0], info.shape[1]},
+                             .data = student_params(m) + info.offset};
+    }
+    student_tensor_info(c, 0, &info);
+    float *head = malloc(info.numel * sizeof *head);
+    memcpy(head, student_params(m), info.numel * sizeof *head);
+    t[n] = (ckpt_st_out){.name = "lm_head.weight", .ndim = 2,
+                         .shape = {info.shape[0], info.shape[1]}, .data = head};
+    char *st = rt_test_join(out, "model.safetensors");
+    CU_ASSERT_FATAL(ckpt_st_write(st, t, n + 1, CKPT_ST_F32) == RT_OK);
+    CU_ASSERT(ckpt_load_model(out, 1, STUDENT_F32, 0, &r, NULL) == RT_OK); /* equal: fine */
+    student_destroy(r);
+    r = NULL;
+    head[5] += 1.0f;
+    CU_ASSERT_FATAL(ckpt_st_write(st, t, n + 1, CKPT_ST_F32) == RT_OK);
+    CU_ASSERT(ckpt_load_model(out, 1, STUDENT_F32, 0, &r, NULL) == RT_ERR_UNSUPPORTED);
+    CU_ASSERT(strstr(rt_last_error(), "lm_head.weight differs from wte") != NULL);
+    CU_ASSERT(strstr(rt_last_error(), st) != NULL);
+
+    /* the same in an HDF5 deploy file: an extra /model/lm_head.weight */
+    char *h5 = rt_test_join(tmpdir, "head.h5");
+    const ckpt_contents cc = {.kind = "train", .cfg = *c, .params = student_params(m)};
+    CU_ASSERT_FATAL(ckpt_save(h5, &cc) == RT_OK);
+    hid_t f = H5Fopen(h5, H5F_ACC_RDWR, H5P_DEFAULT);
+    hsize_t dims[2] = {(hsize_t)info.shape[0], (hsize_t)info.shape[1]};
+    hid_t sp = H5Screate_simple(2, dims, NULL);
+    hid_t d = H5Dcreate2(f, "/model/lm_head.weight", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                         H5P_DEFAULT);
+    CU_ASSERT(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, head) >= 0);
+    H5Dclose(d), H5Sclose(sp), H5Fclose(f);
+    CU_ASSERT(ckpt_load_model(h5, 1, STUDENT_F32, 0, &r, NULL) == RT_ERR_UNSUPPORTED);
+    CU_ASSERT(strstr(rt_last_error(), "/model/lm_head.weight differs") != NULL);
+    CU_ASSERT(strstr(rt_last_error(), h5) != NULL);
+
+    for (int i = 0; i < n; i++) free((char *)t[i].name);
+    free(t);
+    free(head);
+    free(st);
+    free(h5);
+    free(out);
+    student_destroy(m);
+}
+
+static int setup(void) { return (tmpdir = rt_test_mkdtemp("hf")) ? 0 : -1; }
+static int teardown(void) {
+    rt_test_rm_rf(tmpdir);
+    free(tmpdir);
+    return 0;
+}
+
+int main(void) {
+    static const rt_test_case cases[] = {
+        {"conversions", test_conversions},
+        {"parse", test_parse},
+        {"window", test_window},
+        {"roundtrip_and_head", test_roundtrip_and_head},
+    };
+    if (!rt_test_suite("hf", setup, teardown, cases, sizeof cases / sizeof cases[0], "RT_TEST_ONLY"))
+        return 1;
+    return rt_test_finish();
+}
