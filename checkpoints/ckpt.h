@@ -210,6 +210,14 @@ rt_status ckpt_load_model_window(const char *path, int seq_len, int batch, stude
                                  int training, student_model **model_out,
                                  ckpt_reader **reader_out);
 
+/* The parameters to export to a format without a head width of its own
+ * (Hugging Face, GGUF): when heads were removed (d_head set), *c gets
+ * n_head = d_model / d_head and *padded a new block (rt_free_aligned) with
+ * the removed heads back as zeros (student_heads_pad: exactly the same
+ * function); otherwise *c = *c0 and *padded = NULL (export params0). */
+rt_status ckpt_export_params(const student_config *c0, const float *params0, student_config *c,
+                             float **padded);
+
 /* Bytes a model takes on disk: the file's size, or for a Hugging Face
  * folder the sum of config.json and its safetensors files; -1 when it
  * cannot be read. */

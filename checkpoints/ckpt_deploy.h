@@ -41,7 +41,9 @@ rt_status ckpt_deploy_save(const char *path, const ckpt_deploy *d);
 int ckpt_deploy_is_int8(ckpt_reader *r);
 
 /* Reads an int8 deploy file into inference model m (training = 0, f32, of
- * the file's shape) and switches it to int8 (student_int8_set). */
+ * the file's shape) and switches it to int8 (student_int8_set). The
+ * parameter block gets every tensor in f32, the linear weights dequantized
+ * (int8 x scale), so exports to other formats read it like any model's. */
 rt_status ckpt_deploy_read_int8(ckpt_reader *r, student_model *m);
 
 /* The tokenizer folder recorded in the file, as a new string (free());

@@ -63,9 +63,8 @@ rt_status ckpt_hf_info(const ckpt_hf *h, const student_config *c, int json, FILE
 /* Writes a Hugging Face folder to `dir` (created when missing): config.json,
  * generation_config.json, model.safetensors (`dtype`), and the tokenizer:
  * vocab.json + merges.txt copied from tokenizer_dir, tokenizer_config.json,
- * special_tokens_map.json; bos/eos = eot. A model whose heads were removed
- * (d_head set) is written with the removed heads back as zeros, which
- * computes exactly the same (student_heads_pad). */
+ * special_tokens_map.json; bos/eos = eot. The attention must be d_model
+ * wide: pad removed heads first (ckpt_export_params). */
 rt_status ckpt_hf_write(const char *dir, const student_config *c, const float *params,
                         ckpt_st_dtype dtype, const char *tokenizer_dir, int eot);
 

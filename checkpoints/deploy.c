@@ -192,6 +192,12 @@ rt_status ckpt_deploy_read_int8(ckpt_reader *r, student_model *m) {
             ws[li] = malloc((size_t)t.shape[1] * sizeof(float));
             if (!w8[li] || !ws[li]) goto nomem;
             if ((st = read_q(r, &t, t.shape[1], w8[li], ws[li])) != RT_OK) goto cleanup;
+            /* the block holds the dequantized weight too (exports read it) */
+            for (int64_t k = 0; k < t.shape[0]; k++)
+                for (int64_t j = 0; j < t.shape[1]; j++) {
+                    const size_t e = (size_t)(k * t.shape[1] + j);
+                    P[t.offset + e] = ws[li][j] * (float)w8[li][e];
+                }
             char base[64];
             snprintf(base, sizeof base, "%.*s", (int)(strlen(t.name) - strlen(".weight")), t.name);
             snprintf(p, sizeof p, "/model/%s.input_scale", base);

@@ -443,25 +443,15 @@ static rt_status copy_file(const char *from_dir, const char *dir, const char *na
     return st;
 }
 
-rt_status ckpt_hf_write(const char *dir, const student_config *c0, const float *params0,
+rt_status ckpt_hf_write(const char *dir, const student_config *c0, const float *params,
                         ckpt_st_dtype dtype, const char *tokenizer_dir, int eot) {
+    RT_ASSERT(student_attn_width(c0) == c0->d_model); /* ckpt_export_params pads removed heads */
     rt_status st = RT_OK;
     student_config c = *c0;
-    float *padded = NULL;
+    c.d_head = 0;
     ckpt_st_out *t = NULL;
     char (*names)[80] = NULL;
-    const float *params = params0;
     if ((st = data_mkdir_p(dir)) != RT_OK) return st;
-    if (ckpt_config_has_d_head(c0)) { /* heads removed: add them back as zeros */
-        if (c0->d_model % student_head_dim(c0) != 0)
-            return rt_fail(RT_ERR_UNSUPPORTED, "export: head width %d does not divide d_model "
-                           "%d", student_head_dim(c0), c0->d_model);
-        student_heads_pad(c0, params0, &c, NULL);
-        if (!(padded = rt_alloc_aligned(student_block_floats(&c) * sizeof *padded)))
-            return rt_fail(RT_ERR_NOMEM, "export: out of memory padding the heads");
-        student_heads_pad(c0, params0, &c, padded);
-        params = padded;
-    }
     const int n = student_tensor_count(&c);
     t = calloc((size_t)n, sizeof *t);
     names = calloc((size_t)n, sizeof *names);
@@ -512,6 +502,5 @@ rt_status ckpt_hf_write(const char *dir, const student_config *c0, const float *
 cleanup:
     free(t);
     free(names);
-    rt_free_aligned(padded);
     return st;
 }

@@ -81,3 +81,22 @@ int64_t ckpt_model_bytes(const char *path) {
     ckpt_hf_close(h);
     return bytes;
 }
+
+rt_status ckpt_export_params(const student_config *c0, const float *params0, student_config *c,
+                             float **padded) {
+    *c = *c0;
+    *padded = NULL;
+    if (c0->d_head == 0 || c0->d_head * c0->n_head == c0->d_model) {
+        c->d_head = 0;
+        return RT_OK;
+    }
+    if (c0->d_model % c0->d_head != 0)
+        return rt_fail(RT_ERR_UNSUPPORTED, "export: the head width %d does not divide d_model %d, "
+                       "so the removed heads cannot be added back as zeros", c0->d_head,
+                       c0->d_model);
+    student_heads_pad(c0, params0, c, NULL);
+    if (!(*padded = rt_alloc_aligned(student_block_floats(c) * sizeof **padded)))
+        return rt_fail(RT_ERR_NOMEM, "export: out of memory padding the heads");
+    student_heads_pad(c0, params0, c, *padded);
+    return RT_OK;
+}

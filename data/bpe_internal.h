@@ -27,9 +27,6 @@ rt_status data_pretok_run(data_pretok *p, const char *text, size_t n, data_piece
 /* GPT-2's bytes_to_unicode(): byte b is written as code point
  * data_byte_to_cp(b) in vocab.json and merges.txt. */
 uint32_t data_byte_to_cp(unsigned char b);
-/* Appends the GPT-2 alphabet form (UTF-8) of bytes to dst; dst needs
- * 2 * n bytes of room. Returns the number of bytes written. */
-size_t data_bytes_to_alpha(const char *bytes, size_t n, char *dst);
 /* Inverse of data_bytes_to_alpha: decodes a NUL-terminated alphabet string
  * into dst (room for strlen(s) bytes). Returns the byte count, or -1 if s
  * holds a character outside the alphabet or invalid UTF-8. */

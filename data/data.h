@@ -83,6 +83,11 @@ void data_tokenizer_merge(const data_tokenizer *t, int32_t rank, int32_t *left, 
 /* The bytes of token `id` (not NUL-terminated; owned by t). */
 const char *data_tokenizer_token(const data_tokenizer *t, int32_t id, size_t *len);
 
+/* Appends the GPT-2 alphabet form (UTF-8) of bytes to dst, the form tokens
+ * have in vocab.json and merges.txt (and GGUF's tokenizer.ggml.tokens);
+ * dst needs 2 * n bytes of room. Returns the number of bytes written. */
+size_t data_bytes_to_alpha(const char *bytes, size_t n, char *dst);
+
 /* Appends the ids of `text` (any bytes) to `out`. Text is never parsed for
  * special tokens: "<|endoftext|>" in the text encodes as ordinary bytes. */
 rt_status data_tokenizer_encode(data_tokenizer *t, const char *text, size_t n, data_ids *out);

@@ -10,6 +10,12 @@
 #   - a short distillation with a folder as the teacher (48 positions, the
 #     student 16) runs, and so does one from an int8 deploy file exported
 #     from that folder;
+#   - `export --format hf` of a bf16 copy, an f16 folder and a head-pruned
+#     model (heads padded back as zeros) is read by PyTorch with its own
+#     safetensors reader (gen_hf_fixture.py --check-export, losses
+#     committed in export_losses.txt): retort eval on each export matches
+#     within 1e-5 relative, and the padded export computes exactly the loss
+#     of the pruned model;
 #   - every broken input gives one line on stderr naming the file, non-zero
 #     exit: truncated safetensors, a header length past the file, data
 #     offsets outside the data block, overlapping tensors, an unknown dtype,
@@ -104,6 +110,37 @@ OMP_NUM_THREADS=1 mpiexec -n 2 "$bin" train --config "$tmp/d.ini" --set "train.r
   --set "distill.teacher=$tmp/t8.h5" >"$tmp/out" 2>"$tmp/err"
 rc=$?
 check '[ $rc -eq 0 ] && [ -f "$tmp/run8/final.h5" ]' "distill from an int8 deploy teacher"
+
+# --- export --format hf, read back by PyTorch --------------------------------------
+# export_losses.txt: gen_hf_fixture.py --check-export read these same exports
+# with its own safetensors reader (not retort's) and computed the loss.
+"$bin" export --model "$fx/f32" --format hf --dtype bf16 --out "$tmp/ex_bf16" 2>"$tmp/err"
+"$bin" prune --model "$fx/f32" --method heads --sparsity 0.5 --out "$tmp/heads.h5" >/dev/null 2>&1
+"$bin" export --model "$tmp/heads.h5" --format hf --tokenizer "$fx/f32" --out "$tmp/ex_heads" 2>"$tmp/err"
+check 'grep -q "padded back as zeros" "$tmp/err"' "export of a head-pruned model says it pads"
+"$bin" export --model "$fx/f16_bare" --format hf --dtype f16 --out "$tmp/ex_f16" 2>"$tmp/err"
+for d in bf16 heads f16; do
+  run eval --model "$tmp/ex_$d" --data "$fx/val.h5" --json
+  check '[ $rc -eq 0 ]' "eval of the hf export $d exits 0"
+  got=$(json_num loss) want=$(awk -v k="$d" '$1 == k { print $2 }' "$fx/export_losses.txt")
+  echo "export $d: retort eval $got, PyTorch on the export $want"
+  check 'awk -v g="$got" -v w="$want" "BEGIN { d = (g - w) / w; exit !(g != \"\" && d < 1e-5 && d > -1e-5) }"' \
+        "hf export $d: retort $got vs PyTorch $want (1e-5 relative)"
+done
+run eval --model "$tmp/heads.h5" --data "$fx/val.h5" --json
+pruned=$(json_num loss)
+run eval --model "$tmp/ex_heads" --data "$fx/val.h5" --json
+check '[ -n "$pruned" ] && [ "$(json_num loss)" = "$pruned" ]' \
+  "the padded export computes exactly what the head-pruned model computes"
+for f in config.json generation_config.json model.safetensors vocab.json merges.txt \
+         tokenizer_config.json special_tokens_map.json; do
+  check '[ -s "$tmp/ex_bf16/$f" ]' "hf export writes $f"
+done
+check 'grep -q "\"torch_dtype\": \"bfloat16\"" "$tmp/ex_bf16/config.json"' "config.json torch_dtype bfloat16"
+run export --model "$tmp/heads.h5" --format hf --out "$tmp/ex_notok"
+expect_error "records no tokenizer folder; pass --tokenizer" "hf export without a tokenizer"
+run export --model "$fx/f32" --format gguf --int8 --out "$tmp/x.gguf"
+expect_error "--int8 and --calib are for --format deploy" "gguf export with --int8"
 
 # --- broken inputs -----------------------------------------------------------
 # st_write FILE JSON DATA_BYTES: a safetensors file with that header.

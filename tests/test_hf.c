@@ -10,7 +10,8 @@
  *     positions than the student relies on);
  *   - a stored lm_head.weight that differs from wte is refused by name, in
  *     a folder and in an HDF5 file; an equal one is accepted;
- *   - writing a folder and reading it back is bit-exact in F32. */
+ *   - writing a folder and reading it back is bit-exact in F32, and a BF16
+ *     folder exported as BF16 holds the very same bits. */
 #define _GNU_SOURCE
 #include <hdf5.h>
 #include <math.h>
@@ -173,6 +174,47 @@ static void test_roundtrip_and_head(void) {
     student_destroy(m);
 }
 
+/* A BF16 folder exported as BF16 holds the same bits: bf16 -> f32 is exact
+ * and one-to-one, so equal floats are equal bf16 values. */
+static void test_bf16_bits(void) {
+    student_model *m = NULL;
+    CU_ASSERT_FATAL(ckpt_load_model(FX "/bf16_sharded", 1, STUDENT_F32, 0, &m, NULL) == RT_OK);
+    const student_config *c = student_cfg(m);
+    char *out = rt_test_join(tmpdir, "exp_bf16");
+    CU_ASSERT_FATAL(ckpt_hf_write(out, c, student_params(m), CKPT_ST_BF16, FX "/bf16_sharded",
+                                  256) == RT_OK);
+    char *path = rt_test_join(out, "model.safetensors");
+    ckpt_st_file *f = NULL, *src[2] = {NULL, NULL};
+    CU_ASSERT_FATAL(ckpt_st_open(path, &f) == RT_OK);
+    CU_ASSERT_FATAL(ckpt_st_open(FX "/bf16_sharded/model-00001-of-00002.safetensors", &src[0]) ==
+                    RT_OK);
+    CU_ASSERT_FATAL(ckpt_st_open(FX "/bf16_sharded/model-00002-of-00002.safetensors", &src[1]) ==
+                    RT_OK);
+    CU_ASSERT_EQUAL(ckpt_st_count(f), student_tensor_count(c));
+    int same = 0;
+    for (int i = 0; i < ckpt_st_count(f); i++) {
+        const ckpt_st_tensor *t = ckpt_st_tensor_at(f, i), *s = NULL;
+        const ckpt_st_file *sf = NULL;
+        for (int k = 0; k < 2 && !s; k++) s = ckpt_st_find(sf = src[k], t->name);
+        CU_ASSERT_FATAL(s != NULL);
+        CU_ASSERT_EQUAL(t->dtype, CKPT_ST_BF16);
+        CU_ASSERT_FATAL(s->numel == t->numel);
+        float *a = malloc(t->numel * sizeof *a), *b = malloc(t->numel * sizeof *b);
+        CU_ASSERT(ckpt_st_read_f32(f, t, 0, t->numel, a) == RT_OK);
+        CU_ASSERT(ckpt_st_read_f32(sf, s, 0, s->numel, b) == RT_OK);
+        same += memcmp(a, b, t->numel * sizeof *a) == 0;
+        free(a);
+        free(b);
+    }
+    CU_ASSERT_EQUAL(same, ckpt_st_count(f));
+    ckpt_st_close(f);
+    ckpt_st_close(src[0]);
+    ckpt_st_close(src[1]);
+    free(path);
+    free(out);
+    student_destroy(m);
+}
+
 static int setup(void) { return (tmpdir = rt_test_mkdtemp("hf")) ? 0 : -1; }
 static int teardown(void) {
     rt_test_rm_rf(tmpdir);
@@ -186,6 +228,7 @@ int main(void) {
         {"parse", test_parse},
         {"window", test_window},
         {"roundtrip_and_head", test_roundtrip_and_head},
+        {"bf16_bits", test_bf16_bits},
     };
     if (!rt_test_suite("hf", setup, teardown, cases, sizeof cases / sizeof cases[0], "RT_TEST_ONLY"))
         return 1;

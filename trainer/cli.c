@@ -743,6 +743,10 @@ static const cli_option generate_options[] = {
      .help = "Random seed; the same seed, model and prompt give the same text."},
     {.name = "tokenizer", .type = CLI_STRING, .metavar = "DIR", .def = "data/",
      .help = "Folder with the vocab.json and merges.txt the model was trained with."},
+    {.name = "json", .type = CLI_BOOL,
+     .help = "Print one JSON object instead of the text: prompt_ids, ids (the new tokens), "
+             "logprobs (the model's log-probability of each new token, before temperature) "
+             "and text."},
     {0},
 };
 
@@ -813,10 +817,22 @@ const cli_spec trainer_spec_prune = {
 
 static const cli_option export_options[] = {
     {.name = "model", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "CKPT",
-     .help = "Training checkpoint to export."},
+     .help = "Model to export: a training checkpoint, a deploy file (an int8 one is "
+             "dequantized for hf and gguf) or a Hugging Face folder."},
     {.name = "format", .type = CLI_CHOICE, .flags = CLI_REQUIRED, .metavar = "FORMAT",
-     .choices = "deploy",
-     .help = "deploy: only what inference needs (no optimizer or training state)."},
+     .choices = "deploy|hf|gguf",
+     .help = "deploy: only what inference needs (no optimizer or training state). hf: a "
+             "Hugging Face folder (--out DIR) that transformers' GPT2LMHeadModel and "
+             "AutoTokenizer load. gguf: one GGUF file (--out FILE.gguf) for llama.cpp, Ollama "
+             "or LM Studio, the tokenizer embedded. A model whose heads were removed is written "
+             "with them back as zeros, which computes exactly the same."},
+    {.name = "dtype", .type = CLI_CHOICE, .metavar = "f32|f16|bf16", .def = "f32",
+     .choices = "f32|f16|bf16", .help = "Weight type of model.safetensors (--format hf)."},
+    {.name = "type", .type = CLI_CHOICE, .metavar = "f32|f16|q8_0", .def = "f32",
+     .choices = "f32|f16|q8_0",
+     .help = "Type of the matrices (--format gguf): q8_0 is llama.cpp's 8-bit blocks of 32 "
+             "with one f16 scale (a matrix whose rows are not a multiple of 32 long is written "
+             "f16). Vectors are always f32."},
     {.name = "int8", .type = CLI_BOOL,
      .help = "Store matmul weights as int8 with one scale per output channel (QAT scales "
              "from the checkpoint when it has them)."},
@@ -828,21 +844,26 @@ static const cli_option export_options[] = {
      .help = "Windows of seq_len tokens of --calib to observe (running min/max of every "
              "linear layer's input)."},
     {.name = "tokenizer", .type = CLI_STRING, .metavar = "DIR",
-     .help = "Tokenizer folder to record in the deploy file (default: [data] tokenizer of "
-             "the checkpoint's config)."},
-    {.name = "out", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "FILE",
-     .help = "Deploy file to write (atomically)."},
+     .help = "Tokenizer folder (vocab.json + merges.txt) to record in the deploy file, or to "
+             "copy into the hf folder / embed in the gguf file (default: [data] tokenizer of "
+             "the checkpoint's config, the one a deploy file records, or the Hugging Face "
+             "folder itself)."},
+    {.name = "out", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "PATH",
+     .help = "Deploy file, hf folder or gguf file to write (files atomically)."},
     {0},
 };
 
 const cli_spec trainer_spec_export = {
     .name = "export",
-    .description = "Write a deploy file from a training checkpoint: the model alone, readable "
-                   "by `retort eval`, `retort generate`, `retort info` and any HDF5 reader.",
+    .description = "Write a model for inference: a deploy file (the model alone, readable by "
+                   "`retort eval`, `retort generate`, `retort info` and any HDF5 reader), a "
+                   "Hugging Face folder, or a GGUF file.",
     .options = export_options,
     .max_positional = 0,
     .epilog = "example:\n"
-              "  retort export --model pruned.h5 --format deploy --int8 --out student.int8.h5\n",
+              "  retort export --model pruned.h5 --format deploy --int8 --out student.int8.h5\n"
+              "  retort export --model runs/s/final.h5 --format hf --out student-hf/\n"
+              "  retort export --model runs/s/final.h5 --format gguf --type q8_0 --out s.gguf\n",
 };
 
 static const cli_option info_options[] = {

@@ -1,5 +1,7 @@
 /* `retort export --format deploy [--int8]`: a deploy file from a training
- * checkpoint (layout: checkpoints/ckpt_deploy.h).
+ * checkpoint (layout: checkpoints/ckpt_deploy.h). `--format hf` and
+ * `--format gguf` write the same model for other programs (ckpt_hf.h,
+ * ckpt_gguf.h) from any model file, with the tokenizer beside it.
  *
  * --int8 needs activation scales for the input of every linear layer:
  * from the checkpoint's QAT observers (/qat/state, written by a QAT run)
@@ -13,6 +15,8 @@
 #include <string.h>
 
 #include "ckpt_deploy.h"
+#include "ckpt_gguf.h"
+#include "ckpt_hf.h"
 #include "cli.h"
 #include "cmds.h"
 #include "data.h"
@@ -116,10 +120,98 @@ static rt_status qat_scales(student_model *m, ckpt_reader *r, student_act_quant 
     return st;
 }
 
+/* The tokenizer folder of model `path` (open as r): --tokenizer, else the
+ * [data] tokenizer of its config, the one a deploy file records, or the
+ * Hugging Face folder itself. */
+static rt_status find_tokenizer(const cli_args *a, const char *path, ckpt_reader *r, char *out,
+                                size_t cap) {
+    out[0] = '\0';
+    if (cli_str(a, "tokenizer")) {
+        snprintf(out, cap, "%s", cli_str(a, "tokenizer"));
+        return RT_OK;
+    }
+    if (strcmp(ckpt_reader_kind(r), "hf") == 0) {
+        snprintf(out, cap, "%s", path);
+        return RT_OK;
+    }
+    char *text = NULL;
+    if (ckpt_has(r, "/meta") && ckpt_read_string_attr(r, "/meta", "config", &text) == RT_OK)
+        ini_value(text, "data", "tokenizer", out, cap);
+    free(text);
+    if (!out[0] && ckpt_has(r, "/tokenizer/path")) {
+        RT_TRY(ckpt_deploy_tokenizer(r, &text));
+        snprintf(out, cap, "%s", text);
+        free(text);
+    }
+    if (!out[0])
+        return rt_fail(RT_ERR_ARGS, "%s: records no tokenizer folder; pass --tokenizer DIR "
+                       "(vocab.json + merges.txt)", path);
+    return RT_OK;
+}
+
+/* --format hf | gguf: the model of any file, dequantized and with removed
+ * heads padded back, plus its tokenizer. */
+static rt_status export_other(const cli_args *a) {
+    const char *path = cli_str(a, "model"), *out = cli_str(a, "out"),
+               *format = cli_str(a, "format");
+    if (cli_flag(a, "int8") || cli_str(a, "calib"))
+        return rt_fail(RT_ERR_ARGS, "export: --int8 and --calib are for --format deploy (for "
+                       "8-bit GGUF use --type q8_0)");
+    student_model *m = NULL;
+    ckpt_reader *r = NULL;
+    data_tokenizer *tok = NULL;
+    float *padded = NULL;
+    char tok_dir[1024];
+    rt_status st = ckpt_load_model(path, 1, STUDENT_F32, 0, &m, &r);
+    if (st == RT_OK) st = find_tokenizer(a, path, r, tok_dir, sizeof tok_dir);
+    if (st == RT_OK) st = data_tokenizer_load(tok_dir, &tok);
+    if (st != RT_OK) goto cleanup;
+    if (data_tokenizer_vocab_size(tok) != student_cfg(m)->vocab_size) {
+        st = rt_fail(RT_ERR_MISMATCH, "the tokenizer in %s has %d tokens but the model %s has "
+                     "vocab_size %d (pass the --tokenizer the model was trained with)", tok_dir,
+                     data_tokenizer_vocab_size(tok), path, student_cfg(m)->vocab_size);
+        goto cleanup;
+    }
+    student_config c;
+    if ((st = ckpt_export_params(student_cfg(m), student_params(m), &c, &padded)) != RT_OK)
+        goto cleanup;
+    const float *params = padded ? padded : student_params(m);
+    const char *dt = cli_str(a, "dtype"), *ty = cli_str(a, "type");
+    if (strcmp(format, "hf") == 0) {
+        const ckpt_st_dtype d = strcmp(dt, "f16") == 0    ? CKPT_ST_F16
+                                : strcmp(dt, "bf16") == 0 ? CKPT_ST_BF16
+                                                          : CKPT_ST_F32;
+        st = ckpt_hf_write(out, &c, params, d, tok_dir, data_tokenizer_eot(tok));
+    } else {
+        const ckpt_gguf_type g = strcmp(ty, "f16") == 0    ? CKPT_GGUF_F16
+                                 : strcmp(ty, "q8_0") == 0 ? CKPT_GGUF_Q8_0
+                                                           : CKPT_GGUF_F32;
+        char name[256];
+        const char *base = strrchr(path, '/');
+        snprintf(name, sizeof name, "%s", base && base[1] ? base + 1 : path);
+        st = ckpt_gguf_write(out, &c, params, g, tok, name);
+    }
+    if (st == RT_OK)
+        fprintf(stderr, "export: wrote %s (%s, %s%s)\n", out, format,
+                strcmp(format, "hf") == 0 ? dt : ty,
+                padded ? ", removed heads padded back as zeros" : "");
+cleanup:
+    rt_free_aligned(padded);
+    data_tokenizer_destroy(tok);
+    student_destroy(m);
+    ckpt_reader_close(r);
+    return st;
+}
+
 int trainer_cmd_export(int argc, char **argv) {
     cli_args *a = NULL;
     int rc = cli_parse(&trainer_spec_export, argc, argv, &a);
     if (rc >= 0) return rc;
+    if (strcmp(cli_str(a, "format"), "deploy") != 0) {
+        const rt_status st = export_other(a);
+        cli_args_free(a);
+        return rt_report(st);
+    }
     rt_status st = RT_OK;
     ckpt_reader *r = NULL;
     student_model *m = NULL;

@@ -15,8 +15,11 @@
  *
  * Output: the prompt, then the continuation as it is produced. Each step
  * decodes all generated ids and prints the bytes not yet printed, so a
- * character split over several byte-level tokens comes out whole. */
+ * character split over several byte-level tokens comes out whole. With
+ * --json, one object at the end instead: the ids and the log-probability
+ * of each new token (what interop tests compare with other runtimes). */
 #define _GNU_SOURCE
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +111,38 @@ static int32_t sample(const float *z, int V, double temperature, int k, gen_rng 
     return work[k - 1].id; /* u within rounding of sum */
 }
 
+/* log softmax(z)[id], in double. */
+static double log_prob(const float *z, int V, int32_t id) {
+    float zmax = z[0];
+    for (int j = 1; j < V; j++) zmax = z[j] > zmax ? z[j] : zmax;
+    double sum = 0;
+    for (int j = 0; j < V; j++) sum += exp((double)z[j] - zmax);
+    return (double)z[id] - zmax - log(sum);
+}
+
+/* The --json object: ids of the prompt (as fed) and of the new tokens,
+ * their log-probabilities and the decoded text. */
+static rt_status print_json(const int32_t *ctx, int n_ctx, const data_ids *gen,
+                            const double *lp, const char *text) {
+    json_t *j = json_object(), *p = json_array(), *g = json_array(), *l = json_array();
+    for (int i = 0; i < n_ctx; i++) json_array_append_new(p, json_integer(ctx[i]));
+    for (size_t i = 0; i < gen->n; i++) {
+        json_array_append_new(g, json_integer(gen->ids[i]));
+        json_array_append_new(l, json_real(lp[i]));
+    }
+    json_object_set_new(j, "prompt_ids", p);
+    json_object_set_new(j, "ids", g);
+    json_object_set_new(j, "logprobs", l);
+    json_t *t = json_string(text ? text : ""); /* NULL for bytes that are not UTF-8 */
+    json_object_set_new(j, "text", t ? t : json_null());
+    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    json_decref(j);
+    if (!s) return rt_fail(RT_ERR_NOMEM, "generate: out of memory printing JSON");
+    printf("%s\n", s);
+    free(s);
+    return RT_OK;
+}
+
 /* -------------------------------------------------------------- command */
 
 int trainer_cmd_generate(int argc, char **argv) {
@@ -118,7 +153,7 @@ int trainer_cmd_generate(int argc, char **argv) {
     const char *tok_dir = cli_str(a, "tokenizer");
     const int64_t max_new = cli_int(a, "max-new-tokens");
     const double temperature = cli_real(a, "temperature");
-    const int top_k = (int)cli_int(a, "top-k");
+    const int top_k = (int)cli_int(a, "top-k"), json = cli_flag(a, "json");
     gen_rng rng;
     gen_rng_seed(&rng, (uint64_t)cli_int(a, "seed"));
 
@@ -127,6 +162,7 @@ int trainer_cmd_generate(int argc, char **argv) {
     data_tokenizer *tok = NULL;
     data_ids ids = {0}, gen = {0};
     float *logits = NULL;
+    double *lp = NULL;
     scored *work = NULL;
     char *text = NULL;
     size_t printed = 0;
@@ -158,14 +194,17 @@ int trainer_cmd_generate(int argc, char **argv) {
     }
     logits = malloc((size_t)V * sizeof *logits);
     work = malloc((size_t)V * sizeof *work);
-    if (!logits || !work) {
+    lp = malloc((size_t)(max_new < max_len ? max_new : max_len) * sizeof *lp);
+    if (!logits || !work || !lp) {
         st = rt_fail(RT_ERR_NOMEM, "generate: out of memory for %d logits", V);
         goto cleanup;
     }
     if ((st = student_infer_create(m, max_len, &kv)) != RT_OK) goto cleanup;
 
-    fputs(prompt, stdout);
-    fflush(stdout);
+    if (!json) {
+        fputs(prompt, stdout);
+        fflush(stdout);
+    }
     const double t0 = now_s();
     if ((st = student_infer_step(m, kv, ctx, n_ctx, logits)) != RT_OK) goto cleanup;
     const double t1 = now_s();
@@ -176,14 +215,17 @@ int trainer_cmd_generate(int argc, char **argv) {
             why = "<|endoftext|>";
             break;
         }
+        lp[gen.n] = log_prob(logits, V, next);
         if ((st = data_ids_push(&gen, next)) != RT_OK) goto cleanup;
         size_t len = 0;
         free(text);
         text = NULL;
         if ((st = data_tokenizer_decode(tok, gen.ids, gen.n, &text, &len)) != RT_OK)
             goto cleanup;
-        fwrite(text + printed, 1, len - printed, stdout);
-        fflush(stdout);
+        if (!json) {
+            fwrite(text + printed, 1, len - printed, stdout);
+            fflush(stdout);
+        }
         printed = len;
         if (i + 1 == max_new) break;
         /* The token just sampled needs one more cache row to be fed back. */
@@ -194,7 +236,8 @@ int trainer_cmd_generate(int argc, char **argv) {
         if ((st = student_infer_step(m, kv, &next, 1, logits)) != RT_OK) goto cleanup;
     }
     const double t2 = now_s();
-    if (isatty(STDOUT_FILENO)) putchar('\n'); /* end the text line before stderr lines */
+    if (json && (st = print_json(ctx, n_ctx, &gen, lp, text)) != RT_OK) goto cleanup;
+    if (!json && isatty(STDOUT_FILENO)) putchar('\n'); /* end the text before stderr lines */
     fflush(stdout);
     if (strcmp(why, "context full") == 0)
         fprintf(stderr, "generate: the context is full (seq_len %d tokens); stopping\n",
@@ -210,6 +253,7 @@ cleanup:
     data_ids_free(&ids);
     data_ids_free(&gen);
     free(logits);
+    free(lp);
     free(work);
     free(text);
     cli_args_free(a);
