@@ -9,9 +9,10 @@
 //     of retort's tokens and whether it is llama.cpp's top-1. Prints one
 //     JSON line: tokenize_equal, greedy_equal, max_abs_logprob_diff,
 //     top1_agreement, n.
-//   node gguf_llama.mjs PKG_DIR speed FILE.gguf PROMPT N
-//     Greedy-generates N tokens after PROMPT and prints one JSON line with
-//     llama.cpp's tokens/s for the generation alone.
+//   node gguf_llama.mjs PKG_DIR speed FILE.gguf PROMPT_TOKENS N
+//     Greedy-generates N tokens after a prompt of PROMPT_TOKENS ids and
+//     prints one JSON line with llama.cpp's tokens/s for the generation
+//     alone (node-llama-cpp's per-token overhead included).
 //
 // The context is twice the model's n_positions: node-llama-cpp shifts the
 // context of a sequence that reaches its size, and retort's windows never
@@ -69,19 +70,21 @@ if (mode === "check") {
         top1_agreement: agree / ref.ids.length, n: ref.ids.length,
         llama_tokens: tokenizeEqual ? undefined : toks, llama_greedy: greedyEqual ? undefined : gen}));
 } else if (mode === "speed") {
-    const [prompt, nText] = rest;
-    const n = Number(nText);
-    await seq.clearHistory();
-    const toks = Array.from(model.tokenize(prompt));
+    // PROMPT_TOKENS ids (i * 7919 mod vocab), then NEW_TOKENS greedy ones;
+    // the clock runs from the first generated token to the last (decoding
+    // alone, as `retort bench infer` reports gen_tokens_per_s)
+    const [pText, nText] = rest;
+    const nPrompt = Number(pText), n = Number(nText);
+    const V = Number(model.fileInfo.metadata.tokenizer.ggml.tokens.length);
+    const toks = Array.from({length: nPrompt}, (_, i) => (i * 7919) % V);
     let t0 = 0, made = 0;
-    // warm-up and prompt: the first generated token; then time the rest
     for await (const token of seq.evaluate(toks, {temperature: 0})) {
         if (made === 0) t0 = performance.now();
         if (++made > n) break;
     }
     const secs = (performance.now() - t0) / 1000;
-    console.log(JSON.stringify({file: path.basename(file), tokens: n, seconds: secs,
-                                tokens_per_s: n / secs}));
+    console.log(JSON.stringify({file: path.basename(file), threads, prompt_tokens: nPrompt,
+                                gen_tokens: n, seconds: secs, gen_tokens_per_s: n / secs}));
 } else {
     console.error("usage: gguf_llama.mjs PKG_DIR check|speed FILE ...");
     process.exit(2);
