@@ -158,6 +158,14 @@ size_t comm_record_payload_bytes(const comm_record *r);
 rt_status comm_record_check_identity(const comm_record *r, int64_t step, int student,
                                      const int64_t *starts, int32_t b);
 
+/* Checks that r has the shape this student reads: T positions, `vocab`,
+ * k entries per position, n_feat feature maps each feat_width wide (the
+ * teacher's d_model). Fails RT_ERR_MISMATCH naming the step and what
+ * differs, so nothing is read from a record of another shape (a record's
+ * feature block is n_feat * positions * its own width). */
+rt_status comm_record_check_shape(const comm_record *r, int64_t step, int32_t T, int32_t vocab,
+                                  int32_t k, int32_t n_feat, int32_t feat_width);
+
 /* Size of the fixed wire header; a record on the wire is this header
  * followed by the zstd frame of the (byte-shuffled) payload. */
 #define COMM_RECORD_HEADER_BYTES 72

@@ -179,6 +179,21 @@ rt_status comm_record_check_identity(const comm_record *r, int64_t step, int stu
     return RT_OK;
 }
 
+rt_status comm_record_check_shape(const comm_record *r, int64_t step, int32_t T, int32_t vocab,
+                                  int32_t k, int32_t n_feat, int32_t feat_width) {
+    if (r->T != T || r->vocab != vocab || r->k != k || r->n_feat != n_feat)
+        return rt_fail(RT_ERR_MISMATCH,
+                       "teacher record of step %lld has T=%d vocab=%d k=%d features=%d, "
+                       "expected %d, %d, %d, %d",
+                       (long long)step, r->T, r->vocab, r->k, r->n_feat, T, vocab, k, n_feat);
+    if (n_feat > 0 && r->feat_width != feat_width)
+        return rt_fail(RT_ERR_MISMATCH,
+                       "teacher record of step %lld has features %d wide, the teacher's "
+                       "d_model is %d",
+                       (long long)step, r->feat_width, feat_width);
+    return RT_OK;
+}
+
 /* -------------------------------------------------------------- codec */
 
 rt_status comm_codec_create(int level, comm_codec **out) {

@@ -441,6 +441,26 @@ static void test_identity(void) {
     comm_record_free(&r);
 }
 
+/* A record of another shape is refused before it is read; issue 16 item 6:
+ * features of another width than the teacher's d_model. */
+static void test_record_shape(void) {
+    comm_record r;
+    comm_record_init(&r);
+    CU_ASSERT_EQUAL_FATAL(comm_record_reserve(&r, 2, 8, 4, 16, 1, 24), RT_OK);
+    CU_ASSERT_EQUAL(comm_record_check_shape(&r, 5, 8, 16, 4, 1, 24), RT_OK);
+    CU_ASSERT_EQUAL(comm_record_check_shape(&r, 5, 8, 16, 4, 1, 32), RT_ERR_MISMATCH);
+    CU_ASSERT(has_error("features 24 wide") && has_error("d_model is 32") && has_error("step 5"));
+    CU_ASSERT_EQUAL(comm_record_check_shape(&r, 5, 9, 16, 4, 1, 24), RT_ERR_MISMATCH);
+    CU_ASSERT(has_error("T=8"));
+    CU_ASSERT_EQUAL(comm_record_check_shape(&r, 5, 8, 16, 4, 0, 24), RT_ERR_MISMATCH);
+    CU_ASSERT(has_error("features=1"));
+    comm_record_free(&r);
+    /* without features the width is not looked at */
+    CU_ASSERT_EQUAL_FATAL(comm_record_reserve(&r, 2, 8, 4, 16, 0, 0), RT_OK);
+    CU_ASSERT_EQUAL(comm_record_check_shape(&r, 5, 8, 16, 4, 0, 32), RT_OK);
+    comm_record_free(&r);
+}
+
 /* Wire size of a realistic record: b = 8, T = 256, k = 64 at vocab 8192.
  * Teacher logits are a frequency prior (Zipf-like over ids) plus Gaussian
  * noise plus a few strongly preferred context tokens per position, at
@@ -957,6 +977,7 @@ int main(int argc, char **argv) {
         {"codec_bad_args", test_codec_bad_args},
         {"codec_corruption", test_codec_corruption},
         {"identity", test_identity},
+        {"record_shape", test_record_shape},
         {"wire_size", test_wire_size},
         {"stream_roundtrip", test_stream_roundtrip},
         {"stream_backpressure", test_stream_backpressure},

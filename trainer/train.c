@@ -610,18 +610,9 @@ static rt_status micro_step(student_run *s, int64_t step, int j, double *sums) {
         comm_record *r = &s->rec;
         RT_TRY(comm_record_check_identity(r, record_seq(rs, step, j), s->rank,
                                           s->starts + (size_t)j * rs->mb, rs->mb));
-        if (r->n_feat > 0 && r->feat_width != s->tc.d_model) /* before any feature is read */
-            return rt_fail(RT_ERR_MISMATCH,
-                           "teacher record of step %lld has features %d wide, the teacher's "
-                           "d_model is %d",
-                           (long long)step, r->feat_width, s->tc.d_model);
-        if (r->T != T || r->vocab != V || r->k != s->topk ||
-            r->n_feat != c->distill.n_feature_pairs)
-            return rt_fail(RT_ERR_MISMATCH,
-                           "teacher record of step %lld has T=%d vocab=%d k=%d features=%d, "
-                           "expected %d, %d, %d, %d",
-                           (long long)step, r->T, r->vocab, r->k, r->n_feat, T, V, s->topk,
-                           c->distill.n_feature_pairs);
+        /* before anything is read from it (the features especially) */
+        RT_TRY(comm_record_check_shape(r, step, T, V, s->topk, c->distill.n_feature_pairs,
+                                       s->tc.d_model));
         const float Tk = (float)c->distill.temperature, a = (float)c->distill.alpha;
         const float ce_scale = (1.0f - a) * per_rank, kd_scale = a * Tk * Tk * per_rank;
         const int dense = r->k == V;
