@@ -55,7 +55,7 @@ done
 run info "$fx/bf16_sharded"
 check '[ $rc -eq 0 ] && grep -q "2 safetensors files, BF16" "$tmp/out"' "info on a sharded folder"
 run info --verify "$fx/f16_bare"
-check '[ $rc -eq 0 ]' "info --verify on a folder"
+check '[ $rc -eq 0 ] && grep -q "safetensors has no checksums" "$tmp/out"' "info --verify on a folder says what it checked"
 
 # --- every command that takes a model takes a folder --------------------------
 run generate --model "$fx/f32" --tokenizer "$fx/f32" --prompt "It was" --max-new-tokens 4 --temperature 0
