@@ -76,5 +76,10 @@ expect_err nz "seq_len" mpirun -np 2 "$RETORT" train --config ok.ini --set disti
 expect_err 2 "train.precision = f32" "$RETORT" train --config ok.ini --set train.run_dir=runs/qbf \
   --set train.precision=bf16 --set qat.enabled=true --set qat.start_step=5
 [ ! -e runs/qbf/metrics.jsonl ] || fail "QAT + bf16 trained steps before refusing"
+# ... and so is a bf16 run started from a checkpoint that carries QAT state
+"$RETORT" train --config ok.ini --set train.run_dir=runs/qat --set train.steps=2 \
+  --set qat.enabled=true 2>/dev/null || fail "QAT run failed"
+expect_err 2 "runs/qat/final.h5 carries QAT state" "$RETORT" train --config ok.ini \
+  --set train.run_dir=runs/qbf2 --set train.precision=bf16 --set train.init=runs/qat/final.h5
 [ ! -e runs/ok/metrics.jsonl.tmp ] || fail "stray files"
 echo "train_errors: ok"

@@ -480,6 +480,11 @@ static rt_status load_side_state(student_run *s, ckpt_reader *r) {
     RT_TRY(ckpt_prune_meta_read(r, &s->prune_meta, &found));
     if (s->mask) student_apply_mask(student_params(s->m), s->mask, student_block_size(s->m));
     if (ckpt_has(r, "/qat/state")) {
+        if (s->cfg.train.precision == TRAINER_PRECISION_BF16)
+            return rt_fail(RT_ERR_ARGS,
+                           "%s carries QAT state (/qat/state), which needs train.precision = "
+                           "f32 to continue",
+                           ckpt_reader_path(r));
         const size_t n = student_qat_state_size(&s->mc);
         float *q = malloc(n * sizeof *q);
         if (!q) return rt_fail(RT_ERR_NOMEM, "out of memory");
