@@ -16,6 +16,10 @@
  *   /model/transformer.w?e.weight_scale float32 [rows]   the embeddings are
  *                                       most of a small model's bytes
  *   everything else (LayerNorms, biases) float32 as in a training file.
+ * An int8 deploy with dynamic activations (`--act dynamic`) has no
+ * input_scale / input_zero_point / input_qrange datasets and instead
+ *   /quant/act_dynamic                  int32 scalar 1: every linear input
+ *                                       is quantized per token at run time
  * Both kinds carry /tokenizer/path (uint8 bytes of the tokenizer folder the
  * model was trained with; empty when unknown). */
 #ifndef CKPT_DEPLOY_H
@@ -30,9 +34,13 @@ typedef struct {
     const student_act_quant *act; /* NULL: f32 deploy; else (4 * n_layer) input
                                      quantizers in (layer, student_linear) order:
                                      int8 deploy, weights quantized here */
+    int act_dynamic;              /* 1 (with act NULL): int8 deploy whose
+                                     activations are quantized per token */
     const char *tokenizer;        /* NULL = "" */
     const char *config_text, *provenance_json; /* as in ckpt_contents */
 } ckpt_deploy;
+
+#define CKPT_DEPLOY_ACT_DYNAMIC "/quant/act_dynamic"
 
 /* Writes a deploy file atomically (ckpt_save). */
 rt_status ckpt_deploy_save(const char *path, const ckpt_deploy *d);

@@ -44,7 +44,7 @@ rt_status ckpt_deploy_save(const char *path, const ckpt_deploy *d) {
         .kind = "deploy", .step = d->step, .tokens_seen = d->tokens_seen, .cfg = *c,
         .config_text = d->config_text, .provenance_json = d->provenance_json,
     };
-    if (!d->act) {
+    if (!d->act && !d->act_dynamic) {
         ckpt_array a = {"/tokenizer/path", CKPT_U8, 1, {(int64_t)strlen(tok)}, tok};
         cc.params = d->params;
         cc.extras = &a;
@@ -68,7 +68,9 @@ rt_status ckpt_deploy_save(const char *path, const ckpt_deploy *d) {
         arr[na] = (ckpt_array){names[na], (dt), (nd), {(s0), (s1)}, (ptr)};                  \
         na++;                                                                                \
     } while (0)
+    static const int32_t one = 1;
     ADD(CKPT_U8, 1, (int64_t)strlen(tok), 0, tok, "/tokenizer/path");
+    if (d->act_dynamic) ADD(CKPT_I32, 0, 0, 0, &one, "%s", CKPT_DEPLOY_ACT_DYNAMIC);
     for (int i = 0; i < nt; i++) {
         student_tensor t;
         student_tensor_info(c, i, &t);
@@ -93,7 +95,7 @@ rt_status ckpt_deploy_save(const char *path, const ckpt_deploy *d) {
             student_quantize_rows(w, R, Cc, q, s);
         ADD(CKPT_I8, 2, R, Cc, q, "/model/%s", t.name);
         ADD(CKPT_F32, 1, ns, 0, s, "/model/%s_scale", t.name);
-        if (kind == 1) {
+        if (kind == 1 && d->act) {
             const student_act_quant *a = &d->act[lin_index(c, i)];
             char base[64]; /* student_tensor.name is 64 bytes */
             snprintf(base, sizeof base, "%.*s", (int)(strlen(t.name) - strlen(".weight")), t.name);
@@ -163,8 +165,19 @@ rt_status ckpt_deploy_read_int8(ckpt_reader *r, student_model *m) {
     rt_status st = RT_OK;
     int8_t **w8 = calloc((size_t)nl, sizeof *w8), *eq = NULL;
     float **ws = calloc((size_t)nl, sizeof *ws), *es = NULL;
+    const int dynamic = ckpt_has(r, CKPT_DEPLOY_ACT_DYNAMIC);
     student_act_quant *aq = calloc((size_t)nl, sizeof *aq);
     if (!w8 || !ws || !aq) goto nomem;
+    if (dynamic) {
+        int32_t flag = 0;
+        if ((st = ckpt_read_array(r, CKPT_DEPLOY_ACT_DYNAMIC, CKPT_I32, 1, &flag)) != RT_OK)
+            goto cleanup;
+        if (flag != 1) {
+            st = rt_fail(RT_ERR_FORMAT, "%s: %s is %d, expected 1", ckpt_reader_path(r),
+                         CKPT_DEPLOY_ACT_DYNAMIC, (int)flag);
+            goto cleanup;
+        }
+    }
     for (int i = 0; i < nt; i++) {
         student_tensor t, ft;
         char p[NAME_MAX_LEN + 32];
@@ -198,6 +211,7 @@ rt_status ckpt_deploy_read_int8(ckpt_reader *r, student_model *m) {
                     const size_t e = (size_t)(k * t.shape[1] + j);
                     P[t.offset + e] = ws[li][j] * (float)w8[li][e];
                 }
+            if (dynamic) continue; /* no stored activation quantizers */
             char base[64];
             snprintf(base, sizeof base, "%.*s", (int)(strlen(t.name) - strlen(".weight")), t.name);
             snprintf(p, sizeof p, "/model/%s.input_scale", base);
@@ -208,7 +222,8 @@ rt_status ckpt_deploy_read_int8(ckpt_reader *r, student_model *m) {
             if ((st = ckpt_read_array(r, p, CKPT_I32, 2, &aq[li].qmin)) != RT_OK) goto cleanup;
         }
     }
-    st = student_int8_set(m, (const int8_t *const *)w8, (const float *const *)ws, aq);
+    st = student_int8_set(m, (const int8_t *const *)w8, (const float *const *)ws,
+                          dynamic ? NULL : aq);
     if (st != RT_OK) {
         char why[512];
         snprintf(why, sizeof why, "%s", rt_last_error());

@@ -31,7 +31,17 @@
  * input quantizer (u8 out, no f32 hidden layer), the c_projs add the
  * residual in their epilogue, and the head runs on a packed copy of wte in
  * 64-row blocks. Measured with `retort bench infer --profile` and
- * tests/bench/bench_infer.sh. */
+ * tests/bench/bench_infer.sh.
+ *
+ * Dynamic activations (student_int8_set with aq == NULL, `retort export
+ * --int8 --act dynamic`): every row (token) of a linear layer's input gets
+ * its own symmetric scale s_r = max|x_r| / 127 at run time
+ * (student_quantize_act_rows), so no calibration data is needed and an
+ * outlier token costs only its own row's resolution. oneDNN 2.6 has no
+ * per-row output scale, so the matmul writes raw int32 sums and one pass
+ * applies y[r][n] = s_r * sw[n] * (acc - 128 * colsum_n) + b[n] (then GELU,
+ * the residual or the bf16 conversion the static path fuses into its
+ * primitives). */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -59,11 +69,15 @@ typedef struct {
     float *bias;           /* (N) b / oscale - z * colsum */
     float inv_sa;          /* 1 / sa */
     float zp, lo, hi;      /* in the u8 domain */
+    float *sw;             /* dynamic: (N) weight scales */
+    float *b;              /* dynamic: (N) the f32 bias */
+    int32_t *cs128;        /* dynamic: (N) 128 * colsum(w8): the u8 shift's share of acc */
     qpacks packs;
 } qlayer;
 
 struct student_int8 {
     int n;            /* 4 * n_layer */
+    int dynamic;      /* per-token activation scales at run time */
     qlayer *lay;      /* (n) */
     uint16_t *wte_bf; /* (V, C) bf16 copy of the (dequantized) wte for the head */
     qpacks head_packs;    /* wte_bf as (C, V) in the layouts the head primitives want */
@@ -87,6 +101,10 @@ struct student_qlin {
      * bf16 x packed wte^T -> (rows, V) f32 */
     dnnl_primitive_t head[2];
     dnnl_memory_t head_src[2], head_wei[2], head_dst[2]; /* head_wei borrowed from head_packs */
+    /* dynamic mode: the int32 sums (M, max N), the row scales (M) and c_fc's
+     * f32 output (M, F) */
+    int32_t *acc;
+    float *rs, *h;
 };
 
 /* ---------------------------------------------------------- quantizers */
@@ -135,6 +153,20 @@ void student_quantize_weight(const float *w, int64_t K, int64_t N, int8_t *q, fl
             q[k * N + n] = (int8_t)clamp_round(w[k * N + n] * (1.0f / scale[n]), -127.0f, 127.0f);
 }
 
+void student_quantize_act_rows(const float *x, int64_t R, int64_t K, uint8_t *q, float *scale) {
+#pragma omp parallel for schedule(static) if (R * K >= 65536)
+    for (int64_t r = 0; r < R; r++) {
+        const float *xr = x + r * K;
+        float mx = 0.0f;
+        for (int64_t k = 0; k < K; k++) mx = fabsf(xr[k]) > mx ? fabsf(xr[k]) : mx;
+        const float s = mx > FLT_MIN ? mx / 127.0f : 1.0f;
+        const float inv = 1.0f / s;
+        scale[r] = s;
+        for (int64_t k = 0; k < K; k++)
+            q[r * K + k] = (uint8_t)(int32_t)(clamp_round(xr[k] * inv, -127.0f, 127.0f) + 128.0f);
+    }
+}
+
 void student_quantize_rows(const float *w, int64_t R, int64_t C, int8_t *q, float *scale) {
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < R; r++) {
@@ -160,6 +192,9 @@ static void free_layer(qlayer *q) {
     free(q->w8);
     free(q->oscale);
     free(q->bias);
+    free(q->sw);
+    free(q->b);
+    free(q->cs128);
 }
 
 void student_int8_free(student_model *m) {
@@ -186,6 +221,7 @@ void student_int8_free(student_model *m) {
 }
 
 int student_int8_enabled(const student_model *m) { return m->q8 != NULL; }
+int student_int8_dynamic(const student_model *m) { return m->q8 && m->q8->dynamic; }
 uint8_t *student_int8_scratch(const student_model *m) { return m->q8 ? m->q8->scratch : NULL; }
 uint16_t *student_int8_scratch_bf(const student_model *m) {
     return m->q8 ? m->q8->scratch_bf : NULL;
@@ -219,7 +255,7 @@ rt_status student_int8_set(student_model *m, const int8_t *const *w8, const floa
         return rt_fail(RT_ERR_ARGS, "student_int8_set: int8 layers need an f32 model");
     if (m->qat)
         return rt_fail(RT_ERR_ARGS, "student_int8_set: disable QAT before switching to int8");
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; aq && i < n; i++) {
         const student_act_quant *a = &aq[i];
         const int off = a->qmin < 0 ? 128 : 0;
         if (!(a->scale > 0.0f) || !isfinite(a->scale) || a->qmin >= a->qmax ||
@@ -235,6 +271,7 @@ rt_status student_int8_set(student_model *m, const int8_t *const *w8, const floa
     rt_status st = RT_OK;
     const size_t rows = (size_t)m->max_B * c->seq_len;
     s->n = n;
+    s->dynamic = aq == NULL;
     s->lay = calloc((size_t)n, sizeof *s->lay);
     s->wte_bf = rt_alloc_aligned((size_t)c->vocab_size * C * sizeof(uint16_t));
     /* c_fc's input and output, or attn.c_proj's input (A wide) */
@@ -253,7 +290,10 @@ rt_status student_int8_set(student_model *m, const int8_t *const *w8, const floa
             const student_tensor *t = &m->tensors[ti];
             const float *b = m->params + m->tensors[ti + 1].offset; /* bias follows weight */
             float *wf = m->params + t->offset;
-            const student_act_quant *a = &aq[l * 4 + k];
+            /* dynamic: the symmetric range shifted to u8, as quantize_act_rows does;
+             * only the shift (zp) matters, the scale comes per row */
+            const student_act_quant dyn = {1.0f, 0, -127, 127};
+            const student_act_quant *a = aq ? &aq[l * 4 + k] : &dyn;
             const float off = a->qmin < 0 ? 128.0f : 0.0f;
             q->K = t->shape[0], q->N = t->shape[1];
             RT_ASSERT((q->K == C || q->K == F || q->K == A) && m->tensors[ti + 1].numel == (size_t)q->N);
@@ -265,11 +305,20 @@ rt_status student_int8_set(student_model *m, const int8_t *const *w8, const floa
             q->inv_sa = 1.0f / a->scale;
             q->zp = (float)a->zero + off, q->lo = (float)a->qmin + off, q->hi = (float)a->qmax + off;
             const float *sw = wscale[l * 4 + k];
+            if (s->dynamic) {
+                q->sw = malloc((size_t)q->N * sizeof(float));
+                q->b = malloc((size_t)q->N * sizeof(float));
+                q->cs128 = malloc((size_t)q->N * sizeof(int32_t));
+                if (!q->sw || !q->b || !q->cs128) goto nomem;
+                memcpy(q->sw, sw, (size_t)q->N * sizeof(float));
+                memcpy(q->b, b, (size_t)q->N * sizeof(float));
+            }
             for (int64_t j = 0; j < q->N; j++) {
                 int64_t cs = 0;
                 for (int64_t i = 0; i < q->K; i++) cs += q->w8[i * q->N + j];
                 q->oscale[j] = a->scale * sw[j];
                 q->bias[j] = b[j] / q->oscale[j] - q->zp * (float)cs;
+                if (s->dynamic) q->cs128[j] = (int32_t)(128 * cs);
             }
             /* the f32 block holds what the int8 layer computes with */
             for (int64_t i = 0; i < q->K; i++)
@@ -344,6 +393,9 @@ void student_qlin_destroy(student_qlin *q) {
     free(q->prim);
     free(q->bias);
     free(q->wei);
+    free(q->acc);
+    free(q->rs);
+    free(q->h);
     free(q);
 }
 
@@ -402,14 +454,27 @@ rt_status student_qlin_create(const student_model *m, int64_t M, int flags, stud
         st = rt_fail(RT_ERR_NOMEM, "student: out of memory for int8 primitives");
         goto cleanup;
     }
+    if (s->dynamic) {
+        int64_t maxn = 0;
+        for (int i = 0; i < STUDENT_LIN_N; i++) maxn = s->lay[i].N > maxn ? s->lay[i].N : maxn;
+        q->acc = malloc((size_t)(M * maxn) * sizeof *q->acc);
+        q->rs = malloc((size_t)M * sizeof *q->rs);
+        q->h = malloc((size_t)(M * s->lay[STUDENT_LIN_FC].N) * sizeof *q->h);
+        if (!q->acc || !q->rs || !q->h) {
+            st = rt_fail(RT_ERR_NOMEM, "student: out of memory for dynamic int8 scratch");
+            goto cleanup;
+        }
+    }
     for (int i = 0; i < s->n; i++) {
         qlayer *ql = &s->lay[i];
         const int k = i % 4, acc = k == STUDENT_LIN_ATTPROJ || k == STUDENT_LIN_FCPROJ;
         /* c_fc ends in GELU and c_proj's input quantizer: u8 out */
         const int fused = k == STUDENT_LIN_FC;
         const dnnl_data_type_t ddt =
-            fused ? dnnl_u8
-                  : (k == STUDENT_LIN_QKV && (flags & STUDENT_QLIN_QKV_BF16) ? dnnl_bf16 : dnnl_f32);
+            s->dynamic ? dnnl_s32
+            : fused    ? dnnl_u8
+                       : (k == STUDENT_LIN_QKV && (flags & STUDENT_QLIN_QKV_BF16) ? dnnl_bf16
+                                                                                  : dnnl_f32);
         dnnl_memory_desc_t smd, wmd, bmd, dmd, pmd;
         const dnnl_dims_t sd = {M, ql->K}, wd = {ql->K, ql->N}, bd = {1, ql->N},
                           dd = {M, ql->N};
@@ -419,10 +484,15 @@ rt_status student_qlin_create(const student_model *m, int64_t M, int flags, stud
         STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&bmd, 2, bd, dnnl_f32, dnnl_ab));
         STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&dmd, 2, dd, ddt, dnnl_ab));
         dnnl_matmul_desc_t desc;
-        STUDENT_DNNL_CHECK(dnnl_matmul_desc_init(&desc, &smd, &wmd, &bmd, &dmd));
+        STUDENT_DNNL_CHECK(
+            dnnl_matmul_desc_init(&desc, &smd, &wmd, s->dynamic ? NULL : &bmd, &dmd));
         STUDENT_DNNL_CHECK(dnnl_primitive_attr_create(&attr));
-        STUDENT_DNNL_CHECK(dnnl_primitive_attr_set_output_scales(attr, ql->N, 1 << 1, ql->oscale));
-        if (acc) {
+        if (!s->dynamic)
+            STUDENT_DNNL_CHECK(
+                dnnl_primitive_attr_set_output_scales(attr, ql->N, 1 << 1, ql->oscale));
+        if (s->dynamic) {
+            /* raw int32 sums: scales, bias, GELU and residual in dyn_epilogue */
+        } else if (acc) {
             /* dst = residual + x W + b: onto dst itself (sum), or from a
              * residual tensor read in the epilogue, which saves copying it
              * into dst first */
@@ -458,7 +528,7 @@ rt_status student_qlin_create(const student_model *m, int64_t M, int flags, stud
         if (i < STUDENT_LIN_N) {
             STUDENT_DNNL_CHECK(dnnl_memory_create(&q->src[k], &smd, m->eng, DNNL_MEMORY_NONE));
             STUDENT_DNNL_CHECK(dnnl_memory_create(&q->dst[k], &dmd, m->eng, DNNL_MEMORY_NONE));
-            if (acc && (flags & STUDENT_QLIN_RESID))
+            if (acc && (flags & STUDENT_QLIN_RESID) && !s->dynamic)
                 STUDENT_DNNL_CHECK(
                     dnnl_memory_create(&q->res[k], &dmd, m->eng, DNNL_MEMORY_NONE));
         }
@@ -517,10 +587,10 @@ static rt_status qexec(const student_model *m, student_qlin *q, int i, const uin
     STUDENT_DNNL_CHECK(dnnl_memory_set_data_handle(q->dst[k], dst));
     dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, q->src[k]},
                                {DNNL_ARG_WEIGHTS, q->wei[i]},
-                               {DNNL_ARG_BIAS, q->bias[i]},
                                {DNNL_ARG_DST, q->dst[k]},
+                               {DNNL_ARG_BIAS, q->bias[i]},
                                {0, NULL}};
-    int nargs = 4;
+    int nargs = q->acc ? 3 : 4; /* the dynamic primitives have no bias */
     if (res) {
         STUDENT_DNNL_CHECK(dnnl_memory_set_data_handle(q->res[k], (void *)res));
         args[nargs].arg = DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1;
@@ -531,11 +601,55 @@ cleanup:
     return st;
 }
 
+/* Dynamic mode: what the static primitives fuse, after a matmul that
+ * wrote int32 sums into q->acc for rows with scales q->rs:
+ *   y[r][n] = rs[r] * sw[n] * (acc[r][n] - 128 * colsum_n) + b[n]
+ * then, by `out`: f32 into dst, bf16 into dst, GELU into dst (f32), or
+ * added to the residual (res, or dst itself when res is NULL) into dst. */
+enum { DYN_F32, DYN_BF16, DYN_GELU, DYN_RESID };
+
+static void dyn_epilogue(const student_qlin *q, const qlayer *ql, int out, const float *res,
+                         void *dst) {
+    const int64_t M = q->M, N = ql->N;
+#pragma omp parallel for schedule(static) if (M * N >= 65536)
+    for (int64_t r = 0; r < M; r++) {
+        const int32_t *a = q->acc + r * N;
+        const float s = q->rs[r];
+        float *yf = (float *)dst + r * N;
+        for (int64_t n = 0; n < N; n++) {
+            const float y = s * ql->sw[n] * (float)(a[n] - ql->cs128[n]) + ql->b[n];
+            if (out == DYN_F32 || out == DYN_GELU)
+                yf[n] = y;
+            else if (out == DYN_BF16)
+                ((uint16_t *)dst)[r * N + n] = student_f2bf(y);
+            else
+                yf[n] = (res ? res[r * N + n] : yf[n]) + y;
+        }
+    }
+    if (out == DYN_GELU) student_gelu_fwd((float *)dst, NULL, (const float *)dst, (size_t)(M * N));
+}
+
+/* Dynamic mode: layer i on f32 input x (quantized per row into scratch). */
+static rt_status dyn_run(const student_model *m, student_qlin *q, int i, const float *x,
+                         uint8_t *scratch, int out, const float *res, void *dst) {
+    const qlayer *ql = &m->q8->lay[i];
+    student_quantize_act_rows(x, q->M, ql->K, scratch, q->rs);
+    RT_TRY(qexec(m, q, i, scratch, NULL, q->acc));
+    dyn_epilogue(q, ql, out, res, dst);
+    return RT_OK;
+}
+
 rt_status student_qlin_run(const student_model *m, student_qlin *q, int l, int k, const float *x,
                            uint8_t *scratch, const float *res, void *dst) {
     const int i = l * 4 + k;
     const qlayer *ql = &m->q8->lay[i];
     RT_ASSERT(k == STUDENT_LIN_QKV || k == STUDENT_LIN_ATTPROJ);
+    if (q->acc)
+        return dyn_run(m, q, i, x, scratch,
+                       k == STUDENT_LIN_ATTPROJ                ? DYN_RESID
+                       : (q->flags & STUDENT_QLIN_QKV_BF16)    ? DYN_BF16
+                                                                : DYN_F32,
+                       res, dst);
     quantize_u8(scratch, x, (size_t)(q->M * ql->K), ql);
     return qexec(m, q, i, scratch, res, dst);
 }
@@ -544,6 +658,10 @@ rt_status student_qlin_mlp(const student_model *m, student_qlin *q, int l, const
                            uint8_t *scratch, const float *res, float *dst) {
     const int i = l * 4 + STUDENT_LIN_FC;
     const qlayer *ql = &m->q8->lay[i];
+    if (q->acc) {
+        RT_TRY(dyn_run(m, q, i, x, scratch, DYN_GELU, NULL, q->h));
+        return dyn_run(m, q, i + 1, q->h, scratch, DYN_RESID, res, dst);
+    }
     uint8_t *h = scratch + (size_t)(q->M * ql->K);
     quantize_u8(scratch, x, (size_t)(q->M * ql->K), ql);
     RT_TRY(qexec(m, q, i, scratch, NULL, h));

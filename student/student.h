@@ -511,9 +511,17 @@ void student_quantize_weight(const float *w, int64_t K, int64_t N, int8_t *q, fl
 /* The same per row of an (R, C) matrix (scale[r] over row r): embeddings. */
 void student_quantize_rows(const float *w, int64_t R, int64_t C, int8_t *q, float *scale);
 
+/* Dynamic (per-token) activation quantization of R rows of K floats:
+ * scale[r] = max_k |x[r][k]| / 127 (1 for an all-zero row) and
+ * q = round(x / scale) + 128 in [1, 255] (symmetric int8 shifted to u8, the
+ * int8 matmuls' input type). */
+void student_quantize_act_rows(const float *x, int64_t R, int64_t K, uint8_t *q, float *scale);
+
 /* Switches inference model m to int8 linear layers. w8[l*4+k] is the
  * (in, out) int8 weight of linear k of block l, wscale[l*4+k] its (out)
- * scales, aq[l*4+k] the quantizer of its input. Call after the parameter
+ * scales, aq[l*4+k] the quantizer of its input; aq == NULL quantizes every
+ * input per token at run time instead (student_quantize_act_rows: no
+ * calibration, one scale per row of every linear layer's input). Call after the parameter
  * block holds everything else (embeddings, LayerNorms, biases): the f32
  * copies of the linear weights are overwritten with the dequantized ones
  * and the head's bf16 copy of wte is made here. Copies what it needs.
@@ -521,6 +529,7 @@ void student_quantize_rows(const float *w, int64_t R, int64_t C, int8_t *q, floa
 rt_status student_int8_set(student_model *m, const int8_t *const *w8, const float *const *wscale,
                            const student_act_quant *aq);
 int student_int8_enabled(const student_model *m);
+int student_int8_dynamic(const student_model *m); /* 1: aq was NULL */
 
 /* ------------------------------------------------------- matmul peak */
 

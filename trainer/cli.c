@@ -836,6 +836,12 @@ static const cli_option export_options[] = {
     {.name = "int8", .type = CLI_BOOL,
      .help = "Store matmul weights as int8 with one scale per output channel (QAT scales "
              "from the checkpoint when it has them)."},
+    {.name = "act", .type = CLI_CHOICE, .metavar = "static|dynamic", .def = "static",
+     .choices = "static|dynamic",
+     .help = "int8 activations. static: one scale per linear layer's input, fixed in the "
+             "file (from QAT or --calib). dynamic: no stored activation scales and no "
+             "calibration; at run time every token's input row to a linear layer gets its "
+             "own scale max|x|/127."},
     {.name = "calib", .type = CLI_STRING, .metavar = "SHARD",
      .help = "Token shard to calibrate activation ranges for --int8 when the checkpoint has "
              "no QAT scales."},
@@ -863,7 +869,8 @@ const cli_spec trainer_spec_export = {
     .epilog = "example:\n"
               "  retort export --model pruned.h5 --format deploy --int8 --out student.int8.h5\n"
               "  retort export --model runs/s/final.h5 --format hf --out student-hf/\n"
-              "  retort export --model runs/s/final.h5 --format gguf --type q8_0 --out s.gguf\n",
+              "  retort export --model runs/s/final.h5 --format gguf --type q8_0 --out s.gguf\n"
+              "  retort export --model final.h5 --format deploy --int8 --act dynamic --out d.h5\n",
 };
 
 static const cli_option info_options[] = {

@@ -8,7 +8,10 @@
  * when it has them, so the file computes exactly what QAT trained with;
  * otherwise from --calib, post-training: the running min/max of every
  * linear input over --calib-windows consecutive windows of the shard,
- * symmetric int8 (PTQ). Without either it is an error rather than a guess. */
+ * symmetric int8 (PTQ). Without either it is an error rather than a guess.
+ * --act dynamic needs neither: the deploy file stores int8 weights only and
+ * the runtime quantizes every linear input per token (student_int8_set
+ * with no quantizers). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,10 +222,15 @@ int trainer_cmd_export(int argc, char **argv) {
     char *config_text = NULL, *prov = NULL;
     const char *path = cli_str(a, "model"), *out = cli_str(a, "out"), *calib = cli_str(a, "calib");
     const int int8 = cli_flag(a, "int8");
+    const int dynamic = strcmp(cli_str(a, "act"), "dynamic") == 0;
     const char *source = "none";
 
-    if (calib && !int8)
-        fprintf(stderr, "export: --calib is only used with --int8; ignoring it\n");
+    if (dynamic && !int8) {
+        st = rt_fail(RT_ERR_ARGS, "export: --act dynamic is for int8 activations; add --int8");
+        goto cleanup;
+    }
+    if (calib && (!int8 || dynamic))
+        fprintf(stderr, "export: --calib is only used with --int8 --act static; ignoring it\n");
     if ((st = ckpt_open(path, &r)) != RT_OK) goto cleanup;
     if (ckpt_deploy_is_int8(r)) {
         st = rt_fail(RT_ERR_ARGS, "%s: is already an int8 deploy file; export from the training "
@@ -230,18 +238,20 @@ int trainer_cmd_export(int argc, char **argv) {
         goto cleanup;
     }
     const int has_qat = ckpt_has(r, "/qat/state");
-    if (int8 && !has_qat && !calib) {
+    if (int8 && !dynamic && !has_qat && !calib) {
         st = rt_fail(RT_ERR_ARGS, "%s: has no QAT scales (/qat/state); --int8 needs them or a "
                      "token shard to calibrate on (--calib data/val.h5)", path);
         goto cleanup;
     }
-    if (int8 && has_qat && calib)
+    if (int8 && !dynamic && has_qat && calib)
         fprintf(stderr, "export: using the checkpoint's QAT scales; --calib is ignored\n");
     ckpt_reader_close(r);
     r = NULL;
     if ((st = ckpt_load_model(path, 8, STUDENT_F32, 0, &m, &r)) != RT_OK) goto cleanup;
     const student_config *c = student_cfg(m);
-    if (int8) {
+    if (int8 && dynamic) {
+        source = "dynamic";
+    } else if (int8) {
         aq = calloc((size_t)(4 * c->n_layer), sizeof *aq);
         if (!aq) {
             st = rt_fail(RT_ERR_NOMEM, "export: out of memory");
@@ -274,12 +284,15 @@ int trainer_cmd_export(int argc, char **argv) {
     }
     const ckpt_deploy d = {
         .step = ckpt_reader_step(r), .tokens_seen = ckpt_reader_tokens_seen(r), .cfg = *c,
-        .params = student_params(m), .act = int8 ? aq : NULL, .tokenizer = tok,
+        .params = student_params(m), .act = int8 ? aq : NULL, .act_dynamic = int8 && dynamic,
+        .tokenizer = tok,
         .config_text = config_text, .provenance_json = prov,
     };
     if ((st = ckpt_deploy_save(out, &d)) != RT_OK) goto cleanup;
-    fprintf(stderr, "export: wrote %s (%s%s%s)\n", out, int8 ? "int8, activation scales from " : "f32",
-            int8 ? source : "", "");
+    fprintf(stderr, "export: wrote %s (%s%s)\n", out,
+            !int8 ? "f32" : dynamic ? "int8, activations quantized per token at run time"
+                                    : "int8, activation scales from ",
+            int8 && !dynamic ? source : "");
 cleanup:
     free(aq);
     free(config_text);

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# `retort export` deploy formats through the binary, on the fixtures of
+# test_eval --make-fixtures: each file exports, evaluates through the one
+# model reader close to the f32 model it came from (the exact numbers are
+# test_quant's), and every bad combination of flags is one line on stderr
+# naming the flag and a non-zero exit.
+# Usage: cli_export.sh RETORT TEST_EVAL
+set -u
+bin=${1:?usage: cli_export.sh path/to/retort path/to/test_eval}
+maker=${2:?usage: cli_export.sh path/to/retort path/to/test_eval}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0 checks=0
+fail() { echo "FAIL: $*"; echo "  rc=$rc stderr: $(head -c 600 "$tmp/err")"; fails=$((fails + 1)); }
+check() { checks=$((checks + 1)); if ! eval "$1"; then fail "$2"; fi; }
+run() { "$bin" "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?; }
+expect_error() {
+  local want=$1 what=$2
+  check '[ $rc -ne 0 ]' "$what: exits non-zero"
+  check '[ "$(wc -l <"$tmp/err")" -eq 1 ]' "$what: exactly one line on stderr"
+  check 'grep -qF -- "$want" "$tmp/err"' "$what: the message names '$want'"
+}
+# loss_within FILE_JSON REF_JSON FRACTION: |loss - ref| < FRACTION * ref
+loss_within() {
+  python3 -c "
+import json, sys
+d, f = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert abs(d['loss'] - f['loss']) < float(sys.argv[3]) * f['loss'], (d['loss'], f['loss'])
+" "$1" "$2" "$3"
+}
+
+fx=$tmp/fx
+mkdir -p "$fx"
+"$maker" --make-fixtures "$fx" >/dev/null || { echo "FAIL: test_eval --make-fixtures"; exit 1; }
+m=$fx/model.h5 val=$fx/val.h5
+run eval --model "$m" --data "$val" --json; cp "$tmp/out" "$tmp/f32.json"
+check '[ $rc -eq 0 ]' "eval of the fixture model"
+
+# int8 with dynamic activations: no calibration data needed
+run export --model "$m" --format deploy --int8 --act dynamic --out "$tmp/dyn.h5"
+check '[ $rc -eq 0 ]' "export --int8 --act dynamic exits 0"
+run eval --model "$tmp/dyn.h5" --data "$val" --json
+check 'loss_within "$tmp/out" "$tmp/f32.json" 0.02' "eval of the dynamic int8 deploy within 2% of the f32 loss"
+run export --model "$m" --format deploy --act dynamic --out "$tmp/x.h5"
+expect_error "--int8" "export --act dynamic without --int8"
+run export --model "$m" --format deploy --int8 --act weekly --out "$tmp/x.h5"
+expect_error "weekly" "export --act with a bad value"
+[ ! -e "$tmp/x.h5" ] || fail "a failed export left $tmp/x.h5 behind"
+
+echo "cli_export: $checks checks, $fails failures"
+[ "$fails" -eq 0 ]
