@@ -328,6 +328,38 @@ void student_ffn_shrink(const student_config *c, const float *src, const uint8_t
 
 /* ------------------------------------------------------------ masks */
 
+/* ------------------------------------------------------------ gradual */
+
+int student_prune_gradual_due(int64_t start, int64_t end, int64_t every, int64_t step) {
+    return step >= start && step <= end && ((step - start) % every == 0 || step == end);
+}
+
+double student_prune_gradual_sparsity(double final, int64_t start, int64_t end, int64_t every,
+                                      int64_t step) {
+    if (step < start) return 0.0;
+    if (step >= end) return final;
+    const int64_t t = start + (step - start) / every * every; /* the last update */
+    const double r = 1.0 - (double)(t - start) / (double)(end - start);
+    return final * (1.0 - r * r * r);
+}
+
+rt_status student_prune_magnitude_block(const student_config *c, const float *params,
+                                        double sparsity, uint8_t *mask, size_t *pruned,
+                                        size_t *prunable) {
+    *pruned = *prunable = 0;
+    memset(mask, 1, student_block_floats(c));
+    for (int i = 0; i < student_tensor_count(c); i++) {
+        if (student_prune_target(c, i, NULL) < 0) continue;
+        student_tensor t;
+        student_tensor_info(c, i, &t);
+        size_t k = 0;
+        RT_TRY(student_prune_magnitude(params + t.offset, t.numel, sparsity, mask + t.offset, &k));
+        *pruned += k;
+        *prunable += t.numel;
+    }
+    return RT_OK;
+}
+
 void student_apply_mask(float *params, const uint8_t *mask, size_t n) {
     /* A select rather than a multiply: 0 * inf or 0 * NaN would not be 0. */
 #pragma omp parallel for simd schedule(static)

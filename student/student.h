@@ -348,6 +348,25 @@ rt_status student_prune_wanda(const float *w, int64_t in, int64_t out, const flo
 void student_prune_nm(const float *w, int64_t in, int64_t out, int n, int m, uint8_t *mask,
                       size_t *pruned);
 
+/* Gradual pruning (Zhu & Gupta 2017, "To prune, or not to prune"): the
+ * masks are recomputed when student_prune_gradual_due(start, end, every,
+ * step), i.e. at step = start, start + every, ... and at end, and the
+ * sparsity at step is the cubic ramp evaluated at the last such update t:
+ *   s(t) = final * (1 - (1 - (t - start) / (end - start))^3),
+ * 0 before start, final from end on. Steps count completed optimizer steps;
+ * end > start and every >= 1 are the caller's checks. */
+int student_prune_gradual_due(int64_t start, int64_t end, int64_t every, int64_t step);
+double student_prune_gradual_sparsity(double final, int64_t start, int64_t end, int64_t every,
+                                      int64_t step);
+
+/* Magnitude masks of every prunable tensor of a parameter block laid out
+ * for c (student_prune_magnitude per tensor at the same sparsity) into
+ * mask (student_block_floats(c) bytes; 1 outside the prunable tensors).
+ * *pruned of *prunable weights are masked. RT_ERR_NOMEM only. */
+rt_status student_prune_magnitude_block(const student_config *c, const float *params,
+                                        double sparsity, uint8_t *mask, size_t *pruned,
+                                        size_t *prunable);
+
 /* keep[i] = 0 for the k lowest of n scores, 1 for the rest. */
 rt_status student_prune_lowest(const double *score, int n, int k, uint8_t *keep);
 

@@ -377,6 +377,12 @@ static void test_round_trip(void) {
             snprintf(v, sizeof v, "1024");
         } else if (strcmp(k[i].key, "micro_batch") == 0) {
             snprintf(v, sizeof v, "2");
+        } else if (strcmp(k[i].section, "prune") == 0 && strcmp(k[i].key, "method") == 0) {
+            snprintf(v, sizeof v, "magnitude"); /* what schedule = gradual needs */
+        } else if (strcmp(k[i].section, "prune") == 0 && strcmp(k[i].key, "start_step") == 0) {
+            snprintf(v, sizeof v, "5");
+        } else if (strcmp(k[i].section, "prune") == 0 && strcmp(k[i].key, "end_step") == 0) {
+            snprintf(v, sizeof v, "11"); /* above start_step, within train.steps */
         } else {
             odd_value(&k[i], v, sizeof v);
         }

@@ -1008,6 +1008,77 @@ static void test_bench(void) {
 
 /* --------------------------------------------------------------- main */
 
+/* The cubic schedule of Zhu & Gupta against values worked out by hand:
+ * final 0.5, start 10, end 40, every 10 updates at 10, 20, 30, 40 with
+ * 0.5 * (1 - (1 - k/3)^3) = 0, 19/54, 13/27, 1/2; between updates the last
+ * value holds; before start 0, after end the final value. every = 7 does
+ * not divide 30: updates at 10, 17, 24, 31, 38 and 40. */
+static void test_gradual_schedule(void) {
+    const struct {
+        int64_t step;
+        double s;
+        int due;
+    } want[] = {{0, 0.0, 0},          {9, 0.0, 0},          {10, 0.0, 1},
+                {11, 0.0, 0},         {19, 0.0, 0},         {20, 19.0 / 54.0, 1},
+                {29, 19.0 / 54.0, 0}, {30, 13.0 / 27.0, 1}, {39, 13.0 / 27.0, 0},
+                {40, 0.5, 1},         {41, 0.5, 0},         {1000, 0.5, 0}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const double s = student_prune_gradual_sparsity(0.5, 10, 40, 10, want[i].step);
+        CU_ASSERT(fabs(s - want[i].s) <= 1e-14);
+        CU_ASSERT_EQUAL(student_prune_gradual_due(10, 40, 10, want[i].step), want[i].due);
+    }
+    int due[64] = {0};
+    for (int64_t t = 0; t < 64; t++) due[t] = student_prune_gradual_due(10, 40, 7, t);
+    for (int64_t t = 0; t < 64; t++)
+        CU_ASSERT_EQUAL(due[t], t == 10 || t == 17 || t == 24 || t == 31 || t == 38 || t == 40);
+    /* at 31: r = 1 - 21/30 = 0.3, s = 0.8 * (1 - 0.027) */
+    CU_ASSERT(fabs(student_prune_gradual_sparsity(0.8, 10, 40, 7, 33) - 0.8 * 0.973) <= 1e-12);
+    /* monotone non-decreasing, so magnitude masks only grow */
+    double prev = 0.0;
+    for (int64_t t = 0; t < 64; t++) {
+        const double s = student_prune_gradual_sparsity(0.9, 3, 50, 4, t);
+        CU_ASSERT(s >= prev && s <= 0.9);
+        prev = s;
+    }
+}
+
+/* Block magnitude masks: exactly round(s * numel) of every prunable
+ * tensor, nothing elsewhere, and the same mask student_prune_magnitude
+ * gives for that tensor alone. */
+static void test_magnitude_block(void) {
+    student_model *m = make_model(&TINY, 1, 0, 5);
+    const size_t n = student_block_size(m);
+    uint8_t *mask = malloc(n), *one = malloc(n);
+    size_t pruned = 0, prunable = 0, want_p = 0, want_n = 0;
+    CU_ASSERT_FATAL(student_prune_magnitude_block(&TINY, student_params(m), 0.3, mask, &pruned,
+                                                  &prunable) == RT_OK);
+    size_t outside = 0;
+    int same = 1;
+    for (int i = 0; i < student_tensor_count(&TINY); i++) {
+        student_tensor t;
+        student_tensor_info(&TINY, i, &t);
+        if (student_prune_target(&TINY, i, NULL) < 0) {
+            outside += count_zero_u8(mask + t.offset, t.numel);
+            continue;
+        }
+        size_t k = 0;
+        CU_ASSERT(student_prune_magnitude(student_params(m) + t.offset, t.numel, 0.3, one, &k) ==
+                  RT_OK);
+        same &= memcmp(one, mask + t.offset, t.numel) == 0;
+        CU_ASSERT_EQUAL(count_zero_u8(mask + t.offset, t.numel),
+                        (size_t)floor(0.3 * (double)t.numel + 0.5));
+        want_p += k;
+        want_n += t.numel;
+    }
+    CU_ASSERT(same);
+    CU_ASSERT_EQUAL(outside, 0);
+    CU_ASSERT_EQUAL(count_zero_u8(mask, n), pruned);
+    CU_ASSERT(pruned == want_p && prunable == want_n && prunable > 0);
+    free(mask);
+    free(one);
+    student_destroy(m);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/rt_test_prune_XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
@@ -1021,6 +1092,8 @@ int main(void) {
         {"ffn_shrink", test_ffn_shrink},
         {"linear_input", test_linear_input},
         {"masks_roundtrip", test_masks_roundtrip},
+        {"gradual_schedule", test_gradual_schedule},
+        {"magnitude_block", test_magnitude_block},
         {"cmd_unstructured", test_cmd_unstructured},
         {"cmd_ffn", test_cmd_ffn},
         {"cmd_heads", test_cmd_heads},

@@ -149,12 +149,24 @@ static const trainer_config_key keys[] = {
 
     K_ENUM("prune", "method", prune.method, "none",
            "none|magnitude|wanda|nm|heads|ffn",
-           "Reserved: retort prunes after training (`retort prune`, then fine-tune with "
-           "train.init), so train refuses anything but none."),
+           "Pruning during training, with schedule = gradual (magnitude only). One-shot "
+           "pruning is `retort prune` after training, then fine-tuning with train.init."),
     K_FLOAT("prune", "sparsity", prune.sparsity, "0.5", 0, false, 1, true,
             "Fraction of weights (or heads / MLP units) removed."),
     K_STR("prune", "nm", prune.nm, "2:4", check_nm,
           "N:M pattern for method = nm: keep N of every M consecutive weights."),
+    K_ENUM("prune", "schedule", prune.schedule, "none", "none|gradual",
+           "gradual: prune while training (Zhu & Gupta 2017): sparsity rises from 0 to "
+           "prune.sparsity along s(t) = sparsity * (1 - (1 - (t - start_step) / (end_step - "
+           "start_step))^3), masks recomputed by magnitude every prune.every steps and "
+           "fixed after end_step; saved with every checkpoint."),
+    K_INT64("prune", "start_step", prune.start_step, "0", 0, INFINITY,
+            "Gradual pruning: the first step whose masks are computed (at sparsity 0)."),
+    K_INT64("prune", "end_step", prune.end_step, "0", 0, INFINITY,
+            "Gradual pruning: the step at which prune.sparsity is reached; above start_step "
+            "and at most train.steps."),
+    K_INT64("prune", "every", prune.every, "100", 1, INFINITY,
+            "Gradual pruning: steps between two mask updates."),
 };
 
 enum { N_KEYS = (int)(sizeof keys / sizeof keys[0]) };
@@ -687,6 +699,19 @@ rt_status trainer_config_validate(trainer_config *c) {
                        "empty; set feature_map or beta = 0",
                        c->distill.beta);
     RT_TRY(trainer_parse_nm(c->prune.nm, &c->prune.nm_n, &c->prune.nm_m));
+    if (c->prune.schedule == TRAINER_PRUNE_SCHEDULE_GRADUAL) {
+        if (c->prune.method != TRAINER_PRUNE_MAGNITUDE)
+            return rt_fail(RT_ERR_ARGS, "prune.schedule = gradual prunes by magnitude: set "
+                           "prune.method = magnitude");
+        if (c->prune.end_step <= c->prune.start_step)
+            return rt_fail(RT_ERR_ARGS, "prune.end_step = %lld must be above prune.start_step "
+                           "= %lld for prune.schedule = gradual",
+                           (long long)c->prune.end_step, (long long)c->prune.start_step);
+        if (c->prune.end_step > c->train.steps)
+            return rt_fail(RT_ERR_ARGS, "prune.end_step = %lld is past train.steps = %lld: "
+                           "the run would end before reaching prune.sparsity",
+                           (long long)c->prune.end_step, (long long)c->train.steps);
+    }
     return RT_OK;
 }
 

@@ -39,6 +39,7 @@ typedef enum {
     TRAINER_PRUNE_HEADS,
     TRAINER_PRUNE_FFN,
 } trainer_prune_method;
+typedef enum { TRAINER_PRUNE_SCHEDULE_NONE, TRAINER_PRUNE_SCHEDULE_GRADUAL } trainer_prune_schedule;
 
 /* A resolved configuration. A plain value: copy it with `=`, nothing to
  * free. Fields marked "derived" are computed from other keys by
@@ -96,6 +97,8 @@ typedef struct {
         double sparsity;
         char nm[32];    /* "2:4" */
         int nm_n, nm_m; /* derived from nm */
+        trainer_prune_schedule schedule;
+        int64_t start_step, end_step, every; /* schedule = gradual */
     } prune;
 } trainer_config;
 

@@ -471,6 +471,35 @@ static student_qat_config qat_config(const trainer_config *c) {
     };
 }
 
+/* Gradual pruning (prune.schedule = gradual), after the optimizer step
+ * that completes step `done`: at the schedule's steps, new magnitude masks
+ * at the cubic schedule's sparsity, applied to the weights at once; in
+ * between and after end_step the masks stay as they are. They are saved
+ * with every checkpoint (ckpt_masks.h), and recomputing them only needs
+ * the weights, so a resume mid-schedule continues bit for bit. Every
+ * student computes the same masks from the same replicated weights. */
+static rt_status gradual_prune(student_run *s, int64_t done) {
+    const trainer_config *c = &s->cfg;
+    if (c->prune.schedule != TRAINER_PRUNE_SCHEDULE_GRADUAL ||
+        !student_prune_gradual_due(c->prune.start_step, c->prune.end_step, c->prune.every, done))
+        return RT_OK;
+    const double sp = student_prune_gradual_sparsity(c->prune.sparsity, c->prune.start_step,
+                                                     c->prune.end_step, c->prune.every, done);
+    const size_t n = student_block_size(s->m);
+    if (!s->mask && !(s->mask = rt_alloc_aligned(n)))
+        return rt_fail(RT_ERR_NOMEM, "out of memory for the pruning masks");
+    size_t pruned = 0, prunable = 0;
+    RT_TRY(student_prune_magnitude_block(&s->mc, student_params(s->m), sp, s->mask, &pruned,
+                                         &prunable));
+    student_apply_mask(student_params(s->m), s->mask, n);
+    snprintf(s->prune_meta.method, sizeof s->prune_meta.method, "magnitude");
+    s->prune_meta.sparsity = c->prune.sparsity;
+    s->prune_meta.achieved = prunable ? (double)pruned / (double)prunable : 0.0;
+    trainer_metrics_note(s->metrics, "step %lld: gradual pruning to sparsity %.6f (%zu of %zu "
+                         "weights)", (long long)done, sp, pruned, prunable);
+    return RT_OK;
+}
+
 /* What a starting checkpoint (resumed or train.init) carries besides the
  * weights: pruning masks, which stay fixed for the whole run, and QAT
  * observer state, which continues where it was. */
@@ -752,6 +781,10 @@ static rt_status student_setup(student_run *s, const char *resume_arg) {
         if (st == RT_OK) st = load_side_state(s, r);
         ckpt_reader_close(r);
         RT_TRY(st);
+        if (s->mask && c->prune.schedule == TRAINER_PRUNE_SCHEDULE_GRADUAL)
+            return rt_fail(RT_ERR_ARGS, "train.init %s is already pruned (it has masks); "
+                           "prune.schedule = gradual starts from a dense model",
+                           c->train.init);
     } else {
         student_init_weights(s->m, (uint64_t)c->train.seed);
     }
@@ -853,6 +886,7 @@ static rt_status student_train(student_run *s) {
         run_wait += wait_here;
 
         const int64_t done = step + 1;
+        RT_TRY(gradual_prune(s, done));
         trainer_metrics_step(s->metrics, done, tokens_per_step);
         const double pos = sums[S_POS], a = s->distill ? c->distill.alpha : 0.0;
         const double Tk = c->distill.temperature;
@@ -951,11 +985,12 @@ int trainer_cmd_train(int argc, char **argv) {
     trainer_config cfg;
     rt_status st = trainer_config_load(cli_str(a, "config"), sets, n_sets, &cfg);
     const char *resume = cli_has(a, "resume") ? cli_str(a, "resume") : NULL;
-    if (st == RT_OK && cfg.prune.method != TRAINER_PRUNE_NONE)
+    if (st == RT_OK && cfg.prune.method != TRAINER_PRUNE_NONE &&
+        cfg.prune.schedule != TRAINER_PRUNE_SCHEDULE_GRADUAL)
         st = rt_fail(RT_ERR_UNSUPPORTED,
-                     "prune.method: retort prunes after training, not during it: run `retort "
-                     "prune` on a checkpoint and fine-tune the result with train.init (its masks "
-                     "stay fixed)");
+                     "prune.method: train prunes only with prune.schedule = gradual; for one-shot "
+                     "pruning run `retort prune` on a checkpoint and fine-tune the result with "
+                     "train.init (its masks stay fixed)");
     /* student_qat_enable refuses bf16 models; say so before any step runs
      * rather than at qat.start_step, hours into the run */
     if (st == RT_OK && cfg.qat.enabled && cfg.train.precision == TRAINER_PRECISION_BF16)
