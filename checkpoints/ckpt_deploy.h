@@ -20,7 +20,17 @@
  * input_scale / input_zero_point / input_qrange datasets and instead
  *   /quant/act_dynamic                  int32 scalar 1: every linear input
  *                                       is quantized per token at run time
- * Both kinds carry /tokenizer/path (uint8 bytes of the tokenizer folder the
+ * A codebook deploy (`--codebook 16|256`, weight sharing) keeps float32
+ * everywhere but the four linear weights of every block:
+ *   /quant/codebook                     int32 [2]: k (16 or 256) and 1 for
+ *                                       one codebook per output channel, 0
+ *                                       for one per tensor
+ *   /model/<linear>.weight              uint8 [in, out] indices (k = 256) or
+ *                                       [in, ceil(out / 2)] (k = 16: column
+ *                                       2p in the low nibble, 2p+1 high)
+ *   /model/<linear>.weight_codebook     float32 [k] or [out, k]
+ * and ckpt_read_model decodes them into an ordinary f32 model at load.
+ * Every kind carries /tokenizer/path (uint8 bytes of the tokenizer folder the
  * model was trained with; empty when unknown). */
 #ifndef CKPT_DEPLOY_H
 #define CKPT_DEPLOY_H
@@ -36,11 +46,15 @@ typedef struct {
                                      int8 deploy, weights quantized here */
     int act_dynamic;              /* 1 (with act NULL): int8 deploy whose
                                      activations are quantized per token */
+    int codebook;                 /* 16 or 256 (with act NULL, act_dynamic 0):
+                                     codebook deploy, clustered here; 0 = none */
+    int codebook_per_channel;     /* one codebook per output column */
     const char *tokenizer;        /* NULL = "" */
     const char *config_text, *provenance_json; /* as in ckpt_contents */
 } ckpt_deploy;
 
 #define CKPT_DEPLOY_ACT_DYNAMIC "/quant/act_dynamic"
+#define CKPT_DEPLOY_CODEBOOK "/quant/codebook"
 
 /* Writes a deploy file atomically (ckpt_save). */
 rt_status ckpt_deploy_save(const char *path, const ckpt_deploy *d);
@@ -53,6 +67,15 @@ int ckpt_deploy_is_int8(ckpt_reader *r);
  * parameter block gets every tensor in f32, the linear weights dequantized
  * (int8 x scale), so exports to other formats read it like any model's. */
 rt_status ckpt_deploy_read_int8(ckpt_reader *r, student_model *m);
+
+/* 1 when r is a codebook deploy file (it has /quant/codebook). */
+int ckpt_deploy_is_codebook(ckpt_reader *r);
+
+/* Reads a codebook deploy file into m (of the file's shape): the linear
+ * weights decoded from their indices and codebooks, the rest as stored.
+ * RT_ERR_FORMAT naming the file and dataset for a k other than 16 or 256,
+ * an index array of the wrong type or shape, or a non-finite centroid. */
+rt_status ckpt_deploy_read_codebook(ckpt_reader *r, student_model *m);
 
 /* The tokenizer folder recorded in the file, as a new string (free());
  * "" when the file records none. */

@@ -7,6 +7,7 @@
  * weight-only, dequantized at load, because wte and wpe are most of the
  * bytes of a small model and a per-row scale keeps their error far below
  * that of the activations). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,13 @@ rt_status ckpt_deploy_save(const char *path, const ckpt_deploy *d) {
         .kind = "deploy", .step = d->step, .tokens_seen = d->tokens_seen, .cfg = *c,
         .config_text = d->config_text, .provenance_json = d->provenance_json,
     };
-    if (!d->act && !d->act_dynamic) {
+    const int cb = d->codebook;
+    if (cb && (cb != 16 && cb != 256))
+        return rt_fail(RT_ERR_ARGS, "%s: a codebook of %d entries; 16 (4-bit indices) or 256 "
+                       "(8-bit) are supported", path, cb);
+    if (cb && (d->act || d->act_dynamic))
+        return rt_fail(RT_ERR_ARGS, "%s: a deploy file is int8 or codebook, not both", path);
+    if (!d->act && !d->act_dynamic && !cb) {
         ckpt_array a = {"/tokenizer/path", CKPT_U8, 1, {(int64_t)strlen(tok)}, tok};
         cc.params = d->params;
         cc.extras = &a;
@@ -69,15 +76,41 @@ rt_status ckpt_deploy_save(const char *path, const ckpt_deploy *d) {
         na++;                                                                                \
     } while (0)
     static const int32_t one = 1;
+    const int32_t cbk[2] = {cb, d->codebook_per_channel ? 1 : 0};
     ADD(CKPT_U8, 1, (int64_t)strlen(tok), 0, tok, "/tokenizer/path");
     if (d->act_dynamic) ADD(CKPT_I32, 0, 0, 0, &one, "%s", CKPT_DEPLOY_ACT_DYNAMIC);
+    if (cb) ADD(CKPT_I32, 1, 2, 0, cbk, "%s", CKPT_DEPLOY_CODEBOOK);
     for (int i = 0; i < nt; i++) {
         student_tensor t;
         student_tensor_info(c, i, &t);
         const float *w = d->params + t.offset;
         const int kind = quant_kind(c, i);
-        if (!kind) {
+        if (!kind || (cb && kind == 2)) {
             ADD(CKPT_F32, t.ndim, t.shape[0], t.shape[1], w, "/model/%s", t.name);
+            continue;
+        }
+        if (cb) {
+            const int64_t in = t.shape[0], out = t.shape[1], ncb = cbk[1] ? out * cb : cb;
+            const int64_t pw = cb == 16 ? (out + 1) / 2 : out; /* packed row width */
+            uint8_t *idx = malloc((size_t)(in * out));
+            float *book = malloc((size_t)ncb * sizeof *book);
+            bufs[nb++] = idx;
+            bufs[nb++] = book;
+            if (!idx || !book) {
+                st = rt_fail(RT_ERR_NOMEM, "%s: out of memory clustering %s", path, t.name);
+                goto cleanup;
+            }
+            if ((st = student_codebook_weight(w, in, out, cb, cbk[1], book, idx)) != RT_OK)
+                goto cleanup;
+            if (cb == 16) /* in place: each byte lands at or before the indices still unread */
+                for (int64_t r = 0; r < in; r++)
+                    for (int64_t p = 0; p < pw; p++) {
+                        const uint8_t *src = idx + r * out + 2 * p;
+                        idx[r * pw + p] = (uint8_t)(src[0] | (2 * p + 1 < out ? src[1] << 4 : 0));
+                    }
+            ADD(CKPT_U8, 2, in, pw, idx, "/model/%s", t.name);
+            ADD(CKPT_F32, cbk[1] ? 2 : 1, cbk[1] ? out : cb, cbk[1] ? cb : 0, book,
+                "/model/%s_codebook", t.name);
             continue;
         }
         const int64_t R = t.shape[0], Cc = t.shape[1], ns = kind == 1 ? Cc : R;
@@ -242,6 +275,94 @@ cleanup:
     free(aq);
     free(eq);
     free(es);
+    return st;
+}
+
+int ckpt_deploy_is_codebook(ckpt_reader *r) {
+    return strcmp(ckpt_reader_kind(r), "deploy") == 0 && ckpt_has(r, CKPT_DEPLOY_CODEBOOK);
+}
+
+rt_status ckpt_deploy_read_codebook(ckpt_reader *r, student_model *m) {
+    const student_config *c = student_cfg(m);
+    /* m may have fewer positions than the file (ckpt_load_model_window):
+     * wpe is read at the file's shape and its first rows kept */
+    student_config fc = *c;
+    fc.seq_len = ckpt_reader_config(r)->seq_len;
+    RT_TRY(ckpt_check_config(r, &fc, "the model being loaded"));
+    if (c->seq_len > fc.seq_len)
+        return rt_fail(RT_ERR_MISMATCH, "%s: seq_len is %d, expected at least %d",
+                       ckpt_reader_path(r), fc.seq_len, c->seq_len);
+    const char *path = ckpt_reader_path(r);
+    int32_t cbk[2] = {0, 0};
+    RT_TRY(ckpt_read_array(r, CKPT_DEPLOY_CODEBOOK, CKPT_I32, 2, cbk));
+    const int k = cbk[0], pc = cbk[1];
+    if ((k != 16 && k != 256) || (pc != 0 && pc != 1))
+        return rt_fail(RT_ERR_FORMAT, "%s: %s is [%d, %d]; expected [16 or 256, 0 or 1]", path,
+                       CKPT_DEPLOY_CODEBOOK, (int)cbk[0], (int)cbk[1]);
+    float *P = student_params(m);
+    rt_status st = RT_OK;
+    uint8_t *idx = NULL;
+    float *book = NULL;
+    for (int i = 0; st == RT_OK && i < student_tensor_count(c); i++) {
+        student_tensor t;
+        char p[NAME_MAX_LEN + 32];
+        student_tensor_info(c, i, &t);
+        snprintf(p, sizeof p, "/model/%s", t.name);
+        if (quant_kind(c, i) != 1) {
+            student_tensor ft;
+            student_tensor_info(&fc, i, &ft);
+            if (ft.numel == t.numel) {
+                st = ckpt_read_array(r, p, CKPT_F32, t.numel, P + t.offset);
+                continue;
+            }
+            float *full = malloc(ft.numel * sizeof *full); /* wpe of a longer file */
+            if (!full) {
+                st = rt_fail(RT_ERR_NOMEM, "%s: out of memory reading %s", path, p);
+                break;
+            }
+            st = ckpt_read_array(r, p, CKPT_F32, ft.numel, full);
+            if (st == RT_OK) memcpy(P + t.offset, full, t.numel * sizeof *full);
+            free(full);
+            continue;
+        }
+        const int64_t in = t.shape[0], out = t.shape[1], pw = k == 16 ? (out + 1) / 2 : out;
+        const int64_t ncb = pc ? out * k : k;
+        ckpt_dtype dt;
+        int nd;
+        int64_t sh[CKPT_MAX_DIMS];
+        if ((st = ckpt_array_info(r, p, &dt, &nd, sh)) != RT_OK) break;
+        if (dt != CKPT_U8 || nd != 2 || sh[0] != in || sh[1] != pw) {
+            st = rt_fail(RT_ERR_FORMAT, "%s: %s should be uint8 [%lld, %lld] in a %d-entry "
+                         "codebook deploy file", path, p, (long long)in, (long long)pw, k);
+            break;
+        }
+        idx = malloc((size_t)(in * pw));
+        book = malloc((size_t)ncb * sizeof *book);
+        if (!idx || !book) {
+            st = rt_fail(RT_ERR_NOMEM, "%s: out of memory decoding %s", path, p);
+            break;
+        }
+        if ((st = ckpt_read_array(r, p, CKPT_U8, (size_t)(in * pw), idx)) != RT_OK) break;
+        snprintf(p, sizeof p, "/model/%s_codebook", t.name);
+        if ((st = ckpt_read_array(r, p, CKPT_F32, (size_t)ncb, book)) != RT_OK) break;
+        for (int64_t j = 0; j < ncb; j++)
+            if (!isfinite(book[j])) {
+                st = rt_fail(RT_ERR_FORMAT, "%s: %s[%lld] = %g is not finite", path, p,
+                             (long long)j, (double)book[j]);
+                break;
+            }
+        float *w = P + t.offset;
+        for (int64_t row = 0; st == RT_OK && row < in; row++)
+            for (int64_t j = 0; j < out; j++) {
+                const uint8_t b = idx[row * pw + (k == 16 ? j / 2 : j)];
+                const int q = k == 16 ? (j % 2 ? b >> 4 : b & 15) : b;
+                w[row * out + j] = book[(pc ? j * k : 0) + q];
+            }
+        free(idx), free(book);
+        idx = NULL, book = NULL;
+    }
+    free(idx);
+    free(book);
     return st;
 }
 

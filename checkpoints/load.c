@@ -1,7 +1,8 @@
 /* Building a ready model from a checkpoint file: the one place every
  * command that needs weights (eval, generate, the teacher, prune, export,
  * train.init) goes through, so that all of them validate the same way.
- * Training checkpoints and f32 deploy files read /model into the block;
+ * Training checkpoints and f32 deploy files read /model into the block,
+ * codebook deploy files decode their linear weights into it;
  * int8 deploy files (ckpt_deploy.h) build an inference-only model whose
  * linear layers run int8 (student_int8_set). A Hugging Face folder
  * (ckpt_hf.h) reads like an f32 deploy file. */
@@ -20,6 +21,7 @@ rt_status ckpt_load_model(const char *path, int batch, student_precision p, int 
  * positions. */
 static rt_status read_window(ckpt_reader *r, student_model *m) {
     if (ckpt_deploy_is_int8(r)) return ckpt_deploy_read_int8(r, m);
+    if (ckpt_deploy_is_codebook(r)) return ckpt_deploy_read_codebook(r, m);
     return ckpt_read_params_for(r, student_cfg(m), student_params(m));
 }
 

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ckpt_deploy.h"
 #include "ckpt_hf.h"
 #include "ckpt_internal.h"
 #include "rt_size.h"
@@ -461,11 +462,16 @@ rt_status ckpt_check_model(ckpt_reader *r) {
     if (!ckpt_has(r, "/model"))
         return rt_fail(RT_ERR_FORMAT, "%s: no /model group (kind=%s file without weights)",
                        r->path, r->kind);
-    /* int8 deploy files hold the quantized tensors as int8 of the same shape */
-    const int alt = strcmp(r->kind, "deploy") == 0 ? (int)CKPT_I8 : -1;
+    /* int8 deploy files hold the quantized tensors as int8 of the same
+     * shape; a codebook deploy's linear weights are uint8 indices of their
+     * own shape, which ckpt_deploy_read_codebook checks */
+    const int deploy = strcmp(r->kind, "deploy") == 0;
+    const int alt = deploy ? (int)CKPT_I8 : -1;
+    const int codebook = deploy && ckpt_has(r, CKPT_DEPLOY_CODEBOOK);
     student_tensor t;
     char dpath[256];
     for (int i = 0; i < student_tensor_count(&r->cfg); i++) {
+        if (codebook && student_prune_target(&r->cfg, i, NULL) >= 0) continue;
         student_tensor_info(&r->cfg, i, &t);
         snprintf(dpath, sizeof dpath, "/model/%s", t.name);
         hid_t d = H5I_INVALID_HID;

@@ -536,6 +536,24 @@ void student_quantize_rows(const float *w, int64_t R, int64_t C, int8_t *q, floa
  * int8 matmuls' input type). */
 void student_quantize_act_rows(const float *x, int64_t R, int64_t K, uint8_t *q, float *scale);
 
+/* Weight sharing (codebook.c; Deep Compression, Han et al. 2016): 1-D
+ * k-means of n finite values into k in [1, 256] centroids (Lloyd's
+ * algorithm from the linear initialization: evenly spaced between min and
+ * max), run until the partition stops changing. On return centroids (k) are
+ * ascending, each is the mean of its members (an empty cluster keeps its
+ * initial value), and idx[i] is the nearest centroid of x[i] (halfway
+ * between two: the lower). RT_ERR_ARGS naming the index of a non-finite
+ * value; RT_ERR_NOMEM. */
+rt_status student_kmeans_1d(const float *x, size_t n, int k, float *centroids, uint8_t *idx);
+
+/* The codebook of an [in, out] weight: per tensor (centroids (k), one
+ * k-means over all in * out values) or, with per_channel, per output
+ * column (centroids (out, k), k-means over each column). idx is (in, out)
+ * like w; the decoded weight is centroids[(per_channel ? j * k : 0) +
+ * idx[i * out + j]]. */
+rt_status student_codebook_weight(const float *w, int64_t in, int64_t out, int k, int per_channel,
+                                  float *centroids, uint8_t *idx);
+
 /* Switches inference model m to int8 linear layers. w8[l*4+k] is the
  * (in, out) int8 weight of linear k of block l, wscale[l*4+k] its (out)
  * scales, aq[l*4+k] the quantizer of its input; aq == NULL quantizes every

@@ -45,7 +45,27 @@ run export --model "$m" --format deploy --act dynamic --out "$tmp/x.h5"
 expect_error "--int8" "export --act dynamic without --int8"
 run export --model "$m" --format deploy --int8 --act weekly --out "$tmp/x.h5"
 expect_error "weekly" "export --act with a bad value"
-[ ! -e "$tmp/x.h5" ] || fail "a failed export left $tmp/x.h5 behind"
 
+# Codebook (weight sharing) deploy files: smaller than the f32 deploy,
+# evaluated through the same reader; bad sizes and --codebook with --int8
+# are errors.
+run export --model "$m" --format deploy --out "$tmp/f32.h5"
+run export --model "$m" --format deploy --codebook 16 --out "$tmp/cb16.h5"
+check '[ $rc -eq 0 ]' "export --codebook 16 exits 0"
+check '[ "$(stat -c %s "$tmp/cb16.h5")" -lt "$(stat -c %s "$tmp/f32.h5")" ]' \
+      "the 16-entry codebook file is smaller than the f32 one"
+run eval --model "$tmp/cb16.h5" --data "$val" --json
+check 'loss_within "$tmp/out" "$tmp/f32.json" 0.05' "eval of the 16-entry codebook deploy within 5% of the f32 loss"
+run export --model "$m" --format deploy --codebook 256 --codebook-per channel --out "$tmp/cb256.h5"
+run eval --model "$tmp/cb256.h5" --data "$val" --json
+check 'loss_within "$tmp/out" "$tmp/f32.json" 0.01' "eval of the 256-entry per-channel codebook deploy within 1% of the f32 loss"
+run export --model "$m" --format deploy --codebook 8 --out "$tmp/x.h5"
+expect_error "--codebook" "export --codebook 8"
+run export --model "$m" --format deploy --codebook 16 --int8 --out "$tmp/x.h5"
+expect_error "--int8" "export --codebook with --int8"
+run export --model "$m" --format deploy --codebook 16 --codebook-per row --out "$tmp/x.h5"
+expect_error "row" "export --codebook-per with a bad value"
+
+[ ! -e "$tmp/x.h5" ] || fail "a failed export left $tmp/x.h5 behind"
 echo "cli_export: $checks checks, $fails failures"
 [ "$fails" -eq 0 ]

@@ -842,6 +842,15 @@ static const cli_option export_options[] = {
              "file (from QAT or --calib). dynamic: no stored activation scales and no "
              "calibration; at run time every token's input row to a linear layer gets its "
              "own scale max|x|/127."},
+    {.name = "codebook", .type = CLI_CHOICE, .metavar = "16|256", .choices = "16|256",
+     .help = "Weight sharing (Deep Compression): cluster every linear weight with k-means "
+             "into 16 or 256 shared values and store a 4- or 8-bit index per weight plus "
+             "the codebook; the rest stays f32 and the reader decodes at load (not with "
+             "--int8)."},
+    {.name = "codebook-per", .type = CLI_CHOICE, .metavar = "tensor|channel", .def = "tensor",
+     .choices = "tensor|channel",
+     .help = "One codebook per linear weight, or one per output channel (k floats more per "
+             "column: for small layers and --codebook 16)."},
     {.name = "calib", .type = CLI_STRING, .metavar = "SHARD",
      .help = "Token shard to calibrate activation ranges for --int8 when the checkpoint has "
              "no QAT scales."},
@@ -870,7 +879,8 @@ const cli_spec trainer_spec_export = {
               "  retort export --model pruned.h5 --format deploy --int8 --out student.int8.h5\n"
               "  retort export --model runs/s/final.h5 --format hf --out student-hf/\n"
               "  retort export --model runs/s/final.h5 --format gguf --type q8_0 --out s.gguf\n"
-              "  retort export --model final.h5 --format deploy --int8 --act dynamic --out d.h5\n",
+              "  retort export --model final.h5 --format deploy --int8 --act dynamic --out d.h5\n"
+              "  retort export --model final.h5 --format deploy --codebook 16 --out cb16.h5\n",
 };
 
 static const cli_option info_options[] = {

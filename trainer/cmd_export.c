@@ -223,10 +223,17 @@ int trainer_cmd_export(int argc, char **argv) {
     const char *path = cli_str(a, "model"), *out = cli_str(a, "out"), *calib = cli_str(a, "calib");
     const int int8 = cli_flag(a, "int8");
     const int dynamic = strcmp(cli_str(a, "act"), "dynamic") == 0;
+    const int codebook = cli_has(a, "codebook") ? atoi(cli_str(a, "codebook")) : 0;
+    const int per_channel = strcmp(cli_str(a, "codebook-per"), "channel") == 0;
     const char *source = "none";
 
     if (dynamic && !int8) {
         st = rt_fail(RT_ERR_ARGS, "export: --act dynamic is for int8 activations; add --int8");
+        goto cleanup;
+    }
+    if (codebook && int8) {
+        st = rt_fail(RT_ERR_ARGS, "export: --codebook and --int8 are two ways to store the "
+                     "weights; choose one");
         goto cleanup;
     }
     if (calib && (!int8 || dynamic))
@@ -278,21 +285,28 @@ int trainer_cmd_export(int argc, char **argv) {
     {
         json_t *j = json_pack("{s:s, s:I, s:s, s:s}", "source", path, "source_step",
                               (json_int_t)ckpt_reader_step(r), "format",
-                              int8 ? "deploy-int8" : "deploy-f32", "activation_scales", source);
+                              int8 ? "deploy-int8" : codebook ? "deploy-codebook" : "deploy-f32",
+                              "activation_scales", source);
         prov = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
     }
     const ckpt_deploy d = {
         .step = ckpt_reader_step(r), .tokens_seen = ckpt_reader_tokens_seen(r), .cfg = *c,
         .params = student_params(m), .act = int8 ? aq : NULL, .act_dynamic = int8 && dynamic,
-        .tokenizer = tok,
+        .codebook = codebook, .codebook_per_channel = per_channel, .tokenizer = tok,
         .config_text = config_text, .provenance_json = prov,
     };
     if ((st = ckpt_deploy_save(out, &d)) != RT_OK) goto cleanup;
-    fprintf(stderr, "export: wrote %s (%s%s)\n", out,
-            !int8 ? "f32" : dynamic ? "int8, activations quantized per token at run time"
-                                    : "int8, activation scales from ",
-            int8 && !dynamic ? source : "");
+    if (codebook)
+        fprintf(stderr, "export: wrote %s (linear weights as %d-entry codebooks per %s, "
+                "%d-bit indices)\n", out, codebook, per_channel ? "output channel" : "tensor",
+                codebook == 16 ? 4 : 8);
+    else
+        fprintf(stderr, "export: wrote %s (%s%s)\n", out,
+                !int8      ? "f32"
+                : dynamic  ? "int8, activations quantized per token at run time"
+                           : "int8, activation scales from ",
+                int8 && !dynamic ? source : "");
 cleanup:
     free(aq);
     free(config_text);
