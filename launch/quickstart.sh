@@ -16,6 +16,11 @@
 #   prune     Wanda 50% on the distilled student, then QAT recovery distillation
 #   export    deploy files: f32 for every model, int8 for the QAT students
 #   report    quickstart/report/report.md + SVG plots, from real eval/bench runs
+#   compare   (not in the default list; needs teacher, distill and qat) the
+#             compression toolbox side by side on the distilled student:
+#             quickstart/compare/report/report.md with PTQ int8 static, int8
+#             dynamic, QAT int8, one-shot Wanda 50% + recovery, gradual
+#             magnitude 50% (same steps as the recovery), 16-entry codebook
 # Environment: QS (output folder, default quickstart); RETORT_BIN (the
 # binary, default build/trainer/retort); QS_TINY=1 shrinks
 # every model and run to seconds (what tests/quickstart_tiny.sh checks).
@@ -136,8 +141,44 @@ for stage in "${stages[@]}"; do
       --curve "teacher=$QS/teacher" --curve "student (scratch)=$QS/scratch" \
       --curve "student (distilled)=$QS/distill"
     echo "report: $QS/report/report.md" >&2 ;;
+  compare)
+    cmp=$QS/compare
+    mkdir -p "$cmp/deploy"
+    kd=(--set "distill.teacher=$QS/teacher/final.h5" --set train.steps=$stage_steps
+        --set train.lr=5e-4 --set train.warmup=10 --set train.eval_every=50)
+    done_ok "$cmp/wanda.h5" ||
+      "$R" prune --model "$QS/distill/final.h5" --method wanda --sparsity 0.5 \
+        --calib "$QS/data/train.h5" --out "$cmp/wanda.h5"
+    train_stage "compare: wanda recovery" "$cmp/wanda_recover" 2 "$per_rank" "$cfg/distill.ini" \
+      "${STUDENT_SETS[@]}" "${kd[@]}" --set "train.init=$cmp/wanda.h5"
+    # the same steps, pruning as it goes: 0 -> 50% over the first two thirds
+    train_stage "compare: gradual magnitude" "$cmp/gradual" 2 "$per_rank" "$cfg/distill.ini" \
+      "${STUDENT_SETS[@]}" "${kd[@]}" --set "train.init=$QS/distill/final.h5" \
+      --set prune.method=magnitude --set prune.schedule=gradual --set prune.sparsity=0.5 \
+      --set prune.start_step=0 --set prune.end_step=$((stage_steps * 2 / 3)) \
+      --set prune.every=$((stage_steps / 10))
+    d=$cmp/deploy
+    ex() { local out=$1; shift; done_ok "$out" || "$R" export --format deploy --out "$out" "$@"; }
+    ex "$d/distill.f32.h5" --model "$QS/distill/final.h5"
+    ex "$d/ptq.int8.h5" --model "$QS/distill/final.h5" --int8 --calib "$QS/data/train.h5"
+    ex "$d/dynamic.int8.h5" --model "$QS/distill/final.h5" --int8 --act dynamic
+    ex "$d/qat.int8.h5" --model "$QS/qat/final.h5" --int8
+    ex "$d/wanda.f32.h5" --model "$cmp/wanda_recover/final.h5"
+    ex "$d/gradual.f32.h5" --model "$cmp/gradual/final.h5"
+    ex "$d/codebook16.h5" --model "$QS/distill/final.h5" --codebook 16
+    say "compare: $cmp/report"
+    OMP_NUM_THREADS=$cores "$R" report --out "$cmp/report" --data "$QS/data/val.h5" \
+      --teacher "$QS/teacher/final.h5" \
+      --model "distilled (f32)=$d/distill.f32.h5" \
+      --model "PTQ int8 static=$d/ptq.int8.h5" \
+      --model "int8 dynamic=$d/dynamic.int8.h5" \
+      --model "QAT int8=$d/qat.int8.h5" \
+      --model "wanda 50% + recovery=$d/wanda.f32.h5" \
+      --model "gradual magnitude 50%=$d/gradual.f32.h5" \
+      --model "codebook 16=$d/codebook16.h5"
+    echo "compare: $cmp/report/report.md" >&2 ;;
   *)
-    echo "quickstart: unknown stage '$stage' (stages: ${all[*]})" >&2; exit 2 ;;
+    echo "quickstart: unknown stage '$stage' (stages: ${all[*]} compare)" >&2; exit 2 ;;
   esac
 done
 say "quickstart: done in $((SECONDS - t_start)) s"
