@@ -198,6 +198,10 @@ val = ET.parse(sys.argv[1] + "/val_loss.svg").getroot()
 pl = val.findall(ns + "polyline")
 assert len(pl) == 1 and len(pl[0].get("points").split()) == 5
 EOF' "size_ppl.svg has 4 points and val_loss.svg a 5-point line"
+  # The size plot (teacher and self sit on the same point): labels apart,
+  # inside the picture, the Pareto front of report.json dashed.
+  check 'python3 "$(dirname "$0")/check_size_plot.py" "$rep" "$tmp/out"' \
+        "size_ppl.svg: Pareto front, labels that neither overlap nor leave the picture"
 fi
 run report --out "$tmp/rep2" --data "$val" --model "a=$m" --no-bench
 check '[ $rc -eq 0 ] && grep -q "^| a |" "$tmp/out"' "report without --json prints the table"

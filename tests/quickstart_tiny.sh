@@ -35,6 +35,8 @@ awk -F'|' '/^\| model \|/ { on = 1; next } on && /^$/ { on = 0 }
              if (c !~ /^[0-9.]+$/) { print "row " n " column " i - 1 ": \"" $i "\""; bad = 1 } } }
            END { if (n != 7) { print n " compare rows, expected 7"; bad = 1 } exit bad }' \
   "$QS/compare/report/report.md" || fail "the compare table is not complete"
+python3 "$root/tests/check_size_plot.py" "$QS/compare/report" "$QS/compare/report/report.json" 2 ||
+  fail "the compare size plot: labels overlap or leave it, or the Pareto front is wrong"
 grep -q "step 13: gradual pruning to sparsity 0.500000" "$QS/compare.log" ||
   fail "the gradual run did not reach 50% at its end_step"
 t0=$SECONDS

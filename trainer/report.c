@@ -8,7 +8,7 @@
  * validation loss and perplexity, top-1 agreement with the teacher, ECE,
  * inference tokens/s), DIR/val_loss.svg (validation loss vs tokens of each
  * --curve run, from RUN_DIR/metrics.jsonl), DIR/size_ppl.svg (size on disk
- * vs perplexity) and DIR/report.json (everything, machine-readable; also
+ * vs perplexity, the Pareto front dashed) and DIR/report.json (everything, machine-readable; also
  * printed with --json).
  *
  * Every number is measured while the report is made: the quality columns by
@@ -485,13 +485,43 @@ static rt_status write_markdown(const char *out_dir, int argc, char **argv, cons
         fprintf(f, "\n");
     }
     fprintf(f, "\n## Size on disk vs validation perplexity\n\n"
-               "![size vs perplexity](size_ppl.svg)\n");
+               "![size vs perplexity](size_ppl.svg)\n\n"
+               "The dashed line joins the Pareto front: the models that no other model beats "
+               "on both size on disk and perplexity.\n");
     const int bad = ferror(f);
     fclose(f);
     rt_status st = bad ? rt_fail(RT_ERR_NOMEM, "report: out of memory for report.md")
                        : write_file(out_dir, "report.md", md);
     free(md);
     return st;
+}
+
+/* The Pareto front of (file size, perplexity): the rows no other row
+ * beats on both (at most as large and at most as perplex, one strictly),
+ * as points sorted by size into x, y. Rows without both numbers are out.
+ * Returns their count. */
+static int report_pareto(const report_row *rows, int n, double *x, double *y) {
+    int nf = 0;
+    for (int i = 0; i < n; i++) {
+        const double si = (double)rows[i].r.file_bytes, pi = rows[i].r.perplexity;
+        if (!(si > 0) || !isfinite(pi)) continue;
+        int beaten = 0;
+        for (int j = 0; j < n && !beaten; j++) {
+            const double sj = (double)rows[j].r.file_bytes, pj = rows[j].r.perplexity;
+            if (j == i || !(sj > 0) || !isfinite(pj)) continue;
+            beaten = sj <= si && pj <= pi && (sj < si || pj < pi);
+        }
+        if (beaten) continue;
+        int k = nf++; /* insertion by size; equal points (two copies) once */
+        while (k > 0 && x[k - 1] > si) x[k] = x[k - 1], y[k] = y[k - 1], k--;
+        x[k] = si, y[k] = pi;
+        if (k > 0 && x[k - 1] == si && y[k - 1] == pi) {
+            memmove(x + k, x + k + 1, (size_t)(nf - k - 1) * sizeof *x);
+            memmove(y + k, y + k + 1, (size_t)(nf - k - 1) * sizeof *y);
+            nf--;
+        }
+    }
+    return nf;
 }
 
 static rt_status write_plots(const char *out_dir, const report_row *rows, int n_rows,
@@ -523,6 +553,15 @@ static rt_status write_plots(const char *out_dir, const report_row *rows, int n_
         const char *label = rows[i].name;
         st = trainer_svg_series(p, rows[i].name, &x, &y, 1, 0, &label);
     }
+    double *fx = malloc((size_t)(n_rows > 0 ? n_rows : 1) * sizeof *fx);
+    double *fy = malloc((size_t)(n_rows > 0 ? n_rows : 1) * sizeof *fy);
+    if (st == RT_OK && (!fx || !fy)) st = rt_fail(RT_ERR_NOMEM, "report: out of memory");
+    if (st == RT_OK) {
+        const int nf = report_pareto(rows, n_rows, fx, fy);
+        if (nf >= 2) st = trainer_svg_series(p, "Pareto front", fx, fy, nf, 2, NULL);
+    }
+    free(fx);
+    free(fy);
     snprintf(path, sizeof path, "%s/size_ppl.svg", out_dir);
     if (st == RT_OK) st = trainer_svg_write(p, path);
     trainer_svg_destroy(p);

@@ -167,7 +167,51 @@ static void xml_text(FILE *f, const char *s) {
     }
 }
 
+/* Approximate extent of 12 px sans-serif text: 7 px per byte (UTF-8
+ * continuation bytes take no width of their own). */
+static double text_width(const char *s) {
+    double w = 0;
+    for (; *s; s++) w += ((unsigned char)*s & 0xC0) != 0x80 ? 7.0 : 0.0;
+    return w;
+}
+
+typedef struct {
+    double x0, y0, x1, y1;
+} box;
+
+/* Where a label of width w goes near the point (cx, cy): the first place,
+ * right of the point then left of it, at a baseline just above, just
+ * below, then further up and down, that stays inside the plot area and
+ * overlaps no box in placed[0 .. n); right-above when none does.
+ * *anchor_end is 1 when the text is right-aligned (left of the point). */
+static box place_label(double cx, double cy, double w, const box *placed, int n, double px0,
+                       double py0, double px1, double py1, int *anchor_end) {
+    static const double dy[] = {-6, 16, -20, 30, -34, 44, -48, 58};
+    const double th = 13;
+    for (int c = 0; c < 2 * (int)(sizeof dy / sizeof dy[0]); c++) {
+        const int left = c % 2;
+        box b;
+        b.x0 = left ? cx - 8 - w : cx + 8, b.x1 = b.x0 + w;
+        b.y1 = cy + dy[c / 2] + 3, b.y0 = b.y1 - th; /* baseline at cy + dy */
+        if (b.x0 < px0 || b.x1 > px1 || b.y0 < py0 || b.y1 > py1) continue;
+        int hit = 0;
+        for (int i = 0; i < n && !hit; i++)
+            hit = b.x0 < placed[i].x1 && placed[i].x0 < b.x1 && b.y0 < placed[i].y1 &&
+                  placed[i].y0 < b.y1;
+        if (!hit) {
+            *anchor_end = left;
+            return b;
+        }
+    }
+    *anchor_end = 0;
+    return (box){cx + 8, cy - 6 + 3 - th, cx + 8 + w, cy - 6 + 3};
+}
+
 static void write_body(const trainer_svg *p, FILE *f) {
+    /* the legend is as wide as its longest name: the total width grows */
+    double legend = 0;
+    for (int i = 0; i < p->n_series; i++) legend = fmax(legend, text_width(p->s[i].name));
+    const int mr = (int)fmax(MR, 34 + legend + 12), Wt = W - MR + mr;
     const double pw = W - ML - MR, ph = H - MT - MB;
     double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
     for (int i = 0; i < p->n_series; i++)
@@ -181,8 +225,8 @@ static void write_body(const trainer_svg *p, FILE *f) {
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
             "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n"
             "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n",
-            W, H, W, H, W, H);
-    fprintf(f, "<text x=\"%d\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">", W / 2);
+            Wt, H, Wt, H, Wt, H);
+    fprintf(f, "<text x=\"%d\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">", Wt / 2);
     xml_text(f, p->title);
     fprintf(f, "</text>\n<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">", ML + pw / 2, H - 12);
     xml_text(f, p->xlabel);
@@ -226,11 +270,16 @@ static void write_body(const trainer_svg *p, FILE *f) {
                     PX(v), PX(v), MT, MT + ph, PX(v), MT + ph + 18, buf);
         }
     }
+    int n_labels = 0, n_placed = 0;
+    for (int i = 0; i < p->n_series; i++)
+        if (p->s[i].labels) n_labels += p->s[i].n;
+    box *placed = malloc((size_t)(n_labels > 0 ? n_labels : 1) * sizeof *placed);
     for (int i = 0; i < p->n_series; i++) {
         const series *s = &p->s[i];
         const char *color = COLORS[i % N_COLORS];
         if (s->lines) {
-            fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color);
+            fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"",
+                    color, s->lines == 2 ? " stroke-dasharray=\"6 4\"" : "");
             for (int j = 0; j < s->n; j++)
                 if (drawable(p, s->x[j], s->y[j]))
                     fprintf(f, "%.2f,%.2f ", PX(p->log_x ? log10(s->x[j]) : s->x[j]), PY(s->y[j]));
@@ -239,10 +288,15 @@ static void write_body(const trainer_svg *p, FILE *f) {
         for (int j = 0; j < s->n; j++) {
             if (!drawable(p, s->x[j], s->y[j])) continue;
             const double cx = PX(p->log_x ? log10(s->x[j]) : s->x[j]), cy = PY(s->y[j]);
-            if (!s->lines || s->n == 1)
+            if (!s->lines || (s->n == 1 && s->lines == 1))
                 fprintf(f, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"5\" fill=\"%s\"/>\n", cx, cy, color);
             if (s->labels && s->labels[j][0]) {
-                fprintf(f, "<text x=\"%.2f\" y=\"%.2f\" fill=\"%s\">", cx + 8, cy - 6, color);
+                int end = 0;
+                const box b = place_label(cx, cy, text_width(s->labels[j]), placed,
+                                          placed ? n_placed : 0, ML, MT, ML + pw, MT + ph, &end);
+                if (placed) placed[n_placed++] = b;
+                fprintf(f, "<text x=\"%.2f\" y=\"%.2f\" fill=\"%s\"%s>", end ? b.x1 : b.x0,
+                        b.y1 - 3, color, end ? " text-anchor=\"end\"" : "");
                 xml_text(f, s->labels[j]);
                 fprintf(f, "</text>\n");
             }
@@ -253,6 +307,7 @@ static void write_body(const trainer_svg *p, FILE *f) {
         xml_text(f, s->name);
         fprintf(f, "</text>\n");
     }
+    free(placed);
 #undef PX
 #undef PY
     fprintf(f, "</svg>\n");

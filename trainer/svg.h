@@ -18,8 +18,11 @@ rt_status trainer_svg_create(const char *title, const char *xlabel, const char *
                           trainer_svg **out);
 void trainer_svg_destroy(trainer_svg *p); /* NULL-safe */
 
-/* Adds n points (copied). lines != 0 joins them in order, else draws
- * markers; labels (n strings, may be NULL) are written next to the points. */
+/* Adds n points (copied). lines = 1 joins them in order with a solid line,
+ * 2 with a dashed one, 0 draws markers; labels (n strings, may be NULL) are
+ * written next to the points, each moved to the first of a few places
+ * around its point where it overlaps no label already placed. The legend
+ * on the right is as wide as the longest series name. */
 rt_status trainer_svg_series(trainer_svg *p, const char *name, const double *x, const double *y, int n,
                           int lines, const char *const *labels);
 
