@@ -23,7 +23,9 @@
 #             magnitude 50% (same steps as the recovery), 16-entry codebook
 # Environment: QS (output folder, default quickstart); RETORT_BIN (the
 # binary, default build/trainer/retort); QS_TINY=1 shrinks
-# every model and run to seconds (what tests/quickstart_tiny.sh checks).
+# every model and run to seconds (what tests/quickstart_tiny.sh checks);
+# QS_TINY_STEPS (default 40) sets the tiny runs' steps (the later stages
+# run half as many).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -47,12 +49,15 @@ sets() { printf -- '--set\ndata.train=%s/data/train.h5\n--set\ndata.val=%s/data/
 mapfile -t DATA_SETS < <(sets)
 TEACHER_SETS=() STUDENT_SETS=() vocab=4096 stage_steps=150
 if [ "${QS_TINY:-0}" = 1 ]; then
-  small=(--set model.seq_len=32 --set train.steps=40 --set train.eval_every=20
-         --set train.eval_tokens=4096 --set train.checkpoint_every=20 --set train.warmup=5)
+  n=${QS_TINY_STEPS:-40}
+  [[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 20 ] ||
+    { echo "quickstart: QS_TINY_STEPS=$n: need a whole number >= 20" >&2; exit 2; }
+  small=(--set model.seq_len=32 --set train.steps=$n --set train.eval_every=$((n / 2))
+         --set train.eval_tokens=4096 --set train.checkpoint_every=$((n / 2)) --set train.warmup=5)
   TEACHER_SETS=("${small[@]}" --set model.n_layer=2 --set model.d_model=64 --set model.d_ff=128
                 --set train.precision=f32)
   STUDENT_SETS=("${small[@]}" --set model.n_layer=1 --set model.d_model=32 --set model.d_ff=64)
-  vocab=512 stage_steps=20
+  vocab=512 stage_steps=$((n / 2))
 fi
 
 # train_stage NAME RUN_DIR NP THREADS CONFIG [--set ...]: runs (or resumes)
