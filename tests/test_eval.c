@@ -29,7 +29,7 @@
 
 #include "ckpt.h"
 #include "data.h"
-#include "report.h"
+#include "eval.h"
 #include "student.h"
 #include "test_util.h"
 

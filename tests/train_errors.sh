@@ -81,5 +81,21 @@ expect_err 2 "train.precision = f32" "$RETORT" train --config ok.ini --set train
   --set qat.enabled=true 2>/dev/null || fail "QAT run failed"
 expect_err 2 "runs/qat/final.h5 carries QAT state" "$RETORT" train --config ok.ini \
   --set train.run_dir=runs/qbf2 --set train.precision=bf16 --set train.init=runs/qat/final.h5
+# a val shard of no more than seq_len tokens holds no window of the
+# evaluation protocol: refused before training (it used to read past the
+# shard's end and print a val_loss); seq_len + 1 tokens make one window
+mkdir -p short
+head -c 20000 /usr/share/games/fortunes/fortunes >short/long.txt
+printf 'hi\n' >short/short.txt
+"$RETORT" prepare --input short/long.txt short/short.txt --out short --tokenizer data \
+  --val-fraction 0.0001 --quiet
+n=$(h5ls -S short/val.h5/tokens | grep -o '{[0-9]*' | tr -d '{')
+[ -n "$n" ] && [ "$n" -ge 2 ] && [ "$n" -le 32 ] || fail "short/val.h5 has '$n' tokens, not 2..32"
+expect_err nz "short/val.h5: $n tokens are fewer than one window" "$RETORT" train --config ok.ini \
+  --set train.run_dir=runs/short --set data.val=short/val.h5 --set train.steps=2
+"$RETORT" train --config ok.ini --set train.run_dir=runs/short1 --set data.val=short/val.h5 \
+  --set train.steps=2 --set model.seq_len=$((n - 1)) 2>short.log ||
+  { cat short.log; fail "a val shard of exactly one window (seq_len $((n - 1))) failed"; }
+grep -q '"val_loss"' runs/short1/metrics.jsonl || fail "no val_loss from the one-window val shard"
 [ ! -e runs/ok/metrics.jsonl.tmp ] || fail "stray files"
 echo "train_errors: ok"

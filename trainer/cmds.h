@@ -29,7 +29,7 @@ typedef struct {
 /* Entry points of the commands implemented in this folder. */
 int trainer_cmd_prepare(int argc, char **argv); /* cmd_prepare.c */
 int trainer_cmd_train(int argc, char **argv);   /* train.c */
-int trainer_cmd_eval(int argc, char **argv);     /* cmd_eval.c (library form: report.h) */
+int trainer_cmd_eval(int argc, char **argv);     /* cmd_eval.c (library form: eval.h) */
 int trainer_cmd_generate(int argc, char **argv); /* cmd_generate.c */
 int trainer_cmd_info(int argc, char **argv);     /* cmd_info.c */
 int trainer_cmd_report(int argc, char **argv);   /* report.c */

@@ -37,8 +37,8 @@
 #include "cmds.h"
 #include "data.h"
 #include "fsutil.h"
+#include "eval.h"
 #include "pairs.h"
-#include "report.h"
 #include "svg.h"
 
 typedef struct {

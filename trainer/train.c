@@ -39,6 +39,7 @@
 #include "comm.h"
 #include "config.h"
 #include "data.h"
+#include "eval.h"
 #include "metrics.h"
 #include "rt_rand.h"
 #include "student.h"
@@ -582,32 +583,18 @@ cleanup:
     return st;
 }
 
-/* Mean CE over the first eval_tokens of the val shard, windows split over
- * the students (the evaluation protocol of ARCHITECTURE.md). */
+/* Mean CE over the first eval_tokens of the val shard: the evaluation
+ * protocol (eval.h), windows split over the students and the sums
+ * all-reduced. load_val has checked that the shard holds a window. */
 static rt_status evaluate(student_run *s, double *loss) {
-    const int T = s->rs.T, V = s->rs.V, R = s->rs.R, mb = s->rs.mb;
-    int64_t n_win = (s->n_val - 1) / T;
+    const int T = s->rs.T;
+    int64_t n_win = trainer_eval_n_windows(s->n_val, T);
     if (s->cfg.train.eval_tokens > 0 && s->cfg.train.eval_tokens / T < n_win)
         n_win = s->cfg.train.eval_tokens / T;
-    if (n_win < 1) n_win = 1;
-    double sums[2] = {0, 0}; /* CE sum, predicted tokens */
-    int32_t *in = s->inputs, *tg = s->targets;
-    int rows = 0;
-    for (int64_t w = s->rank;; w += R) {
-        const int have = w < n_win;
-        if (have) {
-            memcpy(in + (size_t)rows * T, s->val + w * T, (size_t)T * sizeof *in);
-            memcpy(tg + (size_t)rows * T, s->val + w * T + 1, (size_t)T * sizeof *tg);
-            rows++;
-        }
-        if (rows == mb || (!have && rows > 0)) {
-            RT_TRY(student_forward(s->m, in, rows));
-            sums[0] += student_loss_ce(student_logits(s->m), tg, rows * T, V, NULL, 0.0f);
-            sums[1] += (double)rows * T;
-            rows = 0;
-        }
-        if (!have) break;
-    }
+    if (n_win < 1) n_win = 1; /* eval_tokens < seq_len: one window */
+    trainer_eval_sums e = {0};
+    RT_TRY(trainer_eval_windows(s->m, NULL, s->val, n_win, s->rank, s->rs.R, s->rs.mb, 0, 0, &e));
+    double sums[2] = {e.loss_sum, (double)e.tokens};
     RT_TRY(comm_allreduce_sum_double(sums, 2, s->roles));
     *loss = sums[0] / sums[1];
     return RT_OK;
@@ -721,8 +708,10 @@ static rt_status load_val(const trainer_config *c, int64_t vocab, int T, int32_t
     if (vv != vocab) {
         st = rt_fail(RT_ERR_MISMATCH, "%s has a vocabulary of %lld, %s of %lld", c->data.val,
                      (long long)vv, c->data.train, (long long)vocab);
-    } else if (n < 2) {
-        st = rt_fail(RT_ERR_ARGS, "%s: too few tokens to evaluate", c->data.val);
+    } else if (trainer_eval_n_windows(n, T) == 0) {
+        st = rt_fail(RT_ERR_FORMAT,
+                     "%s: %lld tokens are fewer than one window of seq_len + 1 = %d tokens",
+                     c->data.val, (long long)have, T + 1);
     } else if (!(*val = rt_alloc_aligned((size_t)n * sizeof **val))) {
         st = rt_fail(RT_ERR_NOMEM, "%s: out of memory for %lld tokens", c->data.val,
                      (long long)n);

@@ -1,16 +1,19 @@
-/* Evaluation as a library, and `retort report` built on it.
- *
- * trainer_eval is what `retort eval` runs (cmd_eval.c): report.c calls it
- * once per model so that every number in a report comes from a real
- * evaluation, never from a hand-entered value. It lives here rather than in
- * cmds.h because cmds.h holds only command entry points and option tables. */
-#ifndef TRAINER_REPORT_H
-#define TRAINER_REPORT_H
+/* The evaluation protocol (docs/ARCHITECTURE.md "Evaluation protocol"),
+ * implemented once in eval.c and used by everything that measures a loss on
+ * held-out tokens: `retort eval` (cmd_eval.c prints trainer_eval's result),
+ * `retort report` (report.c calls trainer_eval once per model) and the
+ * periodic validation inside `retort train` (train.c runs
+ * trainer_eval_windows on its own model, windows split over the students).
+ * It lives apart from cmds.h because cmds.h holds only command entry points
+ * and option tables. */
+#ifndef TRAINER_EVAL_H
+#define TRAINER_EVAL_H
 
 #include <stdint.h>
 #include <stdio.h>
 
 #include "rt_status.h"
+#include "student.h"
 
 /* Equal-width confidence bins of the expected calibration error. */
 #define TRAINER_ECE_BINS 15
@@ -38,7 +41,7 @@ typedef struct {
     double tokens_per_s; /* tokens / seconds */
 } trainer_eval_result;
 
-/* Evaluates per docs/ARCHITECTURE.md "Evaluation protocol": window i
+/* Evaluates a model file per docs/ARCHITECTURE.md "Evaluation protocol": window i
  * predicts tokens[i*T+1 .. i*T+T] from tokens[i*T .. i*T+T-1], a final
  * partial window is dropped. Errors (one line naming the file): missing or
  * bad files, a vocabulary mismatch between shard and model (or teacher and
@@ -56,5 +59,32 @@ void trainer_eval_top1(const float *logits, const int32_t *targets, int64_t n_po
 /* ECE = sum_b (n_b / N) * |accuracy_b - confidence_b| of the accumulators above. */
 double trainer_eval_ece(const int64_t *bin_count, const double *bin_conf,
                         const int64_t *bin_correct);
+
+/* Windows of the protocol in the first n_tokens tokens: window i predicts
+ * tokens[i*T+1 .. i*T+T] from tokens[i*T .. i*T+T-1], so it needs tokens up
+ * to i*T+T; a final partial window is dropped. 0 when n_tokens <= T. */
+int64_t trainer_eval_n_windows(int64_t n_tokens, int T);
+
+/* What trainer_eval_windows adds up; zero it before the first call. */
+typedef struct {
+    double loss_sum; /* cross-entropy summed over the predicted tokens (nats) */
+    int64_t tokens;  /* predicted tokens */
+    int64_t agree;   /* positions whose model and teacher top-1 agree (with a teacher) */
+    int64_t bin_count[TRAINER_ECE_BINS], bin_correct[TRAINER_ECE_BINS]; /* with top1 */
+    double bin_conf[TRAINER_ECE_BINS];
+} trainer_eval_sums;
+
+/* Runs windows first, first + stride, ... (all < n_windows) of tokens
+ * through m, up to `batch` windows per forward pass (batch <= the batch m
+ * was created for), and adds their cross-entropy into sums. With top1 also
+ * the top-1 confidence bins, and with a teacher (created for >= batch rows,
+ * same seq_len and vocab) the top-1 agreement. tokens must hold
+ * n_windows * T + 1 tokens (see trainer_eval_n_windows). With progress, a
+ * line on stderr every 5 s once a pass runs long. Splitting windows over
+ * ranks (first = rank, stride = ranks) and summing the sums gives the same
+ * loss as one pass over all of them. */
+rt_status trainer_eval_windows(student_model *m, student_model *teacher, const int32_t *tokens,
+                               int64_t n_windows, int64_t first, int64_t stride, int batch,
+                               int top1, int progress, trainer_eval_sums *sums);
 
 #endif
