@@ -22,43 +22,15 @@ struct data_sampler {
     int64_t perm_epoch; /* -1 until the first step */
 };
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-/* xoshiro256** (Blackman & Vigna). */
-static uint64_t xoshiro_next(uint64_t s[4]) {
-    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-/* Uniform in [0, range) without modulo bias (Lemire's method). */
-static uint64_t xoshiro_below(uint64_t s[4], uint64_t range) {
-    unsigned __int128 m = (unsigned __int128)xoshiro_next(s) * range;
-    uint64_t low = (uint64_t)m;
-    if (low < range) {
-        uint64_t floor = (0 - range) % range;
-        while (low < floor) {
-            m = (unsigned __int128)xoshiro_next(s) * range;
-            low = (uint64_t)m;
-        }
-    }
-    return (uint64_t)(m >> 64);
-}
-
 /* perm = Fisher-Yates shuffle of 0..W-1 from the stream of (seed, epoch). */
 static void shuffle_epoch(data_sampler *s, int64_t epoch) {
     uint64_t x = s->seed;
     uint64_t key = rt_splitmix64(&x) ^ ((uint64_t)epoch * 0xD1B54A32D192ED03ULL);
-    uint64_t st[4];
-    for (int i = 0; i < 4; i++) st[i] = rt_splitmix64(&key);
+    rt_xoshiro st;
+    rt_xoshiro_seed(&st, &key);
     for (int64_t i = 0; i < s->W; i++) s->perm[i] = i;
     for (int64_t i = s->W - 1; i > 0; i--) {
-        int64_t j = (int64_t)xoshiro_below(st, (uint64_t)i + 1);
+        int64_t j = (int64_t)rt_xoshiro_below(&st, (uint64_t)i + 1);
         int64_t t = s->perm[i];
         s->perm[i] = s->perm[j];
         s->perm[j] = t;

@@ -8,9 +8,9 @@
  * would need the cache recomputed, and quietly changing the context is not
  * what a user asking for "the model's continuation" expects.
  *
- * Sampling is deterministic in --seed: a xoshiro256** stream seeded through
- * splitmix64 (our own, so the text does not depend on the C library), and
- * top-k ties broken by the lower id. Temperature 0 is greedy argmax, the
+ * Sampling is deterministic in --seed: rt_rand.h's xoshiro256** stream
+ * seeded through splitmix64 (our own, so the text does not depend on the C
+ * library), and top-k ties broken by the lower id. Temperature 0 is greedy argmax, the
  * same rule (ties: lowest id) eval's top-1 uses.
  *
  * Output: the prompt, then the continuation as it is produced. Each step
@@ -40,34 +40,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* ------------------------------------------------------------------ rng */
-
-typedef struct {
-    uint64_t s[4];
-} gen_rng;
-
-static void gen_rng_seed(gen_rng *r, uint64_t seed) {
-    for (int i = 0; i < 4; i++) r->s[i] = rt_splitmix64(&seed);
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t gen_rng_next(gen_rng *r) { /* xoshiro256** */
-    uint64_t *s = r->s;
-    const uint64_t out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return out;
-}
-
-static double gen_rng_uniform(gen_rng *r) { /* [0, 1) with 53 random bits */
-    return (double)(gen_rng_next(r) >> 11) * 0x1.0p-53;
-}
-
 /* ------------------------------------------------------------- sampling */
 
 typedef struct {
@@ -91,7 +63,7 @@ static int32_t argmax(const float *z, int V) {
 /* Next token from the logits: greedy at temperature 0, else a draw from
  * softmax(z / temperature) restricted to the k largest logits (k = 0 or
  * k >= V: all). `work` holds V entries. */
-static int32_t sample(const float *z, int V, double temperature, int k, gen_rng *rng,
+static int32_t sample(const float *z, int V, double temperature, int k, rt_xoshiro *rng,
                       scored *work) {
     if (temperature == 0) return argmax(z, V);
     for (int j = 0; j < V; j++) work[j] = (scored){z[j], j};
@@ -102,7 +74,7 @@ static int32_t sample(const float *z, int V, double temperature, int k, gen_rng 
         if (work[j].z > zmax) zmax = work[j].z;
     double sum = 0;
     for (int j = 0; j < k; j++) sum += exp(((double)work[j].z - zmax) / temperature);
-    const double u = gen_rng_uniform(rng) * sum;
+    const double u = rt_xoshiro_uniform(rng) * sum;
     double acc = 0;
     for (int j = 0; j < k; j++) {
         acc += exp(((double)work[j].z - zmax) / temperature);
@@ -154,8 +126,9 @@ int trainer_cmd_generate(int argc, char **argv) {
     const int64_t max_new = cli_int(a, "max-new-tokens");
     const double temperature = cli_real(a, "temperature");
     const int top_k = (int)cli_int(a, "top-k"), json = cli_flag(a, "json");
-    gen_rng rng;
-    gen_rng_seed(&rng, (uint64_t)cli_int(a, "seed"));
+    rt_xoshiro rng;
+    uint64_t seed = (uint64_t)cli_int(a, "seed");
+    rt_xoshiro_seed(&rng, &seed);
 
     student_model *m = NULL;
     student_kv *kv = NULL;
