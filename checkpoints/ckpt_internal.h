@@ -56,16 +56,6 @@ struct ckpt_hf *ckpt_reader_hf(const ckpt_reader *r);
  * same with a smaller seq_len (the first mc->seq_len rows of wpe). */
 rt_status ckpt_read_params_for(ckpt_reader *r, const student_config *mc, float *block);
 
-/* Splits path into its folder ("." when none) and file name. */
-rt_status ckpt_fs_split(const char *path, char *dir, size_t dir_cap, char *base, size_t base_cap);
-/* <dir>/.<name>.tmp.<pid>: where `path` is built before the rename. */
-rt_status ckpt_fs_tmp_path(const char *path, char *out, size_t cap);
-/* fsync(tmp), rename(tmp, path), fsync(folder of path). Removes tmp on
- * failure. Messages name `path`. */
-rt_status ckpt_fs_commit(const char *tmp, const char *path);
-/* Writes a small text file atomically and durably (tmp + commit). */
-rt_status ckpt_fs_write_text(const char *path, const char *text);
-
 /* Whether /config carries d_head: only when it is set and differs from
  * d_model / n_head (a model whose heads were removed). */
 int ckpt_config_has_d_head(const student_config *c);

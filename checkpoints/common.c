@@ -1,15 +1,10 @@
 /* Shared pieces of checkpoints/: element types and their HDF5 mapping, the
- * HDF5 error message helper, file access properties, and the file-system
- * steps that make a write atomic and durable (temporary name in the same
- * folder, fsync, rename, fsync of the folder). */
+ * HDF5 error message helper and file access properties. (Atomic, durable
+ * writes are data/fsutil.h's, shared with every other writer.) */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "ckpt_internal.h"
 
@@ -124,85 +119,4 @@ hid_t ckpt_fapl(void) {
         return H5I_INVALID_HID;
     }
     return fapl;
-}
-
-rt_status ckpt_fs_split(const char *path, char *dir, size_t dir_cap, char *base, size_t base_cap) {
-    const char *slash = strrchr(path, '/');
-    const char *name = slash ? slash + 1 : path;
-    if (name[0] == '\0')
-        return rt_fail(RT_ERR_ARGS, "%s: names a folder, not a file", path);
-    size_t dlen = slash ? (size_t)(slash - path) : 1;
-    if (slash && dlen == 0) dlen = 1; /* "/file" lives in "/" */
-    if (dlen + 1 > dir_cap || strlen(name) + 1 > base_cap)
-        return rt_fail(RT_ERR_ARGS, "%s: path too long", path);
-    if (slash)
-        memcpy(dir, path, dlen);
-    else
-        dir[0] = '.';
-    dir[dlen] = '\0';
-    snprintf(base, base_cap, "%s", name);
-    return RT_OK;
-}
-
-rt_status ckpt_fs_tmp_path(const char *path, char *out, size_t cap) {
-    char dir[CKPT_PATH_MAX], base[CKPT_PATH_MAX];
-    RT_TRY(ckpt_fs_split(path, dir, sizeof dir, base, sizeof base));
-    int n = snprintf(out, cap, "%s/.%s.tmp.%ld", dir, base, (long)getpid());
-    if (n < 0 || (size_t)n >= cap) return rt_fail(RT_ERR_ARGS, "%s: path too long", path);
-    return RT_OK;
-}
-
-/* fsync of a file or folder by name. Some file systems refuse fsync on a
- * folder (EINVAL); the rename is then as durable as they can make it. */
-static rt_status fsync_path(const char *p, int is_dir, const char *msg_path) {
-    int fd = open(p, (is_dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-    if (fd < 0)
-        return rt_fail(RT_ERR_IO, "%s: cannot open %s for fsync (%s)", msg_path, p,
-                       strerror(errno));
-    int rc = fsync(fd), err = errno;
-    close(fd);
-    if (rc != 0 && !(is_dir && (err == EINVAL || err == EROFS)))
-        return rt_fail(RT_ERR_IO, "%s: fsync of %s failed (%s)", msg_path, p, strerror(err));
-    return RT_OK;
-}
-
-rt_status ckpt_fs_commit(const char *tmp, const char *path) {
-    char dir[CKPT_PATH_MAX], base[CKPT_PATH_MAX];
-    rt_status st = ckpt_fs_split(path, dir, sizeof dir, base, sizeof base);
-    if (st == RT_OK) st = fsync_path(tmp, 0, path);
-    if (st == RT_OK && rename(tmp, path) != 0)
-        st = rt_fail(RT_ERR_IO, "%s: cannot rename the finished temporary file %s over it (%s)",
-                     path, tmp, strerror(errno));
-    if (st != RT_OK) {
-        unlink(tmp);
-        return st;
-    }
-    /* The rename is only durable once the folder entry is on disk. */
-    return fsync_path(dir, 1, path);
-}
-
-rt_status ckpt_fs_write_text(const char *path, const char *text) {
-    char tmp[CKPT_PATH_MAX];
-    RT_TRY(ckpt_fs_tmp_path(path, tmp, sizeof tmp));
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return rt_fail(RT_ERR_IO, "%s: cannot create %s (%s)", path, tmp, strerror(errno));
-    size_t len = strlen(text), done = 0;
-    while (done < len) {
-        ssize_t w = write(fd, text + done, len - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            int err = w < 0 ? errno : EIO;
-            close(fd);
-            unlink(tmp);
-            return rt_fail(RT_ERR_IO, "%s: writing %s failed (%s)", path, tmp, strerror(err));
-        }
-        done += (size_t)w;
-    }
-    if (close(fd) != 0) {
-        int err = errno;
-        unlink(tmp);
-        return rt_fail(RT_ERR_IO, "%s: closing %s failed (%s)", path, tmp, strerror(err));
-    }
-    return ckpt_fs_commit(tmp, path);
 }

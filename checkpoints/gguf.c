@@ -10,6 +10,7 @@
 #include "ckpt_gguf.h"
 #include "ckpt_internal.h"
 #include "ckpt_st.h"
+#include "fsutil.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "GGUF is little-endian; this writer assumes a little-endian host"
@@ -308,7 +309,7 @@ rt_status ckpt_gguf_write(const char *path, const student_config *c, const float
         st = rt_fail(RT_ERR_NOMEM, "%s: out of memory building the header", path);
         goto cleanup;
     }
-    if ((st = ckpt_fs_tmp_path(path, tmp, sizeof tmp)) != RT_OK) goto cleanup;
+    if ((st = data_tmp_path(tmp, sizeof tmp, path)) != RT_OK) goto cleanup;
     if (!(fp = fopen(tmp, "wb"))) {
         st = rt_fail(RT_ERR_IO, "%s: cannot create (%s)", tmp, strerror(errno));
         goto cleanup;
@@ -328,7 +329,7 @@ rt_status ckpt_gguf_write(const char *path, const student_config *c, const float
         st = rt_fail(RT_ERR_IO, "%s: write failed (%s)", tmp, strerror(errno));
         goto cleanup;
     }
-    st = ckpt_fs_commit(tmp, path);
+    st = data_commit_tmp(tmp, path);
     tmp[0] = '\0';
     if (st == RT_OK && n_fallback)
         fprintf(stderr, "export: %d matrices have a row length that is not a multiple of 32 and "

@@ -423,7 +423,7 @@ static rt_status write_json(const char *dir, const char *name, json_t *j) {
         } else {
             s = t;
             memcpy(s + n, "\n", 2);
-            st = ckpt_fs_write_text(p, s);
+            st = data_write_text(p, s);
         }
     }
     free(s);
@@ -437,7 +437,7 @@ static rt_status copy_file(const char *from_dir, const char *dir, const char *na
     char *buf = NULL;
     size_t len = 0;
     RT_TRY(data_read_file(src, &buf, &len));
-    rt_status st = strlen(buf) == len ? ckpt_fs_write_text(dst, buf)
+    rt_status st = strlen(buf) == len ? data_write_text(dst, buf)
                                       : rt_fail(RT_ERR_FORMAT, "%s: holds a NUL byte", src);
     free(buf);
     return st;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "ckpt_internal.h"
+#include "fsutil.h"
 
 #define LATEST_NAME "latest"
 /* A temporary file whose writer is gone and that nobody touched for this
@@ -208,7 +209,7 @@ rt_status ckpt_save_rotating(const char *run_dir, int64_t step, const ckpt_conte
     RT_TRY(ckpt_save(path, c));
     snprintf(lpath, sizeof lpath, "%s/%s", run_dir, LATEST_NAME);
     snprintf(text, sizeof text, "step_%08lld.h5\n", (long long)step);
-    RT_TRY(ckpt_fs_write_text(lpath, text));
+    RT_TRY(data_write_text(lpath, text));
     prune(run_dir, step, keep);
     remove_stale_tmps(run_dir);
     return RT_OK;

@@ -12,6 +12,7 @@
 
 #include "ckpt_internal.h"
 #include "ckpt_st.h"
+#include "fsutil.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors data is little-endian; this reader assumes a little-endian host"
@@ -396,7 +397,7 @@ rt_status ckpt_st_write(const char *path, const ckpt_st_out *t, int n, ckpt_st_d
     /* the data block starts 8-aligned: pad the header with spaces */
     size_t hlen = strlen(js);
     const size_t padded = (hlen + 7) & ~(size_t)7;
-    if ((st = ckpt_fs_tmp_path(path, tmp, sizeof tmp)) != RT_OK) goto cleanup;
+    if ((st = data_tmp_path(tmp, sizeof tmp, path)) != RT_OK) goto cleanup;
     if (!(fp = fopen(tmp, "wb"))) {
         st = rt_fail(RT_ERR_IO, "%s: cannot create (%s)", tmp, strerror(errno));
         goto cleanup;
@@ -420,7 +421,7 @@ rt_status ckpt_st_write(const char *path, const ckpt_st_out *t, int n, ckpt_st_d
         st = rt_fail(RT_ERR_IO, "%s: write failed (%s)", tmp, strerror(errno));
         goto cleanup;
     }
-    st = ckpt_fs_commit(tmp, path);
+    st = data_commit_tmp(tmp, path);
     tmp[0] = '\0';
 cleanup:
     if (fp) fclose(fp);

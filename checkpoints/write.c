@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "ckpt_internal.h"
+#include "fsutil.h"
 
 #define ALIGN_THRESHOLD (64 * 1024)
 #define ALIGN_BYTES 4096
@@ -305,7 +306,7 @@ rt_status ckpt_save(const char *path, const ckpt_contents *c) {
     rt_h5_quiet();
     RT_TRY(check_contents(path, c));
     char tmp[CKPT_PATH_MAX];
-    RT_TRY(ckpt_fs_tmp_path(path, tmp, sizeof tmp));
+    RT_TRY(data_tmp_path(tmp, sizeof tmp, path));
     /* Creating the file ourselves first turns "folder missing / not
      * writable" into a message with the system's reason. */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -318,5 +319,5 @@ rt_status ckpt_save(const char *path, const ckpt_contents *c) {
         unlink(tmp);
         return st;
     }
-    return ckpt_fs_commit(tmp, path);
+    return data_commit_tmp(tmp, path);
 }

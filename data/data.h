@@ -119,17 +119,17 @@ void data_bpe_trainer_destroy(data_bpe_trainer *b);
 /* Writes PATH (through a data_shard_writer) with a 1-D dataset /tokens
  * (unsigned 16-bit when vocab_size <= 65536, else unsigned 32-bit;
  * chunked, uncompressed) and root attributes vocab_size (int64) and source
- * (UTF-8 string). Every token must
- * be in [0, vocab_size). Written to PATH.tmp.<pid> and renamed, so a failure
- * never leaves a half-written file named PATH. */
+ * (UTF-8 string). Every token must be in [0, vocab_size). Written through
+ * data_commit_tmp (fsutil.h: temporary file, fsync, rename, fsync of the
+ * folder), so a failure never leaves a half-written file named PATH. */
 rt_status data_shard_write(const char *path, const int32_t *tokens, int64_t n,
                            int64_t vocab_size, const char *source);
 
 /* A shard written a chunk at a time (prepare streams its tokens): create
- * makes PATH.tmp.<pid> with an extendible /tokens (chunks of min(size_hint,
+ * makes data_tmp_path's temporary file with an extendible /tokens (chunks of min(size_hint,
  * 256 Ki) tokens; size_hint 0 = unknown), append checks and adds tokens,
- * finish writes the attributes and renames the file to PATH, abort removes
- * it. finish and abort free the writer (abort is NULL-safe). Memory: HDF5's
+ * finish writes the attributes and puts the file in place with
+ * data_commit_tmp (fsync, rename, fsync of the folder), abort removes it. finish and abort free the writer (abort is NULL-safe). Memory: HDF5's
  * buffers, not the shard. */
 typedef struct data_shard_writer data_shard_writer;
 rt_status data_shard_writer_create(const char *path, int64_t vocab_size, const char *source,

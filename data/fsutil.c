@@ -1,7 +1,9 @@
-/* File helpers for data/ (see fsutil.h). */
+/* File helpers of data/ and retort's one durable atomic writer (see
+ * fsutil.h). */
 #include "fsutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,18 +60,61 @@ rt_status data_path_join(char *dst, size_t cap, const char *dir, const char *nam
     return RT_OK;
 }
 
+/* Splits path into its folder ("." for a bare name, "/" for "/name") and
+ * its last component. */
+static rt_status split_path(const char *path, char *dir, size_t dir_cap, char *base,
+                            size_t base_cap) {
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    if (name[0] == '\0') return rt_fail(RT_ERR_ARGS, "%s: names a folder, not a file", path);
+    size_t dlen = slash ? (size_t)(slash - path) : 1;
+    if (slash && dlen == 0) dlen = 1; /* "/file" lives in "/" */
+    if (dlen + 1 > dir_cap || strlen(name) + 1 > base_cap)
+        return rt_fail(RT_ERR_ARGS, "%s: path too long", path);
+    if (slash)
+        memcpy(dir, path, dlen);
+    else
+        dir[0] = '.';
+    dir[dlen] = '\0';
+    snprintf(base, base_cap, "%s", name);
+    return RT_OK;
+}
+
 rt_status data_tmp_path(char *dst, size_t cap, const char *path) {
-    int n = snprintf(dst, cap, "%s.tmp.%ld", path, (long)getpid());
-    if (n < 0 || (size_t)n >= cap)
-        return rt_fail(RT_ERR_ARGS, "%s: path longer than %zu bytes", path, cap - 20);
+    char dir[DATA_PATH_MAX], base[DATA_PATH_MAX];
+    RT_TRY(split_path(path, dir, sizeof dir, base, sizeof base));
+    int n = snprintf(dst, cap, "%s/.%s.tmp.%ld", dir, base, (long)getpid());
+    if (n < 0 || (size_t)n >= cap) return rt_fail(RT_ERR_ARGS, "%s: path too long", path);
+    return RT_OK;
+}
+
+/* fsync of a file or folder by name. Some file systems refuse fsync on a
+ * folder (EINVAL); the rename is then as durable as they can make it. */
+static rt_status fsync_path(const char *p, int is_dir, const char *msg_path) {
+    int fd = open(p, (is_dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0)
+        return rt_fail(RT_ERR_IO, "%s: cannot open %s for fsync (%s)", msg_path, p,
+                       strerror(errno));
+    int rc = fsync(fd), err = errno;
+    close(fd);
+    if (rc != 0 && !(is_dir && (err == EINVAL || err == EROFS)))
+        return rt_fail(RT_ERR_IO, "%s: fsync of %s failed (%s)", msg_path, p, strerror(err));
     return RT_OK;
 }
 
 rt_status data_commit_tmp(const char *tmp, const char *path) {
-    if (rename(tmp, path) == 0) return RT_OK;
-    int e = errno;
-    unlink(tmp);
-    return rt_fail(RT_ERR_IO, "%s: cannot rename %s into place (%s)", path, tmp, strerror(e));
+    char dir[DATA_PATH_MAX], base[DATA_PATH_MAX];
+    rt_status st = split_path(path, dir, sizeof dir, base, sizeof base);
+    if (st == RT_OK) st = fsync_path(tmp, 0, path);
+    if (st == RT_OK && rename(tmp, path) != 0)
+        st = rt_fail(RT_ERR_IO, "%s: cannot rename the finished temporary file %s over it (%s)",
+                     path, tmp, strerror(errno));
+    if (st != RT_OK) {
+        unlink(tmp);
+        return st;
+    }
+    /* The rename is only durable once the folder entry is on disk. */
+    return fsync_path(dir, 1, path);
 }
 
 rt_status data_write_atomic(const char *path, void (*body)(FILE *f, const void *ctx),
@@ -77,14 +122,22 @@ rt_status data_write_atomic(const char *path, void (*body)(FILE *f, const void *
     char tmp[DATA_PATH_MAX];
     RT_TRY(data_tmp_path(tmp, sizeof tmp, path));
     FILE *f = fopen(tmp, "w");
-    if (!f) return rt_fail(RT_ERR_IO, "%s: cannot write (%s)", tmp, strerror(errno));
+    if (!f) return rt_fail(RT_ERR_IO, "%s: cannot create %s (%s)", path, tmp, strerror(errno));
+    errno = 0;
     body(f, ctx);
     const int bad = ferror(f);
     if (fclose(f) != 0 || bad) {
+        const int e = errno ? errno : EIO;
         unlink(tmp);
-        return rt_fail(RT_ERR_IO, "%s: write failed", path);
+        return rt_fail(RT_ERR_IO, "%s: writing %s failed (%s)", path, tmp, strerror(e));
     }
     return data_commit_tmp(tmp, path);
+}
+
+static void put_text(FILE *f, const void *text) { fputs(text, f); }
+
+rt_status data_write_text(const char *path, const char *text) {
+    return data_write_atomic(path, put_text, text);
 }
 
 /* mkdir that treats an existing folder as success. */

@@ -1296,6 +1296,7 @@ static void test_prepare_errors(void) {
     CU_ASSERT_EQUAL(run_prepare(in, out_bad, 0, 0.1, tok, NULL), RT_ERR_FORMAT);
     CU_ASSERT(has_error("tok/vocab.json"));
     CU_ASSERT(!dir_has_prefix(out_bad, "train.h5"));
+    CU_ASSERT(!dir_has_prefix(out_bad, ".train.h5")); /* nor its temporary file */
     CU_ASSERT(!dir_has_prefix(out_bad, "vocab.json"));
     char *tok2 = join(root, "tok_missing");
     CU_ASSERT_EQUAL(run_prepare(in, out_bad, 0, 0.1, tok2, NULL), RT_ERR_IO);
@@ -1325,7 +1326,7 @@ static void test_prepare_atomic(void) {
     write_text(blocker, "keep", "x"); /* a non-empty folder: rename onto it fails */
     CU_ASSERT_EQUAL(run_prepare(in, out, 300, 0.2, NULL, NULL), RT_ERR_IO);
     CU_ASSERT(has_error("train.h5"));
-    CU_ASSERT(!dir_has_prefix(out, "train.h5.tmp"));
+    CU_ASSERT(!dir_has_prefix(out, ".train.h5.tmp"));
     CU_ASSERT(!dir_has_prefix(out, "val.h5"));
     struct stat sb;
     CU_ASSERT(stat(blocker, &sb) == 0 && S_ISDIR(sb.st_mode));

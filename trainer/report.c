@@ -93,14 +93,12 @@ static rt_status mkdir_p(const char *dir) {
     return RT_OK;
 }
 
-/* Writes text to DIR/name through a temporary file and a rename, so a
- * failed report never leaves a half-written file under the final name. */
-static void put_text(FILE *f, const void *text) { fputs(text, f); }
-
+/* Writes text to DIR/name atomically (data_write_text), so a failed report
+ * never leaves a half-written file under the final name. */
 static rt_status write_file(const char *dir, const char *name, const char *text) {
     char path[4096];
     RT_TRY(data_path_join(path, sizeof path, dir, name));
-    return data_write_atomic(path, put_text, text);
+    return data_write_text(path, text);
 }
 
 static void human_bytes(char *buf, size_t cap, double b) {
