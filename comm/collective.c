@@ -1,5 +1,5 @@
 /* Collectives among student ranks (gradient all-reduce, scalar sums and
- * maxima, broadcasts, barrier) and the liveness notes that let a timed-out
+ * maxima), the world broadcast, and the liveness notes that let a timed-out
  * collective name the ranks that never arrived.
  *
  * Every collective is the MPI-3 non-blocking form polled with MPI_Testall
@@ -287,17 +287,6 @@ rt_status comm_allreduce_max_double(double *vals, size_t n, comm_roles *r) {
                    1.0f, "all-reduce (max) of doubles among students");
 }
 
-rt_status comm_bcast_students(void *buf, size_t bytes, int root, comm_roles *r) {
-    RT_TRY(need_student(r, "comm_bcast_students"));
-    if (root < 0 || root >= r->n_students)
-        return rt_fail(RT_ERR_ARGS, "broadcast root student %d is not among the %d students", root,
-                       r->n_students);
-    char what[96];
-    snprintf(what, sizeof what, "broadcast of %zu bytes from student %d", bytes, root);
-    return chunked(&r->live_students, OP_BCAST, buf, bytes, MPI_BYTE, 1, MPI_OP_NULL, root, 1.0f,
-                   what);
-}
-
 rt_status comm_bcast_world(void *buf, size_t bytes, int root, comm_roles *r) {
     if (root < 0 || root >= r->world_size)
         return rt_fail(RT_ERR_ARGS, "broadcast root rank %d is not among the %d world ranks", root,
@@ -306,29 +295,4 @@ rt_status comm_bcast_world(void *buf, size_t bytes, int root, comm_roles *r) {
     snprintf(what, sizeof what, "broadcast of %zu bytes from world rank %d", bytes, root);
     return chunked(&r->live_world, OP_BCAST, buf, bytes, MPI_BYTE, 1, MPI_OP_NULL, root, 1.0f,
                    what);
-}
-
-rt_status comm_barrier_students(comm_roles *r) {
-    rt_status st = RT_OK;
-    MPI_Request req = MPI_REQUEST_NULL;
-    live_waiter w;
-    RT_TRY(need_student(r, "comm_barrier_students"));
-    r->live_students.seq++;
-    COMM_MPI_CHECK(MPI_Ibarrier(r->live_students.comm, &req));
-    st = live_begin(&w, &r->live_students);
-    if (st != RT_OK) goto cleanup;
-    for (;;) {
-        int done = 0;
-        bool expired = false;
-        COMM_MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
-        if (done) break;
-        st = live_idle(&w, &expired);
-        if (st != RT_OK) goto cleanup;
-        if (expired) {
-            st = live_timeout(&w, "barrier among students");
-            goto cleanup;
-        }
-    }
-cleanup:
-    return st;
 }

@@ -15,7 +15,7 @@
  * (MPI_Test / MPI_Improbe with short sleeps) bounded by comm_timeout()
  * (default 60 s), so a dead or stalled peer turns into RT_ERR_MPI with a
  * message naming the peer's world rank. Collectives use the non-blocking
- * MPI-3 forms (MPI_Iallreduce, MPI_Ibcast, MPI_Ibarrier, MPI_Comm_idup) for
+ * MPI-3 forms (MPI_Iallreduce, MPI_Ibcast, MPI_Comm_idup) for
  * the same reason; a blocking MPI_Allreduce on a dead peer could only be
  * ended by mpirun killing the job. Open MPI 4.1 normally does kill the whole
  * job when a rank dies, so the timeouts are the guarantee for the cases it
@@ -44,7 +44,7 @@
 rt_status comm_mpi_fail(int mpi_rc, const char *expr, const char *file, int line, int peer);
 
 /* Check macros for MPI calls, in functions that have an `rt_status st` and a
- * `cleanup:` label (STYLE.md). Needs MPI_ERRORS_RETURN on the communicator,
+ * `cleanup:` label. Needs MPI_ERRORS_RETURN on the communicator,
  * which comm_init and comm_roles_create set. */
 #define COMM_MPI_CHECK(expr) COMM_MPI_CHECK_PEER(expr, -1)
 #define COMM_MPI_CHECK_PEER(expr, peer)                                      \
@@ -273,12 +273,9 @@ rt_status comm_allreduce_mean(float *buf, size_t n, comm_roles *r);
 /* In place sums and maxima of doubles (loss, token counts, timings). */
 rt_status comm_allreduce_sum_double(double *vals, size_t n, comm_roles *r);
 rt_status comm_allreduce_max_double(double *vals, size_t n, comm_roles *r);
-/* Broadcasts `bytes` bytes from student `root` to every student. */
-rt_status comm_bcast_students(void *buf, size_t bytes, int root, comm_roles *r);
 /* Broadcasts `bytes` bytes from world rank `root` to every rank (teachers
  * included); collective over the world. */
 rt_status comm_bcast_world(void *buf, size_t bytes, int root, comm_roles *r);
-rt_status comm_barrier_students(comm_roles *r);
 
 /* Largest element count one MPI call of the collectives above carries
  * (default 262144, which is faster than whole buffers with Open MPI 4.1;

@@ -1,6 +1,6 @@
 /* Status and error conventions shared by every retort library.
  *
- * Two tiers (STYLE.md): RT_ASSERT is for broken invariants, i.e. bugs, and
+ * Two tiers: RT_ASSERT is for broken invariants, i.e. bugs, and
  * aborts with file, line and expression. Everything a user or the
  * environment can cause (bad file, bad config, dead peer, no memory) is an
  * rt_status returned up the stack, with a one-line message recorded by

@@ -83,7 +83,7 @@ struct student_int8 {
     qpacks head_packs;    /* wte_bf as (C, V) in the layouts the head primitives want */
     uint8_t *scratch; /* (max_B*T*(C+F)) quantized activations of a forward */
     uint16_t *scratch_bf; /* (max_B*T*C) the head's input in bf16 */
-    uint16_t *qkv_bf; /* (max_B*T*3C) c_attn's output of a forward */
+    uint16_t *qkv_bf; /* (max_B*T*3A) c_attn's output of a forward */
     uint16_t *heads_bf; /* (3, max_B, H, T, hs) the same per head: the attention operands */
     uint16_t *att_bf; /* (max_B*H*T*T) softmax probabilities, the P V operand */
 };

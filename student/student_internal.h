@@ -87,10 +87,6 @@ static inline uint16_t student_f2bf(float f) {
     uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
     return (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)0x7fc0u : (uint16_t)r;
 }
-static inline float student_bf2f(uint16_t h) {
-    union { uint32_t u; float f; } v = {(uint32_t)h << 16};
-    return v.f;
-}
 
 void student_to_bf16(uint16_t *dst, const float *src, size_t n);
 
@@ -158,17 +154,18 @@ enum {
 /* ----------------------------------------------------------- model */
 
 /* The matmul primitives for one micro-batch size B (M = B*T rows). Weights
- * of every layer share a shape, so one primitive serves all layers. */
+ * of every layer share a shape, so one primitive serves all layers. A =
+ * n_head * d_head is the attention width (C unless heads were removed). */
 typedef struct {
     int B;
     /* forward */
-    student_mm qkv;      /* (M,C) x (C,3C) + b */
-    student_mm attproj;  /* (M,C) x (C,C) + b, accumulated onto the residual copy */
+    student_mm qkv;      /* (M,C) x (C,3A) + b */
+    student_mm attproj;  /* (M,A) x (A,C) + b, accumulated onto the residual copy */
     student_mm fc;       /* (M,C) x (C,F) + b */
     student_mm fcproj;   /* (M,F) x (F,C) + b, accumulated onto the residual copy */
     student_mm head;     /* (M,C) x wte^T (C,V) */
     student_mm qk;       /* (B,H,T,hs) x (B,H,hs,T) -> (B,H,T,T), slices of qkv */
-    student_mm pv;       /* (B,H,T,T) x (B,H,T,hs) -> (B,T,C) layout */
+    student_mm pv;       /* (B,H,T,T) x (B,H,T,hs) -> (B,T,A) layout */
     /* backward: input gradients dX = dY W^T */
     student_mm qkv_dx, attproj_dx, fc_dx, fcproj_dx, head_dx;
     /* backward: weight gradients dW += X^T dY */
@@ -193,9 +190,9 @@ typedef struct {
     float *ln1;         /* (L, B, T, C) f32 mode only */
     float *ln1_mean;    /* (L, B, T) */
     float *ln1_rstd;    /* (L, B, T) */
-    float *qkv;         /* (L, B, T, 3C) */
+    float *qkv;         /* (L, B, T, 3A) */
     float *att;         /* (L, B, H, T, T) softmax probabilities */
-    float *atty;        /* (L, B, T, C) attention output before c_proj */
+    float *atty;        /* (L, B, T, A) attention output before c_proj */
     float *res2;        /* (L, B, T, C) residual after attention */
     float *ln2;         /* (L, B, T, C) f32 mode only */
     float *ln2_mean;    /* (L, B, T) */
@@ -211,8 +208,8 @@ typedef struct {
     float *dlogits;     /* (B, T, V) */
     float *hidden_grad; /* (L, B, T, C) */
     float *dres;        /* (B, T, C) running residual gradient */
-    float *dc;          /* (B, T, C) scratch: dln, datty */
-    float *dqkv;        /* (B, T, 3C) */
+    float *dc;          /* (B, T, max(A, C)) scratch: dln, datty */
+    float *dqkv;        /* (B, T, 3A) */
     float *dfch;        /* (B, T, F) f32 mode only (bf16: straight to abf.dy) */
     float *datt;        /* (B, H, T, T) */
     float *dfch_gelu;   /* (B, T, F) */
@@ -221,13 +218,13 @@ typedef struct {
 /* bf16 mode: matmul inputs in bf16 (same shapes as their f32 names). */
 typedef struct {
     uint16_t *ln1;      /* (L, B, T, C) */
-    uint16_t *qkv;      /* (L, B, T, 3C) attention matmul operands */
+    uint16_t *qkv;      /* (L, B, T, 3A) attention matmul operands */
     uint16_t *att;      /* (L, B, H, T, T) probabilities for P V and dV */
-    uint16_t *atty;     /* (L, B, T, C) */
+    uint16_t *atty;     /* (L, B, T, A) */
     uint16_t *ln2;      /* (L, B, T, C) */
     uint16_t *fch_gelu; /* (L, B, T, F) */
     uint16_t *lnf;      /* (B, T, C) */
-    uint16_t *dy;       /* (B, T, max(V, F, 3C)) training only: gradient fed to matmuls */
+    uint16_t *dy;       /* (B, T, max(V, F, 3A)) training only: gradient fed to matmuls */
     uint16_t *datt;     /* (B, H, T, T) training only: softmax input gradient dS */
 } student_acts_bf;
 
@@ -312,15 +309,15 @@ rt_status student_qlin_mlp(const student_model *m, student_qlin *q, int l, const
 /* logits (M, V) = x (M, C) wte^T in bf16; x converted into scratch_bf. */
 rt_status student_qlin_head(const student_model *m, student_qlin *q, const float *x,
                             uint16_t *scratch_bf, float *logits);
-/* The model's own scratch for student_forward: (max_B*T*(C+F)) bytes,
+/* The model's own scratch for student_forward: (max_B*T*(max(A, C)+F)) bytes,
  * (max_B*T*C) bf16 for the head's input, and the bf16 attention operands:
- * qkv (max_B*T*3C) and the probabilities (max_B*H*T*T). */
+ * qkv (max_B*T*3A) and the probabilities (max_B*H*T*T). */
 uint8_t *student_int8_scratch(const student_model *m);
 uint16_t *student_int8_scratch_bf(const student_model *m);
 uint16_t *student_int8_qkv_bf(const student_model *m);
 /* (3, max_B, H, T, hs) bf16: Q, K and V of each (b, h) as dense (T, hs)
  * planes. oneDNN 2.6 runs the attention batches on AMX brgemm only for
- * dense planes; head slices of the fused (B, T, 3C) buffer drop to
+ * dense planes; head slices of the fused (B, T, 3A) buffer drop to
  * gemm:jit, 2-3x slower (standalone loop, B=4 H=4 T=128 hs=64). */
 uint16_t *student_int8_heads_bf(const student_model *m);
 /* qkv (B, T, 3, H, hs) -> heads (3, B, H, T, hs), bf16. */
