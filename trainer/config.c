@@ -16,7 +16,7 @@
 
 #include <ini.h>
 
-#include "cli.h"
+#include "cli_text.h"
 #include "student.h"
 
 #define K_INT(s, k, f, d, lo, hi, h)                                                       \
