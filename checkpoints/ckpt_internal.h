@@ -19,24 +19,6 @@
 
 uint32_t ckpt_crc32c_portable(uint32_t crc, const void *data, size_t n);
 
-/* The innermost message of HDF5's error stack on one line ("" if none);
- * clears the stack. */
-void ckpt_h5_message(char *msg, size_t cap);
-
-/* Records "PATH: <formatted what> failed (hdf5: innermost message)". */
-rt_status ckpt_h5_fail(rt_status s, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Jumps to cleanup with an HDF5 failure message when expr < 0. Needs
- * `rt_status st` and a `cleanup:` label. */
-#define CKPT_H5(expr, status, path, ...)                                         \
-    do {                                                                         \
-        if ((expr) < 0) {                                                        \
-            st = ckpt_h5_fail((status), (path), __VA_ARGS__);                    \
-            goto cleanup;                                                        \
-        }                                                                        \
-    } while (0)
-
 hid_t ckpt_file_type(ckpt_dtype t); /* little-endian file type */
 hid_t ckpt_mem_type(ckpt_dtype t);  /* native memory type */
 /* The ckpt_dtype whose file representation `type` is; -1 if none. */

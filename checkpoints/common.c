@@ -1,8 +1,7 @@
 /* Shared pieces of checkpoints/: element types and their HDF5 mapping, the
- * HDF5 error message helper and file access properties. (Atomic, durable
+ * file access properties. (HDF5 error messages are data/rt_h5.h's.) (Atomic, durable
  * writes are data/fsutil.h's, shared with every other writer.) */
 #define _GNU_SOURCE
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -76,36 +75,6 @@ int ckpt_dtype_of(hid_t type) {
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (H5Tequal(type, ckpt_file_type(all[i])) > 0) return (int)all[i];
     return -1;
-}
-
-/* Keeps the innermost HDF5 message (the first one walking upward), as
- * rt_h5_fail does, but flattened to one line: some of HDF5's messages
- * (the sec2 driver's write errors) embed a newline. */
-static herr_t innermost(unsigned n, const H5E_error2_t *e, void *data) {
-    (void)n;
-    char *out = data;
-    if (out[0] == '\0' && e->desc) snprintf(out, 512, "%s", e->desc);
-    return 0;
-}
-
-void ckpt_h5_message(char *msg, size_t cap) {
-    char buf[512] = "";
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost, buf);
-    H5Eclear2(H5E_DEFAULT);
-    for (char *c = buf; *c; c++)
-        if (*c == '\n' || *c == '\r') *c = ' ';
-    snprintf(msg, cap, "%s", buf);
-}
-
-rt_status ckpt_h5_fail(rt_status s, const char *path, const char *fmt, ...) {
-    char what[512], msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    ckpt_h5_message(msg, sizeof msg);
-    if (msg[0]) return rt_fail(s, "%s: %s failed (hdf5: %s)", path, what, msg);
-    return rt_fail(s, "%s: %s failed", path, what);
 }
 
 hid_t ckpt_fapl(void) {

@@ -22,9 +22,9 @@ static rt_status add_size(ckpt_reader *r, const char *dpath, void *data) {
     sizes_ctx *s = data;
     rt_status st = RT_OK;
     hid_t d = H5I_INVALID_HID, type = H5I_INVALID_HID;
-    CKPT_H5(d = H5Dopen2(ckpt_reader_file(r), dpath, H5P_DEFAULT), RT_ERR_FORMAT, s->path,
-            "opening %s", dpath);
-    CKPT_H5(type = H5Dget_type(d), RT_ERR_FORMAT, s->path, "reading the type of %s", dpath);
+    RT_H5(d = H5Dopen2(ckpt_reader_file(r), dpath, H5P_DEFAULT), RT_ERR_FORMAT, s->path,
+          "opening %s", dpath);
+    RT_H5(type = H5Dget_type(d), RT_ERR_FORMAT, s->path, "reading the type of %s", dpath);
     int t = ckpt_dtype_of(type);
     int slot = t < 0 ? N_TYPES - 1 : t;
     s->bytes[slot] += (unsigned long long)H5Dget_storage_size(d);
@@ -134,8 +134,8 @@ rt_status ckpt_info(const char *path, int json, FILE *out) {
     int64_t opt_step = 0;
     int have_opt_step = 0;
     if (opt_has[0]) {
-        CKPT_H5(opt = H5Gopen2(file, "/optimizer", H5P_DEFAULT), RT_ERR_FORMAT, path,
-                "opening /optimizer");
+        RT_H5(opt = H5Gopen2(file, "/optimizer", H5P_DEFAULT), RT_ERR_FORMAT, path,
+              "opening /optimizer");
         if (H5Aexists(opt, "step") > 0) {
             hid_t a = H5Aopen(opt, "step", H5P_DEFAULT);
             have_opt_step = a >= 0 && H5Aread(a, H5T_NATIVE_INT64, &opt_step) >= 0;

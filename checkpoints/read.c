@@ -52,19 +52,19 @@ static rt_status read_int_attr(const char *path, hid_t obj, const char *objname,
     hid_t a = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
     if (H5Aexists(obj, name) <= 0)
         return rt_fail(RT_ERR_FORMAT, "%s: %s lacks the attribute %s", path, objname, name);
-    CKPT_H5(a = H5Aopen(obj, name, H5P_DEFAULT), RT_ERR_FORMAT, path, "opening attribute %s of %s",
-            name, objname);
-    CKPT_H5(type = H5Aget_type(a), RT_ERR_FORMAT, path, "reading the type of %s of %s", name,
-            objname);
-    CKPT_H5(space = H5Aget_space(a), RT_ERR_FORMAT, path, "reading the shape of %s of %s", name,
-            objname);
+    RT_H5(a = H5Aopen(obj, name, H5P_DEFAULT), RT_ERR_FORMAT, path, "opening attribute %s of %s",
+          name, objname);
+    RT_H5(type = H5Aget_type(a), RT_ERR_FORMAT, path, "reading the type of %s of %s", name,
+          objname);
+    RT_H5(space = H5Aget_space(a), RT_ERR_FORMAT, path, "reading the shape of %s of %s", name,
+          objname);
     if (H5Tget_class(type) != H5T_INTEGER || H5Sget_simple_extent_npoints(space) != 1) {
         st = rt_fail(RT_ERR_FORMAT, "%s: attribute %s of %s is not one integer", path, name,
                      objname);
         goto cleanup;
     }
-    CKPT_H5(H5Aread(a, H5T_NATIVE_INT64, v), RT_ERR_FORMAT, path, "reading attribute %s of %s",
-            name, objname);
+    RT_H5(H5Aread(a, H5T_NATIVE_INT64, v), RT_ERR_FORMAT, path, "reading attribute %s of %s",
+          name, objname);
 cleanup:
     if (space >= 0) H5Sclose(space);
     if (type >= 0) H5Tclose(type);
@@ -83,26 +83,26 @@ static rt_status read_str_attr(const char *path, hid_t obj, const char *objname,
     *out = NULL;
     if (H5Aexists(obj, name) <= 0)
         return rt_fail(RT_ERR_FORMAT, "%s: %s lacks the attribute %s", path, objname, name);
-    CKPT_H5(a = H5Aopen(obj, name, H5P_DEFAULT), RT_ERR_FORMAT, path, "opening attribute %s of %s",
-            name, objname);
-    CKPT_H5(type = H5Aget_type(a), RT_ERR_FORMAT, path, "reading the type of %s of %s", name,
-            objname);
-    CKPT_H5(space = H5Aget_space(a), RT_ERR_FORMAT, path, "reading the shape of %s of %s", name,
-            objname);
+    RT_H5(a = H5Aopen(obj, name, H5P_DEFAULT), RT_ERR_FORMAT, path, "opening attribute %s of %s",
+          name, objname);
+    RT_H5(type = H5Aget_type(a), RT_ERR_FORMAT, path, "reading the type of %s of %s", name,
+          objname);
+    RT_H5(space = H5Aget_space(a), RT_ERR_FORMAT, path, "reading the shape of %s of %s", name,
+          objname);
     if (H5Tget_class(type) != H5T_STRING || H5Sget_simple_extent_npoints(space) != 1) {
         st = rt_fail(RT_ERR_FORMAT, "%s: attribute %s of %s is not one string", path, name, objname);
         goto cleanup;
     }
-    CKPT_H5(mem = H5Tcopy(type), RT_ERR_INTERNAL, path, "H5Tcopy");
+    RT_H5(mem = H5Tcopy(type), RT_ERR_INTERNAL, path, "H5Tcopy");
     if (H5Tis_variable_str(type) > 0) {
-        CKPT_H5(H5Aread(a, mem, &vstr), RT_ERR_FORMAT, path, "reading attribute %s of %s", name,
-                objname);
+        RT_H5(H5Aread(a, mem, &vstr), RT_ERR_FORMAT, path, "reading attribute %s of %s", name,
+              objname);
         s = strdup(vstr ? vstr : "");
     } else {
         size_t size = H5Tget_size(type);
         s = calloc(size + 1, 1);
-        if (s) CKPT_H5(H5Aread(a, mem, s), RT_ERR_FORMAT, path, "reading attribute %s of %s", name,
-                       objname);
+        if (s) RT_H5(H5Aread(a, mem, s), RT_ERR_FORMAT, path, "reading attribute %s of %s", name,
+                     objname);
     }
     if (!s) {
         st = rt_fail(RT_ERR_NOMEM, "%s: out of memory reading attribute %s of %s", path, name,
@@ -183,7 +183,7 @@ static rt_status read_config(ckpt_reader *r) {
     hid_t g = H5I_INVALID_HID;
     if (H5Lexists(r->file, "config", H5P_DEFAULT) <= 0)
         return rt_fail(RT_ERR_FORMAT, "%s: no /config group (model shape unknown)", path);
-    CKPT_H5(g = H5Gopen2(r->file, "config", H5P_DEFAULT), RT_ERR_FORMAT, path, "opening /config");
+    RT_H5(g = H5Gopen2(r->file, "config", H5P_DEFAULT), RT_ERR_FORMAT, path, "opening /config");
     struct { const char *name; int *dst; } f[] = {
         {"n_layer", &r->cfg.n_layer}, {"n_head", &r->cfg.n_head},
         {"d_model", &r->cfg.d_model}, {"d_ff", &r->cfg.d_ff},
@@ -274,11 +274,11 @@ rt_status ckpt_open(const char *path, ckpt_reader **out) {
         goto cleanup;
     }
     r->file = H5I_INVALID_HID;
-    CKPT_H5(fapl = ckpt_fapl(), RT_ERR_INTERNAL, path, "making file access properties");
+    RT_H5(fapl = ckpt_fapl(), RT_ERR_INTERNAL, path, "making file access properties");
     r->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     if (r->file < 0) {
         char msg[512];
-        ckpt_h5_message(msg, sizeof msg);
+        rt_h5_message(msg, sizeof msg);
         st = rt_fail(RT_ERR_FORMAT, "%s: cannot open (truncated or corrupt HDF5)%s%s", path,
                      msg[0] ? "; hdf5: " : "", msg);
         goto cleanup;
@@ -359,7 +359,7 @@ static rt_status open_dataset(ckpt_reader *r, const char *dpath, hid_t *d) {
         return rt_fail(RT_ERR_FORMAT, "%s: %s is missing (incomplete checkpoint?)", r->path, dpath);
     rt_status st = RT_OK;
     *d = H5Dopen2(r->file, dpath, H5P_DEFAULT);
-    if (*d < 0) st = ckpt_h5_fail(RT_ERR_FORMAT, r->path, "opening %s as a dataset", dpath);
+    if (*d < 0) st = rt_h5_fail(RT_ERR_FORMAT, r->path, "opening %s as a dataset", dpath);
     return st;
 }
 
@@ -376,7 +376,7 @@ static rt_status check_dataset(ckpt_reader *r, const char *dpath, ckpt_dtype t, 
     int have_t = -1;
     size_t have_n = 1;
     if ((st = open_dataset(r, dpath, &d)) != RT_OK) return st;
-    CKPT_H5(type = H5Dget_type(d), RT_ERR_FORMAT, path, "reading the type of %s", dpath);
+    RT_H5(type = H5Dget_type(d), RT_ERR_FORMAT, path, "reading the type of %s", dpath);
     have_t = ckpt_dtype_of(type);
     if (have_t != (int)t && (alt_t < 0 || have_t != alt_t)) {
         st = rt_fail(RT_ERR_FORMAT, "%s: %s is %s, expected %s", path, dpath,
@@ -384,11 +384,11 @@ static rt_status check_dataset(ckpt_reader *r, const char *dpath, ckpt_dtype t, 
                      ckpt_dtype_name(t));
         goto cleanup;
     }
-    CKPT_H5(space = H5Dget_space(d), RT_ERR_FORMAT, path, "reading the shape of %s", dpath);
+    RT_H5(space = H5Dget_space(d), RT_ERR_FORMAT, path, "reading the shape of %s", dpath);
     int rank = H5Sget_simple_extent_ndims(space);
     hsize_t dims[H5S_MAX_RANK];
     if (rank < 0 || H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
-        st = ckpt_h5_fail(RT_ERR_FORMAT, path, "reading the shape of %s", dpath);
+        st = rt_h5_fail(RT_ERR_FORMAT, path, "reading the shape of %s", dpath);
         goto cleanup;
     }
     for (int i = 0; i < rank; i++)
@@ -440,8 +440,8 @@ static rt_status read_dataset(ckpt_reader *r, const char *dpath, ckpt_dtype t, i
     if ((st = check_dataset(r, dpath, t, -1, ndim, shape, numel, &d, &have_t, &have_n)) != RT_OK)
         goto cleanup;
     if (have_n > 0)
-        CKPT_H5(H5Dread(d, ckpt_mem_type(t), H5S_ALL, H5S_ALL, H5P_DEFAULT, out), RT_ERR_FORMAT,
-                path, "reading %s", dpath);
+        RT_H5(H5Dread(d, ckpt_mem_type(t), H5S_ALL, H5S_ALL, H5P_DEFAULT, out), RT_ERR_FORMAT,
+              path, "reading %s", dpath);
     if (H5Aexists(d, CKPT_CHECKSUM_ATTR) > 0) {
         int64_t want;
         if ((st = read_int_attr(path, d, dpath, CKPT_CHECKSUM_ATTR, &want)) != RT_OK) goto cleanup;
@@ -549,8 +549,8 @@ rt_status ckpt_read_optimizer(ckpt_reader *r, float *adam_m, float *adam_v, int6
     if (!ckpt_has(r, "/optimizer"))
         return rt_fail(RT_ERR_FORMAT, "%s: has no optimizer state (/optimizer); it cannot resume "
                        "training exactly", r->path);
-    CKPT_H5(g = H5Gopen2(r->file, "/optimizer", H5P_DEFAULT), RT_ERR_FORMAT, r->path,
-            "opening /optimizer");
+    RT_H5(g = H5Gopen2(r->file, "/optimizer", H5P_DEFAULT), RT_ERR_FORMAT, r->path,
+          "opening /optimizer");
     if ((st = read_int_attr(r->path, g, "/optimizer", "step", step)) != RT_OK) goto cleanup;
     if ((st = read_block(r, "/optimizer/m", &r->cfg, adam_m)) != RT_OK) goto cleanup;
     st = read_block(r, "/optimizer/v", &r->cfg, adam_v);
@@ -564,13 +564,13 @@ rt_status ckpt_array_info(ckpt_reader *r, const char *path, ckpt_dtype *dtype, i
     rt_status st = RT_OK;
     hid_t d = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
     if ((st = open_dataset(r, path, &d)) != RT_OK) return st;
-    CKPT_H5(type = H5Dget_type(d), RT_ERR_FORMAT, r->path, "reading the type of %s", path);
+    RT_H5(type = H5Dget_type(d), RT_ERR_FORMAT, r->path, "reading the type of %s", path);
     int t = ckpt_dtype_of(type);
     if (t < 0) {
         st = rt_fail(RT_ERR_FORMAT, "%s: %s is of a type retort does not read", r->path, path);
         goto cleanup;
     }
-    CKPT_H5(space = H5Dget_space(d), RT_ERR_FORMAT, r->path, "reading the shape of %s", path);
+    RT_H5(space = H5Dget_space(d), RT_ERR_FORMAT, r->path, "reading the shape of %s", path);
     int rank = H5Sget_simple_extent_ndims(space);
     if (rank < 0 || rank > CKPT_MAX_DIMS) {
         st = rt_fail(RT_ERR_FORMAT, "%s: %s has %d dimensions (at most %d)", r->path, path, rank,
@@ -578,8 +578,8 @@ rt_status ckpt_array_info(ckpt_reader *r, const char *path, ckpt_dtype *dtype, i
         goto cleanup;
     }
     hsize_t dims[CKPT_MAX_DIMS];
-    CKPT_H5(H5Sget_simple_extent_dims(space, dims, NULL), RT_ERR_FORMAT, r->path,
-            "reading the shape of %s", path);
+    RT_H5(H5Sget_simple_extent_dims(space, dims, NULL), RT_ERR_FORMAT, r->path,
+          "reading the shape of %s", path);
     *dtype = (ckpt_dtype)t;
     *ndim = rank;
     if (shape)
@@ -602,7 +602,7 @@ rt_status ckpt_read_string_attr(ckpt_reader *r, const char *obj, const char *nam
         return rt_fail(RT_ERR_FORMAT, "%s: %s is missing", r->path, obj);
     rt_status st = RT_OK;
     hid_t o = H5I_INVALID_HID;
-    CKPT_H5(o = H5Oopen(r->file, obj, H5P_DEFAULT), RT_ERR_FORMAT, r->path, "opening %s", obj);
+    RT_H5(o = H5Oopen(r->file, obj, H5P_DEFAULT), RT_ERR_FORMAT, r->path, "opening %s", obj);
     st = read_str_attr(r->path, o, obj, name, out);
 cleanup:
     if (o >= 0) H5Oclose(o);
@@ -645,7 +645,7 @@ static herr_t walk_link(hid_t g, const char *name, const H5L_info_t *info, void 
     snprintf(w->path + len, sizeof w->path - len, "/%s", name);
     H5O_info_t oi;
     if (H5Oget_info_by_name(g, name, &oi, H5P_DEFAULT) < 0) {
-        w->st = ckpt_h5_fail(RT_ERR_FORMAT, w->r->path, "inspecting %s", w->path);
+        w->st = rt_h5_fail(RT_ERR_FORMAT, w->r->path, "inspecting %s", w->path);
         return -1;
     }
     if (oi.type == H5O_TYPE_DATASET) {
@@ -653,7 +653,7 @@ static herr_t walk_link(hid_t g, const char *name, const H5L_info_t *info, void 
     } else if (oi.type == H5O_TYPE_GROUP) {
         hid_t sub = H5Gopen2(g, name, H5P_DEFAULT);
         if (sub < 0)
-            w->st = ckpt_h5_fail(RT_ERR_FORMAT, w->r->path, "opening group %s", w->path);
+            w->st = rt_h5_fail(RT_ERR_FORMAT, w->r->path, "opening group %s", w->path);
         else if (w->depth >= WALK_MAX_DEPTH)
             w->st = rt_fail(RT_ERR_FORMAT, "%s: groups nest deeper than %d at %s", w->r->path,
                             WALK_MAX_DEPTH, w->path);
@@ -676,7 +676,7 @@ static rt_status walk_group(walk_ctx *w, hid_t g) {
     herr_t rc = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, walk_link, w);
     if (w->st != RT_OK) return w->st;
     if (rc < 0)
-        return ckpt_h5_fail(RT_ERR_FORMAT, w->r->path, "listing group %s",
+        return rt_h5_fail(RT_ERR_FORMAT, w->r->path, "listing group %s",
                             w->path[0] ? w->path : "/");
     return RT_OK;
 }
@@ -703,8 +703,8 @@ static rt_status verify_one(ckpt_reader *r, const char *dpath, void *ctx) {
     RT_TRY(ckpt_array_info(r, dpath, &t, &ndim, shape));
     /* a dataset without a checksum cannot be verified: saying OK would be
      * a claim nothing backs (every dataset retort writes carries one) */
-    CKPT_H5(d = H5Dopen2(r->file, dpath, H5P_DEFAULT), RT_ERR_FORMAT, r->path, "opening %s",
-            dpath);
+    RT_H5(d = H5Dopen2(r->file, dpath, H5P_DEFAULT), RT_ERR_FORMAT, r->path, "opening %s",
+          dpath);
     htri_t has = H5Aexists(d, CKPT_CHECKSUM_ATTR);
     if (has <= 0) {
         st = rt_fail(RT_ERR_FORMAT, "%s: %s has no checksum attribute, so it cannot be verified "

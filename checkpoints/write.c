@@ -97,9 +97,9 @@ static rt_status attr_scalar(writer *w, hid_t obj, const char *objname, const ch
                              hid_t ftype, hid_t mtype, const void *v) {
     rt_status st = RT_OK;
     hid_t a = H5I_INVALID_HID;
-    CKPT_H5(a = H5Acreate2(obj, name, ftype, w->scalar, H5P_DEFAULT, H5P_DEFAULT), RT_ERR_IO,
-            w->path, "creating attribute %s of %s", name, objname);
-    CKPT_H5(H5Awrite(a, mtype, v), RT_ERR_IO, w->path, "writing attribute %s of %s", name, objname);
+    RT_H5(a = H5Acreate2(obj, name, ftype, w->scalar, H5P_DEFAULT, H5P_DEFAULT), RT_ERR_IO,
+          w->path, "creating attribute %s of %s", name, objname);
+    RT_H5(H5Awrite(a, mtype, v), RT_ERR_IO, w->path, "writing attribute %s of %s", name, objname);
 cleanup:
     if (a >= 0) H5Aclose(a);
     return st;
@@ -126,13 +126,13 @@ static rt_status attr_str(writer *w, hid_t obj, const char *objname, const char 
     rt_status st = RT_OK;
     hid_t a = H5I_INVALID_HID, t = H5I_INVALID_HID;
     size_t len = strlen(v);
-    CKPT_H5(t = H5Tcopy(H5T_C_S1), RT_ERR_INTERNAL, w->path, "H5Tcopy");
-    CKPT_H5(H5Tset_size(t, len + 1), RT_ERR_INTERNAL, w->path, "H5Tset_size");
-    CKPT_H5(H5Tset_strpad(t, H5T_STR_NULLTERM), RT_ERR_INTERNAL, w->path, "H5Tset_strpad");
-    CKPT_H5(H5Tset_cset(t, H5T_CSET_UTF8), RT_ERR_INTERNAL, w->path, "H5Tset_cset");
-    CKPT_H5(a = H5Acreate2(obj, name, t, w->scalar, H5P_DEFAULT, H5P_DEFAULT), RT_ERR_IO,
-            w->path, "creating attribute %s of %s", name, objname);
-    CKPT_H5(H5Awrite(a, t, v), RT_ERR_IO, w->path, "writing attribute %s of %s", name, objname);
+    RT_H5(t = H5Tcopy(H5T_C_S1), RT_ERR_INTERNAL, w->path, "H5Tcopy");
+    RT_H5(H5Tset_size(t, len + 1), RT_ERR_INTERNAL, w->path, "H5Tset_size");
+    RT_H5(H5Tset_strpad(t, H5T_STR_NULLTERM), RT_ERR_INTERNAL, w->path, "H5Tset_strpad");
+    RT_H5(H5Tset_cset(t, H5T_CSET_UTF8), RT_ERR_INTERNAL, w->path, "H5Tset_cset");
+    RT_H5(a = H5Acreate2(obj, name, t, w->scalar, H5P_DEFAULT, H5P_DEFAULT), RT_ERR_IO,
+          w->path, "creating attribute %s of %s", name, objname);
+    RT_H5(H5Awrite(a, t, v), RT_ERR_IO, w->path, "writing attribute %s of %s", name, objname);
     if (checksum) {
         char cname[256];
         snprintf(cname, sizeof cname, "%s%s", name, CKPT_STR_CHECKSUM_SUFFIX);
@@ -154,23 +154,23 @@ static rt_status write_dataset(writer *w, hid_t loc, const char *name, const cha
     hsize_t dims[CKPT_MAX_DIMS];
     size_t numel = 1;
     for (int i = 0; i < ndim; i++) dims[i] = (hsize_t)shape[i], numel *= (size_t)shape[i];
-    CKPT_H5(space = ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(ndim, dims, NULL),
-            RT_ERR_IO, w->path, "making the dataspace of %s", shown);
+    RT_H5(space = ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(ndim, dims, NULL),
+          RT_ERR_IO, w->path, "making the dataspace of %s", shown);
     /* int8 weights (deploy files) are stored deflate-compressed in one
      * chunk: pruned zeros and the peaked distribution of quantized values
      * compress well, and every HDF5 reader (h5py included) inflates them.
      * Float tensors stay contiguous: they barely compress. */
     if (t == CKPT_I8 && ndim >= 1 && numel >= 4096) {
-        CKPT_H5(dcpl = H5Pcreate(H5P_DATASET_CREATE), RT_ERR_INTERNAL, w->path, "H5Pcreate");
-        CKPT_H5(H5Pset_chunk(dcpl, ndim, dims), RT_ERR_INTERNAL, w->path, "H5Pset_chunk");
-        CKPT_H5(H5Pset_deflate(dcpl, 6), RT_ERR_INTERNAL, w->path, "H5Pset_deflate");
+        RT_H5(dcpl = H5Pcreate(H5P_DATASET_CREATE), RT_ERR_INTERNAL, w->path, "H5Pcreate");
+        RT_H5(H5Pset_chunk(dcpl, ndim, dims), RT_ERR_INTERNAL, w->path, "H5Pset_chunk");
+        RT_H5(H5Pset_deflate(dcpl, 6), RT_ERR_INTERNAL, w->path, "H5Pset_deflate");
     }
-    CKPT_H5(d = H5Dcreate2(loc, name, ckpt_file_type(t), space, w->lcpl,
+    RT_H5(d = H5Dcreate2(loc, name, ckpt_file_type(t), space, w->lcpl,
                            dcpl >= 0 ? dcpl : w->dcpl, H5P_DEFAULT),
-            RT_ERR_IO, w->path, "creating dataset %s", shown);
+          RT_ERR_IO, w->path, "creating dataset %s", shown);
     if (numel > 0)
-        CKPT_H5(H5Dwrite(d, ckpt_mem_type(t), H5S_ALL, H5S_ALL, H5P_DEFAULT, data), RT_ERR_IO,
-                w->path, "writing dataset %s", shown);
+        RT_H5(H5Dwrite(d, ckpt_mem_type(t), H5S_ALL, H5S_ALL, H5P_DEFAULT, data), RT_ERR_IO,
+              w->path, "writing dataset %s", shown);
     uint32_t crc = ckpt_crc32c(0, data, numel * ckpt_dtype_size(t));
     st = attr_scalar(w, d, shown, CKPT_CHECKSUM_ATTR, H5T_STD_U32LE, H5T_NATIVE_UINT32, &crc);
 cleanup:
@@ -196,8 +196,8 @@ static rt_status write_block(writer *w, hid_t grp, const char *gname, const stud
 static rt_status write_group(writer *w, hid_t loc, const char *name, const char *shown,
                              hid_t *out) {
     rt_status st = RT_OK;
-    CKPT_H5(*out = H5Gcreate2(loc, name, w->lcpl, H5P_DEFAULT, H5P_DEFAULT), RT_ERR_IO, w->path,
-            "creating group %s", shown);
+    RT_H5(*out = H5Gcreate2(loc, name, w->lcpl, H5P_DEFAULT, H5P_DEFAULT), RT_ERR_IO, w->path,
+          "creating group %s", shown);
 cleanup:
     return st;
 }
@@ -250,24 +250,24 @@ static rt_status write_file(const char *tmp, const char *path, const ckpt_conten
     rt_status st = RT_OK;
     writer w = {path, H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID};
     hid_t fapl = H5I_INVALID_HID, g = H5I_INVALID_HID;
-    CKPT_H5(fapl = ckpt_fapl(), RT_ERR_INTERNAL, path, "making file access properties");
-    CKPT_H5(H5Pset_alignment(fapl, ALIGN_THRESHOLD, ALIGN_BYTES), RT_ERR_INTERNAL, path,
-            "setting the alignment");
+    RT_H5(fapl = ckpt_fapl(), RT_ERR_INTERNAL, path, "making file access properties");
+    RT_H5(H5Pset_alignment(fapl, ALIGN_THRESHOLD, ALIGN_BYTES), RT_ERR_INTERNAL, path,
+          "setting the alignment");
     /* A handle left open would make H5Fclose return success without
      * writing the file out; SEMI turns that bug into a failed save. */
-    CKPT_H5(H5Pset_fclose_degree(fapl, H5F_CLOSE_SEMI), RT_ERR_INTERNAL, path,
-            "setting the close degree");
-    CKPT_H5(w.file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), RT_ERR_IO, path,
-            "creating the temporary file %s", tmp);
-    CKPT_H5(w.dcpl = H5Pcreate(H5P_DATASET_CREATE), RT_ERR_INTERNAL, path, "H5Pcreate");
+    RT_H5(H5Pset_fclose_degree(fapl, H5F_CLOSE_SEMI), RT_ERR_INTERNAL, path,
+          "setting the close degree");
+    RT_H5(w.file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), RT_ERR_IO, path,
+          "creating the temporary file %s", tmp);
+    RT_H5(w.dcpl = H5Pcreate(H5P_DATASET_CREATE), RT_ERR_INTERNAL, path, "H5Pcreate");
     /* Every byte is written right after creation: pre-filling would write
      * each dataset twice. */
-    CKPT_H5(H5Pset_fill_time(w.dcpl, H5D_FILL_TIME_NEVER), RT_ERR_INTERNAL, path, "H5Pset_fill_time");
-    CKPT_H5(H5Pset_layout(w.dcpl, H5D_CONTIGUOUS), RT_ERR_INTERNAL, path, "H5Pset_layout");
-    CKPT_H5(w.lcpl = H5Pcreate(H5P_LINK_CREATE), RT_ERR_INTERNAL, path, "H5Pcreate");
-    CKPT_H5(H5Pset_create_intermediate_group(w.lcpl, 1), RT_ERR_INTERNAL, path,
-            "H5Pset_create_intermediate_group");
-    CKPT_H5(w.scalar = H5Screate(H5S_SCALAR), RT_ERR_INTERNAL, path, "H5Screate");
+    RT_H5(H5Pset_fill_time(w.dcpl, H5D_FILL_TIME_NEVER), RT_ERR_INTERNAL, path, "H5Pset_fill_time");
+    RT_H5(H5Pset_layout(w.dcpl, H5D_CONTIGUOUS), RT_ERR_INTERNAL, path, "H5Pset_layout");
+    RT_H5(w.lcpl = H5Pcreate(H5P_LINK_CREATE), RT_ERR_INTERNAL, path, "H5Pcreate");
+    RT_H5(H5Pset_create_intermediate_group(w.lcpl, 1), RT_ERR_INTERNAL, path,
+          "H5Pset_create_intermediate_group");
+    RT_H5(w.scalar = H5Screate(H5S_SCALAR), RT_ERR_INTERNAL, path, "H5Screate");
 
     if ((st = attr_str(&w, w.file, "/", "format", "retort", 0)) != RT_OK) goto cleanup;
     if ((st = attr_i32(&w, w.file, "/", "version", CKPT_FORMAT_VERSION)) != RT_OK) goto cleanup;
@@ -288,7 +288,7 @@ static rt_status write_file(const char *tmp, const char *path, const ckpt_conten
         if (st != RT_OK) goto cleanup;
     }
     if ((st = write_meta(&w, c)) != RT_OK) goto cleanup;
-    CKPT_H5(H5Fflush(w.file, H5F_SCOPE_GLOBAL), RT_ERR_IO, path, "flushing %s", tmp);
+    RT_H5(H5Fflush(w.file, H5F_SCOPE_GLOBAL), RT_ERR_IO, path, "flushing %s", tmp);
 cleanup:
     if (g >= 0) H5Gclose(g);
     if (w.scalar >= 0) H5Sclose(w.scalar);
@@ -297,7 +297,7 @@ cleanup:
     if (fapl >= 0) H5Pclose(fapl);
     /* Closing writes the last metadata; a failure here is a failed save. */
     if (w.file >= 0 && H5Fclose(w.file) < 0 && st == RT_OK)
-        st = ckpt_h5_fail(RT_ERR_IO, path, "closing %s", tmp);
+        st = rt_h5_fail(RT_ERR_IO, path, "closing %s", tmp);
     return st;
 }
 

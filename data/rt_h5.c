@@ -2,31 +2,36 @@
  * one-line retort error can say *why* a read failed, not just that it did. */
 #include "rt_h5.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "rt_size.h"
 
-static herr_t rt_h5_walk(unsigned n, const H5E_error2_t *e, void *data) {
+static herr_t innermost(unsigned n, const H5E_error2_t *e, void *data) {
     (void)n;
     char *out = data;
-    /* Keep the first (innermost-reported first in H5E_WALK_UPWARD) message,
-     * flattened to one line: some HDF5 messages (the sec2 driver's write
-     * errors on ENOSPC) embed a newline. */
-    if (out[0] == '\0' && e->desc) {
-        snprintf(out, 256, "%s", e->desc);
-        for (char *c = out; *c; c++)
-            if (*c == '\n' || *c == '\r') *c = ' ';
-    }
+    if (out[0] == '\0' && e->desc) snprintf(out, 512, "%s", e->desc);
     return 0;
 }
 
-rt_status rt_h5_fail(rt_status s, const char *path, const char *what) {
-    char msg[256] = "";
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, rt_h5_walk, msg);
+void rt_h5_message(char *msg, size_t cap) {
+    char buf[512] = "";
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost, buf);
     H5Eclear2(H5E_DEFAULT);
-    if (msg[0])
-        return rt_fail(s, "%s: %s failed (hdf5: %s)", path, what, msg);
+    for (char *p = buf; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
+    snprintf(msg, cap, "%s", buf);
+}
+
+rt_status rt_h5_fail(rt_status s, const char *path, const char *fmt, ...) {
+    char what[512], msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    rt_h5_message(msg, sizeof msg);
+    if (msg[0]) return rt_fail(s, "%s: %s failed (hdf5: %s)", path, what, msg);
     return rt_fail(s, "%s: %s failed", path, what);
 }
 
