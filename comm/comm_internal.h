@@ -47,9 +47,9 @@ struct comm_roles {
     bool has_stream;
 };
 
-/* Bounded wait: spins (MPI_Test + sched_yield) for the first couple of
- * milliseconds, because active transfers need frequent progress calls,
- * then sleeps 100 us between polls, and 1 ms once the wait is long (a
+/* Bounded wait (mpi.c): spins (MPI_Test + sched_yield) for the first
+ * couple of milliseconds, because active transfers need frequent progress
+ * calls, then sleeps 100 us between polls, and 1 ms once the wait is long (a
  * stalled peer should not cost a core). */
 typedef struct {
     double t0; /* start (or last progress), comm_now() seconds */
