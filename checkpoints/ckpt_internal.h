@@ -1,6 +1,7 @@
-/* Internals shared by the files of checkpoints/: HDF5 type mapping and
- * error helpers, the file-system steps of atomic writes, and the portable
- * CRC-32C (exposed so the tests can check it against the hardware one). */
+/* Internals shared by the files of checkpoints/: HDF5 type mapping, file
+ * access properties and the portable CRC-32C (exposed so the tests can
+ * check it against the hardware one). HDF5 error messages come from
+ * data/rt_h5.h, atomic durable writes from data/fsutil.h. */
 #ifndef CKPT_INTERNAL_H
 #define CKPT_INTERNAL_H
 

@@ -1,6 +1,6 @@
-/* Shared pieces of checkpoints/: element types and their HDF5 mapping, the
- * file access properties. (HDF5 error messages are data/rt_h5.h's.) (Atomic, durable
- * writes are data/fsutil.h's, shared with every other writer.) */
+/* Shared pieces of checkpoints/: element types and their HDF5 mapping and
+ * the file access properties. (HDF5 error messages are data/rt_h5.h's;
+ * atomic, durable writes are data/fsutil.h's, shared with every writer.) */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <string.h>
