@@ -67,4 +67,12 @@ static inline double rt_uniform01(uint64_t *state) {
     return ((double)(rt_splitmix64(state) >> 11) + 1.0) * 0x1.0p-53;
 }
 
+/* The seed of sub-stream `id` of `seed`: different ids (steps, windows,
+ * positions) give unrelated streams, and nesting derives a stream from a
+ * tuple, e.g. rt_seed_derive(rt_seed_derive(seed, step), position). */
+static inline uint64_t rt_seed_derive(uint64_t seed, uint64_t id) {
+    uint64_t s = seed ^ (id * 0xD1B54A32D192ED03ull);
+    return rt_splitmix64(&s);
+}
+
 #endif

@@ -306,13 +306,16 @@ static double kd_row(const float *z, const int32_t *id, const float *lp, float t
         }
         return kl;
     }
-    /* the k listed tokens: p (log p - log q) */
+    /* the k listed tokens: p (log p - log q); logp = -inf is padding (no
+     * mass, possibly a repeated id) and is skipped here and below */
     for (int j0 = 0; j0 < k; j0 += SUM_BLOCK) {
         const int j1 = j0 + SUM_BLOCK < k ? j0 + SUM_BLOCK : k;
         float b = 0.0f;
 #pragma omp simd reduction(+ : b)
         for (int j = j0; j < j1; j++)
-            b += student_expf(lp[j]) * (lp[j] - ((z[id[j]] - mx) * invT - logs));
+            b += lp[j] > -INFINITY
+                     ? student_expf(lp[j]) * (lp[j] - ((z[id[j]] - mx) * invT - logs))
+                     : 0.0f;
         kl += b;
     }
     /* the tail bucket: the student's mass outside the ids */
@@ -341,7 +344,9 @@ static double kd_row(const float *z, const int32_t *id, const float *lp, float t
     const float f = (float)((double)cf * (1.0 - ratio) / s), rf = (float)ratio;
 #pragma omp simd
     for (int j = 0; j < V; j++) d[j] += f * e[j];
-    for (int j = 0; j < k; j++) d[id[j]] += cf * (e[id[j]] * invs * rf - student_expf(lp[j]));
+    for (int j = 0; j < k; j++)
+        if (lp[j] > -INFINITY)
+            d[id[j]] += cf * (e[id[j]] * invs * rf - student_expf(lp[j]));
     return kl;
 }
 

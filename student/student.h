@@ -225,6 +225,20 @@ double student_loss_ce(const float *logits, const int32_t *targets, int n_pos, i
 rt_status student_teacher_topk(student_loss_ws *ws, const float *logits, int n_pos, int V, float T,
                                int k, int32_t *ids, float *logp, float *tail);
 
+/* Sampled soft labels (the `sample` and `topk+sample` schemes, labels.c).
+ * Row i of ids/logp (n_pos rows of W = k + n_samples entries) holds first
+ * the k exact entries topk_ids/topk_logp as given (k = 0: none), then the
+ * distinct tokens of n_samples draws from p = softmax(logits / T)
+ * restricted to the tokens outside those k, by count (descending, ties by
+ * lower id), with logp = log(m * count / n_samples), m the mass outside the
+ * k; the rest of the row is padding: the row's first id with logp = -inf
+ * (no mass). The draws of position i are a pure function of seeds[i]
+ * (splitmix64). Needs 0 <= k, 1 <= n_samples, k + n_samples <= V.
+ * RT_ERR_NOMEM when its scratch cannot be allocated. */
+rt_status student_teacher_sample(const float *logits, int n_pos, int V, float T, int k,
+                                 const int32_t *topk_ids, const float *topk_logp, int n_samples,
+                                 const uint64_t *seeds, int32_t *ids, float *logp);
+
 /* Sum over positions of KL(p_T || q_T) with q = softmax(logits / T), where p
  * is given per position by top-k ids + log-probs (n_pos*k each) and the tail
  * mass, treated as one extra bucket whose student mass is q_tail = 1 - sum of
@@ -233,6 +247,8 @@ rt_status student_teacher_topk(student_loss_ws *ws, const float *logits, int n_p
  * elsewhere. k == V with tail 0 is exactly the dense KL; then topk_ids may
  * be NULL, meaning 0..V-1 in order (the fast contiguous path, also taken
  * when the ids are given in that order), and tail is not read (may be NULL).
+ * An entry with logp = -inf carries no mass (the padding of sampled rows)
+ * and may repeat another entry's id.
  * The sum goes to *kl. Ids outside [0, V) are RT_ERR_FORMAT (records are
  * validated where they arrive; this keeps a bad one from indexing out of
  * the row). */

@@ -1,25 +1,61 @@
-/* Teacher forward: student/'s model in inference mode, then the top-k soft
- * labels of the temperature-scaled softmax and copies of the requested
- * hidden states. See teacher.h. */
+/* Teacher forward: student/'s model in inference mode, then the soft labels
+ * of the temperature-scaled softmax in the configured scheme and copies of
+ * the requested hidden states. See teacher.h. */
 #include "teacher.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "rt_rand.h"
+
 struct teacher {
     teacher_config cfg;
     student_model *model;
+    /* topk+sample: the exact part, (batch*T, topk) ids and logp and
+     * (batch*T) tail; sampled schemes: (batch*T) position seeds */
+    int32_t *tk_ids;
+    float *tk_logp, *tk_tail;
+    uint64_t *seeds;
 };
+
+int teacher_label_width(const teacher_config *c) {
+    const int V = c->model.vocab_size;
+    switch (c->labels) {
+    case TEACHER_LABELS_SAMPLE: return c->samples;
+    case TEACHER_LABELS_TOPK_SAMPLE: return c->topk + c->samples;
+    case TEACHER_LABELS_TOPK: break;
+    }
+    return c->topk < V ? c->topk : V;
+}
+
+uint64_t teacher_window_seed(uint64_t seed, int64_t step, int64_t start) {
+    /* a constant tag keeps these streams apart from the other users of
+     * train.seed (initialization, the sampler's permutations) */
+    return rt_seed_derive(rt_seed_derive(seed ^ 0x50F71ABE15ull, (uint64_t)step),
+                          (uint64_t)start);
+}
 
 static rt_status teacher_config_check(const teacher_config *c) {
     RT_TRY(student_config_validate(&c->model));
+    const int V = c->model.vocab_size;
     if (c->batch < 1) return rt_fail(RT_ERR_ARGS, "teacher: batch must be >= 1 (got %d)", c->batch);
     if (!(c->temperature > 0.0f))
         return rt_fail(RT_ERR_ARGS, "teacher: temperature must be > 0 (got %g)",
                        (double)c->temperature);
-    if (c->topk < 1 || c->topk > c->model.vocab_size)
-        return rt_fail(RT_ERR_ARGS, "teacher: topk must be in [1, %d] (got %d)",
-                       c->model.vocab_size, c->topk);
+    if (c->labels != TEACHER_LABELS_TOPK && c->labels != TEACHER_LABELS_SAMPLE &&
+        c->labels != TEACHER_LABELS_TOPK_SAMPLE)
+        return rt_fail(RT_ERR_ARGS, "teacher: unknown label scheme %d", (int)c->labels);
+    if (c->labels != TEACHER_LABELS_SAMPLE && (c->topk < 1 || c->topk > V))
+        return rt_fail(RT_ERR_ARGS, "teacher: topk must be in [1, %d] (got %d)", V, c->topk);
+    if (c->labels != TEACHER_LABELS_TOPK) {
+        const int k = c->labels == TEACHER_LABELS_SAMPLE ? 0 : c->topk;
+        if (c->samples < 1 || (int64_t)k + c->samples >= V)
+            return rt_fail(RT_ERR_ARGS,
+                           "teacher: %d samples%s per position must be in [1, %d] for a "
+                           "vocabulary of %d (for all %d probabilities use the topk scheme "
+                           "with topk = %d)",
+                           c->samples, k ? " beside the top-k" : "", V - 1 - k, V, V, V);
+    }
     if (c->n_features < 0 || c->n_features > TEACHER_MAX_FEATURES)
         return rt_fail(RT_ERR_ARGS, "teacher: %d feature layers (at most %d)", c->n_features,
                        TEACHER_MAX_FEATURES);
@@ -47,6 +83,20 @@ rt_status teacher_create_with(const teacher_config *c, student_model *model, tea
     }
     t->cfg = tc;
     t->model = model;
+    /* sampled schemes: per-position seeds; topk+sample: its exact part */
+    const size_t n_pos = (size_t)tc.batch * tc.model.seq_len;
+    int ok = 1;
+    if (tc.labels != TEACHER_LABELS_TOPK) ok &= (t->seeds = malloc(n_pos * sizeof *t->seeds)) != NULL;
+    if (tc.labels == TEACHER_LABELS_TOPK_SAMPLE) {
+        ok &= (t->tk_ids = malloc(n_pos * (size_t)tc.topk * sizeof *t->tk_ids)) != NULL;
+        ok &= (t->tk_logp = malloc(n_pos * (size_t)tc.topk * sizeof *t->tk_logp)) != NULL;
+        ok &= (t->tk_tail = malloc(n_pos * sizeof *t->tk_tail)) != NULL;
+    }
+    if (!ok) {
+        teacher_destroy(t);
+        return rt_fail(RT_ERR_NOMEM, "teacher: out of memory for the label scratch of %d rows",
+                       tc.batch);
+    }
     *out = t;
     return RT_OK;
 }
@@ -62,6 +112,10 @@ rt_status teacher_create(const teacher_config *c, teacher **out) {
 void teacher_destroy(teacher *t) {
     if (!t) return;
     student_destroy(t->model);
+    free(t->tk_ids);
+    free(t->tk_logp);
+    free(t->tk_tail);
+    free(t->seeds);
     free(t);
 }
 
@@ -71,16 +125,33 @@ const float *teacher_logits(const teacher *t) {
     return student_logits((student_model *)t->model);
 }
 
-rt_status teacher_run(teacher *t, const int32_t *inputs, int B, int32_t *ids, float *logp,
-                      float *tail, float *feat) {
+rt_status teacher_run(teacher *t, const int32_t *inputs, int B, const uint64_t *row_seeds,
+                      int32_t *ids, float *logp, float *tail, float *feat) {
     const teacher_config *c = &t->cfg;
     if (B < 1 || B > c->batch)
         return rt_fail(RT_ERR_ARGS, "teacher: %d rows asked, planned for 1..%d", B, c->batch);
+    if (c->labels != TEACHER_LABELS_TOPK && !row_seeds)
+        return rt_fail(RT_ERR_ARGS, "teacher: sampled soft labels need the rows' seeds");
     RT_TRY(student_forward(t->model, inputs, B));
     const int T = c->model.seq_len, V = c->model.vocab_size, C = c->model.d_model;
     const int n_pos = B * T;
-    RT_TRY(student_teacher_topk(student_loss_workspace(t->model), student_logits(t->model), n_pos,
-                                V, c->temperature, c->topk, ids, logp, tail));
+    const float *z = student_logits(t->model);
+    student_loss_ws *ws = student_loss_workspace(t->model);
+    if (c->labels == TEACHER_LABELS_TOPK) {
+        RT_TRY(student_teacher_topk(ws, z, n_pos, V, c->temperature, teacher_label_width(c), ids,
+                                    logp, tail));
+    } else {
+        for (int r = 0; r < B; r++)
+            for (int i = 0; i < T; i++)
+                t->seeds[(size_t)r * T + i] = rt_seed_derive(row_seeds[r], (uint64_t)i);
+        const int k = c->labels == TEACHER_LABELS_TOPK_SAMPLE ? c->topk : 0;
+        if (k)
+            RT_TRY(student_teacher_topk(ws, z, n_pos, V, c->temperature, k, t->tk_ids,
+                                        t->tk_logp, t->tk_tail));
+        RT_TRY(student_teacher_sample(z, n_pos, V, c->temperature, k, t->tk_ids, t->tk_logp,
+                                      c->samples, t->seeds, ids, logp));
+        memset(tail, 0, (size_t)n_pos * sizeof *tail);
+    }
     if (feat) {
         for (int i = 0; i < c->n_features; i++)
             memcpy(feat + (size_t)i * n_pos * C, student_hidden(t->model, c->feature_layers[i]),

@@ -1,8 +1,13 @@
 /* The transformer that teaches: a frozen model run forward only, turned into
  * what a student learns from, per micro-batch of B rows of T tokens:
- *   - soft labels at temperature T_kd as the top-k token ids of
- *     p = softmax(logits / T_kd), their log-probabilities and the tail mass
- *     left outside them (k = vocab is dense: ids 0..V-1, tail 0);
+ *   - soft labels of p = softmax(logits / T_kd) in one of the label schemes:
+ *     topk: the top-k token ids, their log-probabilities and the tail mass
+ *       left outside them (k = vocab is dense: ids 0..V-1, tail 0);
+ *     sample: the distinct tokens of `samples` draws from p with their
+ *       counts, as log-probabilities of the empirical distribution (an
+ *       unbiased estimate of p), tail 0;
+ *     topk+sample: the exact top-k, then `samples` draws from the tail
+ *       carrying the tail's mass, tail 0 (student_teacher_sample);
  *   - optionally the residual stream after some of its blocks (feature maps).
  *
  * The teacher reuses student/'s model and kernels with training = 0 (no
@@ -22,12 +27,21 @@
 
 typedef struct teacher teacher;
 
+/* Soft-label schemes; the order is that of the distill.labels choices. */
+typedef enum {
+    TEACHER_LABELS_TOPK = 0,
+    TEACHER_LABELS_SAMPLE = 1,
+    TEACHER_LABELS_TOPK_SAMPLE = 2,
+} teacher_labels;
+
 typedef struct {
     student_config model;        /* the teacher's own shape */
     int batch;                   /* most rows per call */
     student_precision precision; /* forward in f32 or bf16 */
     float temperature;           /* > 0 */
-    int topk;                    /* 1 .. vocab; vocab = dense */
+    teacher_labels labels;       /* label scheme */
+    int topk;                    /* 1 .. vocab; vocab = dense (topk, topk+sample) */
+    int samples;                 /* draws per position (sample, topk+sample) */
     int n_features;              /* teacher layers whose hidden states are sent */
     int feature_layers[TEACHER_MAX_FEATURES]; /* each in [0, n_layer) */
 } teacher_config;
@@ -46,13 +60,26 @@ const teacher_config *teacher_cfg(const teacher *t);
 /* The parameter block (layout student_tensor_info of c->model); writable. */
 float *teacher_params(teacher *t);
 
-/* Runs the forward over inputs (B, T) and writes, for n = B*T positions:
- * ids (n, k) and logp (n, k) in descending probability, tail (n), and when
- * feat != NULL the feature maps (n_features, n, d_model) in the order of
- * feature_layers. With k = vocab, ids may be NULL (then 0..V-1 is implied).
- * A token id outside the vocabulary is RT_ERR_ARGS. */
-rt_status teacher_run(teacher *t, const int32_t *inputs, int B, int32_t *ids, float *logp,
-                      float *tail, float *feat);
+/* Entries per position of the scheme: topk for topk (capped at vocab),
+ * samples for sample, topk + samples for topk+sample. */
+int teacher_label_width(const teacher_config *c);
+
+/* The sampling seed of a window: every position of the window starting at
+ * token `start` of the shard, at global training step `step`, draws from a
+ * stream derived from it. A function of the run's seed and the batch's
+ * identity only, so online labels, a resume and a label cache agree. */
+uint64_t teacher_window_seed(uint64_t seed, int64_t step, int64_t start);
+
+/* Runs the forward over inputs (B, T) and writes, for n = B*T positions and
+ * W = teacher_label_width entries per position: ids (n, W) and logp (n, W)
+ * (top-k in descending probability; sampled rows as student_teacher_sample
+ * says), tail (n), and when feat != NULL the feature maps
+ * (n_features, n, d_model) in the order of feature_layers. row_seeds (B)
+ * are the rows' teacher_window_seed values (read by the sampled schemes
+ * only; may be NULL for topk). With dense topk, ids may be NULL (then
+ * 0..V-1 is implied). A token id outside the vocabulary is RT_ERR_ARGS. */
+rt_status teacher_run(teacher *t, const int32_t *inputs, int B, const uint64_t *row_seeds,
+                      int32_t *ids, float *logp, float *tail, float *feat);
 
 /* Logits (B, T, V) of the last teacher_run (top-1 agreement, tests). */
 const float *teacher_logits(const teacher *t);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rt_rand.h"
 #include "student.h"
 
 /* ------------------------------------------------------------ fixture */
@@ -36,6 +37,7 @@ static struct {
     float kd_T;
     int kd_k;
     int feat_n, feat_cs, feat_ct; /* feature_fixture: rows, widths */
+    int kd_n, kd_s; /* draws of the sampled label fixtures */
     fx_entry *e;
     int n, cap;
     unsigned char *blob[2];
@@ -57,6 +59,7 @@ static int fx_load_file(int file, const char *stem) {
             continue;
         if (sscanf(line, "kd %f %d", &fx.kd_T, &fx.kd_k) == 2) continue;
         if (sscanf(line, "feature %d %d %d", &fx.feat_n, &fx.feat_cs, &fx.feat_ct) == 3) continue;
+        if (sscanf(line, "sample %d %d", &fx.kd_n, &fx.kd_s) == 2) continue;
         if (fx.n == fx.cap) {
             fx.cap = fx.cap ? 2 * fx.cap : 256;
             fx.e = realloc(fx.e, (size_t)fx.cap * sizeof *fx.e);
@@ -715,6 +718,157 @@ static void test_feature_loss(void) {
     feature_case("cos_id", 1, 0);
 }
 
+/* The student's KL on sampled sparse labels (the `sample` and `topk+sample`
+ * rows of the fixture, padded with logp = -inf) against torch autograd. */
+static void test_loss_sparse(void) {
+    const int n = fx.B * fx.T, V = fx.V;
+    const float T = fx.kd_T;
+    const float *z = fx_f32("logits", (size_t)n * V);
+    float *d = malloc((size_t)n * V * sizeof *d), *tail = calloc((size_t)n, sizeof *tail);
+    struct { const char *tag; int W; } c[2] = {{"sample", fx.kd_n},
+                                               {"topk_sample", fx.kd_k + fx.kd_s}};
+    for (int i = 0; i < 2; i++) {
+        char ni[64], nl[64], ns[64], ng[64];
+        snprintf(ni, sizeof ni, "ls_%s_ids", c[i].tag);
+        snprintf(nl, sizeof nl, "ls_%s_logp", c[i].tag);
+        snprintf(ns, sizeof ns, "ls_%s_sum", c[i].tag);
+        snprintf(ng, sizeof ng, "ls_%s_grad", c[i].tag);
+        const int W = c[i].W;
+        const float scale = 0.5f, pre = 0.125f;
+        for (size_t j = 0; j < (size_t)n * V; j++) d[j] = pre;
+        double kl = 0.0;
+        CU_ASSERT_EQUAL_FATAL(student_loss_kd(WS, z, n, V, T, fx_get(ni, "i32", (size_t)n * W),
+                                              fx_f32(nl, (size_t)n * W), tail, W, d, scale, &kl),
+                              RT_OK);
+        const float *rg = fx_f32(ng, (size_t)n * V);
+        double worst = 0.0;
+        for (size_t j = 0; j < (size_t)n * V; j++)
+            worst = fmax(worst, fabs((double)d[j] - pre - scale * (double)rg[j]));
+        const double ref = fx_f64(ns);
+        printf("\n    KD %s (%d entries, padded): sum %.8f vs torch %.8f (rel %.2e, tol 1e-5); "
+               "grad max abs diff %.2e (tol 1e-6)",
+               c[i].tag, W, kl, ref, fabs(kl - ref) / fabs(ref), worst);
+        CU_ASSERT(isfinite(kl) && fabs(kl - ref) <= 1e-5 * fabs(ref));
+        CU_ASSERT(worst <= 1e-6);
+    }
+    free(d);
+    free(tail);
+}
+
+/* The sampled schemes' gradient is unbiased: its mean over M independent
+ * draws matches the dense soft-label gradient of the torch fixture within
+ * 5 standard errors per entry (+ 1e-6 for float rounding), where the
+ * standard error of entry j is sqrt(Var p^_j / M) / T: p_j (1 - p_j) / n
+ * for `sample`, p_j (m - p_j) / s on the tail of `topk+sample` (m = tail
+ * mass) and 0 on its exact top-k. The top-k + tail-bucket gradient, which
+ * is biased, must fail the same bound (so the check can fail). Also: the
+ * rows' structure (exact part = student_teacher_topk, probabilities sum to
+ * 1, counts are integers summing to n, padding) and seed determinism. */
+static void test_sample_unbiased(void) {
+    const int n = fx.B * fx.T, V = fx.V, k = fx.kd_k, M = 4000;
+    const float T = fx.kd_T;
+    const float *z = fx_f32("logits", (size_t)n * V), *zt = fx_f32("kd_teacher_logits", (size_t)n * V);
+    const float *dense = fx_f32("kd_dense_grad", (size_t)n * V);
+    const float *plp = fx_f32("kd_dense_logp", (size_t)n * V);
+    int32_t *tk_ids = malloc((size_t)n * k * sizeof *tk_ids);
+    float *tk_lp = malloc((size_t)n * k * sizeof *tk_lp), *tk_tail = malloc((size_t)n * sizeof *tk_tail);
+    CU_ASSERT_EQUAL_FATAL(student_teacher_topk(WS, zt, n, V, T, k, tk_ids, tk_lp, tk_tail), RT_OK);
+    const int Wmax = k + fx.kd_n;
+    int32_t *ids = malloc((size_t)n * Wmax * sizeof *ids), *ids2 = malloc((size_t)n * Wmax * sizeof *ids2);
+    float *lp = malloc((size_t)n * Wmax * sizeof *lp), *lp2 = malloc((size_t)n * Wmax * sizeof *lp2);
+    float *zero = calloc((size_t)n, sizeof *zero), *d = malloc((size_t)n * V * sizeof *d);
+    double *mean = malloc((size_t)n * V * sizeof *mean), *se = malloc((size_t)n * V * sizeof *se);
+    uint64_t *seeds = malloc((size_t)n * sizeof *seeds);
+    for (int scheme = 0; scheme < 2; scheme++) {
+        const int kx = scheme ? k : 0, ns = scheme ? fx.kd_s : fx.kd_n, W = kx + ns;
+        for (int i = 0; i < n; i++) {
+            double m = 1.0;
+            if (kx) {
+                m = 0.0;
+                for (int j = 0; j < V; j++) m += exp(plp[(size_t)i * V + j]);
+                for (int j = 0; j < kx; j++) m -= exp(plp[(size_t)i * V + tk_ids[(size_t)i * k + j]]);
+            }
+            for (int j = 0; j < V; j++) {
+                const double p = exp(plp[(size_t)i * V + j]);
+                int exact = 0;
+                for (int e = 0; e < kx; e++) exact |= tk_ids[(size_t)i * k + e] == j;
+                se[(size_t)i * V + j] = exact ? 0.0 : sqrt(fmax(p * (m - p), 0.0) / ns / M) / T;
+            }
+        }
+        memset(mean, 0, (size_t)n * V * sizeof *mean);
+        int structure_ok = 1;
+        for (int t = 0; t < M; t++) {
+            for (int i = 0; i < n; i++) seeds[i] = rt_seed_derive((uint64_t)t, (uint64_t)i);
+            CU_ASSERT_EQUAL_FATAL(student_teacher_sample(zt, n, V, T, kx, tk_ids, tk_lp, ns, seeds,
+                                                         ids, lp), RT_OK);
+            if (t < 50) {
+                for (int i = 0; i < n; i++) {
+                    const int32_t *ri = ids + (size_t)i * W;
+                    const float *rl = lp + (size_t)i * W;
+                    double tot = 0.0, m = 1.0, cnt = 0.0;
+                    for (int e = 0; e < kx; e++) {
+                        structure_ok &= ri[e] == tk_ids[(size_t)i * k + e] && rl[e] == tk_lp[(size_t)i * k + e];
+                        m -= exp(rl[e]);
+                    }
+                    for (int e = 0; e < W; e++) {
+                        if (rl[e] == -INFINITY) {
+                            structure_ok &= ri[e] == ri[0];
+                            continue;
+                        }
+                        tot += exp(rl[e]);
+                        if (e >= kx) {
+                            const double c = exp(rl[e]) * ns / m;
+                            structure_ok &= fabs(c - round(c)) < 1e-3 && c >= 0.999;
+                            cnt += round(c);
+                        }
+                    }
+                    structure_ok &= fabs(tot - 1.0) < 1e-5 && cnt == ns;
+                }
+            }
+            memset(d, 0, (size_t)n * V * sizeof *d);
+            double kl = 0.0;
+            CU_ASSERT_EQUAL_FATAL(student_loss_kd(WS, z, n, V, T, ids, lp, zero, W, d, 1.0f, &kl),
+                                  RT_OK);
+            for (size_t j = 0; j < (size_t)n * V; j++) mean[j] += (double)d[j] / M;
+        }
+        double worst = 0.0, worst_abs = 0.0;
+        int bad = 0;
+        for (size_t j = 0; j < (size_t)n * V; j++) {
+            const double dev = fabs(mean[j] - dense[j]), tol = 5.0 * se[j] + 1e-6;
+            bad += dev > tol;
+            worst = fmax(worst, dev / tol);
+            worst_abs = fmax(worst_abs, dev);
+        }
+        printf("\n    %s (%d draws, top-%d exact): mean of %d gradients vs torch dense: max |diff| %.2e, "
+               "max |diff| / (5 SE + 1e-6) %.2f, %d entries beyond it (tol 0); structure %s",
+               scheme ? "topk+sample" : "sample", ns, kx, M, worst_abs, worst, bad,
+               structure_ok ? "ok" : "BROKEN");
+        CU_ASSERT(bad == 0);
+        CU_ASSERT(structure_ok);
+        /* the top-k + tail bucket (k = kd_k) is biased: same bound, same
+         * standard errors as this `sample` run, must fail */
+        if (!scheme) {
+            const float *tg = fx_f32("kd_topk_grad", (size_t)n * V);
+            int biased = 0;
+            for (size_t j = 0; j < (size_t)n * V; j++) biased += fabs(tg[j] - dense[j]) > 5.0 * se[j] + 1e-6;
+            printf("\n    top-%d + tail bucket: %d entries beyond 5 standard errors (must be > 0)", k,
+                   biased);
+            CU_ASSERT(biased > 0);
+        }
+        /* same seeds, same labels; another seed, other labels */
+        for (int i = 0; i < n; i++) seeds[i] = rt_seed_derive(7, (uint64_t)i);
+        student_teacher_sample(zt, n, V, T, kx, tk_ids, tk_lp, ns, seeds, ids, lp);
+        student_teacher_sample(zt, n, V, T, kx, tk_ids, tk_lp, ns, seeds, ids2, lp2);
+        CU_ASSERT(memcmp(ids, ids2, (size_t)n * W * sizeof *ids) == 0 &&
+                  memcmp(lp, lp2, (size_t)n * W * sizeof *lp) == 0);
+        for (int i = 0; i < n; i++) seeds[i] = rt_seed_derive(8, (uint64_t)i);
+        student_teacher_sample(zt, n, V, T, kx, tk_ids, tk_lp, ns, seeds, ids2, lp2);
+        CU_ASSERT(memcmp(ids, ids2, (size_t)n * W * sizeof *ids) != 0);
+    }
+    free(tk_ids), free(tk_lp), free(tk_tail), free(ids), free(ids2), free(lp), free(lp2);
+    free(zero), free(d), free(mean), free(se), free(seeds);
+}
+
 static void test_adamw(void) {
     student_model *m = fx_model(STUDENT_F32, 1, 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
@@ -1047,6 +1201,8 @@ int main(void) {
     CU_add_test(s, "teacher top-k vs brute force, with ties", test_teacher_topk_ties);
     CU_add_test(s, "loss kernels: workspace, no allocation, statuses", test_loss_workspace);
     CU_add_test(s, "feature loss vs torch, finite differences", test_feature_loss);
+    CU_add_test(s, "sparse sampled soft labels: KL and gradient vs torch", test_loss_sparse);
+    CU_add_test(s, "sampled soft labels: unbiased gradient, structure, seeds", test_sample_unbiased);
     CU_add_test(s, "AdamW vs torch.optim.AdamW, grad norm", test_adamw);
     CU_add_test(s, "learning-rate schedule", test_lr_schedule);
     CU_add_test(s, "GPT-2 init", test_init);

@@ -97,5 +97,10 @@ expect_err nz "short/val.h5: $n tokens are fewer than one window" "$RETORT" trai
   --set train.steps=2 --set model.seq_len=$((n - 1)) 2>short.log ||
   { cat short.log; fail "a val shard of exactly one window (seq_len $((n - 1))) failed"; }
 grep -q '"val_loss"' runs/short1/metrics.jsonl || fail "no val_loss from the one-window val shard"
+# sampled soft labels that leave no tail to sample, an unknown scheme
+expect_err nz "distill.samples" mpirun -np 2 "$RETORT" train --config ok.ini \
+  --set distill.teachers=1 --set distill.teacher=$good --set distill.labels=sample \
+  --set distill.samples=512
+expect_err 2 "distill.labels" "$RETORT" train --config ok.ini --set distill.labels=tokp
 [ ! -e runs/ok/metrics.jsonl.tmp ] || fail "stray files"
 echo "train_errors: ok"

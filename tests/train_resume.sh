@@ -4,7 +4,10 @@
 # resumed with --resume, and its final /model and /optimizer must be
 # bit-identical (h5diff, no tolerance) to an uninterrupted run. MODE=distill
 # does the same with a teacher rank (the whole job is killed, as when a node
-# is lost). Then elastic resume: a 2-student checkpoint resumed by 1 student
+# is lost) sending topk+sample soft labels, whose draws are seeded from
+# (seed, step, window, position), so the resumed run must draw the same
+# tokens (the plain top-k path is covered by train_dp). Then elastic
+# resume: a 2-student checkpoint resumed by 1 student
 # (same global batch) finishes within float reduction order of an
 # uninterrupted 1-student run.
 source "$(dirname "$0")/train_lib.sh"
@@ -15,7 +18,7 @@ launch=("$RETORT")
 if [ "$MODE" = distill ]; then
   rt_config teacher.ini runs/teacher
   "$RETORT" train --config teacher.ini 2>/dev/null || fail "teacher training failed"
-  extra+=("[distill]" "teachers = 1" "teacher = runs/teacher/final.h5" "topk = 8")
+  extra+=("[distill]" "teachers = 1" "teacher = runs/teacher/final.h5" "labels = topk+sample" "topk = 8" "samples = 8")
   launch=(mpirun -np 2 "$RETORT")
 fi
 rt_config ref.ini runs/ref "${extra[@]}"

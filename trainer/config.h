@@ -72,7 +72,9 @@ typedef struct {
         int teachers;                  /* teacher ranks; 0 = plain training */
         char teacher[TRAINER_STR_MAX]; /* teacher checkpoint */
         double temperature, alpha;
+        int labels;  /* teacher_labels: topk | sample | topk+sample */
         int topk;
+        int samples; /* draws per position of the sampled schemes */
         double beta;
         char feature_map[TRAINER_STR_MAX]; /* "s1:t2,s3:t5" or "" */
         trainer_feature_loss feature_loss;

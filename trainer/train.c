@@ -104,13 +104,44 @@ static rt_status check_teacher(const trainer_config *cfg, const student_config *
                            "distill.feature_map: teacher layer %d is out of range 1..%d (%s)",
                            t, tc->n_layer, tp);
     }
-    if (cfg->distill.divergence != TRAINER_DIV_KL && cfg->distill.topk < tc->vocab_size)
+    if (cfg->distill.divergence != TRAINER_DIV_KL &&
+        (cfg->distill.labels != TEACHER_LABELS_TOPK || cfg->distill.topk < tc->vocab_size))
         return rt_fail(RT_ERR_ARGS,
-                       "distill.divergence = %s needs dense soft labels: set distill.topk >= "
-                       "%d (the vocabulary size)",
+                       "distill.divergence = %s needs dense soft labels: set distill.labels = "
+                       "topk and distill.topk >= %d (the vocabulary size)",
                        cfg->distill.divergence == TRAINER_DIV_JSD ? "jsd" : "reverse_kl",
                        tc->vocab_size);
+    if (cfg->distill.labels != TEACHER_LABELS_TOPK) {
+        const int k = cfg->distill.labels == TEACHER_LABELS_SAMPLE ? 0 : cfg->distill.topk;
+        if ((int64_t)k + cfg->distill.samples >= tc->vocab_size)
+            return rt_fail(RT_ERR_ARGS,
+                           "distill.samples = %d%s leaves no tail to sample in a vocabulary of "
+                           "%d: lower it, or send every probability with distill.labels = topk "
+                           "and distill.topk = %d",
+                           cfg->distill.samples, k ? " + distill.topk" : "", tc->vocab_size,
+                           tc->vocab_size);
+    }
     return RT_OK;
+}
+
+/* The teacher's settings for this run: its shape, the label scheme and
+ * the feature layers. Students use it too, for the label width. */
+static teacher_config run_teacher_config(const trainer_config *cfg, const student_config *tmodel,
+                                         int batch) {
+    teacher_config tc = {
+        .model = *tmodel,
+        .batch = batch,
+        .precision = cfg->distill.teacher_precision == TRAINER_PRECISION_BF16 ? STUDENT_BF16
+                                                                              : STUDENT_F32,
+        .temperature = (float)cfg->distill.temperature,
+        .labels = (teacher_labels)cfg->distill.labels,
+        .topk = cfg->distill.topk < tmodel->vocab_size ? cfg->distill.topk : tmodel->vocab_size,
+        .samples = cfg->distill.samples,
+        .n_features = cfg->distill.n_feature_pairs,
+    };
+    for (int p = 0; p < tc.n_features; p++)
+        tc.feature_layers[p] = cfg->distill.feature_pairs[p][1] - 1; /* HF index -> block */
+    return tc;
 }
 
 /* Micro-batch geometry shared by teachers and students. */
@@ -156,6 +187,7 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
     data_sampler **samplers = NULL;
     int32_t *inputs = NULL, *targets = NULL;
     int64_t *starts = NULL;
+    uint64_t *row_seeds = NULL;
     comm_record rec;
     comm_record_init(&rec);
     const int n_served = comm_roles_n_served(roles);
@@ -170,14 +202,8 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
                                     : STUDENT_F32,
                                 0, &tm, NULL);
     if (st != RT_OK) goto cleanup;
-    teacher_config tc = {
-        .batch = rs.mb,
-        .temperature = (float)cfg->distill.temperature,
-        .topk = cfg->distill.topk < sc->vocab_size ? cfg->distill.topk : sc->vocab_size,
-        .n_features = cfg->distill.n_feature_pairs,
-    };
-    for (int p = 0; p < tc.n_features; p++)
-        tc.feature_layers[p] = cfg->distill.feature_pairs[p][1] - 1; /* HF index -> block */
+    /* shape and precision come from the loaded model */
+    teacher_config tc = run_teacher_config(cfg, sc, rs.mb);
     if ((st = teacher_create_with(&tc, tm, &t)) != RT_OK) goto cleanup;
     tc = *teacher_cfg(t);
 
@@ -190,7 +216,8 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
     inputs = malloc((size_t)rs.b * rs.T * sizeof *inputs);
     targets = malloc((size_t)rs.b * rs.T * sizeof *targets);
     starts = malloc((size_t)rs.b * sizeof *starts);
-    if (!samplers || !inputs || !targets || !starts) {
+    row_seeds = malloc((size_t)rs.mb * sizeof *row_seeds);
+    if (!samplers || !inputs || !targets || !starts || !row_seeds) {
         st = rt_fail(RT_ERR_NOMEM, "teacher: out of memory for %d rows", rs.b);
         goto cleanup;
     }
@@ -200,8 +227,8 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
                                  &samplers[i]);
         if (st != RT_OK) goto cleanup;
     }
-    st = comm_record_reserve(&rec, rs.mb, rs.T, tc.topk, sc->vocab_size, tc.n_features,
-                             tc.model.d_model);
+    st = comm_record_reserve(&rec, rs.mb, rs.T, teacher_label_width(&tc), sc->vocab_size,
+                             tc.n_features, tc.model.d_model);
     if (st != RT_OK) goto cleanup;
     rec.temperature = tc.temperature;
 
@@ -214,9 +241,13 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
                 (st = data_sampler_windows(samplers[i], step, starts)) != RT_OK)
                 goto cleanup;
             for (int j = 0; j < rs.n_micro; j++) {
+                for (int w = 0; w < rs.mb; w++)
+                    row_seeds[w] = teacher_window_seed((uint64_t)cfg->train.seed, step,
+                                                       starts[(size_t)j * rs.mb + w]);
                 const double t0 = omp_get_wtime();
-                st = teacher_run(t, inputs + (size_t)j * rs.mb * rs.T, rs.mb, rec.ids,
-                                 rec.logprobs, rec.tail, tc.n_features ? rec.feat : NULL);
+                st = teacher_run(t, inputs + (size_t)j * rs.mb * rs.T, rs.mb, row_seeds,
+                                 rec.ids, rec.logprobs, rec.tail,
+                                 tc.n_features ? rec.feat : NULL);
                 busy_s += omp_get_wtime() - t0;
                 busy_tokens += (int64_t)rs.mb * rs.T;
                 if (st != RT_OK) goto cleanup;
@@ -248,6 +279,7 @@ cleanup:
     free(inputs);
     free(targets);
     free(starts);
+    free(row_seeds);
     comm_record_free(&rec);
     comm_stream_destroy(stream);
     teacher_destroy(t);
@@ -313,7 +345,7 @@ typedef struct {
     student_config mc;
     student_config tc; /* teacher shape (distillation only) */
     int distill;
-    int topk;
+    int width;          /* soft-label entries per position (teacher_label_width) */
     data_shard *train;  /* read a window at a time (data_sampler_read), never loaded */
     int32_t *val;       /* the val tokens evaluate() reads, not the whole shard */
     int64_t n_val;
@@ -632,7 +664,7 @@ static rt_status micro_step(student_run *s, int64_t step, int j, double *sums) {
         RT_TRY(comm_record_check_identity(r, record_seq(rs, step, j), s->rank,
                                           s->starts + (size_t)j * rs->mb, rs->mb));
         /* before anything is read from it (the features especially) */
-        RT_TRY(comm_record_check_shape(r, step, T, V, s->topk, c->distill.n_feature_pairs,
+        RT_TRY(comm_record_check_shape(r, step, T, V, s->width, c->distill.n_feature_pairs,
                                        s->tc.d_model));
         const float Tk = (float)c->distill.temperature, a = (float)c->distill.alpha;
         const float ce_scale = (1.0f - a) * per_rank, kd_scale = a * Tk * Tk * per_rank;
@@ -652,7 +684,8 @@ static rt_status micro_step(student_run *s, int64_t step, int j, double *sums) {
         }
         sums[S_CE] += ce;
         sums[S_KD] += kd;
-        /* top-1 agreement: ids are sorted by probability unless dense */
+        /* top-1 agreement: ids are sorted by probability unless dense (the
+         * sample scheme's first id is the most drawn token, an estimate) */
         int64_t agree = 0;
 #pragma omp parallel for reduction(+ : agree) schedule(static)
         for (int i = 0; i < n_pos; i++) {
@@ -733,7 +766,8 @@ static rt_status student_setup(student_run *s, const char *resume_arg) {
     s->distill = c->distill.teachers > 0;
     if (s->distill) {
         RT_TRY(check_teacher(c, &s->mc, &s->tc));
-        s->topk = c->distill.topk < s->rs.V ? c->distill.topk : s->rs.V;
+        const teacher_config tcfg = run_teacher_config(c, &s->tc, s->rs.mb);
+        s->width = teacher_label_width(&tcfg);
     }
     RT_TRY(data_sampler_create(c->data.train, data_shard_n_tokens(s->train), s->rs.T, s->rs.G,
                                s->rs.R, s->rank, (uint64_t)c->train.seed, &s->sampler));

@@ -1,0 +1,147 @@
+/* Sampled soft labels: the teacher side of the `sample` and `topk+sample`
+ * label schemes.
+ *
+ * Top-k truncation is a biased estimate of the teacher's distribution: the
+ * tail bucket carries the tail's total mass but not its shape, so the
+ * student's soft-label gradient differs from the dense one in expectation.
+ * Drawing n tokens from the teacher's p = softmax(z / T) and sending the
+ * distinct ones with their counts gives an empirical distribution p^ with
+ * E[p^] = p, and the KL gradient (q - p^) / T is linear in p^, so it equals
+ * the dense gradient in expectation (random-sampling KD; Anshumann et al.,
+ * "Sparse Logit Sampling", ACL 2025). The stratified variant keeps the k
+ * largest probabilities exactly and samples only the tail, with the tail's
+ * mass: same unbiasedness, lower variance where the teacher is peaked.
+ *
+ * Counts travel as log-probabilities of the empirical distribution,
+ * log(mass * count / n), in the same (ids, logp) rows as top-k labels, so
+ * the student's one KL kernel (loss.c) serves every sparse scheme; rows are
+ * padded to a fixed width with logp = -inf (no mass), which the kernel
+ * skips. The draws of a position come from the splitmix64 stream of its
+ * seed (data/rt_rand.h), which the trainer derives from (seed, step, window,
+ * position): a run, its resume and a label cache draw the same tokens. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "rt_rand.h"
+#include "student_internal.h"
+
+typedef struct {
+    int32_t id, count;
+} label_count;
+
+/* count descending, then id ascending: a total order, so qsort is
+ * deterministic */
+static int by_count(const void *a, const void *b) {
+    const label_count *x = a, *y = b;
+    if (x->count != y->count) return x->count > y->count ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static int by_value(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Per-thread scratch: e (V) exponentials, in (V) top-k marks, u (n) draws,
+ * c (n) distinct tokens with counts. */
+typedef struct {
+    float *e;
+    uint8_t *in;
+    double *u;
+    label_count *c;
+} sample_scratch;
+
+/* One position: see student_teacher_sample. */
+static void sample_row(const float *z, int V, float invT, int k, const int32_t *tk_ids,
+                       const float *tk_logp, int n, uint64_t seed, int32_t *ids, float *logp,
+                       const sample_scratch *w) {
+    const int W = k + n;
+    float mx = -INFINITY;
+    for (int j = 0; j < V; j++) mx = z[j] > mx ? z[j] : mx;
+    double s = 0.0;
+    for (int j = 0; j < V; j++) {
+        w->e[j] = student_expf((z[j] - mx) * invT);
+        s += w->e[j];
+    }
+    for (int j = 0; j < k; j++) {
+        ids[j] = tk_ids[j];
+        logp[j] = tk_logp[j];
+        w->in[tk_ids[j]] = 1;
+    }
+    /* the mass outside the exact entries, summed in the order of the
+     * sweep below so that the last draw lands inside it */
+    double s_out = 0.0;
+    for (int j = 0; j < V; j++)
+        if (!w->in[j]) s_out += w->e[j];
+    int n_dist = 0;
+    if (s_out > 0.0) {
+        uint64_t st = seed;
+        for (int i = 0; i < n; i++) w->u[i] = rt_uniform01(&st) * s_out; /* (0, s_out] */
+        qsort(w->u, (size_t)n, sizeof *w->u, by_value);
+        double acc = 0.0;
+        int i = 0, last = -1;
+        for (int j = 0; j < V && i < n; j++) {
+            if (w->in[j] || w->e[j] <= 0.0f) continue;
+            acc += w->e[j];
+            last = j;
+            int c = 0;
+            while (i < n && w->u[i] <= acc) i++, c++;
+            if (c) w->c[n_dist++] = (label_count){j, c};
+        }
+        /* rounding can leave draws just above the last partial sum: they
+         * belong to the last token with mass */
+        if (i < n && last >= 0) {
+            if (n_dist > 0 && w->c[n_dist - 1].id == last)
+                w->c[n_dist - 1].count += n - i;
+            else
+                w->c[n_dist++] = (label_count){last, n - i};
+        }
+        qsort(w->c, (size_t)n_dist, sizeof *w->c, by_count);
+    }
+    const double m = s_out / s; /* probability mass the draws stand for */
+    for (int d = 0; d < n_dist; d++) {
+        ids[k + d] = w->c[d].id;
+        logp[k + d] = (float)log(m * (double)w->c[d].count / (double)n);
+    }
+    for (int d = k + n_dist; d < W; d++) {
+        ids[d] = ids[0];
+        logp[d] = -INFINITY;
+    }
+    for (int j = 0; j < k; j++) w->in[tk_ids[j]] = 0;
+}
+
+rt_status student_teacher_sample(const float *logits, int n_pos, int V, float T, int k,
+                                 const int32_t *topk_ids, const float *topk_logp, int n_samples,
+                                 const uint64_t *seeds, int32_t *ids, float *logp) {
+    RT_ASSERT(T > 0.0f && k >= 0 && n_samples >= 1 && k + n_samples <= V);
+    RT_ASSERT(k == 0 || (topk_ids && topk_logp));
+    const int nt = omp_get_max_threads();
+    size_t per = (size_t)V * sizeof(float) + (size_t)V + (size_t)n_samples * sizeof(double) +
+                 (size_t)n_samples * sizeof(label_count);
+    per = (per + 63) & ~(size_t)63; /* keeps each thread's doubles aligned */
+    unsigned char *blk = calloc((size_t)nt, per);
+    if (!blk)
+        return rt_fail(RT_ERR_NOMEM, "out of memory for sampled soft labels (%d threads x %zu bytes)",
+                       nt, per);
+    const float invT = 1.0f / T;
+    const int W = k + n_samples;
+#pragma omp parallel num_threads(nt)
+    {
+        unsigned char *p = blk + (size_t)omp_get_thread_num() * per;
+        sample_scratch w;
+        w.u = (double *)p;
+        p += (size_t)n_samples * sizeof(double);
+        w.e = (float *)p;
+        p += (size_t)V * sizeof(float);
+        w.c = (label_count *)p;
+        p += (size_t)n_samples * sizeof(label_count);
+        w.in = p;
+#pragma omp for schedule(static)
+        for (int i = 0; i < n_pos; i++)
+            sample_row(logits + (size_t)i * V, V, invT, k, k ? topk_ids + (size_t)i * k : NULL,
+                       k ? topk_logp + (size_t)i * k : NULL, n_samples, seeds[i],
+                       ids + (size_t)i * W, logp + (size_t)i * W, &w);
+    }
+    free(blk);
+    return RT_OK;
+}
