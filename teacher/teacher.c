@@ -125,13 +125,13 @@ const float *teacher_logits(const teacher *t) {
     return student_logits((student_model *)t->model);
 }
 
-rt_status teacher_run(teacher *t, const int32_t *inputs, int B, const uint64_t *row_seeds,
-                      int32_t *ids, float *logp, float *tail, float *feat) {
+rt_status teacher_run(teacher *t, const int32_t *inputs, int B, uint64_t seed, int64_t step,
+                      const int64_t *starts, int32_t *ids, float *logp, float *tail, float *feat) {
     const teacher_config *c = &t->cfg;
     if (B < 1 || B > c->batch)
         return rt_fail(RT_ERR_ARGS, "teacher: %d rows asked, planned for 1..%d", B, c->batch);
-    if (c->labels != TEACHER_LABELS_TOPK && !row_seeds)
-        return rt_fail(RT_ERR_ARGS, "teacher: sampled soft labels need the rows' seeds");
+    if (c->labels != TEACHER_LABELS_TOPK && !starts)
+        return rt_fail(RT_ERR_ARGS, "teacher: sampled soft labels need the rows' window starts");
     RT_TRY(student_forward(t->model, inputs, B));
     const int T = c->model.seq_len, V = c->model.vocab_size, C = c->model.d_model;
     const int n_pos = B * T;
@@ -141,9 +141,10 @@ rt_status teacher_run(teacher *t, const int32_t *inputs, int B, const uint64_t *
         RT_TRY(student_teacher_topk(ws, z, n_pos, V, c->temperature, teacher_label_width(c), ids,
                                     logp, tail));
     } else {
-        for (int r = 0; r < B; r++)
-            for (int i = 0; i < T; i++)
-                t->seeds[(size_t)r * T + i] = rt_seed_derive(row_seeds[r], (uint64_t)i);
+        for (int r = 0; r < B; r++) {
+            const uint64_t row = teacher_window_seed(seed, step, starts[r]);
+            for (int i = 0; i < T; i++) t->seeds[(size_t)r * T + i] = rt_seed_derive(row, (uint64_t)i);
+        }
         const int k = c->labels == TEACHER_LABELS_TOPK_SAMPLE ? c->topk : 0;
         if (k)
             RT_TRY(student_teacher_topk(ws, z, n_pos, V, c->temperature, k, t->tk_ids,

@@ -74,12 +74,14 @@ uint64_t teacher_window_seed(uint64_t seed, int64_t step, int64_t start);
  * W = teacher_label_width entries per position: ids (n, W) and logp (n, W)
  * (top-k in descending probability; sampled rows as student_teacher_sample
  * says), tail (n), and when feat != NULL the feature maps
- * (n_features, n, d_model) in the order of feature_layers. row_seeds (B)
- * are the rows' teacher_window_seed values (read by the sampled schemes
- * only; may be NULL for topk). With dense topk, ids may be NULL (then
- * 0..V-1 is implied). A token id outside the vocabulary is RT_ERR_ARGS. */
-rt_status teacher_run(teacher *t, const int32_t *inputs, int B, const uint64_t *row_seeds,
-                      int32_t *ids, float *logp, float *tail, float *feat);
+ * (n_features, n, d_model) in the order of feature_layers. The rows are the
+ * windows starting at starts (B) of global step `step` of a run seeded with
+ * `seed`: the sampled schemes draw position i of row r from
+ * rt_seed_derive(teacher_window_seed(seed, step, starts[r]), i). With dense
+ * topk, ids may be NULL (then 0..V-1 is implied). A token id outside the
+ * vocabulary is RT_ERR_ARGS. */
+rt_status teacher_run(teacher *t, const int32_t *inputs, int B, uint64_t seed, int64_t step,
+                      const int64_t *starts, int32_t *ids, float *logp, float *tail, float *feat);
 
 /* Logits (B, T, V) of the last teacher_run (top-1 agreement, tests). */
 const float *teacher_logits(const teacher *t);

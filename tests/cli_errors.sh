@@ -30,7 +30,7 @@ one_line() {
   [ "$(wc -l <"$tmp/err")" -eq 1 ] || fail "$1: stderr is not one line"
 }
 
-commands="prepare train eval generate prune export info bench report"
+commands="prepare train label eval generate prune export info bench report"
 
 run --help;        expect 0 out "usage: retort" "retort --help"
 for c in $commands; do
@@ -53,7 +53,7 @@ for f in --input --out --vocab-size --val-fraction --tokenizer --quiet; do
   grep -qF -- "$f" "$tmp/out" || fail "prepare --help lacks $f"
 done
 run train --help
-for k in n_layer seq_len run_dir micro_batch feature_map teacher_precision freeze_scales nm; do
+for k in n_layer seq_len run_dir micro_batch feature_map teacher_precision freeze_scales nm labels samples labels_dir; do
   grep -qE "^  $k = " "$tmp/out" || fail "train --help lacks config key $k"
 done
 
@@ -81,7 +81,7 @@ run trian;         expect 2 err "did you mean 'train'" "misspelled command"
 run --frob;        expect 2 err "'--frob'" "unknown program option"
 
 # Unknown flags: exit 2, one line naming the flag, for every command with a table.
-for c in prepare train eval generate prune export info report; do
+for c in prepare train label eval generate prune export info report; do
   run "$c" --no-such-flag
   expect 2 err "'--no-such-flag'" "$c unknown flag"; one_line "$c unknown flag"
 done
@@ -92,6 +92,7 @@ expect 2 err "did you mean --vocab-size" "misspelled flag"
 run prepare --out d;                  expect 2 err "--input" "prepare without --input"
 run prepare --input x;                expect 2 err "--out" "prepare without --out"
 run train;                            expect 2 err "--config" "train without --config"
+run label --config x.ini;             expect 2 err "--out" "label without --out"
 run eval --model m.h5;                expect 2 err "--data" "eval without --data"
 run generate --prompt hi;             expect 2 err "--model" "generate without --model"
 run prune --model m --out o;          expect 2 err "--method" "prune without --method"

@@ -578,6 +578,41 @@ const cli_spec trainer_spec_train = {
     .extra_help = trainer_config_print_help,
 };
 
+static const cli_option label_options[] = {
+    {.name = "config", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "FILE",
+     .help = "The distillation config the labels are for (the same file `retort train` will "
+             "read with distill.labels_dir = DIR)."},
+    {.name = "set", .type = CLI_STRING, .flags = CLI_REPEAT, .metavar = "S.K=V",
+     .help = "Override one key after the file is read, as for `retort train`."},
+    {.name = "out", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "DIR",
+     .help = "The cache folder: index.json and chunk_NNNNNN.bin files. Created when missing; "
+             "when it holds an unfinished cache for the same config, the chunks already "
+             "written are kept and only the rest is computed."},
+    {.name = "chunk-steps", .type = CLI_INT, .metavar = "N", .def = "25", .min = 1,
+     .max = 1000000, .help = "Training steps per chunk file (the unit of work and of resume)."},
+    {0},
+};
+
+const cli_spec trainer_spec_label = {
+    .name = "label",
+    .description =
+        "Run the teacher distill.teacher over the training windows of a run (train.steps steps "
+        "of train.batch rows, in the order the run's sampler gives them) and write its soft "
+        "labels in the configured scheme (distill.labels, topk, samples, temperature) to an "
+        "offline cache: zstd-compressed records in chunk files with an index and checksums. "
+        "`retort train` with distill.labels_dir = DIR and distill.teachers = 0 then trains "
+        "from it with no teacher ranks, and gives the same weights as online distillation "
+        "with one student rank. Every rank is a teacher; chunks are dealt round-robin. A "
+        "killed run is resumed by running it again.",
+    .options = label_options,
+    .max_positional = 0,
+    .epilog = "examples:\n"
+              "  retort label --config distill.ini --out labels/\n"
+              "  mpirun -np 4 retort label --config distill.ini --out labels/\n"
+              "  retort train --config distill.ini --set distill.teachers=0 "
+              "--set distill.labels_dir=labels/\n",
+};
+
 static const cli_option eval_options[] = {
     {.name = "model", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "CKPT",
      .help = "Checkpoint to evaluate (training or deploy file)."},
@@ -860,8 +895,9 @@ const cli_spec trainer_spec_report = {
 
 const cli_spec *trainer_spec_find(const char *name) {
     static const cli_spec *const all[] = {
-        &trainer_spec_prepare, &trainer_spec_train, &trainer_spec_eval, &trainer_spec_generate,
-        &trainer_spec_prune,   &trainer_spec_export, &trainer_spec_info, &trainer_spec_report,
+        &trainer_spec_prepare, &trainer_spec_train,  &trainer_spec_label, &trainer_spec_eval,
+        &trainer_spec_generate, &trainer_spec_prune, &trainer_spec_export, &trainer_spec_info,
+        &trainer_spec_report,
     };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (strcmp(all[i]->name, name) == 0) return all[i];

@@ -29,6 +29,7 @@ typedef struct {
 /* Entry points of the commands implemented in this folder. */
 int trainer_cmd_prepare(int argc, char **argv); /* cmd_prepare.c */
 int trainer_cmd_train(int argc, char **argv);   /* train.c */
+int trainer_cmd_label(int argc, char **argv);   /* cmd_label.c */
 int trainer_cmd_eval(int argc, char **argv);     /* cmd_eval.c (library form: eval.h) */
 int trainer_cmd_generate(int argc, char **argv); /* cmd_generate.c */
 int trainer_cmd_info(int argc, char **argv);     /* cmd_info.c */
@@ -40,6 +41,7 @@ int trainer_cmd_export(int argc, char **argv);   /* cmd_export.c */
 /* Option tables, one per command (bench parses its own subcommands). */
 extern const cli_spec trainer_spec_prepare;
 extern const cli_spec trainer_spec_train;
+extern const cli_spec trainer_spec_label;
 extern const cli_spec trainer_spec_eval;
 extern const cli_spec trainer_spec_generate;
 extern const cli_spec trainer_spec_prune;

@@ -122,6 +122,11 @@ static const trainer_config_key keys[] = {
           "Draws per position from the teacher's temperature-T distribution (labels = "
           "sample), or from its tail outside the top k (topk+sample); seeded from "
           "(train.seed, step, window, position)."),
+    K_STR("distill", "labels_dir", distill.labels_dir, "", NULL,
+          "Folder of a label cache written by `retort label` with this config: train from "
+          "its soft labels with no teacher ranks (distill.teachers = 0). The cache must match "
+          "the run (shard, seq_len, seed, batch, temperature, scheme; the teacher's checksum "
+          "when distill.teacher is set)."),
     K_FLOAT("distill", "beta", distill.beta, "0.0", 0, false, 1e6, false,
             "Weight of the feature-map loss (needs feature_map)."),
     K_STR("distill", "feature_map", distill.feature_map, "", check_feature_map,

@@ -75,6 +75,7 @@ typedef struct {
         int labels;  /* teacher_labels: topk | sample | topk+sample */
         int topk;
         int samples; /* draws per position of the sampled schemes */
+        char labels_dir[TRAINER_STR_MAX]; /* label cache to train from, "" = online */
         double beta;
         char feature_map[TRAINER_STR_MAX]; /* "s1:t2,s3:t5" or "" */
         trainer_feature_loss feature_loss;

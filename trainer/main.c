@@ -21,6 +21,8 @@
 static const trainer_command commands[] = {
     {"prepare", "text files -> BPE tokenizer + train/val token shards", trainer_cmd_prepare},
     {"train", "train or distill a model from an INI config (under mpirun)", trainer_cmd_train},
+    {"label", "precompute a run's soft labels into an offline cache (under mpirun)",
+     trainer_cmd_label},
     {"eval", "loss and perplexity of a checkpoint on a token shard", trainer_cmd_eval},
     {"generate", "sample text from a checkpoint", trainer_cmd_generate},
     {"prune", "prune a checkpoint (magnitude, wanda, N:M, heads, ffn)", trainer_cmd_prune},

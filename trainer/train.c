@@ -40,17 +40,19 @@
 #include "config.h"
 #include "data.h"
 #include "eval.h"
+#include "labels_cache.h"
 #include "metrics.h"
 #include "rt_rand.h"
 #include "student.h"
 #include "teacher.h"
+#include "train_internal.h"
 
 /* ------------------------------------------------------------ set-up */
 
 /* The student's model shape: [model] plus the data's vocabulary, or, with
  * train.init, the shape of that checkpoint (a pruned model keeps its own
  * smaller shape). Teachers call this too, to know the student's seq_len. */
-static rt_status run_model_config(const trainer_config *cfg, int64_t vocab, student_config *out) {
+rt_status trainer_run_model_config(const trainer_config *cfg, int64_t vocab, student_config *out) {
     *out = (student_config){
         .n_layer = cfg->model.n_layer, .n_head = cfg->model.n_head,
         .d_model = cfg->model.d_model, .d_ff = cfg->model.d_ff,
@@ -71,11 +73,32 @@ static rt_status run_model_config(const trainer_config *cfg, int64_t vocab, stud
     return student_config_validate(out);
 }
 
+/* The soft-label settings against a vocabulary of V tokens: the other
+ * divergences need dense labels, sampling needs a tail to draw from. */
+static rt_status check_labels(const trainer_config *cfg, int V) {
+    if (cfg->distill.divergence != TRAINER_DIV_KL &&
+        (cfg->distill.labels != TEACHER_LABELS_TOPK || cfg->distill.topk < V))
+        return rt_fail(RT_ERR_ARGS,
+                       "distill.divergence = %s needs dense soft labels: set distill.labels = "
+                       "topk and distill.topk >= %d (the vocabulary size)",
+                       cfg->distill.divergence == TRAINER_DIV_JSD ? "jsd" : "reverse_kl", V);
+    if (cfg->distill.labels != TEACHER_LABELS_TOPK) {
+        const int k = cfg->distill.labels == TEACHER_LABELS_SAMPLE ? 0 : cfg->distill.topk;
+        if ((int64_t)k + cfg->distill.samples >= V)
+            return rt_fail(RT_ERR_ARGS,
+                           "distill.samples = %d%s leaves no tail to sample in a vocabulary of "
+                           "%d: lower it, or send every probability with distill.labels = topk "
+                           "and distill.topk = %d",
+                           cfg->distill.samples, k ? " + distill.topk" : "", V, V);
+    }
+    return RT_OK;
+}
+
 /* Checks the teacher checkpoint against the student: same vocabulary and
  * sequence length, feature-map layers in range. Run by every rank at
  * start-up, before any training, so all of them fail the same way. */
-static rt_status check_teacher(const trainer_config *cfg, const student_config *sc,
-                               student_config *tc) {
+rt_status trainer_check_teacher(const trainer_config *cfg, const student_config *sc,
+                                student_config *tc) {
     ckpt_reader *r = NULL;
     RT_TRY(ckpt_open(cfg->distill.teacher, &r));
     *tc = *ckpt_reader_config(r);
@@ -104,30 +127,13 @@ static rt_status check_teacher(const trainer_config *cfg, const student_config *
                            "distill.feature_map: teacher layer %d is out of range 1..%d (%s)",
                            t, tc->n_layer, tp);
     }
-    if (cfg->distill.divergence != TRAINER_DIV_KL &&
-        (cfg->distill.labels != TEACHER_LABELS_TOPK || cfg->distill.topk < tc->vocab_size))
-        return rt_fail(RT_ERR_ARGS,
-                       "distill.divergence = %s needs dense soft labels: set distill.labels = "
-                       "topk and distill.topk >= %d (the vocabulary size)",
-                       cfg->distill.divergence == TRAINER_DIV_JSD ? "jsd" : "reverse_kl",
-                       tc->vocab_size);
-    if (cfg->distill.labels != TEACHER_LABELS_TOPK) {
-        const int k = cfg->distill.labels == TEACHER_LABELS_SAMPLE ? 0 : cfg->distill.topk;
-        if ((int64_t)k + cfg->distill.samples >= tc->vocab_size)
-            return rt_fail(RT_ERR_ARGS,
-                           "distill.samples = %d%s leaves no tail to sample in a vocabulary of "
-                           "%d: lower it, or send every probability with distill.labels = topk "
-                           "and distill.topk = %d",
-                           cfg->distill.samples, k ? " + distill.topk" : "", tc->vocab_size,
-                           tc->vocab_size);
-    }
-    return RT_OK;
+    return check_labels(cfg, tc->vocab_size);
 }
 
 /* The teacher's settings for this run: its shape, the label scheme and
  * the feature layers. Students use it too, for the label width. */
-static teacher_config run_teacher_config(const trainer_config *cfg, const student_config *tmodel,
-                                         int batch) {
+teacher_config trainer_teacher_config(const trainer_config *cfg, const student_config *tmodel,
+                                      int batch) {
     teacher_config tc = {
         .model = *tmodel,
         .batch = batch,
@@ -187,7 +193,6 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
     data_sampler **samplers = NULL;
     int32_t *inputs = NULL, *targets = NULL;
     int64_t *starts = NULL;
-    uint64_t *row_seeds = NULL;
     comm_record rec;
     comm_record_init(&rec);
     const int n_served = comm_roles_n_served(roles);
@@ -203,7 +208,7 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
                                 0, &tm, NULL);
     if (st != RT_OK) goto cleanup;
     /* shape and precision come from the loaded model */
-    teacher_config tc = run_teacher_config(cfg, sc, rs.mb);
+    teacher_config tc = trainer_teacher_config(cfg, sc, rs.mb);
     if ((st = teacher_create_with(&tc, tm, &t)) != RT_OK) goto cleanup;
     tc = *teacher_cfg(t);
 
@@ -216,8 +221,7 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
     inputs = malloc((size_t)rs.b * rs.T * sizeof *inputs);
     targets = malloc((size_t)rs.b * rs.T * sizeof *targets);
     starts = malloc((size_t)rs.b * sizeof *starts);
-    row_seeds = malloc((size_t)rs.mb * sizeof *row_seeds);
-    if (!samplers || !inputs || !targets || !starts || !row_seeds) {
+    if (!samplers || !inputs || !targets || !starts) {
         st = rt_fail(RT_ERR_NOMEM, "teacher: out of memory for %d rows", rs.b);
         goto cleanup;
     }
@@ -241,11 +245,9 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
                 (st = data_sampler_windows(samplers[i], step, starts)) != RT_OK)
                 goto cleanup;
             for (int j = 0; j < rs.n_micro; j++) {
-                for (int w = 0; w < rs.mb; w++)
-                    row_seeds[w] = teacher_window_seed((uint64_t)cfg->train.seed, step,
-                                                       starts[(size_t)j * rs.mb + w]);
                 const double t0 = omp_get_wtime();
-                st = teacher_run(t, inputs + (size_t)j * rs.mb * rs.T, rs.mb, row_seeds,
+                st = teacher_run(t, inputs + (size_t)j * rs.mb * rs.T, rs.mb,
+                                 (uint64_t)cfg->train.seed, step, starts + (size_t)j * rs.mb,
                                  rec.ids, rec.logprobs, rec.tail,
                                  tc.n_features ? rec.feat : NULL);
                 busy_s += omp_get_wtime() - t0;
@@ -279,7 +281,6 @@ cleanup:
     free(inputs);
     free(targets);
     free(starts);
-    free(row_seeds);
     comm_record_free(&rec);
     comm_stream_destroy(stream);
     teacher_destroy(t);
@@ -352,7 +353,8 @@ typedef struct {
     data_sampler *sampler;
     student_model *m;
     feature_proj fp;
-    comm_stream *stream;
+    comm_stream *stream;           /* teacher records (online distillation) */
+    trainer_labels_reader *cache;  /* or a label cache (distill.labels_dir) */
     comm_record rec;
     int32_t *inputs, *targets; /* (b, T) */
     int64_t *starts;           /* (b) */
@@ -372,6 +374,7 @@ static void student_run_free(student_run *s) {
     student_destroy(s->m);
     feature_proj_free(&s->fp);
     comm_stream_destroy(s->stream);
+    trainer_labels_close(s->cache);
     comm_record_free(&s->rec);
     free(s->inputs);
     free(s->targets);
@@ -382,44 +385,31 @@ static void student_run_free(student_run *s) {
     rt_free_aligned(s->mask);
 }
 
-/* CRC-32C of a whole file (or of a Hugging Face folder's model files),
- * for provenance (teacher and data identity). */
-static rt_status file_crc32c(const char *path, uint32_t *crc) {
-    if (ckpt_hf_is_folder(path)) return ckpt_hf_crc32c(path, crc);
-    FILE *f = fopen(path, "rb");
-    if (!f) return rt_fail(RT_ERR_IO, "%s: cannot open for checksumming", path);
-    static char buf[1 << 16];
-    uint32_t c = 0;
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) c = ckpt_crc32c(c, buf, n);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) return rt_fail(RT_ERR_IO, "%s: read error while checksumming", path);
-    *crc = c;
-    return RT_OK;
-}
-
 /* Provenance as JSON built by jansson, so paths with quotes, backslashes
  * or control characters come out escaped (the text is stored as is). */
 static rt_status make_provenance(student_run *s) {
     uint32_t c_train = 0, c_val = 0, c_teacher = 0;
-    RT_TRY(file_crc32c(s->cfg.data.train, &c_train));
-    if (s->val) RT_TRY(file_crc32c(s->cfg.data.val, &c_val));
-    if (s->distill) RT_TRY(file_crc32c(s->cfg.distill.teacher, &c_teacher));
+    RT_TRY(trainer_file_crc32c(s->cfg.data.train, &c_train));
+    if (s->val) RT_TRY(trainer_file_crc32c(s->cfg.data.val, &c_val));
+    /* a run from a label cache may have no teacher file */
+    const int has_teacher = s->distill && s->cfg.distill.teacher[0];
+    if (has_teacher) RT_TRY(trainer_file_crc32c(s->cfg.distill.teacher, &c_teacher));
     char crc[3][9];
     snprintf(crc[0], sizeof crc[0], "%08x", c_train);
     snprintf(crc[1], sizeof crc[1], "%08x", c_val);
     snprintf(crc[2], sizeof crc[2], "%08x", c_teacher);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i}", "retort_version",
-                          RETORT_VERSION, "train_shard", s->cfg.data.train, "train_crc32c", crc[0],
-                          "val_shard", s->val ? s->cfg.data.val : "", "val_crc32c", crc[1],
-                          "teacher", s->distill ? s->cfg.distill.teacher : "", "teacher_crc32c",
-                          crc[2], "init", s->cfg.train.init, "student_ranks", s->rs.R,
-                          "teacher_ranks", s->cfg.distill.teachers);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i}",
+                          "retort_version", RETORT_VERSION, "train_shard", s->cfg.data.train,
+                          "train_crc32c", crc[0], "val_shard", s->val ? s->cfg.data.val : "",
+                          "val_crc32c", crc[1], "teacher",
+                          has_teacher ? s->cfg.distill.teacher : "", "teacher_crc32c", crc[2],
+                          "labels_dir", s->cfg.distill.labels_dir, "init", s->cfg.train.init,
+                          "student_ranks", s->rs.R, "teacher_ranks", s->cfg.distill.teachers);
     /* NULL also when a path is not valid UTF-8, which JSON cannot carry */
     if (!o)
-        return rt_fail(RT_ERR_ARGS, "data.train, data.val, distill.teacher and train.init must "
-                       "be valid UTF-8 paths (they are recorded in the checkpoint's provenance)");
+        return rt_fail(RT_ERR_ARGS, "data.train, data.val, distill.teacher, distill.labels_dir "
+                       "and train.init must be valid UTF-8 paths (they are recorded in the "
+                       "checkpoint's provenance)");
     s->provenance = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     return s->provenance ? RT_OK : rt_fail(RT_ERR_NOMEM, "out of memory");
@@ -657,30 +647,47 @@ static rt_status micro_step(student_run *s, int64_t step, int j, double *sums) {
         sums[S_CE] += student_loss_ce(logits, tg, n_pos, V, dl, per_rank);
     } else {
         const trainer_config *c = &s->cfg;
-        double wait = 0.0;
-        RT_TRY(comm_stream_recv(s->stream, &s->rec, &wait));
-        sums[S_WAIT] += wait;
         comm_record *r = &s->rec;
-        RT_TRY(comm_record_check_identity(r, record_seq(rs, step, j), s->rank,
-                                          s->starts + (size_t)j * rs->mb, rs->mb));
+        size_t row0 = 0; /* this micro-batch's first row in r */
+        if (s->cache) {
+            /* one cache record holds the step's G rows, rank 0's first */
+            if (j == 0) RT_TRY(trainer_labels_read(s->cache, step, r));
+            row0 = (size_t)s->rank * rs->b + (size_t)j * rs->mb;
+            for (int w = 0; w < rs->mb; w++)
+                if (r->starts[row0 + w] != s->starts[(size_t)j * rs->mb + w])
+                    return rt_fail(RT_ERR_MISMATCH,
+                                   "%s: step %lld, row %zu: the cache's window starts at token "
+                                   "%lld, this run's at %lld (data, seed or batch differ)",
+                                   c->distill.labels_dir, (long long)step + 1, row0 + w,
+                                   (long long)r->starts[row0 + w],
+                                   (long long)s->starts[(size_t)j * rs->mb + w]);
+        } else {
+            double wait = 0.0;
+            RT_TRY(comm_stream_recv(s->stream, r, &wait));
+            sums[S_WAIT] += wait;
+            RT_TRY(comm_record_check_identity(r, record_seq(rs, step, j), s->rank,
+                                              s->starts + (size_t)j * rs->mb, rs->mb));
+        }
         /* before anything is read from it (the features especially) */
         RT_TRY(comm_record_check_shape(r, step, T, V, s->width, c->distill.n_feature_pairs,
                                        s->tc.d_model));
         const float Tk = (float)c->distill.temperature, a = (float)c->distill.alpha;
         const float ce_scale = (1.0f - a) * per_rank, kd_scale = a * Tk * Tk * per_rank;
         const int dense = r->k == V;
+        const size_t p0 = row0 * T; /* first position of this micro-batch in r */
+        const int32_t *ids = r->ids + p0 * r->k;
+        const float *logp = r->logprobs + p0 * r->k, *tail = r->tail + p0;
         student_loss_ws *ws = student_loss_workspace(s->m);
         double ce = 0.0, kd = 0.0;
         if (c->distill.divergence == TRAINER_DIV_KL) {
-            RT_TRY(student_loss_distill(ws, logits, tg, n_pos, V, Tk, dense ? NULL : r->ids,
-                                        r->logprobs, r->tail, r->k, dl, ce_scale, kd_scale, &ce,
-                                        &kd));
+            RT_TRY(student_loss_distill(ws, logits, tg, n_pos, V, Tk, dense ? NULL : ids, logp,
+                                        tail, r->k, dl, ce_scale, kd_scale, &ce, &kd));
         } else {
             ce = student_loss_ce(logits, tg, n_pos, V, dl, ce_scale);
             if (c->distill.divergence == TRAINER_DIV_JSD)
-                RT_TRY(student_loss_jsd(ws, logits, n_pos, V, Tk, r->logprobs, dl, kd_scale, &kd));
+                RT_TRY(student_loss_jsd(ws, logits, n_pos, V, Tk, logp, dl, kd_scale, &kd));
             else
-                kd = student_loss_rkl(logits, n_pos, V, Tk, r->logprobs, dl, kd_scale);
+                kd = student_loss_rkl(logits, n_pos, V, Tk, logp, dl, kd_scale);
         }
         sums[S_CE] += ce;
         sums[S_KD] += kd;
@@ -689,7 +696,7 @@ static rt_status micro_step(student_run *s, int64_t step, int j, double *sums) {
         int64_t agree = 0;
 #pragma omp parallel for reduction(+ : agree) schedule(static)
         for (int i = 0; i < n_pos; i++) {
-            const int t1 = dense ? argmax(r->logprobs + (size_t)i * V, V) : r->ids[(size_t)i * r->k];
+            const int t1 = dense ? argmax(logp + (size_t)i * V, V) : ids[(size_t)i * r->k];
             agree += argmax(logits + (size_t)i * V, V) == t1;
         }
         sums[S_AGREE] += (double)agree;
@@ -760,14 +767,24 @@ static rt_status student_setup(student_run *s, const char *resume_arg) {
     const trainer_config *c = &s->cfg;
     RT_TRY(data_shard_open(c->data.train, &s->train));
     const int64_t vocab = data_shard_vocab_size(s->train);
-    RT_TRY(run_model_config(c, vocab, &s->mc));
+    RT_TRY(trainer_run_model_config(c, vocab, &s->mc));
     RT_TRY(load_val(c, vocab, s->mc.seq_len, &s->val, &s->n_val));
     RT_TRY(run_shape_make(c, comm_roles_n_students(s->roles), &s->mc, &s->rs));
-    s->distill = c->distill.teachers > 0;
+    s->distill = c->distill.teachers > 0 || c->distill.labels_dir[0];
     if (s->distill) {
-        RT_TRY(check_teacher(c, &s->mc, &s->tc));
-        const teacher_config tcfg = run_teacher_config(c, &s->tc, s->rs.mb);
+        if (c->distill.teacher[0]) {
+            RT_TRY(trainer_check_teacher(c, &s->mc, &s->tc));
+        } else { /* a label cache alone: the labels have the student's shape */
+            s->tc = s->mc;
+            RT_TRY(check_labels(c, s->mc.vocab_size));
+        }
+        const teacher_config tcfg = trainer_teacher_config(c, &s->tc, s->rs.mb);
         s->width = teacher_label_width(&tcfg);
+        if (c->distill.labels_dir[0]) {
+            trainer_labels_meta want;
+            RT_TRY(trainer_labels_meta_make(c, &tcfg, &want));
+            RT_TRY(trainer_labels_open(c->distill.labels_dir, &want, &s->cache));
+        }
     }
     RT_TRY(data_sampler_create(c->data.train, data_shard_n_tokens(s->train), s->rs.T, s->rs.G,
                                s->rs.R, s->rank, (uint64_t)c->train.seed, &s->sampler));
@@ -813,7 +830,7 @@ static rt_status student_setup(student_run *s, const char *resume_arg) {
     }
     RT_TRY(trainer_config_to_ini(c, &s->config_ini));
     RT_TRY(make_provenance(s));
-    if (s->distill) {
+    if (c->distill.teachers > 0) {
         comm_stream_config scfg = comm_stream_config_default();
         scfg.depth = c->distill.depth;
         scfg.zstd_level = c->distill.zstd_level;
@@ -931,14 +948,25 @@ static rt_status student_train(student_run *s) {
                 /* stall: share of the step spent waiting for teacher
                  * records, mean over the students */
                 trainer_metrics_show(s->metrics, "stall", sums[S_WAIT] / rs->R / step_s);
-                comm_stream_stats ss;
-                comm_stream_get_stats(s->stream, &ss);
-                if (ss.positions > 0) {
-                    trainer_metrics_add(s->metrics, "wire_bytes_per_token",
-                                        (double)ss.wire_bytes / (double)ss.positions);
-                    trainer_metrics_add(s->metrics, "raw_bytes_per_token",
-                                        (double)ss.raw_bytes / (double)ss.positions);
+                /* label bytes per token: on the wire (zstd records) or
+                 * read from the cache's disk, beside dense f32 labels */
+                if (s->stream) {
+                    comm_stream_stats ss;
+                    comm_stream_get_stats(s->stream, &ss);
+                    if (ss.positions > 0) {
+                        trainer_metrics_add(s->metrics, "wire_bytes_per_token",
+                                            (double)ss.wire_bytes / (double)ss.positions);
+                        trainer_metrics_add(s->metrics, "raw_bytes_per_token",
+                                            (double)ss.raw_bytes / (double)ss.positions);
+                    }
+                } else {
+                    int64_t bytes = 0, positions = 0;
+                    trainer_labels_stats(s->cache, &bytes, &positions);
+                    if (positions > 0)
+                        trainer_metrics_add(s->metrics, "disk_bytes_per_token",
+                                            (double)bytes / (double)positions);
                 }
+                trainer_metrics_add(s->metrics, "dense_bytes_per_token", 4.0 * rs->V);
             }
             if (do_eval) trainer_metrics_show(s->metrics, "val_loss", val_loss);
             if (student_qat_enabled(s->m))
@@ -953,14 +981,14 @@ static rt_status student_train(student_run *s) {
             if (s->rank == 0) RT_TRY(save_checkpoint(s, done, final));
         }
     }
-    if (s->distill) RT_TRY(comm_stream_close(s->stream));
+    if (s->stream) RT_TRY(comm_stream_close(s->stream));
     struct timespec ts1;
     clock_gettime(CLOCK_MONOTONIC, &ts1);
     const double total =
         (double)(ts1.tv_sec - ts0.tv_sec) + 1e-9 * (double)(ts1.tv_nsec - ts0.tv_nsec);
     trainer_metrics_note(s->metrics, "done: %lld steps in %.1f s",
                          (long long)(steps - s->start_step), total);
-    if (s->distill)
+    if (s->stream)
         trainer_metrics_note(s->metrics, "student 0 waited %.1f s (%.1f%%) for teacher records",
                              run_wait, total > 0 ? 100.0 * run_wait / total : 0.0);
     return RT_OK;
@@ -989,8 +1017,8 @@ static rt_status train_run(const trainer_config *cfg, const char *resume_arg, co
         int64_t start = 0;
         student_config sc, tc;
         st = data_shard_open(cfg->data.train, &train);
-        if (st == RT_OK) st = run_model_config(cfg, data_shard_vocab_size(train), &sc);
-        if (st == RT_OK) st = check_teacher(cfg, &sc, &tc);
+        if (st == RT_OK) st = trainer_run_model_config(cfg, data_shard_vocab_size(train), &sc);
+        if (st == RT_OK) st = trainer_check_teacher(cfg, &sc, &tc);
         if (st == RT_OK)
             st = comm_bcast_world(&start, sizeof start, cfg->distill.teachers, roles);
         if (st == RT_OK) st = teacher_serve(cfg, roles, start, train, &sc);
@@ -1023,6 +1051,14 @@ int trainer_cmd_train(int argc, char **argv) {
     if (st == RT_OK && cfg.distill.teachers > 0 && !cfg.distill.teacher[0])
         st = rt_fail(RT_ERR_ARGS, "distill.teachers = %d needs distill.teacher (a checkpoint)",
                      cfg.distill.teachers);
+    if (st == RT_OK && cfg.distill.labels_dir[0] && cfg.distill.teachers > 0)
+        st = rt_fail(RT_ERR_ARGS,
+                     "distill.labels_dir trains from a label cache without teacher ranks: set "
+                     "distill.teachers = 0 (or drop labels_dir to distill online)");
+    if (st == RT_OK && cfg.distill.labels_dir[0] && cfg.distill.n_feature_pairs > 0)
+        st = rt_fail(RT_ERR_UNSUPPORTED,
+                     "distill.feature_map: a label cache (distill.labels_dir) holds soft labels "
+                     "only; distill with feature maps online (distill.teachers > 0)");
     if (st != RT_OK) {
         cli_args_free(a);
         return rt_report(st);
