@@ -134,7 +134,7 @@ fi
 mkdir -p "$tmp/run1"
 for s in 1 2 3 4 5 6 7 8 9 10; do
   if [ $((s % 2)) -eq 0 ]; then
-    echo "{\"step\":$s,\"tokens\":$((s * 1024)),\"loss\":5.0,\"val_loss\":$((60 - s)).5}"
+    echo "{\"step\":$s,\"tokens\":$((s * 1024)),\"loss\":5.0,\"val_loss\":$((60 - s)).5,\"wire_bytes_per_token\":$((40 + s)).25,\"dense_bytes_per_token\":2048}"
   else
     echo "{\"step\":$s,\"tokens\":$((s * 1024)),\"loss\":5.0}"
   fi
@@ -153,6 +153,8 @@ check '[ "$(grep -c "^| \(teacher\|small\|zero\|self\) |" "$rep/report.md")" -eq
       "report.md has one table row per model (teacher first)"
 check 'grep -q "run one" "$rep/report.md" && grep -q "val_loss.svg" "$rep/report.md"' \
       "report.md shows the curve"
+check 'grep -q "| 50.2 on wire (2048) |" "$rep/report.md"' \
+      "report.md shows the run's last soft-label bytes per token beside dense f32"
 if command -v python3 >/dev/null; then
   # The report's numbers are those of `retort eval` on each file.
   for pair in "small:$fx/small.h5" "zero:$fx/zero.h5" "self:$fx/self.h5" "teacher:$m"; do

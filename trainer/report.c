@@ -55,6 +55,10 @@ typedef struct {
     const char *run_dir;
     double *tokens, *loss; /* (n) */
     int n, cap, bad_lines;
+    /* soft-label bytes per token of a distillation run (last record):
+     * wire (teacher ranks) or disk (label cache); NAN when none */
+    double label_bytes, dense_bytes;
+    const char *label_where;
 } report_curve;
 
 /* ------------------------------------------------------------ helpers */
@@ -251,6 +255,8 @@ static rt_status read_curve(report_curve *c) {
     if (!f)
         return rt_fail(RT_ERR_IO, "%s: cannot open (%s); --curve wants a run folder of "
                                   "`retort train`", path, strerror(errno));
+    c->label_bytes = c->dense_bytes = NAN;
+    c->label_where = NULL;
     while (getline(&line, &lcap, f) > 0) {
         if (line[strspn(line, " \t\r\n")] == '\0') continue;
         json_t *j = json_loads(line, 0, NULL);
@@ -259,6 +265,14 @@ static rt_status read_curve(report_curve *c) {
             json_decref(j);
             continue;
         }
+        const json_t *wb = json_object_get(j, "wire_bytes_per_token"),
+                     *db = json_object_get(j, "disk_bytes_per_token"),
+                     *dd = json_object_get(j, "dense_bytes_per_token");
+        if (json_is_number(wb) || json_is_number(db)) {
+            c->label_bytes = json_number_value(json_is_number(wb) ? wb : db);
+            c->label_where = json_is_number(wb) ? "wire" : "disk";
+        }
+        if (json_is_number(dd)) c->dense_bytes = json_number_value(dd);
         const json_t *vl = json_object_get(j, "val_loss"), *tk = json_object_get(j, "tokens");
         if (json_is_number(vl) && json_is_number(tk)) {
             if (c->n == c->cap) {
@@ -324,6 +338,11 @@ static json_t *report_json(const char *out_dir, const char *data, const char *te
             json_array_append_new(pts, json_pack("[f,f]", curves[i].tokens[k], curves[i].loss[k]));
         json_object_set_new(c, "name", json_string(curves[i].name));
         json_object_set_new(c, "run_dir", json_string(curves[i].run_dir));
+        json_object_set_new(c, "label_bytes_per_token", num_or_null(curves[i].label_bytes));
+        json_object_set_new(c, "label_bytes_on",
+                            curves[i].label_where ? json_string(curves[i].label_where)
+                                                  : json_null());
+        json_object_set_new(c, "dense_bytes_per_token", num_or_null(curves[i].dense_bytes));
         json_object_set_new(c, "points", pts);
         json_array_append_new(cs, c);
     }
@@ -459,8 +478,9 @@ static rt_status write_markdown(const char *out_dir, int argc, char **argv, cons
         fprintf(f, "No runs given (--curve NAME=RUN_DIR).\n");
     } else {
         if (val_points) fprintf(f, "![validation loss vs tokens](val_loss.svg)\n\n");
-        fprintf(f, "| run | folder | val_loss records | last tokens | last val loss |\n"
-                   "|---|---|--:|--:|--:|\n");
+        fprintf(f, "| run | folder | val_loss records | last tokens | last val loss | soft-label "
+                   "bytes/token (dense f32) |\n"
+                   "|---|---|--:|--:|--:|--:|\n");
         for (int i = 0; i < n_curves; i++) {
             const report_curve *c = &curves[i];
             fputs("| ", f);
@@ -468,13 +488,20 @@ static rt_status write_markdown(const char *out_dir, int argc, char **argv, cons
             fputs(" | `", f);
             md_cell(f, c->run_dir);
             if (c->n)
-                fprintf(f, "` | %d | %.0f | %.4f |\n", c->n, c->tokens[c->n - 1],
+                fprintf(f, "` | %d | %.0f | %.4f | ", c->n, c->tokens[c->n - 1],
                         c->loss[c->n - 1]);
             else
-                fprintf(f, "` | 0 | n/a | n/a |\n");
+                fprintf(f, "` | 0 | n/a | n/a | ");
+            if (c->label_where)
+                fprintf(f, "%.1f on %s (%.0f) |\n", c->label_bytes, c->label_where,
+                        c->dense_bytes);
+            else
+                fprintf(f, "– |\n");
         }
         fprintf(f, "\nPoints are the records of RUN_DIR/metrics.jsonl that have both "
-                   "\"val_loss\" and \"tokens\".");
+                   "\"val_loss\" and \"tokens\". Soft-label bytes per token are the run's "
+                   "last record of the teacher's labels on the MPI wire (zstd) or read from "
+                   "a label cache on disk, beside what dense f32 labels would take.");
         for (int i = 0; i < n_curves; i++)
             if (curves[i].bad_lines)
                 fprintf(f, " %s: %d line%s that %s not a JSON object skipped.", curves[i].name,
