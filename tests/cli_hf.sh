@@ -92,6 +92,7 @@ log_every = 1
 [distill]
 teachers = 1
 teacher = $fx/bf16_sharded
+labels = topk
 topk = 8
 feature_map = 1:2
 EOF

@@ -99,6 +99,8 @@ static void test_defaults(void) {
     CU_ASSERT_STRING_EQUAL(c.distill.teacher, "");
     CU_ASSERT_EQUAL(c.distill.temperature, 2.0);
     CU_ASSERT_EQUAL(c.distill.alpha, 0.5);
+    CU_ASSERT_EQUAL(c.distill.labels, 1); /* sample (tests/bench/bench_labels.sh) */
+    CU_ASSERT_EQUAL(c.distill.samples, 128);
     CU_ASSERT_EQUAL(c.distill.topk, 64);
     CU_ASSERT_EQUAL(c.distill.beta, 0.0);
     CU_ASSERT_STRING_EQUAL(c.distill.feature_map, "");

@@ -24,7 +24,7 @@ for seed in 1 2 3; do
   for kind in scratch distill; do
     rt_config $kind$seed.ini runs/$kind$seed "steps=300" "batch=8" "warmup=10" "eval_every=0" \
       "eval_tokens=16384" "checkpoint_every=0" "log_every=300" "seed=$seed" -- \
-      "[distill]" "teacher = runs/teacher/final.h5" "topk = 512" "alpha = 0.9" \
+      "[distill]" "teacher = runs/teacher/final.h5" "labels = topk" "topk = 512" "alpha = 0.9" \
       "temperature = 1"
     sed -i 's/^n_layer = 2/n_layer = 1/' $kind$seed.ini
   done

@@ -21,7 +21,7 @@ grep -q '"val_loss"' runs/one/metrics.jsonl || fail "no val_loss in metrics.json
 
 # distillation: teacher = the model just trained, a smaller student
 rt_config dist.ini runs/dist -- "[distill]" "teachers = 1" "teacher = runs/one/final.h5" \
-  "topk = 16" "beta = 0.5" "feature_map = 1:2"
+  "labels = topk" "topk = 16" "beta = 0.5" "feature_map = 1:2"
 sed -i 's/^d_model = 32/d_model = 16/; s/^n_layer = 2/n_layer = 1/' dist.ini
 mpirun -np 3 "$RETORT" train --config dist.ini 2>dist.log || { cat dist.log; fail "distillation failed"; }
 for k in kd ce feat agree stall wire_bytes_per_token raw_bytes_per_token; do

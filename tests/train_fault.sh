@@ -13,7 +13,7 @@ rt_config teacher.ini runs/teacher
 kill_rank() {
   local victim=$1 np=$2 run=runs/fault$1
   rt_config f.ini "$run" steps=100000 checkpoint_every=20 eval_every=0 -- \
-    "[distill]" "teachers = 1" "teacher = runs/teacher/final.h5" "topk = 8" "timeout = 10"
+    "[distill]" "teachers = 1" "teacher = runs/teacher/final.h5" "labels = topk" "topk = 8" "timeout = 10"
   mpirun -np "$np" "$RETORT" train --config f.ini >"f$victim.log" 2>&1 &
   local job=$! pid=""
   for _ in $(seq 1000); do [ -f "$run/latest" ] && break; sleep 0.02; done

@@ -28,7 +28,7 @@ for method in magnitude 2:4; do
   h5dump -H -d "/prune/mask/transformer.h.0.attn.c_attn.weight" runs/tune/final.h5 >/dev/null ||
     fail "$method: the fine-tuned checkpoint lost its masks"
   rt_config kd.ini runs/kd steps=10 lr=1e-2 warmup=0 -- "[distill]" "teachers = 1" \
-    "teacher = runs/base/final.h5" "topk = 8"
+    "teacher = runs/base/final.h5" "labels = topk" "topk = 8"
   mpirun -np 2 "$RETORT" train --config kd.ini --set train.init=pruned.h5 2>/dev/null ||
     fail "recovery distillation failed"
   check pruned.h5 runs/kd/final.h5 transformer.h.1.mlp.c_fc.weight || fail "$method: masked weights moved under distillation"

@@ -110,7 +110,7 @@ static const trainer_config_key keys[] = {
             "Softmax temperature T of the soft labels; the KL term is scaled by T^2."),
     K_FLOAT("distill", "alpha", distill.alpha, "0.5", 0, false, 1, false,
             "Weight of the soft-label term; the hard-label cross-entropy gets 1 - alpha."),
-    K_ENUM("distill", "labels", distill.labels, "topk", "topk|sample|topk+sample",
+    K_ENUM("distill", "labels", distill.labels, "sample", "topk|sample|topk+sample",
            "Soft-label scheme: topk = the top k probabilities plus the tail mass (biased "
            "unless k >= vocab); sample = the distinct tokens of `samples` draws from the "
            "teacher's distribution with their counts (unbiased); topk+sample = the exact "
@@ -118,7 +118,7 @@ static const trainer_config_key keys[] = {
     K_INT("distill", "topk", distill.topk, "64", 1, 16777216,
           "Teacher probabilities sent per position: the top k plus the tail mass; k >= "
           "vocab size sends them all (exact). With labels = topk+sample, the exact part."),
-    K_INT("distill", "samples", distill.samples, "32", 1, 65536,
+    K_INT("distill", "samples", distill.samples, "128", 1, 65536,
           "Draws per position from the teacher's temperature-T distribution (labels = "
           "sample), or from its tail outside the top k (topk+sample); seeded from "
           "(train.seed, step, window, position)."),

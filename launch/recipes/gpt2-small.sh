@@ -117,6 +117,7 @@ teachers = 1
 teacher = $teacher
 temperature = 2.0
 alpha = 0.5
+labels = topk
 topk = $topk
 teacher_precision = bf16
 INI
