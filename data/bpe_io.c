@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bpe_internal.h"
 #include "fsutil.h"
@@ -168,13 +169,15 @@ static rt_status load_vocab(const char *path, data_tokenizer **out) {
     char *bytes = NULL;
     int64_t *off = NULL;
     json_t *root = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    char *text = NULL;
+    size_t len = 0;
+    if (access(path, F_OK) != 0)
         return rt_fail(RT_ERR_IO, "%s: cannot open (%s); a tokenizer folder holds vocab.json "
                        "and merges.txt", path, strerror(errno));
+    RT_TRY(data_read_file_max(path, DATA_TOKENIZER_MAX_BYTES, "tokenizer file", &text, &len));
     json_error_t err;
-    root = json_loadf(f, 0, &err);
-    fclose(f);
+    root = json_loadb(text, len, 0, &err);
+    free(text);
     if (!root) {
         st = rt_fail(RT_ERR_FORMAT, "%s: not valid JSON (line %d: %s)", path, err.line, err.text);
         goto cleanup;
@@ -240,7 +243,7 @@ static rt_status merge_line(data_tokenizer *t, const char *path, int line, char 
 static rt_status load_merges(data_tokenizer *t, const char *path) {
     char *text = NULL, *buf = NULL;
     size_t len;
-    RT_TRY(data_read_file(path, &text, &len));
+    RT_TRY(data_read_file_max(path, DATA_TOKENIZER_MAX_BYTES, "tokenizer file", &text, &len));
     rt_status st = RT_OK;
     if (strncmp(text, "#version", 8) != 0) {
         st = rt_fail(RT_ERR_FORMAT, "%s: line 1 must be the \"#version: 0.2\" header", path);

@@ -19,6 +19,9 @@
 #define DATA_MIN_VOCAB 257
 /* The end-of-text special token (the last id of a trained vocabulary). */
 #define DATA_EOT_TEXT "<|endoftext|>"
+/* Largest vocab.json or merges.txt read (GPT-2's are 1.0 and 0.5 MB): a
+ * tokenizer path pointing at /dev/zero or a corpus is refused at once. */
+#define DATA_TOKENIZER_MAX_BYTES ((size_t)64 << 20)
 
 /* ------------------------------------------------------------------ ids */
 

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,11 @@
 #include <unistd.h>
 
 rt_status data_read_file(const char *path, char **buf, size_t *len) {
+    return data_read_file_max(path, SIZE_MAX - 1, NULL, buf, len);
+}
+
+rt_status data_read_file_max(const char *path, size_t max, const char *what, char **buf,
+                             size_t *len) {
     *buf = NULL;
     *len = 0;
     rt_status st = RT_OK;
@@ -24,6 +30,11 @@ rt_status data_read_file(const char *path, char **buf, size_t *len) {
         goto cleanup;
     }
     for (;;) {
+        if (n > max) {
+            st = rt_fail(RT_ERR_FORMAT, "%s: larger than %zu MiB, more than any %s", path,
+                         max >> 20, what ? what : "file this reads");
+            goto cleanup;
+        }
         if (n + 1 >= cap) {
             char *d = realloc(data, cap * 2);
             if (!d) {
@@ -33,7 +44,9 @@ rt_status data_read_file(const char *path, char **buf, size_t *len) {
             data = d;
             cap *= 2;
         }
-        size_t got = fread(data + n, 1, cap - 1 - n, f);
+        size_t want = cap - 1 - n;
+        if (want > max + 1 - n) want = max + 1 - n; /* one past max tells "too large" */
+        size_t got = fread(data + n, 1, want, f);
         n += got;
         if (got == 0) break;
     }

@@ -19,6 +19,13 @@
  * RT_ERR_IO naming the path when it cannot be opened or read. */
 rt_status data_read_file(const char *path, char **buf, size_t *len);
 
+/* The same, refusing (RT_ERR_FORMAT naming the path and `what`) a file of
+ * more than `max` bytes before reading past max + 1 of them: a file that
+ * should be small (a tokenizer) pointed at /dev/zero or a huge corpus
+ * fails at once instead of filling memory. */
+rt_status data_read_file_max(const char *path, size_t max, const char *what, char **buf,
+                             size_t *len);
+
 /* dst = dir + "/" + name; RT_ERR_ARGS when it does not fit in cap. */
 rt_status data_path_join(char *dst, size_t cap, const char *dir, const char *name);
 

@@ -517,6 +517,20 @@ static void test_load_errors(void) {
     CU_ASSERT(has_error("merges.txt line 2"));
     CU_ASSERT_PTR_NULL(u);
 
+    /* issue 16 item 16: merges.txt or vocab.json pointing at /dev/zero grew
+     * to gigabytes; both are refused past DATA_TOKENIZER_MAX_BYTES */
+    for (int which = 0; which < 2; which++) {
+        const char *victim = which ? vpath : mp;
+        write_text(dir, "merges.txt", merges);
+        write_text(dir, "vocab.json", vocab);
+        remove(victim);
+        CU_ASSERT_EQUAL_FATAL(symlink("/dev/zero", victim), 0);
+        CU_ASSERT_EQUAL(data_tokenizer_load(dir, &u), RT_ERR_FORMAT);
+        CU_ASSERT(has_error(which ? "vocab.json" : "merges.txt") && has_error("larger than 64 MiB"));
+        CU_ASSERT_PTR_NULL(u);
+        remove(victim);
+    }
+    write_text(dir, "vocab.json", vocab);
     write_text(dir, "merges.txt", merges);
     CU_ASSERT_EQUAL(data_tokenizer_load(dir, &u), RT_OK);
     data_tokenizer_destroy(u);
