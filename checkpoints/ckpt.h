@@ -154,6 +154,15 @@ rt_status ckpt_read_params(ckpt_reader *r, float *block);
  * of whatever it claims. ckpt_load_model does. */
 rt_status ckpt_check_model(ckpt_reader *r);
 
+/* Checks n floats read from dataset `dpath`: each finite and within
+ * [lo, hi]; RT_ERR_FORMAT naming the file, the dataset, the index and the
+ * value otherwise. Every float a reader hands to a model goes through it
+ * (weights, optimizer moments with lo = 0 for v, int8 scales), so a NaN
+ * with a valid checksum is an error at load, not undefined behaviour in
+ * a kernel. */
+rt_status ckpt_check_floats(const ckpt_reader *r, const char *dpath, const float *x, size_t n,
+                            float lo, float hi);
+
 /* Reads /optimizer/m and /optimizer/v (same layout as params) and the
  * optimizer step; RT_ERR_FORMAT when the file has no optimizer state. */
 rt_status ckpt_read_optimizer(ckpt_reader *r, float *adam_m, float *adam_v, int64_t *step);

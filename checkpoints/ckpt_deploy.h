@@ -59,6 +59,13 @@ typedef struct {
 /* Writes a deploy file atomically (ckpt_save). */
 rt_status ckpt_deploy_save(const char *path, const ckpt_deploy *d);
 
+/* Range of every int8 scale read (weight, embedding and input scales):
+ * beyond it 1/scale or scale * 127 leaves float32's normal range and a
+ * kernel computes Inf or NaN. retort writes max|w| / 127 (1 for an
+ * all-zero row), far inside it. */
+#define CKPT_SCALE_MIN 1e-30f
+#define CKPT_SCALE_MAX 1e10f
+
 /* 1 when r is an int8 deploy file (its c_attn weight of block 0 is int8). */
 int ckpt_deploy_is_int8(ckpt_reader *r);
 

@@ -7,6 +7,7 @@
  * weight-only, dequantized at load, because wte and wpe are most of the
  * bytes of a small model and a per-row scale keeps their error far below
  * that of the activations). */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,11 +177,7 @@ static rt_status read_q(ckpt_reader *r, const student_tensor *t, int64_t ns, int
     RT_TRY(ckpt_read_array(r, p, CKPT_I8, t->numel, q));
     snprintf(p, sizeof p, "/model/%s_scale", t->name);
     RT_TRY(ckpt_read_array(r, p, CKPT_F32, (size_t)ns, s));
-    for (int64_t i = 0; i < ns; i++)
-        if (!(s[i] > 0.0f) || s[i] != s[i] || s[i] > 1e30f)
-            return rt_fail(RT_ERR_FORMAT, "%s: %s[%lld] = %g is not a positive scale",
-                           ckpt_reader_path(r), p, (long long)i, (double)s[i]);
-    return RT_OK;
+    return ckpt_check_floats(r, p, s, (size_t)ns, CKPT_SCALE_MIN, CKPT_SCALE_MAX);
 }
 
 rt_status ckpt_deploy_read_int8(ckpt_reader *r, student_model *m) {
@@ -220,7 +217,9 @@ rt_status ckpt_deploy_read_int8(ckpt_reader *r, student_model *m) {
         RT_ASSERT(kind == 2 || t.numel == ft.numel); /* only wpe may be shorter */
         if (kind == 0) {
             snprintf(p, sizeof p, "/model/%s", t.name);
-            if ((st = ckpt_read_array(r, p, CKPT_F32, t.numel, P + t.offset)) != RT_OK) goto cleanup;
+            if ((st = ckpt_read_array(r, p, CKPT_F32, t.numel, P + t.offset)) != RT_OK ||
+                (st = ckpt_check_floats(r, p, P + t.offset, t.numel, -FLT_MAX, FLT_MAX)) != RT_OK)
+                goto cleanup;
         } else if (kind == 2) { /* embeddings: dequantize into the block */
             eq = malloc(ft.numel);
             es = malloc((size_t)ft.shape[0] * sizeof *es);
@@ -248,7 +247,10 @@ rt_status ckpt_deploy_read_int8(ckpt_reader *r, student_model *m) {
             char base[64];
             snprintf(base, sizeof base, "%.*s", (int)(strlen(t.name) - strlen(".weight")), t.name);
             snprintf(p, sizeof p, "/model/%s.input_scale", base);
-            if ((st = ckpt_read_array(r, p, CKPT_F32, 1, &aq[li].scale)) != RT_OK) goto cleanup;
+            if ((st = ckpt_read_array(r, p, CKPT_F32, 1, &aq[li].scale)) != RT_OK ||
+                (st = ckpt_check_floats(r, p, &aq[li].scale, 1, CKPT_SCALE_MIN, CKPT_SCALE_MAX)) !=
+                    RT_OK)
+                goto cleanup;
             snprintf(p, sizeof p, "/model/%s.input_zero_point", base);
             if ((st = ckpt_read_array(r, p, CKPT_I32, 1, &aq[li].zero)) != RT_OK) goto cleanup;
             snprintf(p, sizeof p, "/model/%s.input_qrange", base);

@@ -7,7 +7,9 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 
 #include "ckpt_deploy.h"
 #include "ckpt_hf.h"
+#include "ckpt_deploy.h" /* CKPT_SCALE_MIN/MAX */
 #include "ckpt_internal.h"
 #include "rt_size.h"
 
@@ -486,11 +489,21 @@ rt_status ckpt_check_model(ckpt_reader *r) {
     return RT_OK;
 }
 
+rt_status ckpt_check_floats(const ckpt_reader *r, const char *dpath, const float *x, size_t n,
+                            float lo, float hi) {
+    for (size_t i = 0; i < n; i++)
+        if (!(x[i] >= lo && x[i] <= hi)) /* also false for NaN */
+            return rt_fail(RT_ERR_FORMAT, "%s: %s[%zu] = %g is %s", r->path, dpath, i,
+                           (double)x[i], isfinite(x[i]) ? "out of range" : "not finite");
+    return RT_OK;
+}
+
 /* Every tensor of the table from group `gname` into block, laid out for
  * mc (the file's config, or the same with fewer positions: then only the
- * first mc->seq_len rows of wpe are kept). */
+ * first mc->seq_len rows of wpe are kept), each checked to lie in
+ * [lo, hi] (finite). */
 static rt_status read_block(ckpt_reader *r, const char *gname, const student_config *mc,
-                            float *block) {
+                            float *block, float lo, float hi) {
     student_tensor t, ft;
     char dpath[256];
     for (int i = 0; i < student_tensor_count(mc); i++) {
@@ -499,6 +512,7 @@ static rt_status read_block(ckpt_reader *r, const char *gname, const student_con
         snprintf(dpath, sizeof dpath, "%s/%s", gname, t.name);
         if (t.numel == ft.numel) {
             RT_TRY(read_dataset(r, dpath, CKPT_F32, t.ndim, t.shape, t.numel, block + t.offset));
+            RT_TRY(ckpt_check_floats(r, dpath, block + t.offset, t.numel, lo, hi));
             continue;
         }
         float *full = malloc(ft.numel * sizeof *full);
@@ -507,6 +521,7 @@ static rt_status read_block(ckpt_reader *r, const char *gname, const student_con
         if (st == RT_OK) memcpy(block + t.offset, full, t.numel * sizeof *full);
         free(full);
         RT_TRY(st);
+        RT_TRY(ckpt_check_floats(r, dpath, block + t.offset, t.numel, lo, hi));
     }
     return RT_OK;
 }
@@ -535,7 +550,7 @@ rt_status ckpt_read_params_for(ckpt_reader *r, const student_config *mc, float *
     if (!ckpt_has(r, "/model"))
         return rt_fail(RT_ERR_FORMAT, "%s: no /model group (kind=%s file without float weights)",
                        r->path, r->kind);
-    RT_TRY(read_block(r, "/model", mc, block));
+    RT_TRY(read_block(r, "/model", mc, block, -FLT_MAX, FLT_MAX));
     return check_lm_head(r, block); /* wte is tensor 0, at offset 0 */
 }
 
@@ -552,8 +567,10 @@ rt_status ckpt_read_optimizer(ckpt_reader *r, float *adam_m, float *adam_v, int6
     RT_H5(g = H5Gopen2(r->file, "/optimizer", H5P_DEFAULT), RT_ERR_FORMAT, r->path,
           "opening /optimizer");
     if ((st = read_int_attr(r->path, g, "/optimizer", "step", step)) != RT_OK) goto cleanup;
-    if ((st = read_block(r, "/optimizer/m", &r->cfg, adam_m)) != RT_OK) goto cleanup;
-    st = read_block(r, "/optimizer/v", &r->cfg, adam_v);
+    if ((st = read_block(r, "/optimizer/m", &r->cfg, adam_m, -FLT_MAX, FLT_MAX)) != RT_OK)
+        goto cleanup;
+    /* v is a running mean of squares: a negative one would make sqrt(v) NaN */
+    st = read_block(r, "/optimizer/v", &r->cfg, adam_v, 0.0f, FLT_MAX);
 cleanup:
     if (g >= 0) H5Gclose(g);
     return st;
@@ -727,6 +744,17 @@ static rt_status verify_one(ckpt_reader *r, const char *dpath, void *ctx) {
         goto cleanup;
     }
     st = read_dataset(r, dpath, t, -1, NULL, numel, buf);
+    /* weights, scales and moments: what loading would refuse, --verify
+     * refuses too (a NaN can carry a valid checksum) */
+    if (st == RT_OK && t == CKPT_F32) {
+        const size_t len = strlen(dpath);
+        float lo = -FLT_MAX, hi = FLT_MAX;
+        if (strncmp(dpath, "/optimizer/v/", 13) == 0) lo = 0.0f;
+        if (strncmp(dpath, "/model/", 7) == 0 && len > 6 && strcmp(dpath + len - 6, "_scale") == 0)
+            lo = CKPT_SCALE_MIN, hi = CKPT_SCALE_MAX;
+        if (strncmp(dpath, "/model/", 7) == 0 || strncmp(dpath, "/optimizer/", 11) == 0)
+            st = ckpt_check_floats(r, dpath, buf, numel, lo, hi);
+    }
     free(buf);
 cleanup:
     if (d >= 0) H5Dclose(d);
@@ -741,6 +769,7 @@ rt_status ckpt_verify(ckpt_reader *r) {
         rt_free_aligned(b);
         return st;
     }
+    RT_TRY(ckpt_check_model(r)); /* every tensor /config implies, shaped as it says */
     RT_TRY(ckpt_walk_datasets(r, verify_one, NULL));
     if (ckpt_has(r, "/meta")) {
         static const char *const names[] = {"config", "provenance", "retort_version"};

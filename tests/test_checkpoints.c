@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <hdf5.h>
 #include <jansson.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "ckpt_deploy.h"
 #include "ckpt_internal.h" /* ckpt_crc32c_portable */
 #include "test_util.h"
 
@@ -188,14 +190,20 @@ typedef struct {
 
 static const student_config SMALL = {2, 2, 32, 64, 64, 16, 0};
 
-/* Random bit patterns in every tensor (padding left zero). */
-static void fill_block(const student_config *cfg, float *b, uint64_t seed) {
+/* Random bit patterns in every tensor (padding left zero): every finite
+ * float, denormals and -0 included, but no NaN or Inf, which loading
+ * refuses (issue 16 item 12); nonneg clears the sign (Adam's v). */
+static void fill_block(const student_config *cfg, float *b, uint64_t seed, int nonneg) {
     uint64_t s = seed * 0x9E3779B97F4A7C15ULL + 0x1234567ULL;
     student_tensor t;
     for (int i = 0; i < student_tensor_count(cfg); i++) {
         student_tensor_info(cfg, i, &t);
         uint32_t *u = (uint32_t *)(b + t.offset);
-        for (size_t j = 0; j < t.numel; j++) u[j] = (uint32_t)(rng_next(&s) >> 16);
+        for (size_t j = 0; j < t.numel; j++) {
+            uint32_t x = (uint32_t)(rng_next(&s) >> 16);
+            if ((x & 0x7f800000u) == 0x7f800000u) x &= ~0x00800000u; /* exponent 0xfe */
+            u[j] = nonneg ? x & 0x7fffffffu : x;
+        }
     }
 }
 
@@ -209,9 +217,9 @@ static void set_array(ckpt_array *a, const char *path, ckpt_dtype t, int ndim, i
 /* Fills f for `step`; all contents derive from step (the SIGKILL test
  * regenerates what a file of a given step must hold). */
 static void fixture_fill(fixture *f, int64_t step) {
-    fill_block(&f->cfg, f->params, (uint64_t)step * 3 + 0);
-    if (f->m) fill_block(&f->cfg, f->m, (uint64_t)step * 3 + 1);
-    if (f->v) fill_block(&f->cfg, f->v, (uint64_t)step * 3 + 2);
+    fill_block(&f->cfg, f->params, (uint64_t)step * 3 + 0, 0);
+    if (f->m) fill_block(&f->cfg, f->m, (uint64_t)step * 3 + 1, 0);
+    if (f->v) fill_block(&f->cfg, f->v, (uint64_t)step * 3 + 2, 1);
     uint64_t s = (uint64_t)step + 77;
     for (int i = 0; i < 4; i++) f->cursor[i] = (int64_t)rng_next(&s);
     f->cursor[0] = step;
@@ -1030,6 +1038,99 @@ static void test_forged_sizes(void) {
     free(dir), free(good), free(p);
 }
 
+/* Overwrites element `i` of float dataset `dset` with v and stores the
+ * matching checksum: a value retort never writes, with a valid checksum. */
+static void poke_float(const char *path, const char *dset, size_t i, float v) {
+    hid_t fl = h5_rw(path), d = H5Dopen2(fl, dset, H5P_DEFAULT);
+    CU_ASSERT_FATAL(d >= 0);
+    hid_t sp = H5Dget_space(d);
+    size_t n = (size_t)H5Sget_simple_extent_npoints(sp);
+    float *x = calloc(n ? n : 1, sizeof *x);
+    CU_ASSERT(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    x[i] = v;
+    CU_ASSERT(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    uint32_t crc = ckpt_crc32c_portable(0, x, n * sizeof *x);
+    hid_t a = H5Aopen(d, "checksum", H5P_DEFAULT);
+    CU_ASSERT(H5Awrite(a, H5T_NATIVE_UINT32, &crc) >= 0);
+    H5Aclose(a), H5Sclose(sp), H5Dclose(d), H5Fclose(fl);
+    free(x);
+}
+
+/* issue 16 item 12: NaN or Inf weights with valid checksums, a negative
+ * /optimizer/v and int8 scales outside [CKPT_SCALE_MIN, CKPT_SCALE_MAX]
+ * (1e-45, 1e30, 0, NaN) are refused at load, naming the dataset and index;
+ * before, they reached the kernels (NaN in student_expf is undefined
+ * behaviour) and eval printed "loss nan" with exit 0. */
+static void test_nonfinite(void) {
+    char *dir = make_tmpdir();
+    char *good = join(dir, "good.h5"), *p = join(dir, "bad.h5");
+    fixture f;
+    fixture_init(&f, SMALL, 4, 1);
+    CU_ASSERT_EQUAL_FATAL(ckpt_save(good, &f.c), RT_OK);
+    ckpt_reader *r = NULL;
+    student_model *m = NULL;
+    float *blk = rt_alloc_aligned(f.nf * 4), *mm = rt_alloc_aligned(f.nf * 4),
+          *vv = rt_alloc_aligned(f.nf * 4);
+    int64_t step;
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    const char *fc = "/model/transformer.h.1.mlp.c_fc.weight";
+    for (int i = 0; i < 3; i++) {
+        copy_file(good, p);
+        poke_float(p, fc, 17, bad[i]);
+        CU_ASSERT_EQUAL_FATAL(ckpt_open(p, &r), RT_OK);
+        CU_ASSERT(error_is(ckpt_read_params(r, blk), RT_ERR_FORMAT, p,
+                           "/model/transformer.h.1.mlp.c_fc.weight[17] = "));
+        CU_ASSERT(strstr(rt_last_error(), "is not finite") != NULL);
+        ckpt_reader_close(r);
+        r = NULL;
+        CU_ASSERT(error_is(ckpt_load_model(p, 1, STUDENT_F32, 0, &m, NULL), RT_ERR_FORMAT, p,
+                           "c_fc.weight[17]"));
+        CU_ASSERT_PTR_NULL(m);
+    }
+    copy_file(good, p);
+    poke_float(p, "/optimizer/v/transformer.ln_f.bias", 3, -1.0f);
+    CU_ASSERT_EQUAL_FATAL(ckpt_open(p, &r), RT_OK);
+    CU_ASSERT_EQUAL(ckpt_read_params(r, blk), RT_OK);
+    CU_ASSERT(error_is(ckpt_read_optimizer(r, mm, vv, &step), RT_ERR_FORMAT, p,
+                       "/optimizer/v/transformer.ln_f.bias[3] = -1 is out of range"));
+    ckpt_reader_close(r);
+    r = NULL;
+
+    /* int8 deploy scales */
+    const int nl = 4 * SMALL.n_layer;
+    student_act_quant aq[16];
+    for (int i = 0; i < nl; i++) aq[i] = student_act_quant_from_range(-2.0f, 2.0f, 0);
+    for (size_t i = 0; i < f.nf; i++) /* weights a model could have */
+        f.params[i] = (float)((int)(i % 251) - 125) / 250.0f;
+    ckpt_deploy dep = {.step = 4, .cfg = SMALL, .params = f.params, .act = aq};
+    char *d8 = join(dir, "int8.h5");
+    CU_ASSERT_EQUAL_FATAL(ckpt_deploy_save(d8, &dep), RT_OK);
+    CU_ASSERT_EQUAL_FATAL(ckpt_load_model(d8, 1, STUDENT_F32, 0, &m, NULL), RT_OK);
+    student_destroy(m);
+    m = NULL;
+    struct {
+        const char *dset;
+        float v;
+    } scales[] = {
+        {"/model/transformer.h.0.mlp.c_fc.weight_scale", 1e-45f},
+        {"/model/transformer.h.0.mlp.c_fc.weight_scale", 1e30f},
+        {"/model/transformer.wte.weight_scale", 0.0f},
+        {"/model/transformer.h.1.attn.c_proj.input_scale", NAN},
+        {"/model/transformer.h.1.attn.c_attn.input_scale", 1e-45f},
+    };
+    for (size_t i = 0; i < sizeof scales / sizeof scales[0]; i++) {
+        copy_file(d8, p);
+        poke_float(p, scales[i].dset, 0, scales[i].v);
+        CU_ASSERT(error_is(ckpt_load_model(p, 1, STUDENT_F32, 0, &m, NULL), RT_ERR_FORMAT, p,
+                           scales[i].dset));
+        CU_ASSERT_PTR_NULL(m);
+    }
+    rt_free_aligned(blk), rt_free_aligned(mm), rt_free_aligned(vv);
+    fixture_free(&f);
+    rm_rf(dir);
+    free(dir), free(good), free(p), free(d8);
+}
+
 /* Flips one random bit at many places across a whole file: every read
  * must either fail with a status or return exactly the saved data (a flip
  * in padding or free space changes nothing). Never a crash, never silently
@@ -1544,6 +1645,7 @@ int main(void) {
         {"deploy_kind", test_deploy_kind},
         {"bad_files", test_bad_files},
         {"forged_sizes", test_forged_sizes},
+        {"nonfinite", test_nonfinite},
         {"bitflip_sweep", test_bitflip_sweep},
         {"failed_saves_keep_previous", test_failed_saves_keep_previous},
         {"rotation", test_rotation},

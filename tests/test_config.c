@@ -268,6 +268,10 @@ static void test_errors(void) {
                  "e4.ini:2", "model.n_layer", "[1, 1024]", "'0'", NULL);
     expect_error(load_text("e4b.ini", "[train]\nbeta2 = 1\n", NULL, 0, &c), RT_ERR_ARGS,
                  "e4b.ini:2", "train.beta2", "[0, 1)", NULL);
+    /* issue 16 item 12: below 1 as a double, 1.0f in the optimizer */
+    expect_error(load_text("e4b2.ini", "[train]\nbeta2 = 0.99999999\n", NULL, 0, &c),
+                 RT_ERR_ARGS, "train.beta2", "rounds to 1 in float32", NULL);
+    CU_ASSERT_EQUAL(load_text("e4b3.ini", "[train]\nbeta2 = 0.99999994\n", NULL, 0, &c), RT_OK);
     expect_error(load_text("e4c.ini", "[train]\nlr = nan\n", NULL, 0, &c), RT_ERR_ARGS,
                  "e4c.ini:2", "train.lr", NULL);
     expect_error(load_text("e4d.ini", "[model]\nd_ff = 99999999999\n", NULL, 0, &c),

@@ -685,6 +685,14 @@ rt_status trainer_config_load_string(const char *ini, const char *origin, const 
 /* --------------------------------------------------------- validation */
 
 rt_status trainer_config_validate(trainer_config *c) {
+    /* the optimizer runs in float32: a beta just below 1 in the file can
+     * round to 1.0f, and 1 - beta = 0 stops the moment it weights */
+    const struct { const char *key; double v; } betas[] = {
+        {"train.beta1", c->train.beta1}, {"train.beta2", c->train.beta2}};
+    for (int i = 0; i < 2; i++)
+        if ((float)betas[i].v >= 1.0f)
+            return rt_fail(RT_ERR_ARGS, "%s = %.17g rounds to 1 in float32 (the optimizer's "
+                           "precision); use at most 0.99999994", betas[i].key, betas[i].v);
     if (c->model.d_model % c->model.n_head != 0)
         return rt_fail(RT_ERR_ARGS, "model.d_model (%d) must be divisible by model.n_head (%d)",
                        c->model.d_model, c->model.n_head);

@@ -200,6 +200,11 @@ rt_status trainer_eval(const trainer_eval_opts *o, trainer_eval_result *out) {
     out->tokens = sums.tokens;
     out->windows = W;
     out->loss = sums.loss_sum / (double)out->tokens;
+    if (!isfinite(out->loss)) { /* never "loss nan" with exit 0 (issue 16 item 12) */
+        st = rt_fail(RT_ERR_FORMAT, "%s: gives a non-finite loss (%g) on %s: its weights or "
+                     "scales overflow float32", o->model, out->loss, o->data);
+        goto cleanup;
+    }
     out->perplexity = exp(out->loss);
     out->ece = trainer_eval_ece(sums.bin_count, sums.bin_conf, sums.bin_correct);
     if (t) out->agreement = (double)sums.agree / (double)out->tokens;
