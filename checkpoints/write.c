@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "ckpt_internal.h"
@@ -245,6 +246,30 @@ static rt_status write_meta(writer *w, const ckpt_contents *c) {
     return st;
 }
 
+/* Closes a file being written after a failed write (a full disk, a file
+ * size limit). HDF5 flushes again on close, which would fail on the same
+ * disk and leave the id open; so the file's descriptor is first pointed at
+ * an anonymous in-memory file: the last metadata goes there and the
+ * half-written temporary (which the caller unlinks) stays as it was.
+ * HDF5 1.10.8 still cannot close a file whose flush already failed (its
+ * cache stays "slist already enabled"): that id is left to the process's
+ * end, and main() turns off HDF5's atexit handler, which would crash on
+ * it. Returns the close status. */
+static herr_t close_discarding(hid_t file) {
+    void *handle = NULL;
+    hid_t fapl = H5Fget_access_plist(file);
+    if (fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 &&
+        H5Fget_vfd_handle(file, fapl, &handle) >= 0 && handle) {
+        int sink = memfd_create("retort-discard", MFD_CLOEXEC);
+        if (sink >= 0) {
+            (void)dup2(sink, *(int *)handle); /* keeps the fd number HDF5 holds */
+            close(sink);
+        }
+    }
+    if (fapl >= 0) H5Pclose(fapl);
+    return H5Fclose(file);
+}
+
 /* Builds the whole file at `tmp`. */
 static rt_status write_file(const char *tmp, const char *path, const ckpt_contents *c) {
     rt_status st = RT_OK;
@@ -295,9 +320,15 @@ cleanup:
     if (w.lcpl >= 0) H5Pclose(w.lcpl);
     if (w.dcpl >= 0) H5Pclose(w.dcpl);
     if (fapl >= 0) H5Pclose(fapl);
-    /* Closing writes the last metadata; a failure here is a failed save. */
-    if (w.file >= 0 && H5Fclose(w.file) < 0 && st == RT_OK)
+    /* Closing writes the last metadata; a failure here is a failed save.
+     * Whatever failed, the file is closed before returning (item 10). */
+    if (w.file >= 0 && st != RT_OK) {
+        (void)close_discarding(w.file);
+    } else if (w.file >= 0 && H5Fclose(w.file) < 0) {
         st = rt_h5_fail(RT_ERR_IO, path, "closing %s", tmp);
+        (void)close_discarding(w.file); /* the id is still open after a failed close */
+    }
+    H5Eclear2(H5E_DEFAULT);
     return st;
 }
 
