@@ -11,7 +11,8 @@ build=${RETORT_BUILD:-$root/build}
 
 pkgs=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libdnnl-dev
       libhdf5-dev hdf5-tools libzstd-dev libcunit1-dev libpcre2-dev
-      libjansson-dev libinih-dev fortunes fortunes-min)
+      libjansson-dev libinih-dev fortunes fortunes-min
+      clang-14 libclang-rt-14-dev libomp-14-dev)  # the last three: libFuzzer harnesses (tests/fuzz)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
