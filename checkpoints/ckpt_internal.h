@@ -43,4 +43,11 @@ rt_status ckpt_read_params_for(ckpt_reader *r, const student_config *mc, float *
  * d_model / n_head (a model whose heads were removed). */
 int ckpt_config_has_d_head(const student_config *c);
 
+/* /config's own checksum (its "checksum" attribute, uint32): CRC-32C of
+ * the int64 values n_layer, n_head, d_model, d_ff, vocab_size, seq_len,
+ * d_head (0 when absent) as stored, so an edited or flipped shape
+ * attribute is caught before the model is read as a different one. */
+enum { CKPT_CONFIG_FIELDS = 7 };
+uint32_t ckpt_config_crc(const int64_t v[CKPT_CONFIG_FIELDS]);
+
 #endif

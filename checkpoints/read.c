@@ -29,6 +29,7 @@ struct ckpt_reader {
     student_config cfg;
     char kind[8];
     int64_t step, tokens_seen;
+    int config_crc; /* /config has its checksum (checked at open) */
 };
 
 const char *ckpt_reader_path(const ckpt_reader *r) { return r->path; }
@@ -192,9 +193,11 @@ static rt_status read_config(ckpt_reader *r) {
         {"d_model", &r->cfg.d_model}, {"d_ff", &r->cfg.d_ff},
         {"vocab_size", &r->cfg.vocab_size}, {"seq_len", &r->cfg.seq_len},
     };
+    int64_t raw[CKPT_CONFIG_FIELDS] = {0};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         int64_t v;
         if ((st = read_int_attr(path, g, "/config", f[i].name, &v)) != RT_OK) goto cleanup;
+        raw[i] = v;
         if (v > INT_MAX || v < INT_MIN) {
             st = rt_fail(RT_ERR_FORMAT, "%s: /config %s is %lld, too large", path, f[i].name,
                          (long long)v);
@@ -213,6 +216,7 @@ static rt_status read_config(ckpt_reader *r) {
     if (has > 0) {
         int64_t v;
         if ((st = read_int_attr(path, g, "/config", "d_head", &v)) != RT_OK) goto cleanup;
+        raw[6] = v;
         if (v <= 0 || v > INT_MAX) {
             st = rt_fail(RT_ERR_FORMAT, "%s: /config d_head is %lld; it must be a positive "
                          "head width", path, (long long)v);
@@ -220,6 +224,22 @@ static rt_status read_config(ckpt_reader *r) {
         }
         r->cfg.d_head = (int)v;
         if (!ckpt_config_has_d_head(&r->cfg)) r->cfg.d_head = 0; /* one spelling per shape */
+    }
+    /* the shape attributes' own checksum (files of other tools may lack it;
+     * --verify then says so) */
+    has = H5Aexists(g, CKPT_CHECKSUM_ATTR);
+    if (has > 0) {
+        int64_t want;
+        if ((st = read_int_attr(path, g, "/config", CKPT_CHECKSUM_ATTR, &want)) != RT_OK)
+            goto cleanup;
+        const uint32_t got = ckpt_config_crc(raw);
+        if ((int64_t)got != want) {
+            st = rt_fail(RT_ERR_FORMAT, "%s: /config fails its checksum (stored 0x%08llx, "
+                         "attributes 0x%08x): the model shape was edited or is corrupt", path,
+                         (unsigned long long)want, got);
+            goto cleanup;
+        }
+        r->config_crc = 1;
     }
     if (student_config_validate(&r->cfg) != RT_OK) {
         char why[512];
@@ -461,6 +481,7 @@ cleanup:
 }
 
 rt_status ckpt_check_model(ckpt_reader *r) {
+    if (r->hf) return RT_OK; /* a Hugging Face folder: its headers were checked on open */
     if (r->hf) return RT_OK; /* a folder's tensors were checked against config.json on open */
     if (!ckpt_has(r, "/model"))
         return rt_fail(RT_ERR_FORMAT, "%s: no /model group (kind=%s file without weights)",
@@ -769,6 +790,9 @@ rt_status ckpt_verify(ckpt_reader *r) {
         rt_free_aligned(b);
         return st;
     }
+    if (!r->config_crc)
+        return rt_fail(RT_ERR_FORMAT, "%s: /config has no checksum attribute, so the model shape "
+                       "cannot be verified (not written by retort?)", r->path);
     RT_TRY(ckpt_check_model(r)); /* every tensor /config implies, shaped as it says */
     RT_TRY(ckpt_walk_datasets(r, verify_one, NULL));
     if (ckpt_has(r, "/meta")) {

@@ -214,8 +214,15 @@ static rt_status write_config(writer *w, const student_config *cfg) {
         st = attr_i32(w, g, "/config", f[i].name, f[i].v);
     /* only where heads were removed: files of an unpruned shape stay
      * exactly what older readers know */
-    if (st == RT_OK && ckpt_config_has_d_head(cfg))
-        st = attr_i32(w, g, "/config", "d_head", cfg->d_head);
+    const int has_d_head = ckpt_config_has_d_head(cfg);
+    if (st == RT_OK && has_d_head) st = attr_i32(w, g, "/config", "d_head", cfg->d_head);
+    const int64_t v[CKPT_CONFIG_FIELDS] = {cfg->n_layer,    cfg->n_head,  cfg->d_model,
+                                           cfg->d_ff,       cfg->vocab_size, cfg->seq_len,
+                                           has_d_head ? cfg->d_head : 0};
+    uint32_t crc = ckpt_config_crc(v);
+    if (st == RT_OK)
+        st = attr_scalar(w, g, "/config", CKPT_CHECKSUM_ATTR, H5T_STD_U32LE, H5T_NATIVE_UINT32,
+                         &crc);
     if (g >= 0) H5Gclose(g);
     return st;
 }

@@ -4,7 +4,10 @@
  * where retort would check one, so the reader's own checks are what
  * stops it.
  *
- *   hostile_gen setattr FILE OBJ NAME INT     OBJ's attribute NAME := INT (int64)
+ *   hostile_gen setattr FILE OBJ NAME INT     OBJ's attribute NAME := INT (int64),
+ *                                             dropping OBJ's checksum attribute (as a
+ *                                             file of another tool would lack it)
+ *   hostile_gen edit FILE OBJ NAME INT        the same, keeping the checksum
  *   hostile_gen poke FILE DSET INDEX FLOAT    one float32 element, checksum fixed
  *   hostile_gen forge FILE DSET D0 [D1]       float32 [D0, D1] storing nothing
  *   hostile_gen retype FILE DSET              same shape and values as float64
@@ -66,10 +69,11 @@ int main(int argc, char **argv) {
                        : H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT);
     if (f < 0) return die("opening the file");
     int rc = 0;
-    if (strcmp(op, "setattr") == 0 && argc == 6) {
+    if ((strcmp(op, "setattr") == 0 || strcmp(op, "edit") == 0) && argc == 6) {
         hid_t o = H5Oopen(f, argv[3], H5P_DEFAULT);
         if (o < 0) return die("opening the object");
         if (H5Aexists(o, argv[4]) > 0) H5Adelete(o, argv[4]);
+        if (op[0] == 's' && H5Aexists(o, "checksum") > 0) H5Adelete(o, "checksum");
         long long v = strtoll(argv[5], NULL, 0);
         hid_t sc = H5Screate(H5S_SCALAR);
         hid_t a = H5Acreate2(o, argv[4], H5T_STD_I64LE, sc, H5P_DEFAULT, H5P_DEFAULT);

@@ -753,6 +753,10 @@ static void test_bad_files(void) {
         {"bad_heads", RT_ERR_FORMAT, "/config is invalid"},
         {"no_config", RT_ERR_FORMAT, "no /config group"},
         {"no_step", RT_ERR_FORMAT, "lacks the attribute step"},
+        /* issue 16 item 15: n_head = 32 on a d_model 32 model is a valid
+         * shape, and loaded as a different model before /config had its
+         * own checksum */
+        {"edited_heads", RT_ERR_FORMAT, "/config fails its checksum"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         p = join(dir, cases[i].name);
@@ -764,13 +768,22 @@ static void test_bad_files(void) {
         case 2: set_attr_str(fl, "kind", "banana"); break;
         case 3: CU_ASSERT(H5Adelete_by_name(fl, "/config", "n_head", H5P_DEFAULT) >= 0); break;
         case 4: {
+            /* as another tool would write it: no /config checksum, so the
+             * shape validation is what refuses it */
             hid_t g = H5Gopen2(fl, "/config", H5P_DEFAULT);
             set_attr_int(g, "n_head", 3); /* 32 % 3 != 0 */
+            CU_ASSERT(H5Adelete(g, "checksum") >= 0);
             H5Gclose(g);
             break;
         }
         case 5: CU_ASSERT(H5Ldelete(fl, "/config", H5P_DEFAULT) >= 0); break;
         case 6: CU_ASSERT(H5Adelete(fl, "step") >= 0); break;
+        case 7: {
+            hid_t g = H5Gopen2(fl, "/config", H5P_DEFAULT);
+            set_attr_int(g, "n_head", 32);
+            H5Gclose(g);
+            break;
+        }
         }
         H5Fclose(fl);
         CU_ASSERT(error_is(ckpt_open(p, &r), cases[i].want, p, cases[i].needle));
@@ -963,6 +976,7 @@ static void test_forged_sizes(void) {
         /* stored as int64, as another tool may write it (an int32 attribute
          * would clamp 2^31) */
         CU_ASSERT(H5Adelete(g, lies[i].key) >= 0);
+        CU_ASSERT(H5Adelete(g, "checksum") >= 0); /* a file of another tool */
         hid_t sc = H5Screate(H5S_SCALAR);
         hid_t a = H5Acreate2(g, lies[i].key, H5T_STD_I64LE, sc, H5P_DEFAULT, H5P_DEFAULT);
         CU_ASSERT(H5Awrite(a, H5T_NATIVE_LLONG, &lies[i].v) >= 0);
@@ -980,6 +994,7 @@ static void test_forged_sizes(void) {
     {
         hid_t fl = h5_rw(p), g = H5Gopen2(fl, "/config", H5P_DEFAULT);
         set_attr_int(g, "n_layer", 1000);
+        CU_ASSERT(H5Adelete(g, "checksum") >= 0);
         H5Gclose(g), H5Fclose(fl);
     }
     CU_ASSERT(error_is(ckpt_load_model(p, 1, STUDENT_F32, 0, &m, NULL), RT_ERR_FORMAT, p,
@@ -992,6 +1007,7 @@ static void test_forged_sizes(void) {
     {
         hid_t fl = h5_rw(p), g = H5Gopen2(fl, "/config", H5P_DEFAULT);
         set_attr_int(g, "vocab_size", 16777216);
+        CU_ASSERT(H5Adelete(g, "checksum") >= 0);
         H5Gclose(g);
         hsize_t dims[2] = {16777216, 32};
         forge_dataset(fl, "/model/transformer.wte.weight", 2, dims, 1);
@@ -1026,6 +1042,18 @@ static void test_forged_sizes(void) {
     CU_ASSERT_EQUAL_FATAL(ckpt_open(p, &r), RT_OK);
     CU_ASSERT(error_is(ckpt_verify(r), RT_ERR_FORMAT, p,
                        "/model/transformer.ln_f.bias has no checksum attribute"));
+    ckpt_reader_close(r);
+    r = NULL;
+
+    /* --verify on a file whose /config has no checksum: not "OK" either */
+    copy_file(good, p);
+    {
+        hid_t fl = h5_rw(p);
+        CU_ASSERT(H5Adelete_by_name(fl, "/config", "checksum", H5P_DEFAULT) >= 0);
+        H5Fclose(fl);
+    }
+    CU_ASSERT_EQUAL_FATAL(ckpt_open(p, &r), RT_OK);
+    CU_ASSERT(error_is(ckpt_verify(r), RT_ERR_FORMAT, p, "/config has no checksum attribute"));
     ckpt_reader_close(r);
     r = NULL;
 

@@ -102,5 +102,21 @@ expect_err nz "distill.samples" mpirun -np 2 "$RETORT" train --config ok.ini \
   --set distill.teachers=1 --set distill.teacher=$good --set distill.labels=sample \
   --set distill.samples=512
 expect_err 2 "distill.labels" "$RETORT" train --config ok.ini --set distill.labels=tokp
+# issue 16 item 15: a resumed distillation keeps its teacher, by content
+# (CRC-32C in the provenance), not by path: another file is refused, a
+# copy of the same file under another name is fine
+mpirun -np 2 "$RETORT" train --config ok.ini --set distill.teachers=1 \
+  --set distill.teacher=runs/ok/final.h5 --set train.run_dir=runs/dt --set train.steps=2 \
+  2>/dev/null || fail "the distillation run for the teacher check failed"
+expect_err nz "runs/wide/final.h5 (distill.teacher)" mpirun -np 2 "$RETORT" train --config ok.ini \
+  --set distill.teachers=1 --set distill.teacher=runs/wide/final.h5 --set train.run_dir=runs/dt \
+  --set train.steps=3 --resume latest
+grep -q "was trained with runs/ok/final.h5" err.txt || { cat err.txt; fail "the recorded teacher is not named"; }
+expect_err nz "was trained with the teacher runs/ok/final.h5" "$RETORT" train --config ok.ini \
+  --set train.run_dir=runs/dt --set train.steps=3 --resume latest
+cp runs/ok/final.h5 same_teacher.h5
+mpirun -np 2 "$RETORT" train --config ok.ini --set distill.teachers=1 \
+  --set distill.teacher=same_teacher.h5 --set train.run_dir=runs/dt --set train.steps=3 \
+  --resume latest 2>err.txt || { cat err.txt; fail "resume with a copy of the same teacher failed"; }
 [ ! -e runs/ok/metrics.jsonl.tmp ] || fail "stray files"
 echo "train_errors: ok"

@@ -363,6 +363,7 @@ typedef struct {
     char resume_path[TRAINER_STR_MAX];
     char *config_ini;
     char *provenance;
+    char teacher_crc[9];    /* CRC-32C of distill.teacher ("00000000" without one) */
     uint8_t *mask;          /* pruning masks (block layout), NULL = dense */
     ckpt_prune_meta prune_meta;
 } student_run;
@@ -398,6 +399,7 @@ static rt_status make_provenance(student_run *s) {
     snprintf(crc[0], sizeof crc[0], "%08x", c_train);
     snprintf(crc[1], sizeof crc[1], "%08x", c_val);
     snprintf(crc[2], sizeof crc[2], "%08x", c_teacher);
+    memcpy(s->teacher_crc, crc[2], sizeof s->teacher_crc);
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i}",
                           "retort_version", RETORT_VERSION, "train_shard", s->cfg.data.train,
                           "train_crc32c", crc[0], "val_shard", s->val ? s->cfg.data.val : "",
@@ -567,6 +569,35 @@ static rt_status verify_replicas(student_run *s, int64_t step) {
     return RT_OK;
 }
 
+/* A resumed run keeps its teacher: the CRC-32C of distill.teacher must be
+ * the one the checkpoint's provenance records (issue 16 item 15), whatever
+ * the path; a checkpoint without that record (other tools) is not checked. */
+static rt_status check_resume_teacher(const student_run *s, ckpt_reader *r) {
+    char *text = NULL;
+    if (ckpt_read_string_attr(r, "/meta", "provenance", &text) != RT_OK) {
+        free(text);
+        return RT_OK;
+    }
+    rt_status st = RT_OK;
+    json_t *o = json_loads(text, 0, NULL);
+    const char *was = json_string_value(json_object_get(o, "teacher_crc32c"));
+    const char *was_path = json_string_value(json_object_get(o, "teacher"));
+    if (was && strcmp(was, s->teacher_crc) != 0) {
+        if (!(s->distill && s->cfg.distill.teacher[0]))
+            st = rt_fail(RT_ERR_MISMATCH, "%s: was trained with the teacher %s (CRC-32C %s); "
+                         "resuming it without one would be another run (use train.init)",
+                         s->resume_path, was_path ? was_path : "?", was);
+        else
+            st = rt_fail(RT_ERR_MISMATCH, "%s (distill.teacher): CRC-32C %s, but %s was trained "
+                         "with %s (CRC-32C %s): resume with that teacher, or start a new run "
+                         "(train.init)", s->cfg.distill.teacher, s->teacher_crc, s->resume_path,
+                         was_path && was_path[0] ? was_path : "no teacher", was);
+    }
+    json_decref(o);
+    free(text);
+    return st;
+}
+
 /* Restores model, optimizer, projections and the step from a checkpoint. */
 static rt_status load_resume(student_run *s) {
     ckpt_reader *r = NULL;
@@ -574,6 +605,7 @@ static rt_status load_resume(student_run *s) {
     if (st != RT_OK) return st;
     int64_t step = 0, adam_step = 0;
     if ((st = ckpt_require_kind(r, "train", "resuming training")) != RT_OK) goto cleanup;
+    if ((st = check_resume_teacher(s, r)) != RT_OK) goto cleanup;
     if ((st = ckpt_check_config(r, &s->mc, "the run's [model] config")) != RT_OK) goto cleanup;
     if ((st = ckpt_read_model(r, s->m)) != RT_OK) goto cleanup;
     st = ckpt_read_optimizer(r, student_adam_m(s->m), student_adam_v(s->m), &adam_step);
@@ -803,6 +835,7 @@ static rt_status student_setup(student_run *s, const char *resume_arg) {
         return rt_fail(RT_ERR_NOMEM, "out of memory for %d rows of %d tokens", s->rs.b,
                        s->rs.T);
 
+    RT_TRY(make_provenance(s)); /* the teacher's CRC, which a resume checks */
     /* starting weights: a checkpoint to resume, train.init, or random */
     if (resume_arg && strcmp(resume_arg, "latest") == 0 && !has_checkpoint(c->train.run_dir)) {
         /* a first start under a requeue-friendly `--resume latest` */
@@ -829,7 +862,6 @@ static rt_status student_setup(student_run *s, const char *resume_arg) {
         student_init_weights(s->m, (uint64_t)c->train.seed);
     }
     RT_TRY(trainer_config_to_ini(c, &s->config_ini));
-    RT_TRY(make_provenance(s));
     if (c->distill.teachers > 0) {
         comm_stream_config scfg = comm_stream_config_default();
         scfg.depth = c->distill.depth;
