@@ -179,6 +179,10 @@ for kb in 4 16 40; do
   must_fail "$d/int8.h5" "export --int8 under a ${kb} KB file size limit"
   limited $kb prune --model "$m" --method magnitude --sparsity 0.5 --out "$d/pruned.h5"
   must_fail "$d/pruned.h5" "prune under a ${kb} KB file size limit"
+  [ -r /usr/share/games/fortunes ] && {
+    limited $kb prepare --input /usr/share/games/fortunes --out "$d/data" --vocab-size 300 --quiet
+    must_fail "$d/data" "prepare under a ${kb} KB file size limit"
+  }
   check '[ -z "$(find "$d" -name "*.tmp.*")" ]' "no temporary file left under a ${kb} KB limit"
   rm -rf "$d/run"
 done
@@ -192,6 +196,10 @@ if mkdir -p "$tmp/mnt" && mount -t tmpfs -o size=300k tmpfs "$tmp/mnt" 2>/dev/nu
   must_fail "$mnt/pruned.h5" "prune onto a full tmpfs"
   run train --config "$fx/tiny.ini" --set "train.run_dir=$mnt/run"
   must_fail "$mnt/run" "train onto a full tmpfs"
+  if [ -r /usr/share/games/fortunes ]; then
+    run prepare --input /usr/share/games/fortunes --out "$mnt/data" --vocab-size 300 --quiet
+    must_fail "$mnt/data" "prepare onto a full tmpfs"
+  fi
   check '[ -z "$(find "$mnt" -name "*.tmp.*")" ]' "no temporary file left on the full tmpfs"
   echo "hostile: full-disk cases also ran on a 300 KB tmpfs"
 else
