@@ -6,7 +6,9 @@
 # how to run longer and how to add a harness.
 add_test(NAME fuzz_build
          COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/build.sh ${CMAKE_BINARY_DIR}/fuzz)
-set_tests_properties(fuzz_build PROPERTIES FIXTURES_SETUP fuzz TIMEOUT 1200)
+# RUN_SERIAL: the build takes every core for a few minutes; beside it,
+# timed tests of the suite would run out of time.
+set_tests_properties(fuzz_build PROPERTIES FIXTURES_SETUP fuzz TIMEOUT 1200 RUN_SERIAL ON)
 file(GLOB FUZZ_HARNESS CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_*.c)
 foreach(src ${FUZZ_HARNESS})
   get_filename_component(h ${src} NAME_WE)

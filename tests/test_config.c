@@ -434,6 +434,17 @@ static void test_round_trip(void) {
     CU_ASSERT_EQUAL(back.train.lr, 0.1 + 0.2);
     CU_ASSERT_STRING_EQUAL(back.data.val, "");
     free(ini);
+
+    /* A value starting with ';' (accepted: no whitespace before it) read
+     * back as an empty comment after "key = " (found by fuzz_config). */
+    CU_ASSERT_EQUAL_FATAL(load_text("semi.ini", "[train]\nrun_dir =; odd run\n", NULL, 0, &e),
+                          RT_OK);
+    CU_ASSERT_STRING_EQUAL(e.train.run_dir, "; odd run");
+    CU_ASSERT_EQUAL_FATAL(trainer_config_to_ini(&e, &ini), RT_OK);
+    CU_ASSERT_EQUAL_FATAL(trainer_config_load_string(ini, "dump", NULL, 0, &back), RT_OK);
+    CU_ASSERT_STRING_EQUAL(back.train.run_dir, "; odd run");
+    CU_ASSERT(trainer_config_equal(&e, &back));
+    free(ini);
 }
 
 /* The JSON dump, read back by jansson, holds every key with its value. */

@@ -791,9 +791,11 @@ rt_status trainer_config_to_ini(const trainer_config *c, char **out) {
             fprintf(f, "%s[%s]\n", i ? "\n" : "", keys[i].section);
         value_text(c, &keys[i], v, sizeof v);
         size_t n = strlen(v);
-        /* Quote strings whose edges inih would strip. */
+        /* Quote strings whose edges inih would strip, and those starting
+         * with ';', which after "key = " would read as a comment (found by
+         * tests/fuzz/fuzz_config). */
         bool quote = keys[i].type == TRAINER_KEY_STRING &&
-                     (n == 0 || v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' ||
+                     (n == 0 || v[0] == ' ' || v[0] == '\t' || v[0] == ';' || v[n - 1] == ' ' ||
                       v[n - 1] == '\t' || (v[0] == '"' && v[n - 1] == '"'));
         fprintf(f, quote ? "%s = \"%s\"\n" : "%s = %s\n", keys[i].key, v);
     }

@@ -18,7 +18,8 @@ seeds=$here/corpus/$name
 work=${RT_FUZZ_KEEP:-$(mktemp -d "${TMPDIR:-/tmp}/rt_fuzz_${name}_XXXXXX")}
 mkdir -p "$work/corpus" "$work/crashes"
 # Fail fast on any sanitizer finding; LeakSanitizer runs after each input.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:allocator_may_return_null=1}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:allocator_may_return_null=1:fast_unwind_on_malloc=0}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$here/lsan.supp:print_suppressions=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export OMP_NUM_THREADS=1
 "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=262144 \
