@@ -62,7 +62,10 @@ void student_mm_destroy(student_mm *mm); /* zeroed or created; safe twice */
  * that loops calling it vectorize (glibc's expf does not without
  * -ffast-math). Cephes range reduction and polynomial. */
 static inline float student_expf(float x) {
-    const float xc = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+    /* written so that NaN clamps too: (int32_t)NaN below is undefined
+     * behaviour (issue 16 item 12); NaN is returned as NaN at the end */
+    float xc = x > -87.3f ? x : -87.3f;
+    xc = xc < 88.3f ? xc : 88.3f;
     const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     float n = (xc * 1.44269504088896341f + shifter) - shifter;
     float r = xc - n * 0.693359375f;
@@ -77,7 +80,7 @@ static inline float student_expf(float x) {
     union { float f; int32_t i; } u;
     u.i = ((int32_t)n + 127) << 23;
     float y = p * u.f;
-    return x < -87.3f ? 0.0f : y;
+    return x != x ? x : (x < -87.3f ? 0.0f : y);
 }
 
 /* float -> bf16 with round-to-nearest-even (NaN stays NaN). */

@@ -128,6 +128,15 @@ for f in "$c"/*.h5; do
   esac
 done
 
+# finite weights that overflow float32 in the forward pass: eval printed
+# "loss nan" and exited 0
+cp "$m" "$tmp/huge.h5" && "$gen" poke "$tmp/huge.h5" /model/transformer.ln_f.weight 0 3e38
+run eval --model "$tmp/huge.h5" --data "$val";              must_fail "$tmp/huge.h5" "eval on overflowing weights"
+check 'grep -q "non-finite loss" "$tmp/err"' "eval on overflowing weights says the loss is not finite"
+run eval --model "$tmp/huge.h5" --data "$val" --json;       must_fail "$tmp/huge.h5" "eval --json on overflowing weights"
+run generate --model "$tmp/huge.h5" --tokenizer "$tok" --prompt the --max-new-tokens 2
+clean_or_error "$tmp/huge.h5" "generate on overflowing weights"
+
 # --------------------------------------------------------------- shards
 s=$tmp/shard
 mkdir -p "$s"

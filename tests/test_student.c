@@ -21,6 +21,7 @@
 
 #include "rt_rand.h"
 #include "student.h"
+#include "student_internal.h" /* student_expf */
 
 /* ------------------------------------------------------------ fixture */
 
@@ -1185,6 +1186,17 @@ static void test_seq_logprob(void) {
     student_destroy(m);
 }
 
+/* student_expf on NaN and infinities: NaN in, NaN out, and no
+ * (int32_t)NaN on the way (undefined behaviour that clang's
+ * -fsanitize=undefined, as in the fuzz build, reports; issue 16 item 12). */
+static void test_expf_nonfinite(void) {
+    CU_ASSERT(isnan(student_expf(NAN)));
+    CU_ASSERT(isnan(student_expf(-NAN)));
+    CU_ASSERT_EQUAL(student_expf(-INFINITY), 0.0f);
+    CU_ASSERT(student_expf(INFINITY) > 1e38f);
+    CU_ASSERT(fabsf(student_expf(1.0f) - 2.7182817f) < 1e-6f);
+}
+
 int main(void) {
     if (fx_load() != 0) {
         fprintf(stderr, "test_student: cannot load the fixture from %s\n", RT_FIXTURES_DIR);
@@ -1193,6 +1205,7 @@ int main(void) {
     if (student_loss_ws_create(fx.V, &WS) != RT_OK) return 1;
     if (CU_initialize_registry() != CUE_SUCCESS) return 1;
     CU_pSuite s = CU_add_suite("student", NULL, NULL);
+    CU_add_test(s, "student_expf on NaN and infinities", test_expf_nonfinite);
     CU_add_test(s, "forward f32 vs torch", test_forward_f32);
     CU_add_test(s, "backward f32 vs torch (every gradient)", test_backward_f32);
     CU_add_test(s, "finite differences", test_finite_difference);
