@@ -193,9 +193,9 @@ rt_status ckpt_read_string_attr(ckpt_reader *r, const char *obj, const char *nam
 rt_status ckpt_verify(ckpt_reader *r);
 
 /* Calls fn(r, "/group/dataset", ctx) for every dataset reachable by hard
- * links, group by group in name order, stopping at the first non-OK
+ * links, group by group in storage order, stopping at the first non-OK
  * status, which it returns. Bounded in depth and link count; never uses
- * H5Lvisit (which crashes HDF5 1.10.8 on some corrupt files). */
+ * H5Lvisit nor name order (which crash HDF5 1.10.8 on some corrupt files). */
 typedef rt_status (*ckpt_dataset_fn)(ckpt_reader *r, const char *dpath, void *ctx);
 rt_status ckpt_walk_datasets(ckpt_reader *r, ckpt_dataset_fn fn, void *ctx);
 

@@ -706,12 +706,15 @@ static herr_t walk_link(hid_t g, const char *name, const H5L_info_t *info, void 
     return w->st == RT_OK ? 0 : -1;
 }
 
-/* One group's links, one level at a time (H5Literate, not H5Lvisit: HDF5
- * 1.10.8's recursive visit frees memory it does not own when a corrupt
- * group's metadata fails its checksum, and crashes the reader). */
+/* One group's links, one level at a time, in the native order of its
+ * storage. HDF5 1.10.8 crashes (frees memory it does not own, in
+ * H5G__link_release_table) when a large ("dense") group's metadata fails
+ * its checksum while it builds the sorted link table that H5Lvisit and any
+ * increasing/decreasing-order iteration use; native order walks the
+ * group's B-tree without that table (issue 16 item 17). */
 static rt_status walk_group(walk_ctx *w, hid_t g) {
     hsize_t idx = 0;
-    herr_t rc = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, walk_link, w);
+    herr_t rc = H5Literate(g, H5_INDEX_NAME, H5_ITER_NATIVE, &idx, walk_link, w);
     if (w->st != RT_OK) return w->st;
     if (rc < 0)
         return rt_h5_fail(RT_ERR_FORMAT, w->r->path, "listing group %s",
