@@ -33,9 +33,10 @@ kill_rank() {
   pkill -9 -f "retort train --config f.ini" || true
   local last
   last=$(cat "$run/latest")
-  "$RETORT" train --config f.ini --set distill.teachers=0 --set train.steps=1 --resume "$run/$last" \
-    --set train.run_dir=runs/check$victim 2>"check$victim.log" ||
-    grep -q "nothing left" "check$victim.log" || { cat "check$victim.log"; fail "$last is not readable"; }
+  # (a resume without the teacher is refused since resume checks the
+  # teacher's CRC, so the newest checkpoint is checked by info --verify)
+  "$RETORT" info --verify "$run/$last" >"check$victim.log" 2>&1 ||
+    { cat "check$victim.log"; fail "$last is not readable"; }
   echo "rank $victim killed: job ended in ${dt} s (rc $rc); $last intact"
 }
 kill_rank 0 2
