@@ -110,6 +110,18 @@ rt_status ckpt_save_rotating(const char *run_dir, int64_t step, const ckpt_conte
  * "latest" without a run_dir. The file is not opened: ckpt_open validates. */
 rt_status ckpt_resolve(const char *arg, const char *run_dir, char *out, size_t n);
 
+/* Exclusive hold on a run folder (which must exist) for one training run:
+ * flock on <run_dir>/.lock, which records "PID HOST" of the holder. Held
+ * until ckpt_run_lock_release or the process's end (kill -9 included: the
+ * kernel drops the lock). A second run fails RT_ERR_ARGS naming the
+ * holder's pid and host. Once held, the temporary files of earlier writers
+ * (killed saves) are removed; *n_removed (may be NULL) says how many. On
+ * NFS, flock is mapped to the server's byte-range locks (Linux >= 2.6.12),
+ * so two hosts exclude each other too. */
+typedef struct ckpt_run_lock ckpt_run_lock;
+rt_status ckpt_run_lock_take(const char *run_dir, ckpt_run_lock **out, int *n_removed);
+void ckpt_run_lock_release(ckpt_run_lock *l); /* NULL is fine */
+
 /* ------------------------------------------------------------- reading */
 
 typedef struct ckpt_reader ckpt_reader;

@@ -8,10 +8,12 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,6 +22,8 @@
 #include "fsutil.h"
 
 #define LATEST_NAME "latest"
+#define FINAL_NAME "final.h5"
+#define LOCK_NAME ".lock"
 /* A temporary file whose writer is gone and that nobody touched for this
  * long is debris from a killed run. Both conditions, because on a shared
  * file system the pid may belong to another host. */
@@ -50,8 +54,9 @@ static int parse_tmp_name(const char *name, long *pid) {
     errno = 0;
     long v = strtol(p, &end, 10);
     if (end == p || *end != '\0' || errno || v <= 0) return 0;
-    /* only the kinds of temporary files this module makes */
-    int ours = strncmp(name, "." LATEST_NAME ".tmp.", strlen(LATEST_NAME) + 6) == 0;
+    /* only the kinds of temporary files a training run makes */
+    int ours = strncmp(name, "." LATEST_NAME ".tmp.", strlen(LATEST_NAME) + 6) == 0 ||
+               strncmp(name, "." FINAL_NAME ".tmp.", strlen(FINAL_NAME) + 6) == 0;
     if (!ours && strncmp(name, ".step_", 6) == 0) {
         char base[256];
         size_t n = (size_t)(t - name - 1);
@@ -141,25 +146,35 @@ static int read_latest(const char *dir, char *name, size_t cap) {
     return 1;
 }
 
-static void remove_stale_tmps(const char *dir) {
+/* Removes the temporary files of dead writers and returns how many. Without
+ * the run lock a file counts as debris only when its pid is gone on this
+ * host and nobody touched it for STALE_TMP_SECONDS; under the lock every
+ * other writer is known to be gone (the lock excludes live ones, on any
+ * host), so every temporary file but this process's own is debris. */
+static int remove_stale_tmps(const char *dir, int locked) {
     DIR *d = opendir(dir);
-    if (!d) return;
+    if (!d) return 0;
     struct dirent *e;
     time_t now = time(NULL);
+    int removed = 0;
     while ((e = readdir(d))) {
         long pid;
         if (!parse_tmp_name(e->d_name, &pid) || pid == (long)getpid()) continue;
-        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to ask */
+        if (!locked && (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+            continue; /* alive, or not ours to ask */
         char p[CKPT_PATH_MAX];
         struct stat sb;
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        if (stat(p, &sb) != 0 || !S_ISREG(sb.st_mode) || now - sb.st_mtime < STALE_TMP_SECONDS)
-            continue;
-        if (unlink(p) != 0 && errno != ENOENT)
+        if (stat(p, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
+        if (!locked && now - sb.st_mtime < STALE_TMP_SECONDS) continue;
+        if (unlink(p) == 0)
+            removed++;
+        else if (errno != ENOENT)
             fprintf(stderr, "retort: warning: cannot remove the stale temporary file %s (%s)\n", p,
                     strerror(errno));
     }
     closedir(d);
+    return removed;
 }
 
 /* Deletes old step files so that `keep` remain among those with a step up
@@ -211,7 +226,7 @@ rt_status ckpt_save_rotating(const char *run_dir, int64_t step, const ckpt_conte
     snprintf(text, sizeof text, "step_%08lld.h5\n", (long long)step);
     RT_TRY(data_write_text(lpath, text));
     prune(run_dir, step, keep);
-    remove_stale_tmps(run_dir);
+    remove_stale_tmps(run_dir, 0);
     return RT_OK;
 }
 
@@ -258,4 +273,77 @@ rt_status ckpt_resolve(const char *arg, const char *run_dir, char *out, size_t n
     if (strlen(arg) >= n) return rt_fail(RT_ERR_ARGS, "%s: path too long", arg);
     memcpy(out, arg, strlen(arg) + 1);
     return RT_OK;
+}
+
+/* ----------------------------------------------------------- run lock */
+
+struct ckpt_run_lock {
+    int fd;
+};
+
+/* The holder's "pid P on host H" from the lock file, for the refusal. */
+static void read_holder(int fd, char *out, size_t cap) {
+    char buf[320];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    long pid = 0;
+    char host[256] = "";
+    if (n > 0) {
+        buf[n] = '\0';
+        if (sscanf(buf, "%ld %255s", &pid, host) == 2 && pid > 0) {
+            for (char *c = host; *c; c++)
+                if ((unsigned char)*c < 0x21 || (unsigned char)*c > 0x7e) *c = '?';
+            snprintf(out, cap, "pid %ld on host %s", pid, host);
+            return;
+        }
+    }
+    snprintf(out, cap, "a process that has not recorded itself yet");
+}
+
+rt_status ckpt_run_lock_take(const char *run_dir, ckpt_run_lock **out, int *n_removed) {
+    *out = NULL;
+    if (n_removed) *n_removed = 0;
+    char path[CKPT_PATH_MAX];
+    int w = snprintf(path, sizeof path, "%s/%s", run_dir, LOCK_NAME);
+    if (w < 0 || (size_t)w >= sizeof path) return rt_fail(RT_ERR_ARGS, "%s: path too long", run_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return rt_fail(RT_ERR_IO, "%s: cannot open the run lock (%s)", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        char holder[320];
+        read_holder(fd, holder, sizeof holder);
+        close(fd);
+        if (err == EWOULDBLOCK)
+            return rt_fail(RT_ERR_ARGS,
+                           "%s is in use by another run (%s holds %s): give this run its own "
+                           "train.run_dir, or wait for that one to end",
+                           run_dir, holder, path);
+        return rt_fail(RT_ERR_IO, "%s: cannot lock (%s)", path, strerror(err));
+    }
+    char host[256] = "unknown";
+    if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "unknown");
+    host[sizeof host - 1] = '\0';
+    char line[320];
+    int n = snprintf(line, sizeof line, "%ld %s\n", (long)getpid(), host);
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)n, 0) != n) {
+        int err = errno;
+        close(fd);
+        return rt_fail(RT_ERR_IO, "%s: cannot record the lock holder (%s)", path, strerror(err));
+    }
+    ckpt_run_lock *l = malloc(sizeof *l);
+    if (!l) {
+        close(fd);
+        return rt_fail(RT_ERR_NOMEM, "out of memory");
+    }
+    l->fd = fd;
+    int removed = remove_stale_tmps(run_dir, 1);
+    if (n_removed) *n_removed = removed;
+    *out = l;
+    return RT_OK;
+}
+
+void ckpt_run_lock_release(ckpt_run_lock *l) {
+    if (!l) return;
+    close(l->fd); /* drops the flock; the file stays for the next holder */
+    free(l);
 }

@@ -32,6 +32,7 @@
 #define RT_COMM_H
 
 #include <mpi.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -112,6 +113,15 @@ int comm_roles_served_world_rank(const comm_roles *r, int i);
  * the roles: do not free. */
 MPI_Comm comm_roles_student_comm(const comm_roles *r);
 MPI_Comm comm_roles_teacher_comm(const comm_roles *r);
+
+/* A rank that is about to be busy for long without communicating (student
+ * 0 writing a checkpoint) calls this about once a second meanwhile: it sends
+ * a short note to every other rank, and a wait anywhere in this library that
+ * receives one restarts its comm_timeout() clock. So a slow but live writer
+ * never trips the timeout, and a dead one stops sending and the waits
+ * expire as before. Non-blocking; a note whose previous one to the same rank
+ * is still in flight is skipped. */
+rt_status comm_busy_note(comm_roles *r);
 
 /* ----------------------------------------------------------- records */
 
@@ -231,6 +241,16 @@ rt_status comm_stream_send(comm_stream *s, int student, const comm_record *rec);
  * comm_timeout() or when the teacher ended the stream; RT_ERR_FORMAT on a
  * corrupted record; RT_ERR_MISMATCH when the record names another student. */
 rt_status comm_stream_recv(comm_stream *s, comm_record *rec, double *wait_seconds);
+
+/* Student: tells the teacher that this student will consume no more
+ * records (it stops early, e.g. on SIGTERM, at a step every student agreed
+ * on). comm_stream_close then discards whatever the teacher had already
+ * sent, returning its credits, until the end-of-stream marker. */
+rt_status comm_stream_stop(comm_stream *s);
+/* Teacher: true once every student it serves has called comm_stream_stop
+ * (the teacher then ends its loop and closes). Sends to a stopped student
+ * are dropped. Call comm_stream_progress first to read new stop notes. */
+bool comm_stream_stopped(const comm_stream *s);
 
 /* Either side: advances transfers without blocking (call it between pieces
  * of compute so large records move while the CPU works: Open MPI progresses

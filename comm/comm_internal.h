@@ -15,6 +15,7 @@ enum {
     COMM_TAG_RECORD = 7101, /* teacher -> student: record or end-of-stream */
     COMM_TAG_CREDIT = 7102, /* student -> teacher: int32 credits returned */
     COMM_TAG_ALIVE = 7103,  /* any -> any: "I am waiting in collective #n" */
+    COMM_TAG_BUSY = 7104,   /* any -> any: "I am busy (writing), not dead" */
 };
 
 /* Liveness notes of one communicator: when a collective drags on, each
@@ -44,6 +45,7 @@ struct comm_roles {
     int *served;             /* (n_served) student indices, increasing */
     comm_live live_students; /* on students only */
     comm_live live_world;
+    MPI_Request *busy_reqs; /* (world_size) busy notes in flight */
     bool has_stream;
 };
 
@@ -61,8 +63,16 @@ void comm_poll_start(comm_poll *p);
 void comm_poll_pause(comm_poll *p);
 /* Seconds since comm_poll_start. */
 double comm_poll_elapsed(const comm_poll *p);
-/* True when the wait has lasted longer than comm_timeout(). */
-bool comm_poll_expired(const comm_poll *p);
+/* True when the wait has been silent for longer than comm_timeout(). A busy
+ * note (comm_busy_note) received from any rank counts as a sign of life: it
+ * restarts the clock from its arrival. Notes are read once a wait is a
+ * second old, so a note that sat unread since an earlier checkpoint can
+ * extend one wait by at most one more timeout. */
+bool comm_poll_expired(comm_poll *p);
+/* Busy notes arrive on communicator c (the roles' world duplicate) from
+ * now on; forget stops listening if c is the one listened to. */
+void comm_busy_listen(MPI_Comm c);
+void comm_busy_forget(MPI_Comm c);
 
 /* Liveness bookkeeping (collective.c). */
 rt_status comm_live_init(comm_live *l, MPI_Comm comm, int world_offset);

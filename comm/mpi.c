@@ -116,7 +116,49 @@ void comm_poll_pause(comm_poll *p) {
 
 double comm_poll_elapsed(const comm_poll *p) { return comm_now() - p->t0; }
 
-bool comm_poll_expired(const comm_poll *p) { return comm_now() - p->t0 > g_timeout; }
+/* Busy notes (comm_busy_note): the communicator they travel on (the live
+ * roles' world duplicate) and when the latest one arrived here. */
+static MPI_Comm g_busy_comm = MPI_COMM_NULL;
+static double g_busy_at = -1e300;
+
+/* Receives every busy note that has arrived; errors are ignored (a note is
+ * advice: a broken peer shows up in the wait itself). */
+static void busy_drain(void) {
+    if (g_busy_comm == MPI_COMM_NULL) return;
+    for (;;) {
+        int flag = 0;
+        MPI_Message msg;
+        MPI_Status status;
+        int64_t v = 0;
+        if (MPI_Improbe(MPI_ANY_SOURCE, COMM_TAG_BUSY, g_busy_comm, &flag, &msg, &status) !=
+                MPI_SUCCESS ||
+            !flag)
+            return;
+        if (MPI_Mrecv(&v, 1, MPI_INT64_T, &msg, MPI_STATUS_IGNORE) != MPI_SUCCESS) return;
+        g_busy_at = comm_now();
+    }
+}
+
+void comm_busy_listen(MPI_Comm c) {
+    g_busy_comm = c;
+    g_busy_at = -1e300;
+}
+
+void comm_busy_forget(MPI_Comm c) {
+    if (g_busy_comm != c) return;
+    busy_drain();
+    g_busy_comm = MPI_COMM_NULL;
+}
+
+/* A wait longer than a second looks for busy notes; one that arrived
+ * within the bound restarts the wait's clock from its arrival. */
+bool comm_poll_expired(comm_poll *p) {
+    const double now = comm_now();
+    if (now - p->t0 < 1.0 && now - p->t0 <= g_timeout) return false;
+    busy_drain();
+    if (g_busy_at > p->t0) p->t0 = g_busy_at;
+    return now - p->t0 > g_timeout;
+}
 
 rt_status comm_wait_bounded(MPI_Request *req, const char *what, int peer) {
     rt_status st = RT_OK;

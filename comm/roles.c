@@ -9,6 +9,10 @@
 
 #include "comm_internal.h"
 
+/* The payload of every busy note (comm_busy_note): static, so that a note
+ * still in flight when its roles go needs no buffer of its own. */
+static const int64_t g_busy_payload = 1;
+
 /* ------------------------------------------------------------- roles */
 
 rt_status comm_roles_create(MPI_Comm world, int n_teachers, comm_roles **out) {
@@ -79,6 +83,13 @@ rt_status comm_roles_create(MPI_Comm world, int n_teachers, comm_roles **out) {
 
     st = comm_live_init(&r->live_world, r->world, 0);
     if (st != RT_OK) goto cleanup;
+    r->busy_reqs = malloc((size_t)size * sizeof *r->busy_reqs);
+    if (!r->busy_reqs) {
+        st = rt_fail(RT_ERR_NOMEM, "out of memory for busy notes");
+        goto cleanup;
+    }
+    for (int j = 0; j < size; j++) r->busy_reqs[j] = MPI_REQUEST_NULL;
+    comm_busy_listen(r->world);
     if (r->role == COMM_ROLE_STUDENT) {
         st = comm_live_init(&r->live_students, r->students, n_teachers);
         if (st != RT_OK) goto cleanup;
@@ -96,6 +107,16 @@ void comm_roles_destroy(comm_roles *r) {
     if (!r) return;
     comm_live_free(&r->live_students);
     comm_live_free(&r->live_world);
+    if (r->world != MPI_COMM_NULL) comm_busy_forget(r->world);
+    for (int j = 0; r->busy_reqs && j < r->world_size; j++) {
+        if (r->busy_reqs[j] == MPI_REQUEST_NULL) continue;
+        int done = 0;
+        MPI_Test(&r->busy_reqs[j], &done, MPI_STATUS_IGNORE);
+        if (!done) {
+            MPI_Request_free(&r->busy_reqs[j]); /* the payload is static: safe to let go */
+        }
+    }
+    free(r->busy_reqs);
     /* MPI_Comm_free is local in Open MPI and in the standard's intent
      * (it marks the communicator for deallocation), so no wait here. */
     if (r->students != MPI_COMM_NULL) MPI_Comm_free(&r->students);
@@ -140,3 +161,19 @@ int comm_roles_served_world_rank(const comm_roles *r, int i) {
 
 MPI_Comm comm_roles_student_comm(const comm_roles *r) { return r->students; }
 MPI_Comm comm_roles_teacher_comm(const comm_roles *r) { return r->teachers; }
+
+rt_status comm_busy_note(comm_roles *r) {
+    rt_status st = RT_OK;
+    for (int j = 0; j < r->world_size; j++) {
+        if (j == r->world_rank) continue;
+        int done = 1;
+        if (r->busy_reqs[j] != MPI_REQUEST_NULL)
+            COMM_MPI_CHECK_PEER(MPI_Test(&r->busy_reqs[j], &done, MPI_STATUS_IGNORE), j);
+        if (!done) continue; /* the last note has not left yet: one in flight is enough */
+        COMM_MPI_CHECK_PEER(MPI_Isend(&g_busy_payload, 1, MPI_INT64_T, j, COMM_TAG_BUSY, r->world,
+                                      &r->busy_reqs[j]),
+                            j);
+    }
+cleanup:
+    return st;
+}

@@ -6,7 +6,9 @@
  *    Messages of one tag between two ranks are matched in send order (MPI's
  *    non-overtaking rule), so the end marker always comes last.
  *  - tag COMM_TAG_CREDIT, student -> teacher: an int32 count of records the
- *    student has consumed since its last credit message.
+ *    student has consumed since its last credit message, or 0: "stop", the
+ *    student will use no more records (it still returns the credits of the
+ *    ones it discards, so the teacher's close completes).
  * A teacher starts with `depth` credits per student and spends one per
  * record, so a student never holds more than `depth` unconsumed records:
  * the teacher can run ahead of a slow student by at most `depth` micro-
@@ -50,6 +52,7 @@ typedef struct {
     uint64_t end_msg[2];    /* end-of-stream payload */
     MPI_Request end_req;
     bool end_sent;
+    bool stopped; /* the student sent "stop": no more records for it */
 } comm_peer;
 
 struct comm_stream {
@@ -71,6 +74,7 @@ struct comm_stream {
     int64_t consumed;
     bool ended; /* the end-of-stream marker was consumed */
     bool closed;
+    bool stopping; /* student: sent "stop", discards the rest */
     comm_stream_stats stats;
 };
 
@@ -223,7 +227,14 @@ static rt_status teacher_progress(comm_stream *s) {
             COMM_MPI_CHECK_PEER(MPI_Test(&p->credit_req, &done, MPI_STATUS_IGNORE), p->rank);
             if (!done) break;
             int32_t got = p->credit_in;
-            if (got < 1 || (int64_t)got > p->sent - p->credited)
+            if (got == 0) {
+                p->stopped = true;
+                COMM_MPI_CHECK_PEER(MPI_Irecv(&p->credit_in, 1, MPI_INT32_T, p->rank,
+                                              COMM_TAG_CREDIT, s->comm, &p->credit_req),
+                                    p->rank);
+                continue;
+            }
+            if (got < 0 || (int64_t)got > p->sent - p->credited)
                 return rt_fail(RT_ERR_MPI,
                                "student %d (world rank %d) returned %d credits with only %lld "
                                "records outstanding (protocol error: mismatched retort builds?)",
@@ -275,7 +286,7 @@ rt_status comm_stream_send(comm_stream *s, int student, const comm_record *rec) 
     comm_slot *sl = NULL;
     for (;;) {
         RT_TRY(teacher_progress(s));
-        if (p->credits > 0 && (sl = free_slot(s, p))) break;
+        if (p->stopped || (p->credits > 0 && (sl = free_slot(s, p)))) break;
         if (comm_poll_expired(&poll))
             return rt_fail(RT_ERR_MPI,
                            "student %d (world rank %d) returned no credit for %.0f s while "
@@ -284,6 +295,7 @@ rt_status comm_stream_send(comm_stream *s, int student, const comm_record *rec) 
         comm_poll_pause(&poll);
     }
     s->stats.wait_seconds += comm_poll_elapsed(&poll);
+    if (p->stopped) return RT_OK; /* it would only discard the record */
 
     double t0 = comm_now();
     size_t bytes = 0;
@@ -437,7 +449,7 @@ static rt_status student_wait_head(comm_stream *s, const char *waiting_for, doub
 /* Returns one credit to the teacher. The credit ring has depth + 1 entries,
  * more than the records that can be outstanding, so a slot is normally
  * free; the bounded wait covers a teacher that stopped receiving. */
-static rt_status send_credit(comm_stream *s) {
+static rt_status send_credit(comm_stream *s, int32_t value) {
     rt_status st = RT_OK;
     int i = s->credit_next;
     s->credit_next = (i + 1) % (s->cfg.depth + 1);
@@ -445,7 +457,7 @@ static rt_status send_credit(comm_stream *s) {
         st = comm_wait_bounded(&s->credit_reqs[i], "returning a credit", s->teacher_rank);
         if (st != RT_OK) goto cleanup;
     }
-    s->credit_out[i] = 1;
+    s->credit_out[i] = value;
     COMM_MPI_CHECK_PEER(MPI_Isend(&s->credit_out[i], 1, MPI_INT32_T, s->teacher_rank,
                                   COMM_TAG_CREDIT, s->comm, &s->credit_reqs[i]),
                         s->teacher_rank);
@@ -495,7 +507,7 @@ rt_status comm_stream_recv(comm_stream *s, comm_record *rec, double *wait_second
     s->head = (s->head + 1) % s->cfg.depth;
     s->n_used--;
     s->consumed++;
-    RT_TRY(send_credit(s));
+    RT_TRY(send_credit(s, 1));
     if (rec->student != s->roles->student_index)
         return rt_fail(RT_ERR_MISMATCH,
                        "teacher rank %d sent a record for student %d to student %d (world rank "
@@ -508,19 +520,20 @@ rt_status comm_stream_recv(comm_stream *s, comm_record *rec, double *wait_second
 
 static rt_status student_close(comm_stream *s) {
     rt_status st = RT_OK;
-    if (!s->ended) {
+    while (!s->ended) {
         double waited = 0.0;
         RT_TRY(student_wait_head(s, "end-of-stream", &waited));
         comm_slot *sl = &s->slots[s->head];
         uint64_t n_sent = 0;
-        if (!is_end(sl, &n_sent))
+        const bool end = is_end(sl, &n_sent);
+        if (!end && !s->stopping)
             return rt_fail(RT_ERR_MPI,
                            "closing the record stream: teacher rank %d sent more records than "
                            "student %d (world rank %d) consumed (%lld); teacher and student "
                            "disagree on the number of steps",
                            s->teacher_rank, s->roles->student_index, s->roles->world_rank,
                            (long long)s->consumed);
-        if ((int64_t)n_sent != s->consumed)
+        if (end && (int64_t)n_sent != s->consumed)
             return rt_fail(RT_ERR_MPI,
                            "closing the record stream: teacher rank %d reports %llu records "
                            "sent, student %d received %lld",
@@ -529,7 +542,12 @@ static rt_status student_close(comm_stream *s) {
         sl->state = SLOT_FREE;
         s->head = (s->head + 1) % s->cfg.depth;
         s->n_used--;
-        s->ended = true;
+        if (end) {
+            s->ended = true;
+        } else { /* stopping: a record sent before the teacher saw the stop */
+            s->consumed++;
+            RT_TRY(send_credit(s, 1));
+        }
     }
     for (int i = 0; i <= s->cfg.depth; i++) {
         if (s->credit_reqs[i] == MPI_REQUEST_NULL) continue;
@@ -538,6 +556,23 @@ static rt_status student_close(comm_stream *s) {
     }
 cleanup:
     return st;
+}
+
+rt_status comm_stream_stop(comm_stream *s) {
+    if (s->teacher)
+        return rt_fail(RT_ERR_ARGS, "comm_stream_stop on world rank %d, which is a teacher",
+                       s->roles->world_rank);
+    if (s->stopping || s->ended || s->closed) return RT_OK;
+    RT_TRY(send_credit(s, 0));
+    s->stopping = true;
+    return RT_OK;
+}
+
+bool comm_stream_stopped(const comm_stream *s) {
+    if (!s->teacher || s->n_peers == 0) return false;
+    for (int i = 0; i < s->n_peers; i++)
+        if (!s->peers[i].stopped) return false;
+    return true;
 }
 
 /* ------------------------------------------------------------- common */

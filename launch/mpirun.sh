@@ -14,6 +14,11 @@
 #
 # Teachers are the first world ranks; students follow. Each rank gets THREADS
 # OpenMP threads, so set RANKS_PER_NODE * THREADS to the cores of a node.
+#
+# SIGTERM or SIGINT to this script (Ctrl-C, a scheduler's warning) is passed
+# to mpirun as SIGUSR1, which mpirun forwards to every rank: the run saves a
+# checkpoint at the next step boundary and exits 3 (mpirun itself would turn
+# SIGTERM/SIGINT into a kill of the job within seconds).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${RETORT_BIN:-$root/build/trainer/retort}
@@ -22,8 +27,8 @@ while getopts "n:t:p:T:H:b:h" o; do
   case $o in
     n) n=$OPTARG ;; t) t=$OPTARG ;; p) ppn=$OPTARG ;; T) threads=$OPTARG ;;
     H) hostfile=$OPTARG ;; b) bind=$OPTARG ;;
-    h) sed -n '2,17p' "$0"; exit 0 ;;
-    *) sed -n '2,17p' "$0" >&2; exit 2 ;;
+    h) sed -n '2,22p' "$0"; exit 0 ;;
+    *) sed -n '2,22p' "$0" >&2; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
@@ -42,4 +47,14 @@ args+=(--bind-to "$bind")
 [ -n "$hostfile" ] && args+=(--hostfile "$hostfile")
 extra=()
 [ -n "$t" ] && extra+=(--set "distill.teachers=$t")
-exec mpirun "${args[@]}" "$bin" train "$@" "${extra[@]}"
+# its own process group (setsid), so that a Ctrl-C in the terminal reaches
+# it only through the trap below
+setsid mpirun "${args[@]}" "$bin" train "$@" "${extra[@]}" &
+job=$!
+trap 'kill -USR1 "$job" 2>/dev/null || true' TERM INT
+# wait returns early (> 128) when a trapped signal arrives: wait again
+# while mpirun lives, then once more for its exit status
+while kill -0 "$job" 2>/dev/null; do wait "$job" || true; done
+rc=0
+wait "$job" || rc=$?
+exit "$rc"

@@ -1440,6 +1440,52 @@ static void test_rotation(void) {
     free(dir), free(nofile), free(empty), free(lp);
 }
 
+/* ------------------------------------------------------------ run lock */
+
+/* One holder per run folder: flock belongs to an open file description, so
+ * a second take in this same process conflicts like another process would,
+ * and is refused naming this pid and host. Taking the lock removes every
+ * temporary file of earlier writers (fresh or not, any pid but ours: the
+ * lock proves their writers are gone) and only those. Release frees it. */
+static void test_run_lock(void) {
+    char *dir = make_tmpdir();
+    char *nofile = join(dir, "nope");
+    char host[256] = "";
+    gethostname(host, sizeof host);
+    host[sizeof host - 1] = '\0';
+    char want[400];
+    snprintf(want, sizeof want, "pid %ld on host %s", (long)getpid(), host);
+
+    char tmp_step[4096], tmp_final[4096], tmp_latest[4096], tmp_ours[4096], other[4096];
+    snprintf(tmp_step, sizeof tmp_step, "%s/.step_00000600.h5.tmp.%d", dir, (int)getppid());
+    snprintf(tmp_final, sizeof tmp_final, "%s/.final.h5.tmp.12345", dir);
+    snprintf(tmp_latest, sizeof tmp_latest, "%s/.latest.tmp.777", dir);
+    snprintf(tmp_ours, sizeof tmp_ours, "%s/.final.h5.tmp.%d", dir, (int)getpid());
+    snprintf(other, sizeof other, "%s/notes.tmp.12", dir);
+    const char *files[] = {tmp_step, tmp_final, tmp_latest, tmp_ours, other};
+    for (int i = 0; i < 5; i++) write_file(files[i], "x", 1);
+
+    ckpt_run_lock *a = NULL, *b = NULL;
+    int removed = -1;
+    CU_ASSERT_EQUAL(ckpt_run_lock_take(dir, &a, &removed), RT_OK);
+    CU_ASSERT_PTR_NOT_NULL(a);
+    CU_ASSERT_EQUAL(removed, 3);
+    CU_ASSERT(!exists(tmp_step) && !exists(tmp_final) && !exists(tmp_latest));
+    CU_ASSERT(exists(tmp_ours));
+    CU_ASSERT(exists(other));
+
+    CU_ASSERT(error_is(ckpt_run_lock_take(dir, &b, NULL), RT_ERR_ARGS, dir, want));
+    CU_ASSERT_PTR_NULL(b);
+    ckpt_run_lock_release(a);
+    CU_ASSERT_EQUAL(ckpt_run_lock_take(dir, &b, NULL), RT_OK);
+    ckpt_run_lock_release(b);
+    ckpt_run_lock_release(NULL);
+
+    CU_ASSERT(error_is(ckpt_run_lock_take(nofile, &b, NULL), RT_ERR_IO, nofile, "run lock"));
+    rm_rf(dir);
+    free(dir), free(nofile);
+}
+
 /* ------------------------------------------------------------- SIGKILL */
 
 /* A child saves a ~64 MB checkpoint in a loop (rotating, or to one fixed
@@ -1686,6 +1732,7 @@ int main(void) {
         {"bitflip_sweep", test_bitflip_sweep},
         {"failed_saves_keep_previous", test_failed_saves_keep_previous},
         {"rotation", test_rotation},
+        {"run_lock", test_run_lock},
         {"sigkill", test_sigkill},
         {"info", test_info},
     };

@@ -3,7 +3,8 @@
 # a non-zero exit (never a crash: exit codes >= 128 fail), before any
 # training: bad config keys, and truncated, bit-flipped, empty, non-HDF5,
 # wrong-shape and missing files given to --resume, train.init and
-# distill.teacher, plus teachers whose vocabulary or seq_len differ.
+# distill.teacher, plus teachers whose vocabulary or seq_len differ; bad
+# run_dirs and a second run on a locked run_dir.
 source "$(dirname "$0")/train_lib.sh"
 rt_prepare
 rt_config ok.ini runs/ok
@@ -118,5 +119,25 @@ cp runs/ok/final.h5 same_teacher.h5
 mpirun -np 2 "$RETORT" train --config ok.ini --set distill.teachers=1 \
   --set distill.teacher=same_teacher.h5 --set train.run_dir=runs/dt --set train.steps=3 \
   --resume latest 2>err.txt || { cat err.txt; fail "resume with a copy of the same teacher failed"; }
+
+# run_dir: "" and "/" are refused by name; one run per run_dir (issue 16
+# item 13): a second run, and a --resume of the first, are refused naming
+# the holder's pid and host while the first runs; once it is gone (kill -9:
+# the kernel drops the flock) the folder is free again.
+expect_err 2 "train.run_dir" "$RETORT" train --config ok.ini --set train.run_dir=
+expect_err 2 "root folder" "$RETORT" train --config ok.ini --set train.run_dir=/
+expect_err 2 "root folder" "$RETORT" train --config ok.ini --set train.run_dir=//
+rt_config lock.ini runs/lock steps=100000 checkpoint_every=0 eval_every=0 log_every=1
+"$RETORT" train --config lock.ini 2>lock1.log &
+holder=$!
+for _ in $(seq 500); do [ -s runs/lock/metrics.jsonl ] && break; sleep 0.02; done
+[ -s runs/lock/metrics.jsonl ] || { kill -9 $holder; fail "the lock holder did not start"; }
+expect_err nz "pid $holder on host $(hostname)" "$RETORT" train --config lock.ini
+expect_err nz "in use by another run" "$RETORT" train --config lock.ini --resume latest
+kill -0 $holder || fail "the lock holder died while a second run was refused"
+kill -9 $holder
+wait $holder 2>/dev/null || true
+"$RETORT" train --config lock.ini --set train.steps=2 2>lock2.log ||
+  { cat lock2.log; fail "run_dir still locked after its holder was killed"; }
 [ ! -e runs/ok/metrics.jsonl.tmp ] || fail "stray files"
 echo "train_errors: ok"

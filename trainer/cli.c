@@ -567,7 +567,13 @@ const cli_spec trainer_spec_train = {
         "student on them; the global batch train.batch is split over the student ranks.\n\n"
         "Rank 0 prints progress (step, loss, tokens/s, ETA) and appends one JSON object per "
         "logged step to RUN_DIR/metrics.jsonl. Checkpoints go to RUN_DIR/step_NNNNNN.h5 and "
-        "RUN_DIR/final.h5.",
+        "RUN_DIR/final.h5. One run per RUN_DIR: a second one is refused, naming the pid and "
+        "host holding RUN_DIR/.lock.\n\n"
+        "SIGTERM, SIGINT (Ctrl-C) or SIGUSR1 on any rank stops the run at the next step "
+        "boundary that every student agrees on: a checkpoint of that step is saved, every rank "
+        "exits with code 3, and `--resume latest` continues as if never stopped. mpirun turns "
+        "its own SIGTERM/SIGINT into a kill within a second, so send mpirun SIGUSR1 (which it "
+        "forwards) or use launch/mpirun.sh, which does that for you.",
     .options = train_options,
     .max_positional = 0,
     .epilog = "examples:\n"

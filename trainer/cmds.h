@@ -26,6 +26,10 @@ typedef struct {
     int (*run)(int argc, char **argv);
 } trainer_command;
 
+/* `retort train` stopped by SIGTERM/SIGINT/SIGUSR1 after saving a checkpoint
+ * of the step it reached: not finished, nothing lost (--resume latest). */
+#define TRAINER_EXIT_STOPPED 3
+
 /* Entry points of the commands implemented in this folder. */
 int trainer_cmd_prepare(int argc, char **argv); /* cmd_prepare.c */
 int trainer_cmd_train(int argc, char **argv);   /* train.c */

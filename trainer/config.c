@@ -41,6 +41,7 @@
 
 static rt_status check_feature_map(const char *v);
 static rt_status check_nm(const char *v);
+static rt_status check_run_dir(const char *v);
 
 /* Enum fields are stored as int: the index of the value in `choices`. */
 _Static_assert(sizeof(trainer_precision) == sizeof(int), "enum fields are read as int");
@@ -62,8 +63,10 @@ static const trainer_config_key keys[] = {
     K_STR("data", "tokenizer", data.tokenizer, "data/", NULL,
           "Folder with vocab.json and merges.txt of the shards' tokenizer."),
 
-    K_STR("train", "run_dir", train.run_dir, "runs/default", NULL,
-          "Folder for checkpoints and metrics.jsonl (created if missing)."),
+    K_STR("train", "run_dir", train.run_dir, "runs/default", check_run_dir,
+          "Folder for checkpoints and metrics.jsonl (created if missing; not empty, not /). "
+          "One run at a time: a second run on the same folder is refused, naming the "
+          "holder of <run_dir>/.lock."),
     K_INT64("train", "steps", train.steps, "1000", 1, INFINITY, "Optimizer steps in total."),
     K_INT("train", "batch", train.batch, "8", 1, 1048576,
           "Global batch in sequences, split evenly over the student ranks."),
@@ -143,8 +146,10 @@ static const trainer_config_key keys[] = {
     K_INT("distill", "zstd_level", distill.zstd_level, "3", -7, 22,
           "zstd level of the teacher records (negative = faster, larger)."),
     K_FLOAT("distill", "timeout", distill.timeout, "60", 0, true, 86400, false,
-            "Seconds a student waits for a teacher record before reporting the teacher "
-            "rank dead."),
+            "Seconds of silence after which a rank declares a peer dead: bounds every wait "
+            "for a teacher record, a credit, a collective or the end of the stream. A wait "
+            "restarts its clock while the checkpoint writer reports that it is still "
+            "writing, so a slow checkpoint write never trips it."),
     K_ENUM("distill", "teacher_precision", distill.teacher_precision, "f32",
            "f32|bf16",
            "Matmul precision of the teacher's forward pass."),
@@ -258,6 +263,19 @@ bad:
 static rt_status check_feature_map(const char *v) {
     int pairs[TRAINER_MAX_FEATURE_PAIRS][2], n;
     return trainer_parse_feature_map(v, pairs, TRAINER_MAX_FEATURE_PAIRS, &n);
+}
+
+/* Everything a run writes goes under run_dir: "" would scatter it over the
+ * working folder and "/" over the root. */
+static rt_status check_run_dir(const char *v) {
+    size_t n = strlen(v);
+    while (n > 0 && v[n - 1] == '/') n--;
+    if (v[0] == '\0')
+        return rt_fail(RT_ERR_ARGS, "empty: name a folder for the run");
+    if (n == 0)
+        return rt_fail(RT_ERR_ARGS, "\"%s\" is the root folder: name a folder of its own for "
+                       "the run", v);
+    return RT_OK;
 }
 
 static rt_status check_nm(const char *v) {

@@ -56,7 +56,7 @@ static double now_wall(void) {
 }
 
 /* mkdir -p: creates every missing folder of `path`. */
-static rt_status make_dirs(const char *path) {
+rt_status trainer_make_dirs(const char *path) {
     char buf[4096];
     size_t n = strlen(path);
     if (n == 0) return RT_OK;
@@ -88,7 +88,7 @@ rt_status trainer_metrics_open(const char *run_dir, int64_t total_steps, int64_t
     m->progress = stderr;
     m->in_place = isatty(fileno(stderr)) == 1;
     if (run_dir) {
-        if ((st = make_dirs(run_dir)) != RT_OK) goto cleanup;
+        if ((st = trainer_make_dirs(run_dir)) != RT_OK) goto cleanup;
         size_t n = strlen(run_dir) + sizeof "/metrics.jsonl";
         m->path = malloc(n);
         if (!m->path) {

@@ -37,6 +37,10 @@
 
 typedef struct trainer_metrics trainer_metrics;
 
+/* mkdir -p: creates every missing folder of `path` (RT_ERR_IO naming the
+ * folder that cannot be made, or a path that exists but is no folder). */
+rt_status trainer_make_dirs(const char *path);
+
 /* Opens (creating run_dir and the file if needed) <run_dir>/metrics.jsonl
  * for appending, so a resumed run continues the same file. total_steps is
  * the step count of the whole run (for "step i/N" and the ETA);

@@ -19,7 +19,15 @@
  * rank and ends the whole job (comm_abort), because the peers could only
  * wait for it until their timeouts. Checkpoints are written atomically by
  * student 0 only (checkpoints/), so a death at any moment leaves the last
- * complete one. */
+ * complete one. While it writes, student 0 sends busy notes (comm_busy_note)
+ * so that the other ranks' waits do not mistake a slow write for a death.
+ *
+ * Stopping: SIGTERM, SIGINT and SIGUSR1 only set a flag. Each student adds
+ * it to the per-step sums that are all-reduced anyway, so every student sees
+ * the same decision at the same step boundary: a checkpoint of that step is
+ * saved, the students tell their teachers (comm_stream_stop), and every rank
+ * exits with TRAINER_EXIT_STOPPED. Student 0 holds the run folder's lock
+ * (ckpt_run_lock_take) for the whole run. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -27,6 +35,8 @@
 #include <string.h>
 #include <time.h>
 #include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -46,6 +56,38 @@
 #include "student.h"
 #include "teacher.h"
 #include "train_internal.h"
+
+/* ------------------------------------------------------------ signals */
+
+/* The stop signal received (0 = none); set by the handler only. */
+static volatile sig_atomic_t g_stop_signal = 0;
+
+static void on_stop_signal(int sig) {
+    /* A second Ctrl-C means "now": back to the default action. Repeated
+     * SIGTERMs (a scheduler signalling every process of a job) do not. */
+    if (g_stop_signal == SIGINT && sig == SIGINT) {
+        signal(SIGINT, SIG_DFL);
+        raise(SIGINT);
+        return;
+    }
+    if (!g_stop_signal) g_stop_signal = sig;
+}
+
+static void install_stop_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+static const char *stop_signal_name(int sig) {
+    return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : sig == SIGUSR1 ? "SIGUSR1"
+                                                                                   : "a signal";
+}
 
 /* ------------------------------------------------------------ set-up */
 
@@ -185,8 +227,10 @@ static int64_t record_seq(const run_shape *s, int64_t step, int j) {
 
 /* ---------------------------------------------------------- teacher */
 
+/* *stopped: the students stopped early (comm_stream_stop) and the loop
+ * ended with them. */
 static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int64_t start,
-                               data_shard *train, const student_config *sc) {
+                               data_shard *train, const student_config *sc, int *stopped) {
     rt_status st = RT_OK;
     teacher *t = NULL;
     comm_stream *stream = NULL;
@@ -239,6 +283,8 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
     double busy_s = 0.0; /* in teacher_run: forward + top-k (RETORT_TEACHER_STATS) */
     int64_t busy_tokens = 0;
     for (int64_t step = start; step < cfg->train.steps; step++) {
+        if ((st = comm_stream_progress(stream)) != RT_OK) goto cleanup;
+        if (comm_stream_stopped(stream)) break;
         for (int i = 0; i < n_served; i++) {
             const int s = comm_roles_served_student(roles, i);
             if ((st = data_sampler_read(samplers[i], train, step, inputs, targets)) != RT_OK ||
@@ -261,6 +307,7 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
         }
     }
     st = comm_stream_close(stream);
+    *stopped = comm_stream_stopped(stream);
     if (st == RT_OK && getenv("RETORT_TEACHER_STATS")) {
         comm_stream_stats ss;
         comm_stream_get_stats(stream, &ss);
@@ -366,6 +413,7 @@ typedef struct {
     char teacher_crc[9];    /* CRC-32C of distill.teacher ("00000000" without one) */
     uint8_t *mask;          /* pruning masks (block layout), NULL = dense */
     ckpt_prune_meta prune_meta;
+    ckpt_run_lock *lock;    /* student 0: the run folder is ours */
 } student_run;
 
 static void student_run_free(student_run *s) {
@@ -384,6 +432,7 @@ static void student_run_free(student_run *s) {
     free(s->config_ini);
     free(s->provenance);
     rt_free_aligned(s->mask);
+    ckpt_run_lock_release(s->lock);
 }
 
 /* Provenance as JSON built by jansson, so paths with quotes, backslashes
@@ -485,6 +534,52 @@ static rt_status save_checkpoint(student_run *s, int64_t step, int final) {
     const double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     trainer_metrics_note(s->metrics, "saved %s (%.2f s)", path, dt);
     return RT_OK;
+}
+
+/* save_checkpoint on a thread of its own while this (the MPI) thread sends
+ * busy notes, so that the ranks waiting for student 0 meanwhile keep their
+ * timeouts for dead peers, not slow disks. Alone, it just saves. */
+typedef struct {
+    student_run *s;
+    int64_t step;
+    int final;
+    rt_status st;
+    char err[1024];
+    int done; /* atomic */
+} save_job;
+
+static void *save_thread(void *arg) {
+    save_job *j = arg;
+    /* test hook: a slow file system, e.g. a big model on NFS */
+    const char *delay = getenv("RETORT_TEST_SAVE_DELAY");
+    if (delay && atof(delay) > 0) {
+        const double d = atof(delay);
+        struct timespec ts = {(time_t)d, (long)((d - (double)(time_t)d) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+    j->st = save_checkpoint(j->s, j->step, j->final);
+    if (j->st != RT_OK) snprintf(j->err, sizeof j->err, "%s", rt_last_error());
+    __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static rt_status save_checkpoint_alive(student_run *s, int64_t step, int final) {
+    save_job j = {.s = s, .step = step, .final = final};
+    pthread_t th;
+    if (pthread_create(&th, NULL, save_thread, &j) != 0)
+        return rt_fail(RT_ERR_INTERNAL, "cannot start the checkpoint writer thread");
+    const double every = comm_timeout() / 4 < 1.0 ? comm_timeout() / 4 : 1.0;
+    rt_status note_st = RT_OK;
+    while (!__atomic_load_n(&j.done, __ATOMIC_ACQUIRE)) {
+        if (note_st == RT_OK) note_st = comm_busy_note(s->roles);
+        for (double t = 0; t < every && !__atomic_load_n(&j.done, __ATOMIC_ACQUIRE); t += 0.01) {
+            struct timespec ts = {0, 10000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    pthread_join(th, NULL);
+    if (j.st != RT_OK) return rt_fail(j.st, "%s", j.err);
+    return note_st;
 }
 
 /* The QAT settings of the config, as student/ takes them. */
@@ -663,7 +758,7 @@ static int argmax(const float *x, int n) {
 }
 
 /* Per-step sums, all-reduced over the students (then divided). */
-enum { S_CE, S_KD, S_FEAT, S_AGREE, S_POS, S_WAIT, S_N };
+enum { S_CE, S_KD, S_FEAT, S_AGREE, S_POS, S_WAIT, S_STOP, S_N };
 
 /* One micro-batch: forward, loss and its gradient into dlogits (and the
  * hidden-state gradients), backward. */
@@ -797,6 +892,15 @@ static rt_status load_val(const trainer_config *c, int64_t vocab, int T, int32_t
 
 static rt_status student_setup(student_run *s, const char *resume_arg) {
     const trainer_config *c = &s->cfg;
+    if (s->rank == 0) {
+        /* before anything reads or writes the run folder */
+        int n_stale = 0;
+        RT_TRY(trainer_make_dirs(c->train.run_dir));
+        RT_TRY(ckpt_run_lock_take(c->train.run_dir, &s->lock, &n_stale));
+        if (n_stale > 0)
+            fprintf(stderr, "retort: removed %d temporary file(s) of interrupted saves from %s\n",
+                    n_stale, c->train.run_dir);
+    }
     RT_TRY(data_shard_open(c->data.train, &s->train));
     const int64_t vocab = data_shard_vocab_size(s->train);
     RT_TRY(trainer_run_model_config(c, vocab, &s->mc));
@@ -871,7 +975,8 @@ static rt_status student_setup(student_run *s, const char *resume_arg) {
     return RT_OK;
 }
 
-static rt_status student_train(student_run *s) {
+/* *stopped: a stop signal ended the run early (checkpoint saved). */
+static rt_status student_train(student_run *s, int *stopped) {
     const trainer_config *c = &s->cfg;
     const run_shape *rs = &s->rs;
     const int64_t steps = c->train.steps, tokens_per_step = (int64_t)rs->G * rs->T;
@@ -924,6 +1029,9 @@ static rt_status student_train(student_run *s) {
          * in the clipping norm */
         if (s->mask) student_apply_mask(grads, s->mask, nblock);
         const double wait_here = sums[S_WAIT];
+        /* the stop decision rides on the sums every student all-reduces
+         * anyway: all of them see it after the same step */
+        sums[S_STOP] = g_stop_signal != 0;
         RT_TRY(comm_allreduce_sum_double(sums, S_N, s->roles));
         /* clip on the global norm of all trainable gradients */
         double norm2 = student_grad_norm(s->m);
@@ -1008,9 +1116,30 @@ static rt_status student_train(student_run *s) {
             RT_TRY(trainer_metrics_log(s->metrics, done));
         }
         const int final = done == steps;
-        if (final || (c->train.checkpoint_every > 0 && done % c->train.checkpoint_every == 0)) {
+        const int stop = !final && sums[S_STOP] > 0;
+        if (final || stop ||
+            (c->train.checkpoint_every > 0 && done % c->train.checkpoint_every == 0)) {
             RT_TRY(verify_replicas(s, done));
-            if (s->rank == 0) RT_TRY(save_checkpoint(s, done, final));
+            if (s->rank == 0) RT_TRY(save_checkpoint_alive(s, done, final));
+        }
+        if (stop) {
+            /* an exit code other than 0 makes mpirun kill the job: nobody
+             * leaves before student 0 has saved */
+            double sync = 0.0; /* an all-reduce ends on no student before all reach it */
+            RT_TRY(comm_allreduce_sum_double(&sync, 1, s->roles));
+            trainer_metrics_note(s->metrics,
+                                 "stopped at step %lld of %lld on %s: the checkpoint of step "
+                                 "%lld is saved; continue with --resume latest",
+                                 (long long)done, (long long)steps,
+                                 g_stop_signal ? stop_signal_name(g_stop_signal)
+                                               : "a stop signal to another rank",
+                                 (long long)done);
+            if (s->distill) {
+                RT_TRY(comm_stream_stop(s->stream));
+                RT_TRY(comm_stream_close(s->stream));
+            }
+            *stopped = 1;
+            return RT_OK;
         }
     }
     if (s->stream) RT_TRY(comm_stream_close(s->stream));
@@ -1028,7 +1157,8 @@ static rt_status student_train(student_run *s) {
 
 /* ------------------------------------------------------------ entry */
 
-static rt_status train_run(const trainer_config *cfg, const char *resume_arg, comm_roles *roles) {
+static rt_status train_run(const trainer_config *cfg, const char *resume_arg, comm_roles *roles,
+                           int *stopped) {
     rt_status st = RT_OK;
     if (comm_roles_role(roles) == COMM_ROLE_STUDENT) {
         student_run s;
@@ -1042,7 +1172,7 @@ static rt_status train_run(const trainer_config *cfg, const char *resume_arg, co
         int64_t start = s.start_step;
         if (st == RT_OK && cfg->distill.teachers > 0)
             st = comm_bcast_world(&start, sizeof start, cfg->distill.teachers, roles);
-        if (st == RT_OK) st = student_train(&s);
+        if (st == RT_OK) st = student_train(&s, stopped);
         student_run_free(&s);
     } else {
         data_shard *train = NULL;
@@ -1053,13 +1183,16 @@ static rt_status train_run(const trainer_config *cfg, const char *resume_arg, co
         if (st == RT_OK) st = trainer_check_teacher(cfg, &sc, &tc);
         if (st == RT_OK)
             st = comm_bcast_world(&start, sizeof start, cfg->distill.teachers, roles);
-        if (st == RT_OK) st = teacher_serve(cfg, roles, start, train, &sc);
+        if (st == RT_OK) st = teacher_serve(cfg, roles, start, train, &sc, stopped);
         data_shard_close(train);
     }
     return st;
 }
 
 int trainer_cmd_train(int argc, char **argv) {
+    /* first of all: a signal during start-up (MPI_Init, loading) must
+     * not kill the run either; it stops it after the first step */
+    install_stop_handlers();
     cli_args *a = NULL;
     int rc = cli_parse(&trainer_spec_train, argc, argv, &a);
     if (rc >= 0) return rc;
@@ -1100,10 +1233,11 @@ int trainer_cmd_train(int argc, char **argv) {
         return rt_report(st);
     }
     comm_roles *roles = NULL;
+    int stopped = 0;
     st = comm_set_timeout(cfg.distill.timeout);
     if (st == RT_OK) st = comm_roles_create(MPI_COMM_WORLD, cfg.distill.teachers, &roles);
     if (st == RT_OK) {
-        st = train_run(&cfg, resume, roles);
+        st = train_run(&cfg, resume, roles, &stopped);
     }
     if (st != RT_OK) {
         int size = 1;
@@ -1119,5 +1253,5 @@ int trainer_cmd_train(int argc, char **argv) {
     cli_args_free(a);
     comm_roles_destroy(roles);
     comm_finalize();
-    return 0;
+    return stopped ? TRAINER_EXIT_STOPPED : 0;
 }
