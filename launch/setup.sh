@@ -5,6 +5,7 @@
 #
 #   bash launch/setup.sh            # Release build
 #   RETORT_SANITIZE=ON bash launch/setup.sh   # ASan + UBSan build
+#   RETORT_TEST_PKGS=1 bash launch/setup.sh   # also the test-only packages (Slurm)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${RETORT_BUILD:-$root/build}
@@ -13,6 +14,9 @@ pkgs=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libdnnl-dev
       libhdf5-dev hdf5-tools libzstd-dev libcunit1-dev libpcre2-dev
       libjansson-dev libinih-dev fortunes fortunes-min
       clang-14 libclang-rt-14-dev libomp-14-dev)  # the last three: libFuzzer harnesses (tests/fuzz)
+# launch/test.sh also wants a real Slurm for tests/slurm.sh (it starts its
+# own munge, slurmctld and slurmd from a temporary configuration)
+[ "${RETORT_TEST_PKGS:-0}" = 1 ] && pkgs+=(slurm-wlm munge)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -3,7 +3,7 @@
 # This is exactly what CI runs (.ci/run).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-bash "$root/launch/setup.sh"
+RETORT_TEST_PKGS=1 bash "$root/launch/setup.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 # idle OpenMP threads must not spin: tests run side by side on few cores
