@@ -2,7 +2,7 @@
 # Launch `retort train` under Open MPI with explicit rank layout.
 #
 #   launch/mpirun.sh [-n RANKS] [-t TEACHERS] [-p RANKS_PER_NODE] [-T THREADS]
-#                    [-H HOSTFILE] [-b BINDING] -- --config FILE [--set k=v]...
+#                    [-H HOSTFILE] [-b BINDING] [-m MCA=VALUE]... -- --config FILE [--set k=v]...
 #
 #   -n RANKS           total MPI ranks (teachers + students), default 2
 #   -t TEACHERS        teacher ranks (sets distill.teachers), default: from config
@@ -11,6 +11,9 @@
 #   -H HOSTFILE        Open MPI hostfile for multi-node runs
 #   -b BINDING         --bind-to value: core | socket | none (default none when
 #                      oversubscribed, core otherwise)
+#   -m MCA=VALUE       an Open MPI MCA parameter (repeatable), e.g. the
+#                      inter-node path alone, without shared memory:
+#                      -m pml=ob1 -m btl=tcp,self
 #
 # Teachers are the first world ranks; students follow. Each rank gets THREADS
 # OpenMP threads, so set RANKS_PER_NODE * THREADS to the cores of a node.
@@ -22,13 +25,15 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${RETORT_BIN:-$root/build/trainer/retort}
-n=2 t="" ppn="" threads="" hostfile="" bind=""
-while getopts "n:t:p:T:H:b:h" o; do
+n=2 t="" ppn="" threads="" hostfile="" bind="" mca=()
+while getopts "n:t:p:T:H:b:m:h" o; do
   case $o in
     n) n=$OPTARG ;; t) t=$OPTARG ;; p) ppn=$OPTARG ;; T) threads=$OPTARG ;;
     H) hostfile=$OPTARG ;; b) bind=$OPTARG ;;
-    h) sed -n '2,22p' "$0"; exit 0 ;;
-    *) sed -n '2,22p' "$0" >&2; exit 2 ;;
+    m) [[ $OPTARG == ?*=* ]] || { echo "mpirun.sh: -m $OPTARG: expected NAME=VALUE" >&2; exit 2; }
+       mca+=(--mca "${OPTARG%%=*}" "${OPTARG#*=}") ;;
+    h) sed -n '2,25p' "$0"; exit 0 ;;
+    *) sed -n '2,25p' "$0" >&2; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
@@ -45,6 +50,7 @@ fi
 args+=(--bind-to "$bind")
 [ "$bind" = core ] && args+=(--map-by "ppr:${per_node}:node:PE=${threads}")
 [ -n "$hostfile" ] && args+=(--hostfile "$hostfile")
+args+=("${mca[@]}")
 extra=()
 [ -n "$t" ] && extra+=(--set "distill.teachers=$t")
 # its own process group (setsid), so that a Ctrl-C in the terminal reaches

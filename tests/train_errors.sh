@@ -120,6 +120,13 @@ mpirun -np 2 "$RETORT" train --config ok.ini --set distill.teachers=1 \
   --set distill.teacher=same_teacher.h5 --set train.run_dir=runs/dt --set train.steps=3 \
   --resume latest 2>err.txt || { cat err.txt; fail "resume with a copy of the same teacher failed"; }
 
+# bad launches (issue 15): more teachers than the world leaves room for, a
+# batch that does not divide over the students
+expect_err nz "leaves no student rank among 2 MPI ranks" mpirun -np 2 "$RETORT" train \
+  --config ok.ini --set distill.teachers=2 --set "distill.teacher=$good"
+expect_err nz "train.batch = 5 cannot be split evenly over 2 student ranks" mpirun -np 2 \
+  "$RETORT" train --config ok.ini --set train.batch=5
+
 # run_dir: "" and "/" are refused by name; one run per run_dir (issue 16
 # item 13): a second run, and a --resume of the first, are refused naming
 # the holder's pid and host while the first runs; once it is gone (kill -9:

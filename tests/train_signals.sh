@@ -27,33 +27,33 @@ same_final() {
 # ---- plain run: SIGTERM, then SIGINT on the resumed run
 extra=(steps=1500 checkpoint_every=200 eval_every=0 log_every=500)
 rt_config ref.ini runs/ref "${extra[@]}"
-rt_config cut.ini runs/cut "${extra[@]}"
+rt_config sig.ini runs/sig "${extra[@]}"
 "$RETORT" train --config ref.ini 2>ref.log || { cat ref.log; fail "reference run failed"; }
 
 for sig in TERM INT; do
   resume=()
   [ "$sig" = INT ] && resume=(--resume latest)
-  "$RETORT" train --config cut.ini "${resume[@]}" 2>"cut$sig.log" &
+  "$RETORT" train --config sig.ini "${resume[@]}" 2>"sig$sig.log" &
   pid=$!
   sleep 0.$((RANDOM % 5 + 3))
   kill -"$sig" "$pid"
   rc=0
   wait "$pid" || rc=$?
-  [ $rc -eq 3 ] || { cat "cut$sig.log"; fail "SIG$sig: exit code $rc, expected 3"; }
-  grep -q "stopped at step .* on SIG$sig" "cut$sig.log" || { cat "cut$sig.log"; fail "no stop message"; }
-  step=$(sed -n 's/.*stopped at step \([0-9]*\) of.*/\1/p' "cut$sig.log")
-  grep -qx "step_$(printf %08d "$step").h5" runs/cut/latest || fail "latest does not name step $step"
+  [ $rc -eq 3 ] || { cat "sig$sig.log"; fail "SIG$sig: exit code $rc, expected 3"; }
+  grep -q "stopped at step .* on SIG$sig" "sig$sig.log" || { cat "sig$sig.log"; fail "no stop message"; }
+  step=$(sed -n 's/.*stopped at step \([0-9]*\) of.*/\1/p' "sig$sig.log")
+  grep -qx "step_$(printf %08d "$step").h5" runs/sig/latest || fail "latest does not name step $step"
   echo "SIG$sig: stopped at step $step, rc 3"
 done
 
 # debris of killed saves: a dead pid, and a live pid that cannot be a
 # writer (the lock proves it)
 dead=$(sh -c 'echo $$')
-touch "runs/cut/.step_00000100.h5.tmp.$dead" "runs/cut/.final.h5.tmp.$dead" "runs/cut/.latest.tmp.$$"
-"$RETORT" train --config cut.ini --resume latest 2>resume.log || { cat resume.log; fail "resume failed"; }
+touch "runs/sig/.step_00000100.h5.tmp.$dead" "runs/sig/.final.h5.tmp.$dead" "runs/sig/.latest.tmp.$$"
+"$RETORT" train --config sig.ini --resume latest 2>resume.log || { cat resume.log; fail "resume failed"; }
 grep -q "removed 3 temporary file(s) of interrupted saves" resume.log || { cat resume.log; fail "no cleanup note"; }
-ls -a runs/cut | grep -q '\.tmp\.' && fail "temporary files survived: $(ls -a runs/cut)"
-same_final runs/ref runs/cut
+ls -a runs/sig | grep -q '\.tmp\.' && fail "temporary files survived: $(ls -a runs/sig)"
+same_final runs/ref runs/sig
 
 # ---- 1 teacher + 2 students: a signal to one student stops every rank
 rt_config teacher.ini runs/teacher steps=200

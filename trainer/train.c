@@ -975,6 +975,41 @@ static rt_status student_setup(student_run *s, const char *resume_arg) {
     return RT_OK;
 }
 
+/* What each rank moved over the network per step, for sizing a cluster's
+ * network (docs/CLUSTER.md): the teacher records student 0 received
+ * (measured: header + zstd frames), the gradient all-reduce payload of
+ * every student and what a ring all-reduce of it sends (and receives) per
+ * rank, 2 (R-1)/R of it, and the teacher's sends (its students' records,
+ * taken as student 0's each). Control messages (credits, the per-step sums)
+ * are a few dozen bytes and left out. */
+static void network_note(student_run *s, int64_t steps_run, size_t nblock, double seconds) {
+    const int R = s->rs.R;
+    if (steps_run <= 0 || (R < 2 && !s->distill)) return;
+    const double grad = R > 1 ? 4.0 * (double)(nblock + s->fp.n) : 0.0;
+    const double ring = grad * 2.0 * (R - 1) / R;
+    char rec[160] = "";
+    if (s->distill) {
+        comm_stream_stats ss;
+        comm_stream_get_stats(s->stream, &ss);
+        const int t = comm_roles_teacher_of(s->roles, 0);
+        int served = 0;
+        for (int j = 0; j < R; j++) served += comm_roles_teacher_of(s->roles, j) == t;
+        const double per = (double)ss.wire_bytes / (double)steps_run;
+        snprintf(rec, sizeof rec,
+                 "; teacher records: student 0 received %.0f B, its teacher (serving %d "
+                 "student(s)) sent about %.0f B",
+                 per, served, per * served);
+    }
+    char ar[160] = "no gradient all-reduce (one student)";
+    if (R > 1)
+        snprintf(ar, sizeof ar,
+                 "gradient all-reduce of %.0f B per student, a ring sends and receives %.0f B "
+                 "per student",
+                 grad, ring);
+    trainer_metrics_note(s->metrics, "network per step (%.1f ms): %s%s",
+                         1e3 * seconds / (double)steps_run, ar, rec);
+}
+
 /* *stopped: a stop signal ended the run early (checkpoint saved). */
 static rt_status student_train(student_run *s, int *stopped) {
     const trainer_config *c = &s->cfg;
@@ -1152,6 +1187,7 @@ static rt_status student_train(student_run *s, int *stopped) {
     if (s->stream)
         trainer_metrics_note(s->metrics, "student 0 waited %.1f s (%.1f%%) for teacher records",
                              run_wait, total > 0 ? 100.0 * run_wait / total : 0.0);
+    network_note(s, steps - s->start_step, nblock, total);
     return RT_OK;
 }
 
