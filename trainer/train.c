@@ -984,11 +984,12 @@ static rt_status student_setup(student_run *s, const char *resume_arg) {
  * are a few dozen bytes and left out. */
 static void network_note(student_run *s, int64_t steps_run, size_t nblock, double seconds) {
     const int R = s->rs.R;
-    if (steps_run <= 0 || (R < 2 && !s->distill)) return;
+    /* a run from a label cache distills with no stream (no teacher ranks) */
+    if (steps_run <= 0 || (R < 2 && !s->stream)) return;
     const double grad = R > 1 ? 4.0 * (double)(nblock + s->fp.n) : 0.0;
     const double ring = grad * 2.0 * (R - 1) / R;
     char rec[160] = "";
-    if (s->distill) {
+    if (s->stream) {
         comm_stream_stats ss;
         comm_stream_get_stats(s->stream, &ss);
         const int t = comm_roles_teacher_of(s->roles, 0);
