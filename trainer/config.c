@@ -447,6 +447,13 @@ static rt_status set_value(trainer_config *c, const trainer_config_key *k, const
         if (strlen(v) >= k->size)
             return rt_fail(RT_ERR_ARGS, "%s: %s.%s: value too long (at most %zu bytes)", where,
                            k->section, k->key, k->size - 1);
+        /* The resolved config is saved as INI text, one `key = "value"` line
+         * each, and inih reads lines of at most 198 characters: a longer
+         * value would not read back (found by tests/fuzz/fuzz_config). */
+        if (strlen(k->key) + strlen(v) + 5 > 198)
+            return rt_fail(RT_ERR_ARGS, "%s: %s.%s: value too long to be saved in the config "
+                           "(at most %zu characters for this key)", where, k->section, k->key,
+                           198 - 5 - strlen(k->key));
         /* The resolved config is saved as INI text; a value it cannot hold
          * would not read back the same. */
         for (const char *p = v; *p; p++)
