@@ -55,6 +55,14 @@ grep -q 'step_00002000' runs/cut/latest && fail "the run finished before it was 
 "${launch[@]}" train --config cut.ini --resume 2>resume.log || { cat resume.log; fail "resume failed"; }
 h5diff runs/ref/final.h5 runs/cut/final.h5 /model || fail "resumed /model differs from the uninterrupted run"
 h5diff runs/ref/final.h5 runs/cut/final.h5 /optimizer || fail "resumed /optimizer differs"
+# killed after its last step checkpoint but before final.h5: a resume at the
+# last step writes final.h5 from that checkpoint
+rm runs/cut/final.h5
+"${launch[@]}" train --config cut.ini --resume latest 2>last.log || { cat last.log; fail "resume at the last step failed"; }
+[ -f runs/cut/final.h5 ] || { cat last.log; fail "a resume at the last step wrote no final.h5"; }
+for g in /model /optimizer; do
+  h5diff runs/ref/final.h5 runs/cut/final.h5 $g || fail "final.h5 written at the last step: $g differs"
+done
 
 if [ "$MODE" = plain ]; then
   rt_config e1.ini runs/e1 steps=40 batch=8

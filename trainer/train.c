@@ -1035,6 +1035,9 @@ static rt_status student_train(student_run *s, int *stopped) {
     if (s->start_step >= steps) {
         trainer_metrics_note(s->metrics, "%s is at step %lld of %lld: nothing left to train",
                              s->resume_path, (long long)s->start_step, (long long)steps);
+        /* a run killed between its last step checkpoint and final.h5
+         * finishes here: final.h5 is that checkpoint's state */
+        if (s->rank == 0) RT_TRY(save_checkpoint(s, steps, 1));
         return RT_OK;
     }
     float *grads = student_grads(s->m);
