@@ -235,7 +235,9 @@ rt_status ckpt_load_model_window(const char *path, int seq_len, int batch, stude
  * (Hugging Face, GGUF): when heads were removed (d_head set), *c gets
  * n_head = d_model / d_head and *padded a new block (rt_free_aligned) with
  * the removed heads back as zeros (student_heads_pad: exactly the same
- * function); otherwise *c = *c0 and *padded = NULL (export params0). */
+ * function); a low-rank model (cfg.rank set) gets its factors multiplied
+ * back into dense weights first (student_lowrank_merge, ranks 0 in *c);
+ * otherwise *c = *c0 and *padded = NULL (export params0). */
 rt_status ckpt_export_params(const student_config *c0, const float *params0, student_config *c,
                              float **padded);
 

@@ -46,8 +46,10 @@ int ckpt_config_has_d_head(const student_config *c);
 /* /config's own checksum (its "checksum" attribute, uint32): CRC-32C of
  * the int64 values n_layer, n_head, d_model, d_ff, vocab_size, seq_len,
  * d_head (0 when absent) as stored, so an edited or flipped shape
- * attribute is caught before the model is read as a different one. */
-enum { CKPT_CONFIG_FIELDS = 7 };
-uint32_t ckpt_config_crc(const int64_t v[CKPT_CONFIG_FIELDS]);
+ * attribute is caught before the model is read as a different one. A
+ * low-rank model adds its four ranks (attributes "rank.<linear>", written
+ * only then), so the checksum of every other file is what it was. */
+enum { CKPT_CONFIG_FIELDS = 7, CKPT_CONFIG_FIELDS_LOWRANK = 7 + STUDENT_LIN_N };
+uint32_t ckpt_config_crc(const int64_t *v, int n);
 
 #endif

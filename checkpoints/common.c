@@ -17,8 +17,8 @@ int ckpt_config_has_d_head(const student_config *c) {
     return c->d_head > 0 && (c->d_model % c->n_head != 0 || c->d_head != c->d_model / c->n_head);
 }
 
-uint32_t ckpt_config_crc(const int64_t v[CKPT_CONFIG_FIELDS]) {
-    return ckpt_crc32c(0, v, CKPT_CONFIG_FIELDS * sizeof *v);
+uint32_t ckpt_config_crc(const int64_t *v, int n) {
+    return ckpt_crc32c(0, v, (size_t)n * sizeof *v);
 }
 
 size_t ckpt_dtype_size(ckpt_dtype t) {

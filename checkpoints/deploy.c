@@ -52,6 +52,9 @@ rt_status ckpt_deploy_save(const char *path, const ckpt_deploy *d) {
                        "(8-bit) are supported", path, cb);
     if (cb && (d->act || d->act_dynamic))
         return rt_fail(RT_ERR_ARGS, "%s: a deploy file is int8 or codebook, not both", path);
+    if (student_is_lowrank(c) && (d->act || d->act_dynamic))
+        return rt_fail(RT_ERR_UNSUPPORTED, "%s: int8 export of a low-rank model is not supported "
+                       "yet; export it as f32 (or --codebook)", path);
     if (!d->act && !d->act_dynamic && !cb) {
         ckpt_array a = {"/tokenizer/path", CKPT_U8, 1, {(int64_t)strlen(tok)}, tok};
         cc.params = d->params;

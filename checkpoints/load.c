@@ -88,17 +88,36 @@ rt_status ckpt_export_params(const student_config *c0, const float *params0, stu
                              float **padded) {
     *c = *c0;
     *padded = NULL;
+    /* low-rank factors multiplied back first: these formats have dense
+     * weights only (the size gain stays in retort's own files) */
+    float *merged = NULL;
+    student_config cm = *c0;
+    if (student_is_lowrank(c0)) {
+        student_lowrank_merge(c0, params0, &cm, NULL);
+        if (!(merged = rt_alloc_aligned(student_block_floats(&cm) * sizeof *merged)))
+            return rt_fail(RT_ERR_NOMEM, "export: out of memory multiplying the low-rank factors");
+        student_lowrank_merge(c0, params0, &cm, merged);
+        params0 = merged;
+        c0 = &cm;
+        *c = cm;
+    }
     if (c0->d_head == 0 || c0->d_head * c0->n_head == c0->d_model) {
         c->d_head = 0;
+        *padded = merged;
         return RT_OK;
     }
-    if (c0->d_model % c0->d_head != 0)
+    if (c0->d_model % c0->d_head != 0) {
+        rt_free_aligned(merged);
         return rt_fail(RT_ERR_UNSUPPORTED, "export: the head width %d does not divide d_model %d, "
                        "so the removed heads cannot be added back as zeros", c0->d_head,
                        c0->d_model);
+    }
     student_heads_pad(c0, params0, c, NULL);
-    if (!(*padded = rt_alloc_aligned(student_block_floats(c) * sizeof **padded)))
+    if (!(*padded = rt_alloc_aligned(student_block_floats(c) * sizeof **padded))) {
+        rt_free_aligned(merged);
         return rt_fail(RT_ERR_NOMEM, "export: out of memory padding the heads");
+    }
     student_heads_pad(c0, params0, c, *padded);
+    rt_free_aligned(merged);
     return RT_OK;
 }

@@ -193,7 +193,7 @@ static rt_status read_config(ckpt_reader *r) {
         {"d_model", &r->cfg.d_model}, {"d_ff", &r->cfg.d_ff},
         {"vocab_size", &r->cfg.vocab_size}, {"seq_len", &r->cfg.seq_len},
     };
-    int64_t raw[CKPT_CONFIG_FIELDS] = {0};
+    int64_t raw[CKPT_CONFIG_FIELDS_LOWRANK] = {0};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         int64_t v;
         if ((st = read_int_attr(path, g, "/config", f[i].name, &v)) != RT_OK) goto cleanup;
@@ -225,6 +225,28 @@ static rt_status read_config(ckpt_reader *r) {
         r->cfg.d_head = (int)v;
         if (!ckpt_config_has_d_head(&r->cfg)) r->cfg.d_head = 0; /* one spelling per shape */
     }
+    /* ranks of low-rank linears: optional, absent = dense */
+    int lowrank = 0;
+    for (int k = 0; k < STUDENT_LIN_N; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "rank.%s", student_linear_name((student_linear)k));
+        r->cfg.rank[k] = 0;
+        if ((has = H5Aexists(g, name)) < 0) {
+            st = rt_fail(RT_ERR_FORMAT, "%s: cannot query /config %s", path, name);
+            goto cleanup;
+        }
+        if (has == 0) continue;
+        int64_t v;
+        if ((st = read_int_attr(path, g, "/config", name, &v)) != RT_OK) goto cleanup;
+        if (v < 0 || v > INT_MAX) {
+            st = rt_fail(RT_ERR_FORMAT, "%s: /config %s is %lld; it must be a rank >= 0", path,
+                         name, (long long)v);
+            goto cleanup;
+        }
+        raw[CKPT_CONFIG_FIELDS + k] = v;
+        r->cfg.rank[k] = (int)v;
+        lowrank |= v > 0;
+    }
     /* the shape attributes' own checksum (files of other tools may lack it;
      * --verify then says so) */
     has = H5Aexists(g, CKPT_CHECKSUM_ATTR);
@@ -232,7 +254,8 @@ static rt_status read_config(ckpt_reader *r) {
         int64_t want;
         if ((st = read_int_attr(path, g, "/config", CKPT_CHECKSUM_ATTR, &want)) != RT_OK)
             goto cleanup;
-        const uint32_t got = ckpt_config_crc(raw);
+        const uint32_t got =
+            ckpt_config_crc(raw, lowrank ? CKPT_CONFIG_FIELDS_LOWRANK : CKPT_CONFIG_FIELDS);
         if ((int64_t)got != want) {
             st = rt_fail(RT_ERR_FORMAT, "%s: /config fails its checksum (stored 0x%08llx, "
                          "attributes 0x%08x): the model shape was edited or is corrupt", path,
@@ -333,6 +356,10 @@ rt_status ckpt_check_config(const ckpt_reader *r, const student_config *want, co
         {"vocab_size", r->cfg.vocab_size, want->vocab_size},
         {"seq_len", r->cfg.seq_len, want->seq_len},
         {"d_head", student_head_dim(&r->cfg), student_head_dim(want)},
+        {"rank.attn.c_attn", r->cfg.rank[0], want->rank[0]},
+        {"rank.attn.c_proj", r->cfg.rank[1], want->rank[1]},
+        {"rank.mlp.c_fc", r->cfg.rank[2], want->rank[2]},
+        {"rank.mlp.c_proj", r->cfg.rank[3], want->rank[3]},
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         if (f[i].have != f[i].want)

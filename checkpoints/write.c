@@ -216,10 +216,17 @@ static rt_status write_config(writer *w, const student_config *cfg) {
      * exactly what older readers know */
     const int has_d_head = ckpt_config_has_d_head(cfg);
     if (st == RT_OK && has_d_head) st = attr_i32(w, g, "/config", "d_head", cfg->d_head);
-    const int64_t v[CKPT_CONFIG_FIELDS] = {cfg->n_layer,    cfg->n_head,  cfg->d_model,
-                                           cfg->d_ff,       cfg->vocab_size, cfg->seq_len,
-                                           has_d_head ? cfg->d_head : 0};
-    uint32_t crc = ckpt_config_crc(v);
+    /* ranks only for a low-rank model: dense files stay as they were */
+    const int lowrank = student_is_lowrank(cfg);
+    for (int k = 0; st == RT_OK && lowrank && k < STUDENT_LIN_N; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "rank.%s", student_linear_name((student_linear)k));
+        st = attr_i32(w, g, "/config", name, cfg->rank[k]);
+    }
+    const int64_t v[CKPT_CONFIG_FIELDS_LOWRANK] = {
+        cfg->n_layer, cfg->n_head,   cfg->d_model,  cfg->d_ff,     cfg->vocab_size, cfg->seq_len,
+        has_d_head ? cfg->d_head : 0, cfg->rank[0], cfg->rank[1], cfg->rank[2], cfg->rank[3]};
+    uint32_t crc = ckpt_config_crc(v, lowrank ? CKPT_CONFIG_FIELDS_LOWRANK : CKPT_CONFIG_FIELDS);
     if (st == RT_OK)
         st = attr_scalar(w, g, "/config", CKPT_CHECKSUM_ATTR, H5T_STD_U32LE, H5T_NATIVE_UINT32,
                          &crc);

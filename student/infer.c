@@ -17,6 +17,7 @@
 typedef struct {
     int n; /* rows */
     student_mm qkv, attproj, fc, fcproj;
+    student_mm lr_a[STUDENT_LIN_N], lr_b[STUDENT_LIN_N]; /* low-rank linears: x W_a, t W_b + b */
     student_qlin *q8; /* int8 model: the int8 layers (and, for n = 1, the bf16 head) */
 } row_plan;
 
@@ -31,6 +32,7 @@ struct student_kv {
     float *atty;     /* (max_len, A) */
     float *fch;      /* (max_len, F) */
     float *gelu;     /* (max_len, F) (f32 mode) */
+    float *lrt;      /* (max_len, max rank) a low-rank linear's inner rows t = x W_a */
     float *scores;   /* (threads, max_len) attention row scratch */
     uint16_t *ln_bf, *atty_bf, *gelu_bf; /* bf16 mode copies (max_len, C|C|F) */
     int int8;        /* made for an int8 model */
@@ -47,6 +49,10 @@ static void row_plan_destroy(row_plan *p) {
     student_mm_destroy(&p->attproj);
     student_mm_destroy(&p->fc);
     student_mm_destroy(&p->fcproj);
+    for (int k = 0; k < STUDENT_LIN_N; k++) {
+        student_mm_destroy(&p->lr_a[k]);
+        student_mm_destroy(&p->lr_b[k]);
+    }
     student_qlin_destroy(p->q8);
     p->q8 = NULL;
     p->n = 0;
@@ -72,6 +78,17 @@ static rt_status row_plan_create(const student_model *m, int n, row_plan *p) {
     if ((st = student_mm_create(&p->fc, m->eng, &s)) != RT_OK) goto cleanup;
     student_mm_shape_2d(&s, n, F, C, 0, 0, dt, 1, 1);
     if ((st = student_mm_create(&p->fcproj, m->eng, &s)) != RT_OK) goto cleanup;
+    for (int k = 0; k < STUDENT_LIN_N; k++) {
+        const int64_t r = m->cfg.rank[k];
+        int64_t in, out;
+        if (r == 0) continue;
+        student_linear_shape(&m->cfg, (student_linear)k, &in, &out);
+        student_mm_shape_2d(&s, n, in, r, 0, 0, dt, 0, 0);
+        if ((st = student_mm_create(&p->lr_a[k], m->eng, &s)) != RT_OK) goto cleanup;
+        student_mm_shape_2d(&s, n, r, out, 0, 0, dt, 1,
+                            k == STUDENT_LIN_ATTPROJ || k == STUDENT_LIN_FCPROJ);
+        if ((st = student_mm_create(&p->lr_b[k], m->eng, &s)) != RT_OK) goto cleanup;
+    }
 cleanup:
     if (st != RT_OK) row_plan_destroy(p);
     return st;
@@ -90,6 +107,7 @@ void student_infer_destroy(student_kv *kv) {
     free(kv->atty);
     free(kv->fch);
     free(kv->gelu);
+    free(kv->lrt);
     free(kv->scores);
     free(kv->ln_bf);
     free(kv->atty_bf);
@@ -126,6 +144,13 @@ rt_status student_infer_create(const student_model *m, int max_len, student_kv *
     kv->fch = malloc(n * F * sizeof(float));
     kv->scores = malloc((size_t)kv->n_threads * n * sizeof(float));
     int ok = kv->kc && kv->vc && kv->x && kv->qkv && kv->atty && kv->fch && kv->scores;
+    size_t rmax = 0; /* low-rank linears (f32 models only) */
+    for (int k = 0; k < STUDENT_LIN_N; k++)
+        rmax = (size_t)c->rank[k] > rmax ? (size_t)c->rank[k] : rmax;
+    if (rmax) {
+        kv->lrt = malloc(n * rmax * sizeof(float));
+        ok = ok && kv->lrt;
+    }
     if (bf) {
         kv->ln_bf = malloc(n * C * sizeof(uint16_t));
         kv->atty_bf = malloc(n * A * sizeof(uint16_t));
@@ -246,9 +271,18 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
         } else {                                                                             \
             const float *wq_ = m->qat ? student_qat_weight(m, l, (k)) : NULL;                \
             if (wq_) student_qat_act_apply(m, l, (k), (float *)(x), (size_t)n * (size_t)m->tensors[ti_].shape[0]); \
-            st = student_mm_run(&pl->mm, m->strm, (x),                                       \
-                                wq_ ? (const void *)wq_ : W(m->offset[ti_]),                 \
-                                P + m->offset[ti_ + 1], (y));                                \
+            if (m->cfg.rank[(k)] > 0) { /* low-rank: t = x W_a, y (+)= t W_b + b */         \
+                const int tb_ = student_linear_factor(&m->cfg, l, (k));                      \
+                st = student_mm_run(&pl->lr_a[(k)], m->strm, (x), W(m->offset[ti_]), NULL,   \
+                                    kv->lrt);                                                \
+                if (st == RT_OK)                                                             \
+                    st = student_mm_run(&pl->lr_b[(k)], m->strm, kv->lrt, W(m->offset[tb_]), \
+                                        P + m->offset[ti_ + 1], (y));                        \
+            } else {                                                                         \
+                st = student_mm_run(&pl->mm, m->strm, (x),                                   \
+                                    wq_ ? (const void *)wq_ : W(m->offset[ti_]),             \
+                                    P + m->offset[ti_ + 1], (y));                            \
+            }                                                                                \
         }                                                                                    \
         if (st != RT_OK) goto cleanup;                                                       \
     } while (0)

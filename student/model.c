@@ -85,6 +85,14 @@ static void plan_destroy(student_plan *p) {
                          &p->head_dw,    &p->att_dp,     &p->att_dv,    &p->att_dq,
                          &p->att_dk,     &p->qk_bf,      &p->pv_bf};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) student_mm_destroy(all[i]);
+    for (int k = 0; k < STUDENT_LIN_N; k++) {
+        student_mm_destroy(&p->lr_a[k]);
+        student_mm_destroy(&p->lr_b[k]);
+        student_mm_destroy(&p->lr_a_dx[k]);
+        student_mm_destroy(&p->lr_a_dw[k]);
+        student_mm_destroy(&p->lr_b_dx[k]);
+        student_mm_destroy(&p->lr_b_dw[k]);
+    }
     student_qlin_destroy(p->q8);
     free(p);
 }
@@ -134,6 +142,20 @@ static rt_status plan_create(const student_model *m, int B, student_plan **out) 
         MMA(att_dv, 3);
         MMA(att_dq, 4);
         MMA(att_dk, 5);
+    }
+    for (int k = 0; k < STUDENT_LIN_N; k++) {
+        const int64_t r = m->cfg.rank[k];
+        int64_t in, n_out;
+        if (r == 0) continue;
+        student_linear_shape(&m->cfg, (student_linear)k, &in, &n_out);
+        const int acc = k == STUDENT_LIN_ATTPROJ || k == STUDENT_LIN_FCPROJ;
+        MM(lr_a[k], M, in, r, 0, 0, dt, 0, 0);
+        MM(lr_b[k], M, r, n_out, 0, 0, dt, 1, acc);
+        if (!m->training) continue;
+        MM(lr_b_dw[k], r, M, n_out, 1, 0, dt, 0, 1);
+        MM(lr_b_dx[k], M, n_out, r, 0, 1, dt, 0, 0);
+        MM(lr_a_dw[k], in, M, r, 1, 0, dt, 0, 1);
+        MM(lr_a_dx[k], M, r, in, 0, 1, dt, 0, 0);
     }
 #undef MM
 #undef MMA
@@ -216,6 +238,9 @@ rt_status student_create(const student_config *c, int batch, student_precision p
     if (batch < 1) return rt_fail(RT_ERR_ARGS, "student: batch must be >= 1 (got %d)", batch);
     if (p != STUDENT_F32 && p != STUDENT_BF16)
         return rt_fail(RT_ERR_ARGS, "student: unknown precision %d", (int)p);
+    if (p == STUDENT_BF16 && student_is_lowrank(c))
+        return rt_fail(RT_ERR_UNSUPPORTED, "student: a low-rank model runs in f32 only (set "
+                       "[train] precision = f32)");
     m = calloc(1, sizeof *m);
     if (!m) return rt_fail(RT_ERR_NOMEM, "student: out of memory for the model");
     m->cfg = *c;
@@ -261,6 +286,11 @@ rt_status student_create(const student_config *c, int batch, student_precision p
                      C = (size_t)c->d_model, F = (size_t)c->d_ff, V = (size_t)c->vocab_size,
                      H = (size_t)c->n_head, A = (size_t)student_attn_width(c);
         const size_t Lt = m->training ? L : 1, tr = (size_t)m->training;
+        size_t R = 0, Rmax = 0; /* ranks of the low-rank linears: sum, largest */
+        for (int k = 0; k < STUDENT_LIN_N; k++) {
+            R += (size_t)c->rank[k];
+            Rmax = (size_t)c->rank[k] > Rmax ? (size_t)c->rank[k] : Rmax;
+        }
         const size_t f32 = p == STUDENT_F32; /* f32 copies of matmul inputs */
         student_acts *a = &m->act;
         act_entry e[] = {
@@ -290,6 +320,8 @@ rt_status student_create(const student_config *c, int batch, student_precision p
             {&a->dfch, RT_SIZE_PROD(f32, tr, B, T, F)},
             {&a->datt, RT_SIZE_PROD(tr, B, H, T, T)},
             {&a->dfch_gelu, RT_SIZE_PROD(tr, B, T, F)},
+            {&a->lrt, RT_SIZE_PROD(Lt, B, T, R)},
+            {&a->dlrt, RT_SIZE_PROD(tr, B, T, Rmax)},
         };
         size_t total = 0;
         for (size_t i = 0; i < sizeof e / sizeof e[0]; i++)
@@ -405,20 +437,52 @@ static const void *lin_w(const student_model *m, int l, int k) {
     return q ? (const void *)q : wgt(m, m->offset[student_linear_tensor(&m->cfg, l, k)]);
 }
 
+/* The inner activation t = x W_a of low-rank linear k of block l: (B*T,
+ * r) rows in the model's lrt block (one layer's worth unless training). */
+static float *lr_inner(const student_model *m, int l, int k) {
+    const student_config *c = &m->cfg;
+    size_t R = 0, before = 0;
+    for (int j = 0; j < STUDENT_LIN_N; j++) {
+        R += (size_t)c->rank[j];
+        if (j < k) before += (size_t)c->rank[j];
+    }
+    const size_t BT = (size_t)m->max_B * c->seq_len;
+    return m->act.lrt + (size_t)(l * m->lmul) * BT * R + BT * before;
+}
+
 /* One linear layer of the forward: y (+)= x W + b through the f32/bf16
- * primitive `mm`. QAT has already fake-quantized x in place
- * (student_qat_act). */
-static rt_status lin_fwd(student_model *m, student_mm *mm, int l, int k, const void *x, float *y) {
+ * primitive `mm`, or, for a low-rank linear, t = x W_a then y (+)= t W_b +
+ * b through the plan's lr_a, lr_b. QAT has already fake-quantized x in
+ * place (student_qat_act). */
+static rt_status lin_fwd(student_model *m, student_plan *pl, student_mm *mm, int l, int k,
+                         const void *x, float *y) {
     const float *b = m->params + m->offset[student_linear_tensor(&m->cfg, l, k) + 1];
-    return student_mm_run(mm, m->strm, x, lin_w(m, l, k), b, y);
+    if (m->cfg.rank[k] == 0) return student_mm_run(mm, m->strm, x, lin_w(m, l, k), b, y);
+    float *t = lr_inner(m, l, k);
+    const float *wb = m->params + m->offset[student_linear_factor(&m->cfg, l, k)];
+    RT_TRY(student_mm_run(&pl->lr_a[k], m->strm, x, lin_w(m, l, k), NULL, t));
+    return student_mm_run(&pl->lr_b[k], m->strm, t, wb, b, y);
 }
 
 /* Its backward through the pair of primitives dw_mm, dx_mm: dW += x^T g,
  * dx = g W^T (n_dx floats), then under QAT the straight-through estimator's
- * clip mask on dx. */
-static rt_status lin_bwd(student_model *m, student_mm *dw_mm, student_mm *dx_mm, int l, int k,
-                         const void *x, const void *g, float *dx, size_t n_dx) {
+ * clip mask on dx. A low-rank linear goes through its factors: dW_b +=
+ * t^T g, dt = g W_b^T, dW_a += x^T dt, dx = dt W_a^T. */
+static rt_status lin_bwd(student_model *m, student_plan *pl, student_mm *dw_mm,
+                         student_mm *dx_mm, int l, int k, const void *x, const void *g, float *dx,
+                         size_t n_dx) {
     float *dw = m->grads + m->offset[student_linear_tensor(&m->cfg, l, k)];
+    if (m->cfg.rank[k] > 0) {
+        const size_t ib = (size_t)student_linear_factor(&m->cfg, l, k);
+        const float *t = lr_inner(m, l, k), *wb = m->params + m->offset[ib];
+        float *dt = m->act.dlrt, *dwb = m->grads + m->offset[ib];
+        STUDENT_PROF(m, SPF_MM_DW, RT_TRY(student_mm_run(&pl->lr_b_dw[k], m->strm, t, g, NULL, dwb)));
+        STUDENT_PROF(m, SPF_MM_DX, RT_TRY(student_mm_run(&pl->lr_b_dx[k], m->strm, g, wb, NULL, dt)));
+        STUDENT_PROF(m, SPF_MM_DW, RT_TRY(student_mm_run(&pl->lr_a_dw[k], m->strm, x, dt, NULL, dw)));
+        STUDENT_PROF(m, SPF_MM_DX,
+                     RT_TRY(student_mm_run(&pl->lr_a_dx[k], m->strm, dt, lin_w(m, l, k), NULL, dx)));
+        return RT_OK;
+    }
     STUDENT_PROF(m, SPF_MM_DW, RT_TRY(student_mm_run(dw_mm, m->strm, x, g, NULL, dw)));
     STUDENT_PROF(m, SPF_MM_DX, RT_TRY(student_mm_run(dx_mm, m->strm, g, lin_w(m, l, k), NULL, dx)));
     if (m->qat) student_qat_act_grad(m, l, k, dx, n_dx);
@@ -496,7 +560,7 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
                          RT_TRY(student_qlin_run(m, pl->q8, l, STUDENT_LIN_QKV, ln1, qs, NULL, qkvb)));
         else
             STUDENT_PROF(m, SPF_MM,
-                         RT_TRY(lin_fwd(m, &pl->qkv, l, STUDENT_LIN_QKV,
+                         RT_TRY(lin_fwd(m, pl, &pl->qkv, l, STUDENT_LIN_QKV,
                                         bf ? (const void *)ln1b : ln1, qkv)));
         if (bf) STUDENT_PROF(m, SPF_BF16, student_to_bf16(qkvb, qkv, M * 3 * A));
         const void *q_op = qkvb ? (const void *)qkvb : qkv;
@@ -522,7 +586,7 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
             STUDENT_PROF(m, SPF_RESID, student_copy(res2, res_in, M * C));
             if (m->qat) student_qat_act(m, l, STUDENT_LIN_ATTPROJ, atty, M * A);
             STUDENT_PROF(m, SPF_MM,
-                         RT_TRY(lin_fwd(m, &pl->attproj, l, STUDENT_LIN_ATTPROJ,
+                         RT_TRY(lin_fwd(m, pl, &pl->attproj, l, STUDENT_LIN_ATTPROJ,
                                         bf ? (const void *)attyb : atty, res2)));
         }
         /* MLP: res3 = res2 + gelu(ln_2(res2) Wfc + bfc) Wproj + bproj */
@@ -536,13 +600,13 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
         }
         if (m->qat) student_qat_act(m, l, STUDENT_LIN_FC, ln2, M * C);
         STUDENT_PROF(m, SPF_MM,
-                     RT_TRY(lin_fwd(m, &pl->fc, l, STUDENT_LIN_FC,
+                     RT_TRY(lin_fwd(m, pl, &pl->fc, l, STUDENT_LIN_FC,
                                     bf ? (const void *)ln2b : ln2, fch)));
         STUDENT_PROF(m, SPF_GELU, student_gelu_fwd(gelu, gelub, fch, M * F));
         STUDENT_PROF(m, SPF_RESID, student_copy(res3, res2, M * C));
         if (m->qat) student_qat_act(m, l, STUDENT_LIN_FCPROJ, gelu, M * F);
         STUDENT_PROF(m, SPF_MM,
-                     RT_TRY(lin_fwd(m, &pl->fcproj, l, STUDENT_LIN_FCPROJ,
+                     RT_TRY(lin_fwd(m, pl, &pl->fcproj, l, STUDENT_LIN_FCPROJ,
                                     bf ? (const void *)gelub : gelu, res3)));
     }
     const int nt = m->n_tensors;
@@ -638,14 +702,14 @@ rt_status student_backward(student_model *m, int B) {
                      student_colsum_add(G + student_off(m, l, STUDENT_FCPROJB), bf ? ab->dy : NULL, dres,
                                         (int64_t)M, C));
         g = bf ? (const void *)ab->dy : dres;
-        RT_TRY(lin_bwd(m, &pl->fcproj_dw, &pl->fcproj_dx, l, STUDENT_LIN_FCPROJ, gelu, g,
+        RT_TRY(lin_bwd(m, pl, &pl->fcproj_dw, &pl->fcproj_dx, l, STUDENT_LIN_FCPROJ, gelu, g,
                        a->dfch_gelu, M * F));
         STUDENT_PROF(m, SPF_GELU_BWD,
                      student_gelu_bwd(bf ? NULL : a->dfch, bf ? ab->dy : NULL,
                                       G + student_off(m, l, STUDENT_FCB), fch, a->dfch_gelu,
                                       (int64_t)M, F));
         g = bf ? (const void *)ab->dy : a->dfch;
-        RT_TRY(lin_bwd(m, &pl->fc_dw, &pl->fc_dx, l, STUDENT_LIN_FC, ln2, g, dc, M * C));
+        RT_TRY(lin_bwd(m, pl, &pl->fc_dw, &pl->fc_dx, l, STUDENT_LIN_FC, ln2, g, dc, M * C));
         STUDENT_PROF(m, SPF_LN_BWD,
                      student_layernorm_bwd(dres, G + student_off(m, l, STUDENT_LN2W),
                                            G + student_off(m, l, STUDENT_LN2B), dc, res2,
@@ -657,7 +721,7 @@ rt_status student_backward(student_model *m, int B) {
                      student_colsum_add(G + student_off(m, l, STUDENT_ATTPROJB), bf ? ab->dy : NULL,
                                         dres, (int64_t)M, C));
         g = bf ? (const void *)ab->dy : dres;
-        RT_TRY(lin_bwd(m, &pl->attproj_dw, &pl->attproj_dx, l, STUDENT_LIN_ATTPROJ, atty, g, dc,
+        RT_TRY(lin_bwd(m, pl, &pl->attproj_dw, &pl->attproj_dx, l, STUDENT_LIN_ATTPROJ, atty, g, dc,
                        M * A));
         /* attention backward; in bf16 mode the operands are the bf16 copies
          * of qkv and P from the forward, and of dY and dS made here */
@@ -683,7 +747,7 @@ rt_status student_backward(student_model *m, int B) {
                      student_colsum_add(G + student_off(m, l, STUDENT_QKVB), bf ? ab->dy : NULL, a->dqkv,
                                         (int64_t)M, 3 * A));
         g = bf ? (const void *)ab->dy : a->dqkv;
-        RT_TRY(lin_bwd(m, &pl->qkv_dw, &pl->qkv_dx, l, STUDENT_LIN_QKV, ln1, g, dc, M * C));
+        RT_TRY(lin_bwd(m, pl, &pl->qkv_dw, &pl->qkv_dx, l, STUDENT_LIN_QKV, ln1, g, dc, M * C));
         STUDENT_PROF(m, SPF_LN_BWD,
                      student_layernorm_bwd(dres, G + student_off(m, l, STUDENT_LN1W),
                                            G + student_off(m, l, STUDENT_LN1B), dc, res_in,

@@ -110,6 +110,9 @@ rt_status student_qat_enable(student_model *m, const student_qat_config *cfg) {
                                            "(set [train] precision = f32 for QAT)");
     if (m->q8)
         return rt_fail(RT_ERR_UNSUPPORTED, "student_qat_enable: the model already runs int8");
+    if (!cfg->observe_only && student_is_lowrank(&m->cfg))
+        return rt_fail(RT_ERR_UNSUPPORTED, "student_qat_enable: QAT of a low-rank model is not "
+                       "supported (train the factors in f32, then export --int8)");
     if (cfg->calib_steps < 1 || !(cfg->ema >= 0.0f && cfg->ema < 1.0f))
         return rt_fail(RT_ERR_ARGS, "student_qat_enable: calib_steps must be >= 1 (got %d) and "
                        "ema in [0, 1) (got %g)", cfg->calib_steps, (double)cfg->ema);

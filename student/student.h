@@ -24,6 +24,9 @@ typedef struct {
     int seq_len;    /* context length = rows of wpe */
     int d_head;     /* per-head width; 0 = d_model / n_head. Set when heads were
                      * removed, so attention width n_head*d_head < d_model */
+    int rank[4];    /* per student_linear: 0 = a dense weight; r > 0 = low-rank
+                     * factors [in, r] x [r, out] in every block (prune
+                     * --method lowrank), 1 <= r <= min(in, out) */
 } student_config;
 
 /* The largest shapes retort builds: the [model] keys of an INI file and
@@ -67,7 +70,15 @@ typedef enum {
     STUDENT_LN2W,     STUDENT_LN2B,     /* ln_2.{weight,bias}        (C)              */
     STUDENT_FCW,      STUDENT_FCB,      /* mlp.c_fc.{weight,bias}    [C, F], (F)      */
     STUDENT_FCPROJW,  STUDENT_FCPROJB,  /* mlp.c_proj.{weight,bias}  [F, C], (C)      */
-    STUDENT_BLOCK_TENSORS
+    STUDENT_BLOCK_TENSORS,
+    /* Second factors of low-rank linears (cfg.rank[k] > 0), which then
+     * store W = W_a W_b: the weight slot holds W_a as "<linear>.weight_a"
+     * [in, r] and these slots W_b as "<linear>.weight_b" [r, out]. They
+     * exist only for factored linears and sit in the table after every
+     * block, before ln_f (student_linear_factor), so that a dense model's
+     * table is exactly the 12-per-block one. */
+    STUDENT_QKVW_B = STUDENT_BLOCK_TENSORS, STUDENT_ATTPROJW_B, STUDENT_FCW_B, STUDENT_FCPROJW_B,
+    STUDENT_BLOCK_SLOTS
 } student_block_tensor;
 
 /* The linear layers of a block, named by the activation each one reads
@@ -80,7 +91,8 @@ typedef enum {
     STUDENT_LIN_N
 } student_linear;
 
-/* Number of tensors: 2 + STUDENT_BLOCK_TENSORS * n_layer + 2. */
+/* Number of tensors: 2 + STUDENT_BLOCK_TENSORS * n_layer + (number of
+ * factored linears) * n_layer + 2. */
 int student_tensor_count(const student_config *c);
 /* Name, shape and offset of tensor `index`, in O(1). */
 void student_tensor_info(const student_config *c, int index, student_tensor *out);
@@ -89,15 +101,26 @@ static inline int student_block_index(int layer, student_block_tensor k) {
     return 2 + layer * STUDENT_BLOCK_TENSORS + (int)k;
 }
 /* The inverse: for a tensor of a block, its block in *layer (when not
- * NULL) and returns k; -1 for wte, wpe and ln_f. */
+ * NULL) and returns k (STUDENT_QKVW_B.. for second factors); -1 for wte,
+ * wpe and ln_f. */
 int student_block_slot(const student_config *c, int index, int *layer);
 /* Table index of the weight of linear `which` in block `layer` (its bias
  * is the next tensor). */
 int student_linear_tensor(const student_config *c, int layer, student_linear which);
+/* Table index of the second factor W_b of linear `which` in block
+ * `layer`, or -1 when that linear is dense (c->rank[which] == 0). */
+int student_linear_factor(const student_config *c, int layer, student_linear which);
 /* The linear whose weight tensor `index` is (its block in *layer when not
  * NULL), or -1 when tensor `index` is not a linear weight, i.e. not
- * prunable. */
+ * prunable. Both factors of a low-rank linear are its weights. */
 int student_prune_target(const student_config *c, int index, int *layer);
+/* "attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj". */
+const char *student_linear_name(student_linear which);
+/* 1 when some linear is low-rank (c->rank[k] > 0). */
+int student_is_lowrank(const student_config *c);
+/* Rows and columns (in, out) of linear `which`'s dense weight. */
+void student_linear_shape(const student_config *c, student_linear which, int64_t *in,
+                          int64_t *out);
 /* Index of the tensor named `name`, or -1. */
 int student_tensor_find(const student_config *c, const char *name);
 /* Floats in the parameter block (including alignment padding). */
@@ -445,6 +468,69 @@ void student_apply_mask(float *params, const uint8_t *mask, size_t n);
 
 /* Number of exact zeros among n floats. */
 size_t student_count_zeros(const float *x, size_t n);
+
+/* ------------------------------------------------ low-rank factorization
+ *
+ * lowrank.c: a truncated SVD of every chosen [in, out] linear weight W
+ * gives W_a [in, r] and W_b [r, out] with W_a W_b the best rank-r
+ * approximation of W in the Frobenius norm (Eckart-Young); a model whose
+ * cfg.rank[k] = r > 0 stores and trains those factors (params.c) and runs
+ * the linear as two matmuls. No LAPACK: the smaller Gram matrix in double
+ * and cyclic Jacobi rotations. */
+
+/* The min(in, out) singular values of the [in, out] weight w, descending. */
+rt_status student_svd_values(const float *w, int64_t in, int64_t out, double *sv);
+/* The rank-r truncation of w as balanced factors a = U_r S_r^(1/2) [in, r]
+ * and b = S_r^(1/2) V_r^T [r, out] (1 <= r <= min(in, out)); every
+ * singular value into sv (min(in, out), descending) when not NULL. The
+ * error ||w - a b||_F is the norm of the dropped singular values. */
+rt_status student_lowrank_factor(const float *w, int64_t in, int64_t out, int r, float *a,
+                                 float *b, double *sv);
+/* The smallest r whose first r singular values (descending) hold `energy`
+ * (in (0, 1]) of the sum of squares of all n. */
+int student_lowrank_energy_rank(const double *sv, int64_t n, double energy);
+
+/* How `retort prune --method lowrank` picks ranks: exactly one of rank (an
+ * absolute r), rank_ratio (r = round(ratio * min(in, out)), ratio in (0,
+ * 1]) or energy (the smallest r with which every layer keeps that share
+ * of its weight's squared Frobenius norm) is set; linears is a bit set
+ * over student_linear of the linears to factor. */
+typedef struct {
+    int rank;
+    double rank_ratio, energy;
+    unsigned linears;
+} student_lowrank_opts;
+
+/* Per (layer, linear) of a factorization: the rank, the share of the
+ * squared Frobenius norm kept and the relative error ||W - W_a W_b|| /
+ * ||W||; rank 0 for a linear left dense. */
+typedef struct {
+    int rank;
+    double energy, rel_error;
+} student_lowrank_stat;
+
+/* c2 = c with the ranks o asks for; wanted[k] the rank asked for linear k
+ * (0: not chosen). A rank whose factors would not be smaller than the
+ * dense weight (r (in + out) >= in out) leaves that linear dense in c2.
+ * RT_ERR_ARGS naming the option for a rank above min(in, out), a ratio or
+ * energy outside (0, 1], or not exactly one of the three;
+ * RT_ERR_UNSUPPORTED when c is low-rank already. */
+rt_status student_lowrank_choose(const student_config *c, const float *params,
+                                 const student_lowrank_opts *o, student_config *c2,
+                                 int wanted[STUDENT_LIN_N]);
+/* dst (student_block_floats(c2)) = the dense block src of c with every
+ * linear k with c2->rank[k] > 0 factored at that rank, everything else
+ * copied. stats (n_layer * STUDENT_LIN_N, may be NULL) receives each
+ * factorization's figures. */
+rt_status student_lowrank_apply(const student_config *c, const float *src,
+                                const student_config *c2, float *dst,
+                                student_lowrank_stat *stats);
+/* The inverse for export to formats with dense weights only (Hugging
+ * Face, GGUF): c2 = c with every rank 0 and, when dst != NULL, dst
+ * (student_block_floats(c2)) = src with every factored W = W_a W_b
+ * multiplied back (in double). */
+void student_lowrank_merge(const student_config *c, const float *src, student_config *c2,
+                           float *dst);
 
 /* ------------------------------------------------------------------- QAT
  *

@@ -173,6 +173,11 @@ typedef struct {
     student_mm qkv_dx, attproj_dx, fc_dx, fcproj_dx, head_dx;
     /* backward: weight gradients dW += X^T dY */
     student_mm qkv_dw, attproj_dw, fc_dw, fcproj_dw, head_dw;
+    /* low-rank linears (cfg.rank[k] = r > 0): t = x W_a, y (+)= t W_b + b;
+     * backward dW_b += t^T g, dt = g W_b^T, dW_a += x^T dt, dx = dt W_a^T */
+    student_mm lr_a[STUDENT_LIN_N], lr_b[STUDENT_LIN_N];
+    student_mm lr_a_dx[STUDENT_LIN_N], lr_a_dw[STUDENT_LIN_N];
+    student_mm lr_b_dx[STUDENT_LIN_N], lr_b_dw[STUDENT_LIN_N];
     /* backward: attention */
     student_mm att_dp;   /* dP = dO V^T */
     student_mm att_dv;   /* dV = P^T dO */
@@ -216,6 +221,10 @@ typedef struct {
     float *dfch;        /* (B, T, F) f32 mode only (bf16: straight to abf.dy) */
     float *datt;        /* (B, H, T, T) */
     float *dfch_gelu;   /* (B, T, F) */
+    /* low-rank linears: the inner activations t = x W_a, per layer the
+     * (B, T, r_k) rows of each factored linear k one after the other */
+    float *lrt;         /* (L, B, T, sum of ranks) */
+    float *dlrt;        /* (B, T, max rank) training only: dt */
 } student_acts;
 
 /* bf16 mode: matmul inputs in bf16 (same shapes as their f32 names). */

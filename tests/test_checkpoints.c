@@ -188,7 +188,7 @@ typedef struct {
     ckpt_contents c;
 } fixture;
 
-static const student_config SMALL = {2, 2, 32, 64, 64, 16, 0};
+static const student_config SMALL = {2, 2, 32, 64, 64, 16, 0, {0}};
 
 /* Random bit patterns in every tensor (padding left zero): every finite
  * float, denormals and -0 included, but no NaN or Inf, which loading
@@ -499,7 +499,7 @@ static int attr_str_eq(hid_t obj, const char *name, const char *want) {
 
 static void test_layout(void) {
     char *dir = make_tmpdir(), *path = join(dir, "layout.h5");
-    const student_config cfg = {2, 4, 64, 256, 1024, 32, 0}; /* wte 256 KiB: above the alignment threshold */
+    const student_config cfg = {2, 4, 64, 256, 1024, 32, 0, {0}}; /* wte 256 KiB: above the alignment threshold */
     fixture f;
     fixture_init(&f, cfg, 5, 1);
     CU_ASSERT_EQUAL_FATAL(ckpt_save(path, &f.c), RT_OK);
@@ -1493,7 +1493,7 @@ static void test_run_lock(void) {
  * and the fixed file, if present, must validate and hold exactly the data
  * of the step it says, and `latest` must name such a file. */
 static void test_sigkill(void) {
-    const student_config big = {4, 4, 256, 1024, 8192, 256, 0};
+    const student_config big = {4, 4, 256, 1024, 8192, 256, 0, {0}};
     fixture f;
     fixture_init(&f, big, 1, 1);
     uint64_t s = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
@@ -1714,8 +1714,8 @@ static void bench_one(const char *label, student_config cfg) {
 }
 
 static void test_bench(void) {
-    bench_one("student", (student_config){4, 4, 256, 1024, 8192, 256, 0});
-    bench_one("teacher-ish", (student_config){6, 6, 384, 1536, 8192, 256, 0});
+    bench_one("student", (student_config){4, 4, 256, 1024, 8192, 256, 0, {0}});
+    bench_one("teacher-ish", (student_config){6, 6, 384, 1536, 8192, 256, 0, {0}});
 }
 
 /* --------------------------------------------------------------- main */

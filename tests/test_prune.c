@@ -291,7 +291,7 @@ static void test_heads_mask(void) {
     CU_ASSERT_EQUAL(count_zero_u8(pw, sizeof pw), (size_t)2 * HS * C);
 
     /* scores: a head whose c_proj rows are zero scores 0 and goes first */
-    const student_config c = {1, H, C, 32, 50, 8, 0};
+    const student_config c = {1, H, C, 32, 50, 8, 0, {0}};
     student_model *m = make_model(&c, 1, 0, 3);
     float *P = student_params(m);
     student_tensor tq, tp;
@@ -973,7 +973,7 @@ static void time_forwards(const char *pa, const char *pb, int B, int reps, doubl
 }
 
 static void test_bench(void) {
-    student_config c = {4, 4, 256, 1024, 8192, 256, 0};
+    student_config c = {4, 4, 256, 1024, 8192, 256, 0, {0}};
     const char *shape = getenv("RT_PRUNE_BENCH_SHAPE");
     if (shape)
         sscanf(shape, "%d,%d,%d,%d,%d,%d", &c.n_layer, &c.n_head, &c.d_model, &c.d_ff,

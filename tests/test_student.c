@@ -115,7 +115,7 @@ static double fx_f64(const char *name) {
 }
 
 static student_config fx_cfg(void) {
-    student_config c = {fx.L, fx.H, fx.C, fx.F, fx.V, fx.T, 0};
+    student_config c = {fx.L, fx.H, fx.C, fx.F, fx.V, fx.T, 0, {0}};
     return c;
 }
 

@@ -488,14 +488,14 @@ static rt_status check_fraction(const char *v) {
 }
 
 rt_status trainer_check_prune_method(const char *v) {
-    static const char *const named[] = {"magnitude", "wanda", "heads", "ffn"};
+    static const char *const named[] = {"magnitude", "wanda", "heads", "ffn", "lowrank"};
     for (size_t i = 0; i < sizeof named / sizeof named[0]; i++)
         if (strcmp(v, named[i]) == 0) return RT_OK;
     int n = 0, m = 0;
     if (strchr(v, ':') && trainer_parse_nm(v, &n, &m) == RT_OK) return RT_OK;
     if (strchr(v, ':')) return RT_ERR_ARGS; /* trainer_parse_nm said what is wrong */
-    return rt_fail(RT_ERR_ARGS, "expects magnitude, wanda, heads, ffn or N:M (e.g. 2:4), got '%s'",
-                   v);
+    return rt_fail(RT_ERR_ARGS, "expects magnitude, wanda, heads, ffn, lowrank or N:M (e.g. 2:4), "
+                   "got '%s'", v);
 }
 
 static const cli_option prepare_options[] = {
@@ -706,7 +706,7 @@ static const cli_option prune_options[] = {
     {.name = "model", .type = CLI_STRING, .flags = CLI_REQUIRED, .metavar = "CKPT",
      .help = "Training checkpoint to prune."},
     {.name = "method", .type = CLI_STRING, .flags = CLI_REQUIRED,
-     .metavar = "magnitude|wanda|N:M|heads|ffn", .check = trainer_check_prune_method,
+     .metavar = "magnitude|wanda|N:M|heads|ffn|lowrank", .check = trainer_check_prune_method,
      .help = "magnitude: zero the smallest |w| in each matmul weight matrix. wanda: zero the "
              "smallest |w| * ||x|| in each output (a column of the stored [in, out] matrix), "
              "with the input norms ||x|| measured on --calib, block by block. N:M (e.g. 2:4): "
@@ -716,9 +716,24 @@ static const cli_option prune_options[] = {
              "rows go), writing a model with a smaller n_head and the same head_dim (d_head), "
              "so an attention width below d_model. ffn: REMOVE whole MLP hidden units (the same count "
              "in every layer), writing a model with a smaller d_ff that is smaller and faster. "
+             "lowrank: REPLACE each linear weight W [in, out] by factors [in, r] x [r, out] "
+             "from a truncated SVD (the best rank-r approximation), rank from --rank, "
+             "--rank-ratio or --energy, the same in every layer; a linear whose factors would "
+             "not be smaller stays dense. "
              "Only the matmul weights of the blocks (attn.c_attn, attn.c_proj, mlp.c_fc, "
              "mlp.c_proj) are pruned; embeddings, LayerNorms and biases never are (except the "
              "c_attn bias entries of removed heads)."},
+    {.name = "rank", .type = CLI_INT, .metavar = "R", .min = 1, .max = 1048576,
+     .help = "lowrank: the rank r of every factored linear (at most min(in, out) of each)."},
+    {.name = "rank-ratio", .type = CLI_REAL, .metavar = "X", .min = 1e-9, .max = INFINITY,
+     .help = "lowrank: r = round(X * min(in, out)) per linear, X in (0, 1]."},
+    {.name = "energy", .type = CLI_REAL, .metavar = "E", .min = 1e-9, .max = INFINITY,
+     .help = "lowrank: the smallest r that keeps the share E in (0, 1] of the squared "
+             "Frobenius norm (the sum of squared singular values) of that linear's weight in "
+             "every layer."},
+    {.name = "linears", .type = CLI_STRING, .metavar = "LIST", .def = "all",
+     .help = "lowrank: the linears to factor, comma-separated from attn.c_attn, attn.c_proj, "
+             "mlp.c_fc, mlp.c_proj, or all."},
     {.name = "sparsity", .type = CLI_REAL, .metavar = "S", .def = "0.5", .check = check_fraction,
      .help = "Fraction of weights (or of heads / MLP units per layer) to remove, in [0, 1); "
              "the count is rounded to the nearest integer and heads/ffn keep at least one per "
@@ -754,7 +769,8 @@ const cli_spec trainer_spec_prune = {
     .epilog = "example:\n"
               "  retort prune --model runs/s/final.h5 --method wanda --sparsity 0.5 \\\n"
               "      --calib data/train.h5 --out pruned.h5\n"
-              "  retort prune --model runs/s/final.h5 --method ffn --sparsity 0.25 --out small.h5\n",
+              "  retort prune --model runs/s/final.h5 --method ffn --sparsity 0.25 --out small.h5\n"
+              "  retort prune --model runs/s/final.h5 --method lowrank --rank-ratio 0.25 --out lr.h5\n",
 };
 
 static const cli_option export_options[] = {

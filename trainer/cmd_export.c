@@ -197,7 +197,9 @@ static rt_status export_other(const cli_args *a) {
     if (st == RT_OK)
         fprintf(stderr, "export: wrote %s (%s, %s%s)\n", out, format,
                 strcmp(format, "hf") == 0 ? dt : ty,
-                padded ? ", removed heads padded back as zeros" : "");
+                student_is_lowrank(student_cfg(m)) ? ", low-rank factors multiplied back"
+                : padded                           ? ", removed heads padded back as zeros"
+                                                   : "");
 cleanup:
     rt_free_aligned(padded);
     data_tokenizer_destroy(tok);

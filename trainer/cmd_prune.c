@@ -9,6 +9,8 @@
  *              prune_heads does: smaller n_head, d_head kept (attention
  *              width n_head*d_head below d_model)
  *   ffn        whole MLP hidden units, physically removed: smaller d_ff
+ *   lowrank    each linear weight replaced by truncated-SVD factors [in, r]
+ *              x [r, out] (student/lowrank.c), rank in /config
  *
  * Kernels are in student/prune.c, mask storage in checkpoints/masks.c; this
  * file loads, calibrates, composes, reports and saves. The output is a
@@ -36,7 +38,7 @@
  * activations) stays small. */
 #define PRUNE_CALIB_BATCH 8
 
-typedef enum { PM_MAGNITUDE, PM_WANDA, PM_NM, PM_HEADS, PM_FFN } prune_method;
+typedef enum { PM_MAGNITUDE, PM_WANDA, PM_NM, PM_HEADS, PM_FFN, PM_LOWRANK } prune_method;
 
 typedef struct {
     const char *model, *out, *calib, *method_text;
@@ -45,6 +47,7 @@ typedef struct {
     double sparsity;
     int64_t calib_tokens;
     int json;
+    student_lowrank_opts lowrank;
 } prune_opts;
 
 /* ------------------------------------------------------- calibration */
@@ -129,13 +132,6 @@ static rt_status calib_pass(student_model *m, const calib_set *cs, double *acc) 
 
 /* ------------------------------------------------------------ pruning */
 
-/* Rows (inputs) and columns (outputs) of the stored [in, out] weight. */
-static void lin_shape(const student_config *c, int which, int64_t *in, int64_t *out) {
-    const int64_t C = c->d_model, F = c->d_ff, A = student_attn_width(c);
-    *in = which == STUDENT_LIN_FCPROJ ? F : which == STUDENT_LIN_ATTPROJ ? A : C;
-    *out = which == STUDENT_LIN_QKV ? 3 * A : which == STUDENT_LIN_FC ? F : C;
-}
-
 /* Unstructured and N:M masks of block `layer` into `mask`; acc holds
  * wanda's calibration statistics (stat_off layout), NULL for the others. */
 static rt_status prune_layer(const prune_opts *o, const student_config *c, const float *params,
@@ -146,7 +142,7 @@ static rt_status prune_layer(const prune_opts *o, const student_config *c, const
         student_tensor t;
         student_tensor_info(c, student_linear_tensor(c, layer, (student_linear)w), &t);
         int64_t in, out;
-        lin_shape(c, w, &in, &out);
+        student_linear_shape(c, (student_linear)w, &in, &out);
         const float *W = params + t.offset;
         uint8_t *M = mask + t.offset;
         size_t pruned = 0;
@@ -259,6 +255,179 @@ static long long file_size(const char *path) {
     return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
 }
 
+/* ------------------------------------------------------------ lowrank */
+
+/* "all" or a comma-separated list of linear names into a bit set over
+ * student_linear. */
+static rt_status parse_linears(const char *v, unsigned *set) {
+    *set = 0;
+    if (strcmp(v, "all") == 0) {
+        *set = (1u << STUDENT_LIN_N) - 1;
+        return RT_OK;
+    }
+    const char *p = v;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        const size_t n = e ? (size_t)(e - p) : strlen(p);
+        int k = 0;
+        for (; k < STUDENT_LIN_N; k++) {
+            const char *name = student_linear_name((student_linear)k);
+            if (strlen(name) == n && strncmp(name, p, n) == 0) break;
+        }
+        if (k == STUDENT_LIN_N)
+            return rt_fail(RT_ERR_ARGS, "prune: --linears: '%.*s' is not attn.c_attn, "
+                           "attn.c_proj, mlp.c_fc, mlp.c_proj or all", (int)n, p);
+        *set |= 1u << k;
+        p += n + (e ? 1 : 0);
+    }
+    return RT_OK;
+}
+
+/* `--method lowrank`: the factors of student/lowrank.c, a checkpoint of
+ * the low-rank shape (ranks in /config), and a table of what each linear
+ * kept. */
+static rt_status prune_lowrank_run(const prune_opts *o) {
+    rt_status st = RT_OK;
+    ckpt_reader *r = NULL;
+    student_model *m = NULL;
+    uint8_t *old_mask = NULL;
+    float *out_params = NULL;
+    char *config = NULL, *prov = NULL, *prov_out = NULL;
+    student_lowrank_stat *stats = NULL;
+    json_t *root = NULL;
+
+    if (o->calib && !o->json) fprintf(stderr, "prune: --calib is not used by --method lowrank\n");
+    if ((st = ckpt_open(o->model, &r)) != RT_OK) goto cleanup;
+    if (strcmp(ckpt_reader_kind(r), "hf") != 0 &&
+        (st = ckpt_require_kind(r, "train", "pruning")) != RT_OK)
+        goto cleanup;
+    if ((st = ckpt_check_model(r)) != RT_OK) goto cleanup;
+    const student_config c = *ckpt_reader_config(r);
+    if ((st = student_create(&c, 1, STUDENT_F32, 0, &m)) != RT_OK) goto cleanup;
+    if ((st = ckpt_read_model(r, m)) != RT_OK) goto cleanup;
+    if ((st = ckpt_masks_read(r, &c, &old_mask)) != RT_OK) goto cleanup;
+    if (old_mask) {
+        st = rt_fail(RT_ERR_UNSUPPORTED, "%s: has pruning masks; factor a dense model (a "
+                     "product of factors does not keep zeros)", o->model);
+        goto cleanup;
+    }
+    if (ckpt_has(r, "/meta")) {
+        if ((st = ckpt_read_string_attr(r, "/meta", "config", &config)) != RT_OK ||
+            (st = ckpt_read_string_attr(r, "/meta", "provenance", &prov)) != RT_OK)
+            goto cleanup;
+    }
+    const int64_t step = ckpt_reader_step(r), tokens_seen = ckpt_reader_tokens_seen(r);
+    const long long in_bytes = (long long)ckpt_model_bytes(o->model);
+    ckpt_reader_close(r);
+    r = NULL;
+
+    const float *P = student_params(m);
+    student_config c2;
+    int wanted[STUDENT_LIN_N];
+    if ((st = student_lowrank_choose(&c, P, &o->lowrank, &c2, wanted)) != RT_OK) goto cleanup;
+    stats = calloc((size_t)c.n_layer * STUDENT_LIN_N, sizeof *stats);
+    out_params = rt_alloc_aligned(student_block_floats(&c2) * sizeof *out_params);
+    if (!stats || !out_params) {
+        st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for the factors");
+        goto cleanup;
+    }
+    if ((st = student_lowrank_apply(&c, P, &c2, out_params, stats)) != RT_OK) goto cleanup;
+
+    /* provenance: what was asked and what each linear got */
+    json_error_t err;
+    root = prov && prov[0] ? json_loads(prov, 0, &err) : json_object();
+    if (!root || !json_is_object(root)) {
+        json_decref(root);
+        root = json_object();
+    }
+    json_t *ranks = json_object();
+    for (int k = 0; k < STUDENT_LIN_N; k++)
+        json_object_set_new(ranks, student_linear_name((student_linear)k),
+                            json_integer(c2.rank[k]));
+    json_object_set_new(root, "prune",
+                        json_pack("{s:s, s:s, s:i, s:f, s:f, s:o}", "from", o->model, "method",
+                                  "lowrank", "rank", o->lowrank.rank, "rank_ratio",
+                                  o->lowrank.rank_ratio, "energy", o->lowrank.energy, "ranks",
+                                  ranks));
+    prov_out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (!prov_out) {
+        st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for the provenance");
+        goto cleanup;
+    }
+    ckpt_contents cc = {.kind = "train", .step = step, .tokens_seen = tokens_seen, .cfg = c2,
+                        .params = out_params, .config_text = config, .provenance_json = prov_out};
+    if ((st = ckpt_save(o->out, &cc)) != RT_OK) goto cleanup;
+    const long long out_bytes = file_size(o->out);
+    const size_t pb = student_param_count(&c), pa = student_param_count(&c2);
+
+    if (o->json) {
+        json_t *out = json_object(), *jl = json_array();
+        for (int l = 0; l < c.n_layer; l++)
+            for (int k = 0; k < STUDENT_LIN_N; k++) {
+                const student_lowrank_stat *s = &stats[l * STUDENT_LIN_N + k];
+                json_array_append_new(
+                    jl, json_pack("{s:i, s:s, s:i, s:f, s:f}", "layer", l, "linear",
+                                  student_linear_name((student_linear)k), "rank", s->rank,
+                                  "energy_kept", s->rank ? s->energy : 1.0, "rel_error",
+                                  s->rel_error));
+            }
+        json_object_set_new(out, "model", json_string(o->model));
+        json_object_set_new(out, "out", json_string(o->out));
+        json_object_set_new(out, "method", json_string("lowrank"));
+        json_object_set_new(out, "linears", jl);
+        json_object_set_new(out, "params_before", json_integer((json_int_t)pb));
+        json_object_set_new(out, "params_after", json_integer((json_int_t)pa));
+        json_object_set_new(out, "file_bytes_before", json_integer(in_bytes));
+        json_object_set_new(out, "file_bytes", json_integer(out_bytes));
+        char *text = json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(out);
+        if (!text) {
+            st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for the JSON report");
+            goto cleanup;
+        }
+        printf("%s\n", text);
+        free(text);
+    } else {
+        printf("factored %s -> %s (method lowrank)\n", o->model, o->out);
+        for (int k = 0; k < STUDENT_LIN_N; k++) {
+            int64_t in, out;
+            student_linear_shape(&c, (student_linear)k, &in, &out);
+            if (c2.rank[k] > 0)
+                printf("%-12s [%lld, %lld] -> [%lld, %d] x [%d, %lld]\n",
+                       student_linear_name((student_linear)k), (long long)in, (long long)out,
+                       (long long)in, c2.rank[k], c2.rank[k], (long long)out);
+            else if (wanted[k] > 0)
+                printf("%-12s [%lld, %lld] kept dense: rank %d would not make it smaller\n",
+                       student_linear_name((student_linear)k), (long long)in, (long long)out,
+                       wanted[k]);
+        }
+        printf("\n%-5s %-12s %6s %12s %10s\n", "layer", "linear", "rank", "energy kept",
+               "rel error");
+        for (int l = 0; l < c.n_layer; l++)
+            for (int k = 0; k < STUDENT_LIN_N; k++) {
+                const student_lowrank_stat *s = &stats[l * STUDENT_LIN_N + k];
+                if (s->rank == 0) continue;
+                printf("%-5d %-12s %6d %11.4f%% %10.4f\n", l,
+                       student_linear_name((student_linear)k), s->rank, 100.0 * s->energy,
+                       s->rel_error);
+            }
+        printf("\nparameter count   %zu -> %zu (%.2f%%)\n", pb, pa, 100.0 * frac(pa, pb));
+        printf("file size         %lld -> %lld bytes\n", in_bytes, out_bytes);
+    }
+
+cleanup:
+    ckpt_reader_close(r);
+    student_destroy(m);
+    rt_free_aligned(old_mask);
+    rt_free_aligned(out_params);
+    free(config);
+    free(prov);
+    free(prov_out);
+    free(stats);
+    json_decref(root);
+    return st;
+}
+
 /* ---------------------------------------------------------------- run */
 
 static rt_status prune_run(const prune_opts *o) {
@@ -290,6 +459,11 @@ static rt_status prune_run(const prune_opts *o) {
     if ((st = ckpt_check_model(r)) != RT_OK) goto cleanup; /* before sizing anything by it */
     const student_config c = *ckpt_reader_config(r);
     const int L = c.n_layer, C = c.d_model, F = c.d_ff, H = c.n_head;
+    if (student_is_lowrank(&c)) {
+        st = rt_fail(RT_ERR_UNSUPPORTED, "%s: is low-rank (factored linears); --method %s "
+                     "prunes dense models", o->model, o->method_text);
+        goto cleanup;
+    }
     /* Calibration needs every layer's matmul inputs, which only a
      * training-mode f32 model keeps. */
     if ((st = student_create(&c, PRUNE_CALIB_BATCH, STUDENT_F32, use_calib, &m)) != RT_OK)
@@ -338,6 +512,9 @@ static rt_status prune_run(const prune_opts *o) {
         memset(mask, 1, nb);
     }
     switch (o->method) {
+    case PM_LOWRANK: /* prune_lowrank_run */
+        RT_ASSERT(0 && "lowrank has its own run");
+        break;
     case PM_MAGNITUDE:
     case PM_NM:
         for (int l = 0; l < L; l++)
@@ -646,6 +823,7 @@ int trainer_cmd_prune(int argc, char **argv) {
     else if (!strcmp(o.method_text, "wanda")) o.method = PM_WANDA;
     else if (!strcmp(o.method_text, "heads")) o.method = PM_HEADS;
     else if (!strcmp(o.method_text, "ffn")) o.method = PM_FFN;
+    else if (!strcmp(o.method_text, "lowrank")) o.method = PM_LOWRANK;
     else {
         o.method = PM_NM;
         st = trainer_parse_nm(o.method_text, &o.nm_n, &o.nm_m); /* cli checked it already */
@@ -653,7 +831,16 @@ int trainer_cmd_prune(int argc, char **argv) {
             fprintf(stderr, "prune: --sparsity is ignored with --method %s (N:M prunes %g)\n",
                     o.method_text, 1.0 - (double)o.nm_n / o.nm_m);
     }
-    if (st == RT_OK) st = prune_run(&o);
+    if (o.method == PM_LOWRANK) {
+        o.lowrank.rank = cli_has(a, "rank") ? (int)cli_int(a, "rank") : 0;
+        o.lowrank.rank_ratio = cli_has(a, "rank-ratio") ? cli_real(a, "rank-ratio") : 0.0;
+        o.lowrank.energy = cli_has(a, "energy") ? cli_real(a, "energy") : 0.0;
+        st = parse_linears(cli_str(a, "linears"), &o.lowrank.linears);
+    } else if (cli_has(a, "rank") || cli_has(a, "rank-ratio") || cli_has(a, "energy")) {
+        st = rt_fail(RT_ERR_ARGS, "prune: --rank, --rank-ratio and --energy are for --method "
+                     "lowrank");
+    }
+    if (st == RT_OK) st = o.method == PM_LOWRANK ? prune_lowrank_run(&o) : prune_run(&o);
     cli_args_free(a);
     return rt_report(st);
 }

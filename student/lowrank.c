@@ -1,0 +1,306 @@
+/* Low-rank factorization of linear weights (`retort prune --method
+ * lowrank`, issue 11): a truncated SVD of each [in, out] weight W gives
+ * factors W_a [in, r] and W_b [r, out] whose product is the best rank-r
+ * approximation of W in the Frobenius norm (Eckart-Young), which the model
+ * then stores and trains in place of W (params.c lays them out, model.c
+ * runs them as two matmuls).
+ *
+ * The SVD is computed here, without LAPACK: the Gram matrix of the smaller
+ * side (W^T W when out <= in, else W W^T) in double, its eigenvectors by
+ * cyclic Jacobi rotations, the singular values as square roots of its
+ * eigenvalues and the other side's vectors as W v / sigma. Squaring the
+ * matrix squares its condition number, so singular values below about
+ * 1e-8 of the largest come out as noise; those are exactly the ones a
+ * truncation drops. Jacobi costs O(n^3) per sweep (n = min(in, out)) for
+ * about ten sweeps: seconds at n = 768, fine for an offline command. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "student.h"
+
+/* Eigen-decomposition of the symmetric n x n matrix a (row-major, double;
+ * destroyed) by cyclic Jacobi: ev (n) the eigenvalues descending, vec (n x
+ * n, row-major) with column i the unit eigenvector of ev[i]. */
+static rt_status sym_eig(double *a, int64_t n, double *ev, double *vec) {
+    double *v = malloc((size_t)(n * n) * sizeof *v);
+    int64_t *order = malloc((size_t)n * sizeof *order);
+    if (!v || !order) {
+        free(v);
+        free(order);
+        return rt_fail(RT_ERR_NOMEM, "lowrank: out of memory for a %lld x %lld eigenproblem",
+                       (long long)n, (long long)n);
+    }
+    double total = 0.0;
+    for (int64_t i = 0; i < n * n; i++) total += a[i] * a[i];
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) v[i * n + j] = i == j;
+    for (int sweep = 0; sweep < 100; sweep++) {
+        double off = 0.0;
+        for (int64_t p = 0; p < n; p++)
+            for (int64_t q = p + 1; q < n; q++) off += a[p * n + q] * a[p * n + q];
+        if (off <= 1e-30 * total) break;
+        for (int64_t p = 0; p < n; p++)
+            for (int64_t q = p + 1; q < n; q++) {
+                const double apq = a[p * n + q];
+                if (apq == 0.0) continue;
+                /* the rotation J (J_pp = J_qq = c, J_pq = s, J_qp = -s) with
+                 * (J^T A J)_pq = 0: t = tan(phi) solves t^2 + 2 t theta = 1 */
+                const double theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
+                const double t = (theta >= 0.0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1.0));
+                const double c = 1.0 / sqrt(t * t + 1.0), s = t * c;
+                for (int64_t k = 0; k < n; k++) { /* A J: columns p, q */
+                    const double x = a[k * n + p], y = a[k * n + q];
+                    a[k * n + p] = c * x - s * y;
+                    a[k * n + q] = s * x + c * y;
+                }
+                for (int64_t k = 0; k < n; k++) { /* J^T (A J): rows p, q */
+                    const double x = a[p * n + k], y = a[q * n + k];
+                    a[p * n + k] = c * x - s * y;
+                    a[q * n + k] = s * x + c * y;
+                }
+                for (int64_t k = 0; k < n; k++) { /* V J */
+                    const double x = v[k * n + p], y = v[k * n + q];
+                    v[k * n + p] = c * x - s * y;
+                    v[k * n + q] = s * x + c * y;
+                }
+            }
+    }
+    /* descending eigenvalues (ties by index: deterministic) */
+    for (int64_t i = 0; i < n; i++) order[i] = i;
+    for (int64_t i = 1; i < n; i++) { /* insertion sort: n is at most a few thousand */
+        const int64_t o = order[i];
+        int64_t j = i;
+        while (j > 0 && a[order[j - 1] * n + order[j - 1]] < a[o * n + o]) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = o;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        ev[i] = a[order[i] * n + order[i]];
+        for (int64_t k = 0; k < n; k++) vec[k * n + i] = v[k * n + order[i]];
+    }
+    free(v);
+    free(order);
+    return RT_OK;
+}
+
+/* The Gram matrix of the smaller side of w [in, out] (n x n, n = min) and
+ * its eigenvectors (columns of vec) and singular values sv (descending). */
+static rt_status gram_eig(const float *w, int64_t in, int64_t out, double *sv, double *vec) {
+    const int right = out <= in; /* W^T W (out x out), else W W^T (in x in) */
+    const int64_t n = right ? out : in, m = right ? in : out;
+    double *g = malloc((size_t)(n * n) * sizeof *g);
+    if (!g) return rt_fail(RT_ERR_NOMEM, "lowrank: out of memory for a %lld x %lld Gram matrix",
+                           (long long)n, (long long)n);
+#pragma omp parallel for schedule(dynamic, 4)
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j <= i; j++) {
+            double acc = 0.0;
+            for (int64_t k = 0; k < m; k++)
+                acc += right ? (double)w[k * out + i] * w[k * out + j]
+                             : (double)w[i * out + k] * w[j * out + k];
+            g[i * n + j] = g[j * n + i] = acc;
+        }
+    rt_status st = sym_eig(g, n, sv, vec);
+    for (int64_t i = 0; st == RT_OK && i < n; i++) sv[i] = sqrt(sv[i] > 0.0 ? sv[i] : 0.0);
+    free(g);
+    return st;
+}
+
+rt_status student_svd_values(const float *w, int64_t in, int64_t out, double *sv) {
+    const int64_t n = in < out ? in : out;
+    double *vec = malloc((size_t)(n * n) * sizeof *vec);
+    if (!vec) return rt_fail(RT_ERR_NOMEM, "lowrank: out of memory for singular vectors");
+    rt_status st = gram_eig(w, in, out, sv, vec);
+    free(vec);
+    return st;
+}
+
+rt_status student_lowrank_factor(const float *w, int64_t in, int64_t out, int r, float *a,
+                                 float *b, double *sv) {
+    const int64_t n = in < out ? in : out;
+    RT_ASSERT(r >= 1 && r <= n);
+    double *vec = malloc((size_t)(n * n) * sizeof *vec), *s = malloc((size_t)n * sizeof *s);
+    if (!vec || !s) {
+        free(vec);
+        free(s);
+        return rt_fail(RT_ERR_NOMEM, "lowrank: out of memory for singular vectors");
+    }
+    rt_status st = gram_eig(w, in, out, s, vec);
+    if (st == RT_OK) {
+        /* balanced factors: W_a = U_r S^(1/2), W_b = S^(1/2) V_r^T, so both
+         * start at the same scale for training. The eigenvectors are V (out
+         * <= in: W_a = W V / sqrt(s), W_b = sqrt(s) V^T) or U (W_a = sqrt(s)
+         * U, W_b = U^T W / sqrt(s)); a zero singular value gives zero rows
+         * and columns, which is what it contributes. */
+        const int right = out <= in;
+        for (int i = 0; i < r; i++) {
+            const double rs = sqrt(s[i]), inv = s[i] > 0.0 ? 1.0 / rs : 0.0;
+            if (right) {
+                for (int64_t j = 0; j < out; j++) b[(int64_t)i * out + j] = (float)(rs * vec[j * n + i]);
+#pragma omp parallel for schedule(static)
+                for (int64_t k = 0; k < in; k++) {
+                    double acc = 0.0;
+                    for (int64_t j = 0; j < out; j++) acc += (double)w[k * out + j] * vec[j * n + i];
+                    a[k * r + i] = (float)(acc * inv);
+                }
+            } else {
+                for (int64_t k = 0; k < in; k++) a[k * r + i] = (float)(rs * vec[k * n + i]);
+#pragma omp parallel for schedule(static)
+                for (int64_t j = 0; j < out; j++) {
+                    double acc = 0.0;
+                    for (int64_t k = 0; k < in; k++) acc += (double)w[k * out + j] * vec[k * n + i];
+                    b[(int64_t)i * out + j] = (float)(acc * inv);
+                }
+            }
+        }
+        if (sv) memcpy(sv, s, (size_t)n * sizeof *sv);
+    }
+    free(vec);
+    free(s);
+    return st;
+}
+
+int student_lowrank_energy_rank(const double *sv, int64_t n, double energy) {
+    double total = 0.0, acc = 0.0;
+    for (int64_t i = 0; i < n; i++) total += sv[i] * sv[i];
+    if (!(total > 0.0)) return 1;
+    for (int64_t i = 0; i < n; i++) {
+        acc += sv[i] * sv[i];
+        /* a relative 1e-12 of slack: energy 1 is reached at the last
+         * nonzero value, not lost to rounding of the sum */
+        if (acc >= energy * total * (1.0 - 1e-12)) return (int)(i + 1);
+    }
+    return (int)n;
+}
+
+void student_lowrank_merge(const student_config *c, const float *src, student_config *c2,
+                           float *dst) {
+    *c2 = *c;
+    for (int k = 0; k < STUDENT_LIN_N; k++) c2->rank[k] = 0;
+    if (!dst) return;
+    memset(dst, 0, student_block_floats(c2) * sizeof *dst);
+    const int n2 = student_tensor_count(c2), n = student_tensor_count(c);
+    for (int i = 0; i < n2; i++) { /* c2's table is c's without the second factors */
+        student_tensor t2, t;
+        student_tensor_info(c2, i, &t2);
+        student_tensor_info(c, i < n2 - 2 ? i : i + n - n2, &t); /* ln_f: after them in c */
+        int l;
+        const int k = student_prune_target(c2, i, &l);
+        if (k < 0 || c->rank[k] == 0) {
+            memcpy(dst + t2.offset, src + t.offset, t.numel * sizeof *dst);
+            continue;
+        }
+        student_tensor tb;
+        student_tensor_info(c, student_linear_factor(c, l, (student_linear)k), &tb);
+        const int64_t in = t2.shape[0], out = t2.shape[1], r = c->rank[k];
+        const float *wa = src + t.offset, *wb = src + tb.offset;
+        float *w = dst + t2.offset;
+#pragma omp parallel for schedule(static)
+        for (int64_t row = 0; row < in; row++)
+            for (int64_t j = 0; j < out; j++) {
+                double acc = 0.0;
+                for (int64_t q = 0; q < r; q++) acc += (double)wa[row * r + q] * wb[q * out + j];
+                w[row * out + j] = (float)acc;
+            }
+    }
+}
+
+rt_status student_lowrank_apply(const student_config *c, const float *src,
+                                 const student_config *c2, float *dst,
+                                 student_lowrank_stat *stats) {
+    RT_ASSERT(!student_is_lowrank(c));
+    memset(dst, 0, student_block_floats(c2) * sizeof *dst);
+    const int n = student_tensor_count(c), n2 = student_tensor_count(c2);
+    for (int i = 0; i < n; i++) { /* c2's table is c's with the second factors added */
+        student_tensor t, t2;
+        student_tensor_info(c, i, &t);
+        student_tensor_info(c2, i < n - 2 ? i : i + n2 - n, &t2); /* ln_f: after them in c2 */
+        int l;
+        const int k = student_prune_target(c, i, &l);
+        if (k < 0 || c2->rank[k] == 0) {
+            memcpy(dst + t2.offset, src + t.offset, t.numel * sizeof *dst);
+            continue;
+        }
+        student_tensor tb;
+        student_tensor_info(c2, student_linear_factor(c2, l, (student_linear)k), &tb);
+        const int64_t in = t.shape[0], out = t.shape[1], nsv = in < out ? in : out;
+        double *sv = malloc((size_t)nsv * sizeof *sv);
+        if (!sv) return rt_fail(RT_ERR_NOMEM, "lowrank: out of memory for singular values");
+        rt_status st = student_lowrank_factor(src + t.offset, in, out, c2->rank[k],
+                                              dst + t2.offset, dst + tb.offset, sv);
+        if (st == RT_OK && stats) {
+            student_lowrank_stat *s = &stats[l * STUDENT_LIN_N + k];
+            double kept = 0.0, all = 0.0;
+            for (int64_t q = 0; q < nsv; q++) {
+                all += sv[q] * sv[q];
+                if (q < c2->rank[k]) kept += sv[q] * sv[q];
+            }
+            s->rank = c2->rank[k];
+            s->energy = all > 0.0 ? kept / all : 1.0;
+            s->rel_error = all > 0.0 ? sqrt((all - kept > 0.0 ? all - kept : 0.0) / all) : 0.0;
+        }
+        free(sv);
+        if (st != RT_OK) return st;
+    }
+    return RT_OK;
+}
+
+rt_status student_lowrank_choose(const student_config *c, const float *params,
+                                 const student_lowrank_opts *o, student_config *c2,
+                                 int wanted[STUDENT_LIN_N]) {
+    *c2 = *c;
+    if (student_is_lowrank(c))
+        return rt_fail(RT_ERR_UNSUPPORTED, "lowrank: the model is low-rank already");
+    const int by = (o->rank > 0) + (o->rank_ratio > 0.0) + (o->energy > 0.0);
+    if (by != 1)
+        return rt_fail(RT_ERR_ARGS, "prune: --method lowrank takes exactly one of --rank, "
+                       "--rank-ratio and --energy");
+    if (o->rank_ratio > 1.0)
+        return rt_fail(RT_ERR_ARGS, "prune: --rank-ratio %g asks for a rank above min(in, out); "
+                       "it must be in (0, 1]", o->rank_ratio);
+    if (o->energy > 1.0)
+        return rt_fail(RT_ERR_ARGS, "prune: --energy %g is outside (0, 1] (the share of each "
+                       "weight's squared Frobenius norm to keep)", o->energy);
+    for (int k = 0; k < STUDENT_LIN_N; k++) {
+        wanted[k] = 0;
+        c2->rank[k] = 0;
+        if (!(o->linears & (1u << k))) continue;
+        int64_t in, out;
+        student_linear_shape(c, (student_linear)k, &in, &out);
+        const int64_t mn = in < out ? in : out;
+        int64_t r = 0;
+        if (o->rank > 0) {
+            if (o->rank > mn)
+                return rt_fail(RT_ERR_ARGS, "prune: --rank %d is above min(in, out) = %lld of %s "
+                               "[%lld, %lld]", o->rank, (long long)mn,
+                               student_linear_name((student_linear)k), (long long)in,
+                               (long long)out);
+            r = o->rank;
+        } else if (o->rank_ratio > 0.0) {
+            r = (int64_t)floor(o->rank_ratio * (double)mn + 0.5);
+            r = r < 1 ? 1 : r;
+        } else { /* the rank every layer needs to keep `energy` of its norm */
+            double *sv = malloc((size_t)mn * sizeof *sv);
+            if (!sv) return rt_fail(RT_ERR_NOMEM, "lowrank: out of memory for singular values");
+            for (int l = 0; l < c->n_layer; l++) {
+                student_tensor t;
+                student_tensor_info(c, student_linear_tensor(c, l, (student_linear)k), &t);
+                rt_status st = student_svd_values(params + t.offset, in, out, sv);
+                if (st != RT_OK) {
+                    free(sv);
+                    return st;
+                }
+                const int rl = student_lowrank_energy_rank(sv, mn, o->energy);
+                r = rl > r ? rl : r;
+            }
+            free(sv);
+        }
+        wanted[k] = (int)r;
+        /* factors of r (in + out) values must be smaller than in * out */
+        if (r * (in + out) < in * out) c2->rank[k] = (int)r;
+    }
+    return RT_OK;
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Low-rank factorization end to end (issue 11 item 2): a trained tiny model
+# is factored (`retort prune --method lowrank`), the factors are stored
+# under their own names with the ranks in /config, recovery training from
+# it (train.init) moves the factors and keeps the shape, the deploy export
+# evaluates to the checkpoint's loss, and the Hugging Face export (factors
+# multiplied back) evaluates to the factored model's loss within 1e-5
+# relative. Bad ranks and energies are one-line errors naming the option.
+source "$(dirname "$0")/train_lib.sh"
+rt_prepare
+rt_config base.ini runs/base steps=60
+"$RETORT" train --config base.ini 2>/dev/null || fail "base training failed"
+
+loss() { "$RETORT" eval --model "$1" --data data/val.h5 --json 2>/dev/null |
+         python3 -c 'import json,sys; print(repr(json.load(sys.stdin)["loss"]))'; }
+close() { python3 -c "import sys; a, b, t = map(float, sys.argv[1:]); sys.exit(abs(a - b) > t * abs(b))" "$@"; }
+
+"$RETORT" prune --model runs/base/final.h5 --method lowrank --rank-ratio 0.25 --out lr.h5 >prune.txt ||
+  fail "prune --method lowrank failed"
+grep -q "parameter count" prune.txt || fail "no parameter count in the report"
+# d_model 32, d_ff 64: rank 8 for every linear
+for k in attn.c_attn attn.c_proj mlp.c_fc mlp.c_proj; do
+  h5dump -a "/config/rank.$k" lr.h5 | grep -q "(0): 8" || fail "/config rank.$k is not 8"
+done
+h5dump -H -d /model/transformer.h.1.mlp.c_fc.weight_a lr.h5 | grep -q "( 32, 8 )" ||
+  fail "mlp.c_fc.weight_a is not [32, 8]"
+h5dump -H -d /model/transformer.h.1.mlp.c_fc.weight_b lr.h5 | grep -q "( 8, 64 )" ||
+  fail "mlp.c_fc.weight_b is not [8, 64]"
+[ "$(stat -c %s lr.h5)" -lt "$(stat -c %s runs/base/final.h5)" ] || fail "the factored file is not smaller"
+
+# recovery: the factors train, the shape stays
+rt_config tune.ini runs/tune steps=10 lr=1e-2 warmup=0
+"$RETORT" train --config tune.ini --set train.init=lr.h5 2>/dev/null || fail "recovery training failed"
+h5dump -a /config/rank.mlp.c_proj runs/tune/final.h5 | grep -q "(0): 8" || fail "recovery lost the ranks"
+for t in transformer.h.0.attn.c_attn.weight_a transformer.h.1.mlp.c_proj.weight_b; do
+  ! h5diff -q -d 0 lr.h5 runs/tune/final.h5 "/model/$t" "/model/$t" >/dev/null ||
+    fail "$t did not move in recovery training"
+done
+M=runs/tune/final.h5
+l_ckpt=$(loss $M)
+
+# deploy f32: the same model, the same loss
+"$RETORT" export --model $M --format deploy --out lr.f32.h5 2>/dev/null || fail "deploy export failed"
+close "$(loss lr.f32.h5)" "$l_ckpt" 1e-6 || fail "deploy f32 loss differs from the checkpoint's"
+# Hugging Face: dense weights W_a W_b (float32 products), loss within 1e-5
+"$RETORT" export --model $M --format hf --out lr_hf 2>/dev/null || fail "hf export failed"
+l_hf=$(loss lr_hf)
+close "$l_hf" "$l_ckpt" 1e-5 || fail "hf export loss $l_hf vs factored $l_ckpt"
+echo "  loss: factored $l_ckpt, deploy f32 $(loss lr.f32.h5), hf (multiplied back) $l_hf"
+
+# bad input: one line naming the option, non-zero exit
+bad() {
+  local want=$1 model=runs/base/final.h5; shift
+  [ "$1" = --model ] && { model=$2; shift 2; }
+  if "$RETORT" prune --model "$model" --method lowrank --out bad.h5 "$@" 2>err.txt >/dev/null; then
+    fail "prune $* succeeded"
+  fi
+  [ "$(wc -l <err.txt)" -eq 1 ] && grep -q -- "$want" err.txt || { cat err.txt; fail "prune $*: no one-line error naming $want"; }
+}
+bad "--rank 40 is above min(in, out)" --rank 40
+bad "--energy" --energy 1.5
+bad "--energy" --energy 0
+bad "--rank-ratio" --rank-ratio 2
+bad "exactly one of" --rank 4 --energy 0.9
+bad "low-rank already" --model lr.h5 --rank 4
+bad -- "--linears" --rank 4 --linears mlp.c_fx
+echo "train_prune_lowrank: ok"
