@@ -174,6 +174,10 @@ rt_status ckpt_check_model(ckpt_reader *r);
  * a kernel. */
 rt_status ckpt_check_floats(const ckpt_reader *r, const char *dpath, const float *x, size_t n,
                             float lo, float hi);
+/* The same for floats of `what` in a file that is not HDF5 (a safetensors
+ * tensor of a Hugging Face folder): the message names `file` and `what`. */
+rt_status ckpt_check_floats_in(const char *file, const char *what, const float *x, size_t n,
+                               float lo, float hi);
 
 /* Reads /optimizer/m and /optimizer/v (same layout as params) and the
  * optimizer step; RT_ERR_FORMAT when the file has no optimizer state. */

@@ -6,6 +6,7 @@
  * in folders saved from GPT2Model (the hub's gpt2 itself), "<name>". */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <float.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -359,6 +360,10 @@ rt_status ckpt_hf_read_params(ckpt_hf *h, const student_config *mc, float *block
         student_tensor t;
         student_tensor_info(mc, i, &t); /* wpe: the first mc->seq_len rows */
         RT_TRY(ckpt_st_read_f32(h->tfile[i], h->tent[i], 0, t.numel, block + t.offset));
+        /* as for HDF5 files (ckpt_check_floats): a NaN or Inf weight is an
+         * error naming the tensor, not undefined behaviour in a kernel */
+        RT_TRY(ckpt_check_floats_in(ckpt_st_path(h->tfile[i]), h->tent[i]->name, block + t.offset,
+                                    t.numel, -FLT_MAX, FLT_MAX));
         if (i == 0 && h->head) RT_TRY(check_head(h, block + t.offset, t.numel));
     }
     return RT_OK;

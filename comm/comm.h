@@ -195,11 +195,21 @@ rt_status comm_codec_encode(comm_codec *c, const comm_record *r, const void **wi
 /* Same, into a caller buffer grown with realloc (*buf may be NULL). */
 rt_status comm_codec_encode_into(comm_codec *c, const comm_record *r, void **buf, size_t *cap,
                                  size_t *wire_bytes);
+/* The shape a receiver reads (see comm_record; feat_width only matters
+ * when n_feat > 0). */
+typedef struct {
+    int32_t b, T, k, vocab, n_feat, feat_width;
+} comm_record_shape;
+
 /* Decodes one wire record into r (reserving r's storage). Verifies magic,
  * version, header size, shape, sizes, the FNV-1a 64 checksum over header and
- * compressed payload, the zstd frame, and that every id is < vocab.
- * RT_ERR_FORMAT with a message saying which check failed. */
-rt_status comm_codec_decode(comm_codec *c, const void *wire, size_t wire_bytes, comm_record *r);
+ * compressed payload, the zstd frame, and that every id is < vocab. The
+ * header's shape must equal `expect` (the caller's own), checked before
+ * anything is allocated: a peer cannot make the receiver allocate more than
+ * a record of the receiver's shape. RT_ERR_FORMAT with a message saying
+ * which check failed. */
+rt_status comm_codec_decode(comm_codec *c, const void *wire, size_t wire_bytes,
+                            const comm_record_shape *expect, comm_record *r);
 
 /* FNV-1a 64-bit hash of n bytes continuing from `h` (start with
  * COMM_FNV1A64_INIT). Exposed for tests and tools. */
@@ -235,12 +245,14 @@ void comm_stream_destroy(comm_stream *s);
 rt_status comm_stream_send(comm_stream *s, int student, const comm_record *rec);
 
 /* Student: the next record from this student's teacher, decoded into `rec`
- * (storage reserved as needed), and the seconds spent waiting for it
+ * (storage reserved as needed; a record not of shape `expect` is refused
+ * before it is decompressed, see comm_codec_decode), and the seconds spent waiting for it
  * (wait_seconds may be NULL). Returns the record's credit to the teacher.
  * RT_ERR_MPI naming the teacher's world rank when nothing arrives within
  * comm_timeout() or when the teacher ended the stream; RT_ERR_FORMAT on a
  * corrupted record; RT_ERR_MISMATCH when the record names another student. */
-rt_status comm_stream_recv(comm_stream *s, comm_record *rec, double *wait_seconds);
+rt_status comm_stream_recv(comm_stream *s, const comm_record_shape *expect, comm_record *rec,
+                           double *wait_seconds);
 
 /* Student: tells the teacher that this student will consume no more
  * records (it stops early, e.g. on SIGTERM, at a step every student agreed

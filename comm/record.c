@@ -340,7 +340,8 @@ rt_status comm_codec_encode(comm_codec *c, const comm_record *r, const void **wi
     return RT_OK;
 }
 
-rt_status comm_codec_decode(comm_codec *c, const void *wire, size_t wire_bytes, comm_record *r) {
+rt_status comm_codec_decode(comm_codec *c, const void *wire, size_t wire_bytes,
+                            const comm_record_shape *expect, comm_record *r) {
     const unsigned char *h = wire;
     if (wire_bytes < COMM_RECORD_HEADER_BYTES)
         return rt_fail(RT_ERR_FORMAT,
@@ -386,6 +387,16 @@ rt_status comm_codec_decode(comm_codec *c, const void *wire, size_t wire_bytes, 
                        "teacher record payload is %llu bytes, which does not match its shape "
                        "b=%d T=%d k=%d n_feat=%d feat_width=%d",
                        (unsigned long long)raw, b, T, k, n_feat, width);
+    /* The allocation below is sized by these fields: only the receiver's
+     * own shape may decide how much that is, not the sender. */
+    if (b != expect->b || T != expect->T || k != expect->k || vocab != expect->vocab ||
+        n_feat != expect->n_feat || (n_feat > 0 && width != expect->feat_width))
+        return rt_fail(RT_ERR_FORMAT,
+                       "teacher record has shape b=%d T=%d k=%d vocab=%d n_feat=%d "
+                       "feat_width=%d, the receiver expects b=%d T=%d k=%d vocab=%d n_feat=%d "
+                       "feat_width=%d",
+                       b, T, k, vocab, n_feat, width, expect->b, expect->T, expect->k,
+                       expect->vocab, expect->n_feat, expect->feat_width);
     unsigned long long content = ZSTD_getFrameContentSize(h + COMM_RECORD_HEADER_BYTES, comp);
     if (content != raw)
         return rt_fail(RT_ERR_FORMAT,

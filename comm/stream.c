@@ -465,7 +465,8 @@ cleanup:
     return st;
 }
 
-rt_status comm_stream_recv(comm_stream *s, comm_record *rec, double *wait_seconds) {
+rt_status comm_stream_recv(comm_stream *s, const comm_record_shape *expect, comm_record *rec,
+                           double *wait_seconds) {
     rt_status st = RT_OK;
     double waited = 0.0;
     if (wait_seconds) *wait_seconds = 0.0;
@@ -491,7 +492,7 @@ rt_status comm_stream_recv(comm_stream *s, comm_record *rec, double *wait_second
                        s->roles->world_rank, (long long)s->consumed + 1);
     }
     double t0 = comm_now();
-    st = comm_codec_decode(s->codec, sl->buf, sl->bytes, rec);
+    st = comm_codec_decode(s->codec, sl->buf, sl->bytes, expect, rec);
     s->stats.codec_seconds += comm_now() - t0;
     if (st != RT_OK) {
         char why[768];

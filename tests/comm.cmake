@@ -21,6 +21,16 @@ foreach(layout "np1_k0;1;0" "np2_k1;2;1" "np3_k1;3;1" "np4_k2;4;2" "np3_k0;3;0")
     ENVIRONMENT "${rt_comm_env}" PROCESSORS ${np} TIMEOUT 150)
 endforeach()
 
+# A test that times out stops the run (non-zero exit, a message naming it)
+# instead of going on with ranks out of step: the last rank stalls past a
+# 2 s timeout at the start of stream_roundtrip (RT_TEST_COMM_STALL).
+add_test(NAME test_comm_stops_on_timeout
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/comm_fault.sh 60
+                 "stopping after stream_roundtrip failed" ${RT_MPIEXEC} -np 2
+                 $<TARGET_FILE:test_comm> --teachers 1)
+set_tests_properties(test_comm_stops_on_timeout PROPERTIES
+  ENVIRONMENT "${rt_comm_env};RT_TEST_COMM_STALL=stream_roundtrip" PROCESSORS 2 TIMEOUT 200)
+
 # Fault scenarios: comm timeout 3 s, the whole job must end within 15 s.
 # Open MPI's mpiexec normally kills the job itself when a rank dies
 # (first kill variant); with orte_abort_on_non_zero_status 0 it lets the

@@ -10,6 +10,13 @@
  * result: the failure counts are summed over the world and rank 0 prints
  * the summary.
  *
+ * The run stops at the first test that fails on any rank (comm_abort, a
+ * non-zero exit): after a failed or timed-out communication the ranks are
+ * out of step and MPI's state is undefined, so later tests would only hang
+ * or crash (a segfault in the next test was seen). tests/comm.cmake checks
+ * this with RT_TEST_COMM_STALL=TEST, which makes the last rank sleep past
+ * the timeout at the start of TEST.
+ *
  * References are independent of the code under test: role layout from the
  * round-robin rule recomputed here and cross-checked with messages sent to
  * the claimed teacher; records compared field by field with the values the
@@ -35,7 +42,7 @@ static int g_rank, g_size, g_K;
 /* Generous: rank 0 alone measures wire sizes (test_wire_size) while the
  * others wait in the next test, and a loaded machine stalls ranks for
  * seconds. Tests of the timeout path set their own short timeouts. */
-static const double TEST_TIMEOUT = 30.0;
+static double g_timeout = 30.0; /* 2 s in the test RT_TEST_COMM_STALL names */
 
 /* ------------------------------------------------------------ helpers */
 
@@ -60,7 +67,7 @@ static int has_error(const char *needle) {
 
 /* Bounded wait for test-only MPI traffic. */
 static bool twait(MPI_Request *req) {
-    double t_end = now_s() + TEST_TIMEOUT;
+    double t_end = now_s() + g_timeout;
     for (;;) {
         int done = 0;
         if (MPI_Test(req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) return false;
@@ -232,10 +239,15 @@ static void test_roles_errors(void) {
     comm_roles_destroy(NULL);
     CU_ASSERT_EQUAL(comm_set_timeout(0.0), RT_ERR_ARGS);
     CU_ASSERT_EQUAL(comm_set_timeout(-3.0), RT_ERR_ARGS);
-    CU_ASSERT_EQUAL(comm_timeout(), TEST_TIMEOUT);
+    CU_ASSERT_EQUAL(comm_timeout(), g_timeout);
 }
 
 /* -------------------------------------------------------------- codec */
+
+/* The shape of a record, as the receiver that expects it passes it. */
+static comm_record_shape shape_of(const comm_record *r) {
+    return (comm_record_shape){r->b, r->T, r->k, r->vocab, r->n_feat, r->feat_width};
+}
 
 static void test_codec_roundtrip(void) {
     comm_codec *c = NULL;
@@ -257,7 +269,8 @@ static void test_codec_roundtrip(void) {
         size_t n = 0;
         CU_ASSERT_EQUAL_FATAL(comm_codec_encode(c, &a, &wire, &n), RT_OK);
         CU_ASSERT(n > COMM_RECORD_HEADER_BYTES);
-        CU_ASSERT_EQUAL(comm_codec_decode(c, wire, n, &b), RT_OK);
+        const comm_record_shape want = {z[0], z[1], z[2], z[3], z[4], z[5]};
+        CU_ASSERT_EQUAL(comm_codec_decode(c, wire, n, &want, &b), RT_OK);
         CU_ASSERT(records_equal(&a, &b));
         CU_ASSERT_EQUAL(comm_record_payload_bytes(&b),
                         (size_t)z[0] * 8 + (size_t)z[0] * z[1] * (8 * (size_t)z[2] + 4) +
@@ -283,7 +296,7 @@ static void test_codec_roundtrip(void) {
     const void *wire = NULL;
     size_t n = 0;
     CU_ASSERT_EQUAL(comm_codec_encode(c, &own, &wire, &n), RT_OK);
-    CU_ASSERT_EQUAL(comm_codec_decode(c, wire, n, &b), RT_OK);
+    CU_ASSERT_EQUAL(comm_codec_decode(c, wire, n, &(comm_record_shape){2, 3, 2, 10, 0, 0}, &b), RT_OK);
     CU_ASSERT(records_equal(&own, &b));
     CU_ASSERT_PTR_NULL(b.feat);
     /* encode_into grows a caller buffer. */
@@ -342,6 +355,7 @@ static void test_codec_corruption(void) {
     CU_ASSERT_EQUAL_FATAL(comm_codec_create(3, &c), RT_OK);
     CU_ASSERT_EQUAL_FATAL(comm_record_reserve(&a, 2, 32, 8, 300, 1, 8), RT_OK);
     fill_random(&a, 42, 3, 99);
+    const comm_record_shape ws = shape_of(&a);
     const void *wire0 = NULL;
     size_t n = 0;
     CU_ASSERT_EQUAL_FATAL(comm_codec_encode(c, &a, &wire0, &n), RT_OK);
@@ -353,33 +367,33 @@ static void test_codec_corruption(void) {
     for (size_t i = 0; i < n; i++) {
         memcpy(w, wire0, n);
         w[i] ^= (unsigned char)(1u << (i % 8));
-        if (comm_codec_decode(c, w, n, &b) != RT_ERR_FORMAT) missed++;
+        if (comm_codec_decode(c, w, n, &ws, &b) != RT_ERR_FORMAT) missed++;
     }
     printf("\n    flipped each of %zu bytes: %d undetected ", n, missed);
     CU_ASSERT_EQUAL(missed, 0);
     memcpy(w, wire0, n);
     w[COMM_RECORD_HEADER_BYTES + (n - COMM_RECORD_HEADER_BYTES) / 2] ^= 0x10;
-    CU_ASSERT_EQUAL(comm_codec_decode(c, w, n, &b), RT_ERR_FORMAT);
+    CU_ASSERT_EQUAL(comm_codec_decode(c, w, n, &ws, &b), RT_ERR_FORMAT);
     CU_ASSERT(has_error("checksum mismatch"));
 
     /* Truncation: inside the payload, and inside the header. */
     memcpy(w, wire0, n);
-    CU_ASSERT_EQUAL(comm_codec_decode(c, w, n - 1, &b), RT_ERR_FORMAT);
+    CU_ASSERT_EQUAL(comm_codec_decode(c, w, n - 1, &ws, &b), RT_ERR_FORMAT);
     CU_ASSERT(has_error("truncated"));
-    CU_ASSERT_EQUAL(comm_codec_decode(c, w, 40, &b), RT_ERR_FORMAT);
+    CU_ASSERT_EQUAL(comm_codec_decode(c, w, 40, &ws, &b), RT_ERR_FORMAT);
     CU_ASSERT(has_error("shorter than its 72-byte header"));
-    CU_ASSERT_EQUAL(comm_codec_decode(c, w, 0, &b), RT_ERR_FORMAT);
+    CU_ASSERT_EQUAL(comm_codec_decode(c, w, 0, &ws, &b), RT_ERR_FORMAT);
 
     /* Wrong magic and wrong version, each with a valid checksum. */
     memcpy(w, wire0, n);
     memcpy(w, "XXXX", 4);
     reseal(w, n);
-    CU_ASSERT_EQUAL(comm_codec_decode(c, w, n, &b), RT_ERR_FORMAT);
+    CU_ASSERT_EQUAL(comm_codec_decode(c, w, n, &ws, &b), RT_ERR_FORMAT);
     CU_ASSERT(has_error("magic"));
     memcpy(w, wire0, n);
     w[4] = COMM_RECORD_VERSION + 1;
     reseal(w, n);
-    CU_ASSERT_EQUAL(comm_codec_decode(c, w, n, &b), RT_ERR_FORMAT);
+    CU_ASSERT_EQUAL(comm_codec_decode(c, w, n, &ws, &b), RT_ERR_FORMAT);
     CU_ASSERT(has_error("version 2"));
 
     /* A shape that disagrees with the payload size, resealed. */
@@ -387,22 +401,53 @@ static void test_codec_corruption(void) {
     int32_t k = 9;
     memcpy(w + 28, &k, 4);
     reseal(w, n);
-    CU_ASSERT_EQUAL(comm_codec_decode(c, w, n, &b), RT_ERR_FORMAT);
+    CU_ASSERT_EQUAL(comm_codec_decode(c, w, n, &ws, &b), RT_ERR_FORMAT);
     CU_ASSERT(has_error("does not match its shape"));
+
+    /* Issue 16: a sender decides nothing about the receiver's memory. A
+     * record of another shape is refused, and so is one whose shape fields,
+     * payload size and zstd frame header all agree on 8 GiB: before the
+     * receiver passed its shape, the decoder allocated whatever such a
+     * header claimed. */
+    comm_record_shape other = ws;
+    other.T = 16;
+    CU_ASSERT_EQUAL(comm_codec_decode(c, wire0, n, &other, &b), RT_ERR_FORMAT);
+    CU_ASSERT(has_error("b=2 T=32 k=8 vocab=300 n_feat=1 feat_width=8, the receiver expects b=2 "
+                        "T=16"));
+    {
+        unsigned char big[COMM_RECORD_HEADER_BYTES + 13];
+        memcpy(big, wire0, COMM_RECORD_HEADER_BYTES);
+        const int32_t shape[6] = {1, 1 << 20, 1 << 10, 1 << 10, 0, 0}; /* b T k vocab n_feat w */
+        memcpy(big + 20, shape, sizeof shape);
+        const uint64_t raw = 8 + ((uint64_t)1 << 20) * (8 * ((uint64_t)1 << 10) + 4);
+        const uint64_t comp = 13;
+        memcpy(big + 48, &raw, 8);
+        memcpy(big + 56, &comp, 8);
+        /* zstd frame header: magic, single segment with an 8-byte content size */
+        const unsigned char magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
+        memcpy(big + COMM_RECORD_HEADER_BYTES, magic, 4);
+        big[COMM_RECORD_HEADER_BYTES + 4] = 0xe0;
+        memcpy(big + COMM_RECORD_HEADER_BYTES + 5, &raw, 8);
+        CU_ASSERT_EQUAL(ZSTD_getFrameContentSize(big + COMM_RECORD_HEADER_BYTES, 13), raw);
+        reseal(big, sizeof big);
+        CU_ASSERT_EQUAL(comm_codec_decode(c, big, sizeof big, &ws, &b), RT_ERR_FORMAT);
+        CU_ASSERT(has_error("T=1048576 k=1024 vocab=1024 n_feat=0 feat_width=0, the receiver "
+                            "expects b=2 T=32"));
+    }
 
     /* A non-positive temperature, resealed. */
     memcpy(w, wire0, n);
     float zero = 0.0f;
     memcpy(w + 44, &zero, 4);
     reseal(w, n);
-    CU_ASSERT_EQUAL(comm_codec_decode(c, w, n, &b), RT_ERR_FORMAT);
+    CU_ASSERT_EQUAL(comm_codec_decode(c, w, n, &ws, &b), RT_ERR_FORMAT);
     CU_ASSERT(has_error("temperature 0"));
 
     /* A garbled zstd frame behind a valid checksum. */
     memcpy(w, wire0, n);
     for (size_t i = COMM_RECORD_HEADER_BYTES + 8; i < n; i++) w[i] ^= 0x5a;
     reseal(w, n);
-    CU_ASSERT_EQUAL(comm_codec_decode(c, w, n, &b), RT_ERR_FORMAT);
+    CU_ASSERT_EQUAL(comm_codec_decode(c, w, n, &ws, &b), RT_ERR_FORMAT);
     printf("(garbled frame: %s) ", rt_last_error());
 
     /* A well-formed record whose ids exceed the vocabulary. */
@@ -410,7 +455,7 @@ static void test_codec_corruption(void) {
     const void *wire1 = NULL;
     size_t n1 = 0;
     CU_ASSERT_EQUAL_FATAL(comm_codec_encode(c, &a, &wire1, &n1), RT_OK);
-    CU_ASSERT_EQUAL(comm_codec_decode(c, wire1, n1, &b), RT_ERR_FORMAT);
+    CU_ASSERT_EQUAL(comm_codec_decode(c, wire1, n1, &ws, &b), RT_ERR_FORMAT);
     CU_ASSERT(has_error("outside the vocabulary of 300"));
     free(w);
     comm_record_free(&a);
@@ -540,7 +585,8 @@ static void test_wire_size(void) {
     CU_ASSERT_EQUAL_FATAL(comm_codec_encode(c, &r, &wire, &n_top), RT_OK);
     double t_enc = now_s() - t0;
     t0 = now_s();
-    CU_ASSERT_EQUAL(comm_codec_decode(c, wire, n_top, &back), RT_OK);
+    CU_ASSERT_EQUAL(comm_codec_decode(c, wire, n_top, &(comm_record_shape){b, T, k, V, 0, 0}, &back),
+                    RT_OK);
     double t_dec = now_s() - t0;
     CU_ASSERT(records_equal(&r, &back));
     /* Without the byte shuffle: zstd of the plain payload, for comparison. */
@@ -591,9 +637,13 @@ static void test_wire_size(void) {
 /* Deterministic record content of (step, student): teacher and student
  * compute it independently. Shapes vary with the step so slot buffers
  * grow and shrink. */
+static comm_record_shape expected_shape(int64_t step) {
+    return (comm_record_shape){2, 8 + 8 * (int32_t)(step % 3), 5, 50, (int32_t)(step % 2), 4};
+}
+
 static void expected_record(comm_record *r, int64_t step, int student) {
-    int32_t T = 8 + 8 * (int32_t)(step % 3);
-    comm_record_reserve(r, 2, T, 5, 50, (int32_t)(step % 2), 4);
+    comm_record_shape z = expected_shape(step);
+    comm_record_reserve(r, z.b, z.T, z.k, z.vocab, z.n_feat, z.feat_width);
     fill_random(r, step, student, (uint64_t)(step * 131 + student * 7 + 1));
     for (int32_t i = 0; i < r->b; i++) r->starts[i] = step * 100 + student * 10 + i;
 }
@@ -634,8 +684,9 @@ static void test_stream_roundtrip(void) {
         int me = comm_roles_student_index(roles);
         for (int64_t step = 0; step < n_steps; step++) {
             double waited = -1;
-            CU_ASSERT_EQUAL(comm_stream_recv(s, &rec, &waited), RT_OK);
-            CU_ASSERT(waited >= 0.0 && waited < TEST_TIMEOUT);
+            const comm_record_shape z = expected_shape(step);
+            CU_ASSERT_EQUAL(comm_stream_recv(s, &z, &rec, &waited), RT_OK);
+            CU_ASSERT(waited >= 0.0 && waited < g_timeout);
             expected_record(&want, step, me);
             CU_ASSERT(records_equal(&rec, &want));
             CU_ASSERT_EQUAL(comm_record_check_identity(&rec, step, me, want.starts, want.b), RT_OK);
@@ -702,7 +753,9 @@ static void backpressure_round(comm_roles *roles, int depth, int n, int nap) {
         for (int m = 0; m < n; m++) {
             sleep_ms(nap);
             t_enter[m] = now_s();
-            CU_ASSERT_EQUAL(comm_stream_recv(s, &rec, NULL), RT_OK);
+            CU_ASSERT_EQUAL(comm_stream_recv(s, &(comm_record_shape){1, 16, 4, 32, 0, 0}, &rec,
+                                             NULL),
+                            RT_OK);
             CU_ASSERT_EQUAL(rec.step, m);
         }
         CU_ASSERT_EQUAL(comm_stream_close(s), RT_OK);
@@ -768,9 +821,10 @@ static void test_stream_early_end(void) {
         snprintf(want, sizeof want, "record for student %d after the stream was closed", to);
         CU_ASSERT(has_error(want));
     } else {
-        CU_ASSERT_EQUAL(comm_stream_recv(s, &rec, NULL), RT_OK);
-        CU_ASSERT_EQUAL(comm_stream_recv(s, &rec, NULL), RT_OK);
-        CU_ASSERT_EQUAL(comm_stream_recv(s, &rec, NULL), RT_ERR_MPI);
+        comm_record_shape z[3] = {expected_shape(0), expected_shape(1), expected_shape(2)};
+        CU_ASSERT_EQUAL(comm_stream_recv(s, &z[0], &rec, NULL), RT_OK);
+        CU_ASSERT_EQUAL(comm_stream_recv(s, &z[1], &rec, NULL), RT_OK);
+        CU_ASSERT_EQUAL(comm_stream_recv(s, &z[2], &rec, NULL), RT_ERR_MPI);
         char want[64];
         snprintf(want, sizeof want, "teacher rank %d ended the stream after 2 records",
                  comm_roles_my_teacher(roles));
@@ -807,12 +861,13 @@ static void test_stream_extra_records(void) {
             CU_ASSERT(now_s() - t0 < 3.0);
         }
     } else {
-        CU_ASSERT_EQUAL(comm_stream_recv(s, &rec, NULL), RT_OK);
-        CU_ASSERT_EQUAL(comm_stream_recv(s, &rec, NULL), RT_OK);
+        comm_record_shape z[2] = {expected_shape(0), expected_shape(1)};
+        CU_ASSERT_EQUAL(comm_stream_recv(s, &z[0], &rec, NULL), RT_OK);
+        CU_ASSERT_EQUAL(comm_stream_recv(s, &z[1], &rec, NULL), RT_OK);
         CU_ASSERT_EQUAL(comm_stream_close(s), RT_ERR_MPI);
         CU_ASSERT(has_error("sent more records than student"));
     }
-    CU_ASSERT_EQUAL(comm_set_timeout(TEST_TIMEOUT), RT_OK);
+    CU_ASSERT_EQUAL(comm_set_timeout(g_timeout), RT_OK);
     /* Keep ranks together so the next test starts after the teacher's
      * timeout on every rank. */
     CU_ASSERT_EQUAL(world_sum(1), g_size);
@@ -838,7 +893,7 @@ static void test_stream_api_errors(void) {
     comm_record_init(&rec);
     expected_record(&rec, 0, 0);
     if (comm_roles_role(roles) == COMM_ROLE_TEACHER) {
-        CU_ASSERT_EQUAL(comm_stream_recv(s, &rec, NULL), RT_ERR_ARGS);
+        CU_ASSERT_EQUAL(comm_stream_recv(s, &(comm_record_shape){0}, &rec, NULL), RT_ERR_ARGS);
         /* A student this teacher does not serve. */
         int other = comm_roles_n_students(roles);
         for (int t = 0; t < comm_roles_n_students(roles); t++)
@@ -948,6 +1003,37 @@ cleanup:
 
 /* --------------------------------------------------------------- main */
 
+/* Per-test setup: the stall that tests/comm.cmake's stop test asks for
+ * (every rank waits at most 2 s in that test, the last rank sleeps 6 s). */
+static void test_setup(void) {
+    const char *stall = getenv("RT_TEST_COMM_STALL");
+    CU_pTest t = CU_get_current_test();
+    if (!stall || !t || strcmp(stall, t->pName) != 0) return;
+    g_timeout = 2.0;
+    comm_set_timeout(g_timeout);
+    if (g_rank == g_size - 1) {
+        printf("rank %d: stalling 6 s at the start of %s\n", g_rank, stall);
+        fflush(stdout);
+        sleep_ms(6000);
+    }
+}
+
+/* Per-test teardown: stops the whole job at this rank's first failure. */
+static void test_teardown(void) {
+    if (CU_get_number_of_failures() == 0) return;
+    CU_pTest t = CU_get_current_test();
+    for (CU_pFailureRecord f = CU_get_failure_list(); f; f = f->pNext)
+        fprintf(stderr, "rank %d: FAILED %s (%s:%u): %s\n", g_rank,
+                f->pTest ? f->pTest->pName : "?", f->strFileName ? f->strFileName : "?",
+                f->uiLineNumber, f->strCondition ? f->strCondition : "?");
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "test_comm: stopping after %s failed (the ranks are out of step; later tests "
+             "would hang or crash)",
+             t ? t->pName : "a test");
+    comm_abort(1, msg);
+}
+
 int main(int argc, char **argv) {
     if (comm_init(&argc, &argv) != RT_OK) return rt_report(RT_ERR_MPI);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
@@ -959,11 +1045,12 @@ int main(int argc, char **argv) {
             fprintf(stderr, "test_comm: --teachers %d does not fit %d ranks\n", g_K, g_size);
         comm_abort(2, "bad test layout");
     }
-    comm_set_timeout(TEST_TIMEOUT);
+    comm_set_timeout(g_timeout);
     if (g_rank == 0) printf("test_comm: %d ranks, %d teachers\n", g_size, g_K);
 
     if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite suite = CU_add_suite("comm", NULL, NULL);
+    CU_pSuite suite = CU_add_suite_with_setup_and_teardown("comm", NULL, NULL, test_setup,
+                                                           test_teardown);
     struct {
         const char *name;
         void (*fn)(void);

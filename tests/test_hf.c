@@ -11,7 +11,9 @@
  *   - a stored lm_head.weight that differs from wte is refused by name, in
  *     a folder and in an HDF5 file; an equal one is accepted;
  *   - writing a folder and reading it back is bit-exact in F32, and a BF16
- *     folder exported as BF16 holds the very same bits. */
+ *     folder exported as BF16 holds the very same bits;
+ *   - a NaN or Inf weight (F32, BF16, F16) is refused naming file and
+ *     tensor. */
 #define _GNU_SOURCE
 #include <hdf5.h>
 #include <math.h>
@@ -110,6 +112,28 @@ static void test_window(void) {
     student_destroy(win);
 }
 
+/* The model's tensors as safetensors entries (names and shapes from the
+ * layout table, data pointing into params), with `extra` free slots after
+ * them; free with free_tensors. */
+static ckpt_st_out *tensors_of(const student_config *c, const float *params, int extra) {
+    const int n = student_tensor_count(c);
+    ckpt_st_out *t = calloc((size_t)(n + extra), sizeof *t);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    student_tensor info;
+    for (int i = 0; i < n; i++) {
+        student_tensor_info(c, i, &info);
+        t[i] = (ckpt_st_out){.name = strdup(info.name), .ndim = info.ndim,
+                             .shape = {info.shape[0], info.shape[1]},
+                             .data = params + info.offset};
+    }
+    return t;
+}
+
+static void free_tensors(ckpt_st_out *t, int n) {
+    for (int i = 0; i < n; i++) free((char *)t[i].name);
+    free(t);
+}
+
 /* Export the f32 fixture, read it back bit for bit; then a differing
  * lm_head.weight (folder and HDF5) is refused, an equal one accepted. */
 static void test_roundtrip_and_head(void) {
@@ -126,14 +150,8 @@ static void test_roundtrip_and_head(void) {
 
     /* a folder whose model.safetensors adds an lm_head that differs */
     const int n = student_tensor_count(c);
-    ckpt_st_out *t = calloc((size_t)n + 1, sizeof *t);
+    ckpt_st_out *t = tensors_of(c, student_params(m), 1);
     student_tensor info;
-    for (int i = 0; i < n; i++) {
-        student_tensor_info(c, i, &info);
-        t[i] = (ckpt_st_out){.name = strdup(info.name), .ndim = info.ndim,
-                             .shape = {info.shape[0], info.shape[1]},
-                             .data = student_params(m) + info.offset};
-    }
     student_tensor_info(c, 0, &info);
     float *head = malloc(info.numel * sizeof *head);
     memcpy(head, student_params(m), info.numel * sizeof *head);
@@ -165,11 +183,54 @@ static void test_roundtrip_and_head(void) {
     CU_ASSERT(strstr(rt_last_error(), "/model/lm_head.weight differs") != NULL);
     CU_ASSERT(strstr(rt_last_error(), h5) != NULL);
 
-    for (int i = 0; i < n; i++) free((char *)t[i].name);
-    free(t);
+    free_tensors(t, n);
     free(head);
     free(st);
     free(h5);
+    free(out);
+    student_destroy(m);
+}
+
+/* Issue 16: a NaN or Inf weight in a folder is refused naming the file
+ * and the tensor, as in an HDF5 file (the HF reader skipped the check and
+ * handed the NaN to the model: ckpt_load_model returned RT_OK). F32 NaN,
+ * and BF16 and F16 infinity (their own bit patterns, converted exactly). */
+static void test_nonfinite(void) {
+    student_model *m = NULL;
+    CU_ASSERT_FATAL(ckpt_load_model(FX "/f32", 1, STUDENT_F32, 0, &m, NULL) == RT_OK);
+    const student_config *c = student_cfg(m);
+    const int n = student_tensor_count(c);
+    char *out = rt_test_join(tmpdir, "nonfinite");
+    CU_ASSERT_FATAL(ckpt_hf_write(out, c, student_params(m), CKPT_ST_F32, FX "/f32", 256) == RT_OK);
+    char *st = rt_test_join(out, "model.safetensors");
+    float *p = malloc(student_block_floats(c) * sizeof *p);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    const struct {
+        ckpt_st_dtype dtype;
+        int tensor;
+        size_t at;
+        float v;
+    } cases[] = {{CKPT_ST_F32, 3, 7, NAN}, {CKPT_ST_BF16, 0, 0, INFINITY},
+                 {CKPT_ST_F16, n - 1, 1, -INFINITY}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        memcpy(p, student_params(m), student_block_floats(c) * sizeof *p);
+        student_tensor info;
+        student_tensor_info(c, cases[k].tensor, &info);
+        p[info.offset + cases[k].at] = cases[k].v;
+        ckpt_st_out *t = tensors_of(c, p, 0);
+        CU_ASSERT_FATAL(ckpt_st_write(st, t, n, cases[k].dtype) == RT_OK);
+        free_tensors(t, n);
+        student_model *r = NULL;
+        CU_ASSERT(ckpt_load_model(out, 1, STUDENT_F32, 0, &r, NULL) == RT_ERR_FORMAT);
+        char want[256];
+        snprintf(want, sizeof want, "%s: %s[%zu] = %g is not finite", st, info.name, cases[k].at,
+                 (double)cases[k].v);
+        CU_ASSERT(strstr(rt_last_error(), want) != NULL);
+        printf("\n  %s: %s", ckpt_st_dtype_name(cases[k].dtype), rt_last_error());
+        student_destroy(r);
+    }
+    free(p);
+    free(st);
     free(out);
     student_destroy(m);
 }
@@ -229,6 +290,7 @@ int main(void) {
         {"window", test_window},
         {"roundtrip_and_head", test_roundtrip_and_head},
         {"bf16_bits", test_bf16_bits},
+        {"nonfinite", test_nonfinite},
     };
     if (!rt_test_suite("hf", setup, teardown, cases, sizeof cases / sizeof cases[0], "RT_TEST_ONLY"))
         return 1;

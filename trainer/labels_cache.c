@@ -650,7 +650,8 @@ rt_status trainer_labels_read(trainer_labels_reader *r, int64_t step, comm_recor
     }
     const size_t off = r->offs[step - c * m->chunk_steps];
     const size_t n = (size_t)get64(r->buf + off);
-    RT_TRY(comm_codec_decode(r->codec, r->buf + off + 8, n, rec));
+    const comm_record_shape want = {m->batch, m->seq_len, m->width, m->vocab, 0, 0};
+    RT_TRY(comm_codec_decode(r->codec, r->buf + off + 8, n, &want, rec));
     if (rec->step != step || rec->b != m->batch || rec->T != m->seq_len || rec->k != m->width ||
         rec->vocab != m->vocab || rec->n_feat != 0 || rec->temperature != (float)m->temperature)
         return rt_fail(RT_ERR_FORMAT,

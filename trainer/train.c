@@ -790,7 +790,9 @@ static rt_status micro_step(student_run *s, int64_t step, int j, double *sums) {
                                    (long long)s->starts[(size_t)j * rs->mb + w]);
         } else {
             double wait = 0.0;
-            RT_TRY(comm_stream_recv(s->stream, r, &wait));
+            const comm_record_shape want = {rs->mb, T, s->width, V, c->distill.n_feature_pairs,
+                                            s->tc.d_model};
+            RT_TRY(comm_stream_recv(s->stream, &want, r, &wait));
             sums[S_WAIT] += wait;
             RT_TRY(comm_record_check_identity(r, record_seq(rs, step, j), s->rank,
                                               s->starts + (size_t)j * rs->mb, rs->mb));
