@@ -30,12 +30,21 @@ static int quant_kind(const student_config *c, int i) {
 }
 
 /* (layer, student_linear) of linear-weight tensor i, as the index of its
- * activation ranges. */
+ * activation ranges and of student_int8_set's arrays; the second factor
+ * of a low-rank linear comes after all of those (4 * n_layer + that). */
 static int lin_index(const student_config *c, int i) {
     int l;
     const int k = student_prune_target(c, i, &l);
     RT_ASSERT(k >= 0);
-    return l * STUDENT_LIN_N + k;
+    const int second = i == student_linear_factor(c, l, (student_linear)k);
+    return (second ? STUDENT_LIN_N * c->n_layer : 0) + l * STUDENT_LIN_N + k;
+}
+
+/* The dataset prefix of linear-weight tensor t's input quantizer:
+ * "transformer.h.<l>.<linear>" (its name up to ".weight"). */
+static void input_base(const student_tensor *t, char *base, size_t n) {
+    const char *w = strstr(t->name, ".weight");
+    snprintf(base, n, "%.*s", (int)(w ? w - t->name : (ptrdiff_t)strlen(t->name)), t->name);
 }
 
 rt_status ckpt_deploy_save(const char *path, const ckpt_deploy *d) {
@@ -52,9 +61,6 @@ rt_status ckpt_deploy_save(const char *path, const ckpt_deploy *d) {
                        "(8-bit) are supported", path, cb);
     if (cb && (d->act || d->act_dynamic))
         return rt_fail(RT_ERR_ARGS, "%s: a deploy file is int8 or codebook, not both", path);
-    if (student_is_lowrank(c) && (d->act || d->act_dynamic))
-        return rt_fail(RT_ERR_UNSUPPORTED, "%s: int8 export of a low-rank model is not supported "
-                       "yet; export it as f32 (or --codebook)", path);
     if (!d->act && !d->act_dynamic && !cb) {
         ckpt_array a = {"/tokenizer/path", CKPT_U8, 1, {(int64_t)strlen(tok)}, tok};
         cc.params = d->params;
@@ -132,10 +138,12 @@ rt_status ckpt_deploy_save(const char *path, const ckpt_deploy *d) {
             student_quantize_rows(w, R, Cc, q, s);
         ADD(CKPT_I8, 2, R, Cc, q, "/model/%s", t.name);
         ADD(CKPT_F32, 1, ns, 0, s, "/model/%s_scale", t.name);
-        if (kind == 1 && d->act) {
+        /* one input quantizer per linear: the second factor's input is
+         * quantized per row at run time */
+        if (kind == 1 && d->act && lin_index(c, i) < STUDENT_LIN_N * c->n_layer) {
             const student_act_quant *a = &d->act[lin_index(c, i)];
             char base[64]; /* student_tensor.name is 64 bytes */
-            snprintf(base, sizeof base, "%.*s", (int)(strlen(t.name) - strlen(".weight")), t.name);
+            input_base(&t, base, sizeof base);
             /* qmin, qmax are adjacent int32 fields: the [2] range */
             ADD(CKPT_F32, 0, 0, 0, &a->scale, "/model/%s.input_scale", base);
             ADD(CKPT_I32, 0, 0, 0, &a->zero, "/model/%s.input_zero_point", base);
@@ -193,13 +201,14 @@ rt_status ckpt_deploy_read_int8(ckpt_reader *r, student_model *m) {
     if (c->seq_len > fc.seq_len)
         return rt_fail(RT_ERR_MISMATCH, "%s: seq_len is %d, expected at least %d",
                        ckpt_reader_path(r), fc.seq_len, c->seq_len);
-    const int nt = student_tensor_count(c), nl = 4 * c->n_layer;
+    /* the arrays of student_int8_set: second factors after the linears */
+    const int nt = student_tensor_count(c), nl = (student_is_lowrank(c) ? 8 : 4) * c->n_layer;
     float *P = student_params(m);
     rt_status st = RT_OK;
     int8_t **w8 = calloc((size_t)nl, sizeof *w8), *eq = NULL;
     float **ws = calloc((size_t)nl, sizeof *ws), *es = NULL;
     const int dynamic = ckpt_has(r, CKPT_DEPLOY_ACT_DYNAMIC);
-    student_act_quant *aq = calloc((size_t)nl, sizeof *aq);
+    student_act_quant *aq = calloc((size_t)(4 * c->n_layer), sizeof *aq);
     if (!w8 || !ws || !aq) goto nomem;
     if (dynamic) {
         int32_t flag = 0;
@@ -246,9 +255,11 @@ rt_status ckpt_deploy_read_int8(ckpt_reader *r, student_model *m) {
                     const size_t e = (size_t)(k * t.shape[1] + j);
                     P[t.offset + e] = ws[li][j] * (float)w8[li][e];
                 }
-            if (dynamic) continue; /* no stored activation quantizers */
+            /* no stored activation quantizers (a second factor's input
+             * is quantized per row at run time) */
+            if (dynamic || li >= 4 * c->n_layer) continue;
             char base[64];
-            snprintf(base, sizeof base, "%.*s", (int)(strlen(t.name) - strlen(".weight")), t.name);
+            input_base(&t, base, sizeof base);
             snprintf(p, sizeof p, "/model/%s.input_scale", base);
             if ((st = ckpt_read_array(r, p, CKPT_F32, 1, &aq[li].scale)) != RT_OK ||
                 (st = ckpt_check_floats(r, p, &aq[li].scale, 1, CKPT_SCALE_MIN, CKPT_SCALE_MAX)) !=

@@ -78,7 +78,8 @@ typedef struct {
 struct student_int8 {
     int n;            /* 4 * n_layer */
     int dynamic;      /* per-token activation scales at run time */
-    qlayer *lay;      /* (n) */
+    qlayer *lay;      /* (n) the linears; of a low-rank one, its first factor x W_a */
+    qlayer *lay2;     /* (n) of a low-rank linear its second factor t W_b (K = 0 when dense) */
     uint16_t *wte_bf; /* (V, C) bf16 copy of the (dequantized) wte for the head */
     qpacks head_packs;    /* wte_bf as (C, V) in the layouts the head primitives want */
     uint8_t *scratch; /* (max_B*T*(C+F)) quantized activations of a forward */
@@ -93,6 +94,11 @@ struct student_qlin {
     int n;
     int flags;              /* STUDENT_QLIN_* */
     dnnl_primitive_t *prim; /* (n) c_fc's carry GELU and c_proj's input quantizer */
+    dnnl_primitive_t *prim2; /* (n) second factors of low-rank linears: u8 t x s8 W_b -> s32 */
+    dnnl_memory_t *wei2;     /* (n) borrowed from lay2's packs */
+    dnnl_memory_t src2[STUDENT_LIN_N], dst2[STUDENT_LIN_N];
+    float *t;                /* low-rank: (M, max rank) the inner rows t = x W_a */
+    uint8_t *tq;             /* low-rank: (M, max rank) t quantized per row */
     dnnl_memory_t *bias;    /* (n) views of qlayer.bias */
     dnnl_memory_t *wei;     /* (n) borrowed from the layer's packs */
     dnnl_memory_t src[STUDENT_LIN_N], dst[STUDENT_LIN_N];
@@ -208,7 +214,9 @@ void student_int8_free(student_model *m) {
                 m->plans[b]->q8 = NULL;
             }
     for (int i = 0; s->lay && i < s->n; i++) free_layer(&s->lay[i]);
+    for (int i = 0; s->lay2 && i < s->n; i++) free_layer(&s->lay2[i]);
     free(s->lay);
+    free(s->lay2);
     free_packs(&s->head_packs);
     rt_free_aligned(s->wte_bf);
     rt_free_aligned(s->scratch);
@@ -243,6 +251,44 @@ void student_int8_split_heads(uint16_t *heads, const uint16_t *qkv, int B, int T
         }
 }
 
+/* One int8 matmul layer of the weight tensor t (K, N): the int8 weight w8
+ * with per-column scales sw, the input quantizer a, the bias b (NULL: none),
+ * the dynamic epilogue's fields when `dynamic`; wf (the f32 copy in the
+ * parameter block) gets the dequantized weight the layer computes with. */
+static rt_status qlayer_init(qlayer *q, const int8_t *w8, const float *sw,
+                             const student_act_quant *a, const float *b, int dynamic, float *wf,
+                             const student_tensor *t) {
+    const float off = a->qmin < 0 ? 128.0f : 0.0f;
+    q->K = t->shape[0], q->N = t->shape[1];
+    q->w8 = malloc((size_t)(q->K * q->N));
+    q->oscale = malloc((size_t)q->N * sizeof(float));
+    q->bias = malloc((size_t)q->N * sizeof(float));
+    if (!q->w8 || !q->oscale || !q->bias) goto nomem;
+    memcpy(q->w8, w8, (size_t)(q->K * q->N));
+    q->inv_sa = 1.0f / a->scale;
+    q->zp = (float)a->zero + off, q->lo = (float)a->qmin + off, q->hi = (float)a->qmax + off;
+    if (dynamic) {
+        q->sw = malloc((size_t)q->N * sizeof(float));
+        q->b = calloc((size_t)q->N, sizeof(float));
+        q->cs128 = malloc((size_t)q->N * sizeof(int32_t));
+        if (!q->sw || !q->b || !q->cs128) goto nomem;
+        memcpy(q->sw, sw, (size_t)q->N * sizeof(float));
+        if (b) memcpy(q->b, b, (size_t)q->N * sizeof(float));
+    }
+    for (int64_t j = 0; j < q->N; j++) {
+        int64_t cs = 0;
+        for (int64_t i = 0; i < q->K; i++) cs += q->w8[i * q->N + j];
+        q->oscale[j] = a->scale * sw[j];
+        q->bias[j] = (b ? b[j] : 0.0f) / q->oscale[j] - q->zp * (float)cs;
+        if (dynamic) q->cs128[j] = (int32_t)(128 * cs);
+    }
+    for (int64_t i = 0; i < q->K; i++)
+        for (int64_t j = 0; j < q->N; j++) wf[i * q->N + j] = sw[j] * (float)q->w8[i * q->N + j];
+    return RT_OK;
+nomem:
+    return rt_fail(RT_ERR_NOMEM, "student: out of memory for the int8 weights");
+}
+
 rt_status student_int8_set(student_model *m, const int8_t *const *w8, const float *const *wscale,
                            const student_act_quant *aq) {
     const student_config *c = &m->cfg;
@@ -273,6 +319,7 @@ rt_status student_int8_set(student_model *m, const int8_t *const *w8, const floa
     s->n = n;
     s->dynamic = aq == NULL;
     s->lay = calloc((size_t)n, sizeof *s->lay);
+    s->lay2 = calloc((size_t)n, sizeof *s->lay2);
     s->wte_bf = rt_alloc_aligned((size_t)c->vocab_size * C * sizeof(uint16_t));
     /* c_fc's input and output, or attn.c_proj's input (A wide) */
     s->scratch = rt_alloc_aligned(rows * (size_t)(F + (A > C ? A : C)));
@@ -280,50 +327,35 @@ rt_status student_int8_set(student_model *m, const int8_t *const *w8, const floa
     s->qkv_bf = rt_alloc_aligned(rows * 3 * (size_t)A * sizeof(uint16_t));
     s->heads_bf = rt_alloc_aligned(rows * 3 * (size_t)A * sizeof(uint16_t));
     s->att_bf = rt_alloc_aligned(rows * (size_t)c->n_head * (size_t)c->seq_len * sizeof(uint16_t));
-    if (!s->lay || !s->wte_bf || !s->scratch || !s->scratch_bf || !s->qkv_bf || !s->heads_bf ||
+    if (!s->lay || !s->lay2 || !s->wte_bf || !s->scratch || !s->scratch_bf || !s->qkv_bf || !s->heads_bf ||
         !s->att_bf)
         goto nomem;
     for (int l = 0; l < L; l++)
         for (int k = 0; k < 4; k++) {
-            qlayer *q = &s->lay[l * 4 + k];
-            const int ti = student_linear_tensor(&m->cfg, l, k);
-            const student_tensor *t = &m->tensors[ti];
+            const int i = l * 4 + k, ti = student_linear_tensor(&m->cfg, l, k);
             const float *b = m->params + m->tensors[ti + 1].offset; /* bias follows weight */
-            float *wf = m->params + t->offset;
             /* dynamic: the symmetric range shifted to u8, as quantize_act_rows does;
              * only the shift (zp) matters, the scale comes per row */
             const student_act_quant dyn = {1.0f, 0, -127, 127};
-            const student_act_quant *a = aq ? &aq[l * 4 + k] : &dyn;
-            const float off = a->qmin < 0 ? 128.0f : 0.0f;
-            q->K = t->shape[0], q->N = t->shape[1];
-            RT_ASSERT((q->K == C || q->K == F || q->K == A) && m->tensors[ti + 1].numel == (size_t)q->N);
-            q->w8 = malloc((size_t)(q->K * q->N));
-            q->oscale = malloc((size_t)q->N * sizeof(float));
-            q->bias = malloc((size_t)q->N * sizeof(float));
-            if (!q->w8 || !q->oscale || !q->bias) goto nomem;
-            memcpy(q->w8, w8[l * 4 + k], (size_t)(q->K * q->N));
-            q->inv_sa = 1.0f / a->scale;
-            q->zp = (float)a->zero + off, q->lo = (float)a->qmin + off, q->hi = (float)a->qmax + off;
-            const float *sw = wscale[l * 4 + k];
-            if (s->dynamic) {
-                q->sw = malloc((size_t)q->N * sizeof(float));
-                q->b = malloc((size_t)q->N * sizeof(float));
-                q->cs128 = malloc((size_t)q->N * sizeof(int32_t));
-                if (!q->sw || !q->b || !q->cs128) goto nomem;
-                memcpy(q->sw, sw, (size_t)q->N * sizeof(float));
-                memcpy(q->b, b, (size_t)q->N * sizeof(float));
+            const student_act_quant *a = aq ? &aq[i] : &dyn;
+            if (m->cfg.rank[k] == 0) {
+                if ((st = qlayer_init(&s->lay[i], w8[i], wscale[i], a, b, s->dynamic,
+                                      m->params + m->tensors[ti].offset, &m->tensors[ti])) != RT_OK)
+                    goto fail;
+                RT_ASSERT(m->tensors[ti + 1].numel == (size_t)s->lay[i].N);
+                continue;
             }
-            for (int64_t j = 0; j < q->N; j++) {
-                int64_t cs = 0;
-                for (int64_t i = 0; i < q->K; i++) cs += q->w8[i * q->N + j];
-                q->oscale[j] = a->scale * sw[j];
-                q->bias[j] = b[j] / q->oscale[j] - q->zp * (float)cs;
-                if (s->dynamic) q->cs128[j] = (int32_t)(128 * cs);
-            }
-            /* the f32 block holds what the int8 layer computes with */
-            for (int64_t i = 0; i < q->K; i++)
-                for (int64_t j = 0; j < q->N; j++)
-                    wf[i * q->N + j] = sw[j] * (float)q->w8[i * q->N + j];
+            /* low-rank: x W_a with the linear's input quantizer and no bias
+             * (in dynamic form when the model is dynamic), then t W_b on t
+             * quantized per row at run time, always dynamic (t's range was
+             * never calibrated), with the bias */
+            const int tb = student_linear_factor(&m->cfg, l, k);
+            RT_ASSERT(w8[n + i] && wscale[n + i]);
+            if ((st = qlayer_init(&s->lay[i], w8[i], wscale[i], a, NULL, s->dynamic,
+                                  m->params + m->tensors[ti].offset, &m->tensors[ti])) != RT_OK ||
+                (st = qlayer_init(&s->lay2[i], w8[n + i], wscale[n + i], &dyn, b, 1,
+                                  m->params + m->tensors[tb].offset, &m->tensors[tb])) != RT_OK)
+                goto fail;
         }
     student_to_bf16(s->wte_bf, m->params + m->offset[0], (size_t)c->vocab_size * C);
     m->q8 = s;
@@ -331,6 +363,7 @@ rt_status student_int8_set(student_model *m, const int8_t *const *w8, const floa
     return RT_OK;
 nomem:
     st = rt_fail(RT_ERR_NOMEM, "student: out of memory for the int8 weights");
+fail:
     m->q8 = s;
     student_int8_free(m);
     return st;
@@ -378,12 +411,15 @@ void student_qlin_destroy(student_qlin *q) {
     if (!q) return;
     for (int i = 0; i < q->n; i++) {
         if (q->prim && q->prim[i]) dnnl_primitive_destroy(q->prim[i]);
+        if (q->prim2 && q->prim2[i]) dnnl_primitive_destroy(q->prim2[i]);
         if (q->bias && q->bias[i]) dnnl_memory_destroy(q->bias[i]);
     }
     for (int k = 0; k < STUDENT_LIN_N; k++) {
         if (q->src[k]) dnnl_memory_destroy(q->src[k]);
         if (q->dst[k]) dnnl_memory_destroy(q->dst[k]);
         if (q->res[k]) dnnl_memory_destroy(q->res[k]);
+        if (q->src2[k]) dnnl_memory_destroy(q->src2[k]);
+        if (q->dst2[k]) dnnl_memory_destroy(q->dst2[k]);
     }
     for (int j = 0; j < 2; j++) {
         if (q->head[j]) dnnl_primitive_destroy(q->head[j]);
@@ -391,6 +427,10 @@ void student_qlin_destroy(student_qlin *q) {
         if (q->head_dst[j]) dnnl_memory_destroy(q->head_dst[j]);
     }
     free(q->prim);
+    free(q->prim2);
+    free(q->wei2);
+    free(q->t);
+    free(q->tq);
     free(q->bias);
     free(q->wei);
     free(q->acc);
@@ -448,33 +488,52 @@ rt_status student_qlin_create(const student_model *m, int64_t M, int flags, stud
     if (!q) return rt_fail(RT_ERR_NOMEM, "student: out of memory for int8 primitives");
     q->M = M, q->n = s->n, q->flags = flags;
     q->prim = calloc((size_t)s->n, sizeof *q->prim);
+    q->prim2 = calloc((size_t)s->n, sizeof *q->prim2);
+    q->wei2 = calloc((size_t)s->n, sizeof *q->wei2);
     q->bias = calloc((size_t)s->n, sizeof *q->bias);
     q->wei = calloc((size_t)s->n, sizeof *q->wei);
-    if (!q->prim || !q->bias || !q->wei) {
+    if (!q->prim || !q->prim2 || !q->wei2 || !q->bias || !q->wei) {
         st = rt_fail(RT_ERR_NOMEM, "student: out of memory for int8 primitives");
         goto cleanup;
     }
-    if (s->dynamic) {
-        int64_t maxn = 0;
-        for (int i = 0; i < STUDENT_LIN_N; i++) maxn = s->lay[i].N > maxn ? s->lay[i].N : maxn;
+    const student_config *c = &m->cfg;
+    int64_t rmax = 0; /* low-rank linears: the widest inner activation */
+    for (int k = 0; k < STUDENT_LIN_N; k++) rmax = c->rank[k] > rmax ? c->rank[k] : rmax;
+    if (s->dynamic || rmax) {
+        /* int32 sums of any layer: its output width, or a first factor's r */
+        int64_t maxn = 3 * (int64_t)student_attn_width(c);
+        maxn = c->d_ff > maxn ? c->d_ff : maxn;
+        maxn = c->d_model > maxn ? c->d_model : maxn;
         q->acc = malloc((size_t)(M * maxn) * sizeof *q->acc);
         q->rs = malloc((size_t)M * sizeof *q->rs);
-        q->h = malloc((size_t)(M * s->lay[STUDENT_LIN_FC].N) * sizeof *q->h);
+        q->h = malloc((size_t)(M * c->d_ff) * sizeof *q->h);
         if (!q->acc || !q->rs || !q->h) {
             st = rt_fail(RT_ERR_NOMEM, "student: out of memory for dynamic int8 scratch");
             goto cleanup;
         }
     }
+    if (rmax) {
+        q->t = malloc((size_t)(M * rmax) * sizeof *q->t);
+        q->tq = malloc((size_t)(M * rmax));
+        if (!q->t || !q->tq) {
+            st = rt_fail(RT_ERR_NOMEM, "student: out of memory for low-rank int8 scratch");
+            goto cleanup;
+        }
+    }
     for (int i = 0; i < s->n; i++) {
         qlayer *ql = &s->lay[i];
-        const int k = i % 4, acc = k == STUDENT_LIN_ATTPROJ || k == STUDENT_LIN_FCPROJ;
+        const int k = i % 4, lowrank = c->rank[k] > 0;
+        /* a low-rank linear's first factor writes f32 t (s32 when dynamic):
+         * no residual, GELU or bf16 in its epilogue, they come after W_b */
+        const int acc = (k == STUDENT_LIN_ATTPROJ || k == STUDENT_LIN_FCPROJ) && !lowrank;
         /* c_fc ends in GELU and c_proj's input quantizer: u8 out */
-        const int fused = k == STUDENT_LIN_FC;
+        const int fused = k == STUDENT_LIN_FC && !lowrank;
         const dnnl_data_type_t ddt =
             s->dynamic ? dnnl_s32
             : fused    ? dnnl_u8
-                       : (k == STUDENT_LIN_QKV && (flags & STUDENT_QLIN_QKV_BF16) ? dnnl_bf16
-                                                                                  : dnnl_f32);
+                       : (k == STUDENT_LIN_QKV && !lowrank && (flags & STUDENT_QLIN_QKV_BF16)
+                              ? dnnl_bf16
+                              : dnnl_f32);
         dnnl_memory_desc_t smd, wmd, bmd, dmd, pmd;
         const dnnl_dims_t sd = {M, ql->K}, wd = {ql->K, ql->N}, bd = {1, ql->N},
                           dd = {M, ql->N};
@@ -534,6 +593,26 @@ rt_status student_qlin_create(const student_model *m, int64_t M, int flags, stud
         }
         dnnl_primitive_desc_destroy(pd);
         pd = NULL;
+        if (lowrank) { /* t (u8, per-row scales) x W_b -> int32 sums */
+            const qlayer *q2 = &s->lay2[i];
+            const dnnl_dims_t sd2 = {M, q2->K}, wd2 = {q2->K, q2->N}, dd2 = {M, q2->N};
+            STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&smd, 2, sd2, dnnl_u8, dnnl_ab));
+            STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, 2, wd2, dnnl_s8, dnnl_format_tag_any));
+            STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&pmd, 2, wd2, dnnl_s8, dnnl_ab));
+            STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&dmd, 2, dd2, dnnl_s32, dnnl_ab));
+            STUDENT_DNNL_CHECK(dnnl_matmul_desc_init(&desc, &smd, &wmd, NULL, &dmd));
+            STUDENT_DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, NULL, m->eng, NULL));
+            st = get_pack(m, &s->lay2[i].packs, &pmd, s->lay2[i].w8,
+                          dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), &q->wei2[i]);
+            if (st != RT_OK) goto cleanup;
+            STUDENT_DNNL_CHECK(dnnl_primitive_create(&q->prim2[i], pd));
+            if (i < STUDENT_LIN_N) {
+                STUDENT_DNNL_CHECK(dnnl_memory_create(&q->src2[k], &smd, m->eng, DNNL_MEMORY_NONE));
+                STUDENT_DNNL_CHECK(dnnl_memory_create(&q->dst2[k], &dmd, m->eng, DNNL_MEMORY_NONE));
+            }
+            dnnl_primitive_desc_destroy(pd);
+            pd = NULL;
+        }
         if (po) dnnl_post_ops_destroy(po);
         po = NULL;
         dnnl_primitive_attr_destroy(attr);
@@ -590,7 +669,7 @@ static rt_status qexec(const student_model *m, student_qlin *q, int i, const uin
                                {DNNL_ARG_DST, q->dst[k]},
                                {DNNL_ARG_BIAS, q->bias[i]},
                                {0, NULL}};
-    int nargs = q->acc ? 3 : 4; /* the dynamic primitives have no bias */
+    int nargs = m->q8->dynamic ? 3 : 4; /* the dynamic primitives have no bias */
     if (res) {
         STUDENT_DNNL_CHECK(dnnl_memory_set_data_handle(q->res[k], (void *)res));
         args[nargs].arg = DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1;
@@ -639,12 +718,54 @@ static rt_status dyn_run(const student_model *m, student_qlin *q, int i, const f
     return RT_OK;
 }
 
+/* Low-rank linear i: t = x W_a (x f32, quantized into scratch with the
+ * linear's input quantizer, or xq already quantized so), then t
+ * quantized per row and t W_b as int32 sums, then the epilogue `out` of
+ * the second factor (its scales and the bias) into dst. */
+static rt_status lr_run(const student_model *m, student_qlin *q, int i, const float *x,
+                        const uint8_t *xq, uint8_t *scratch, int out, const float *res,
+                        void *dst) {
+    rt_status st = RT_OK;
+    const struct student_int8 *s = m->q8;
+    const qlayer *qa = &s->lay[i], *qb = &s->lay2[i];
+    const int k = i % 4;
+    if (!xq) {
+        if (s->dynamic)
+            student_quantize_act_rows(x, q->M, qa->K, scratch, q->rs);
+        else
+            quantize_u8(scratch, x, (size_t)(q->M * qa->K), qa);
+        xq = scratch;
+    }
+    if (s->dynamic) {
+        RT_TRY(qexec(m, q, i, xq, NULL, q->acc));
+        dyn_epilogue(q, qa, DYN_F32, NULL, q->t);
+    } else {
+        RT_TRY(qexec(m, q, i, xq, NULL, q->t));
+    }
+    student_quantize_act_rows(q->t, q->M, qa->N, q->tq, q->rs);
+    STUDENT_DNNL_CHECK(dnnl_memory_set_data_handle(q->src2[k], q->tq));
+    STUDENT_DNNL_CHECK(dnnl_memory_set_data_handle(q->dst2[k], q->acc));
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, q->src2[k]},
+                               {DNNL_ARG_WEIGHTS, q->wei2[i]},
+                               {DNNL_ARG_DST, q->dst2[k]}};
+    STUDENT_DNNL_CHECK(dnnl_primitive_execute(q->prim2[i], m->strm, 3, args));
+    dyn_epilogue(q, qb, out, res, dst);
+cleanup:
+    return st;
+}
+
 rt_status student_qlin_run(const student_model *m, student_qlin *q, int l, int k, const float *x,
                            uint8_t *scratch, const float *res, void *dst) {
     const int i = l * 4 + k;
     const qlayer *ql = &m->q8->lay[i];
     RT_ASSERT(k == STUDENT_LIN_QKV || k == STUDENT_LIN_ATTPROJ);
-    if (q->acc)
+    if (m->cfg.rank[k] > 0)
+        return lr_run(m, q, i, x, NULL, scratch,
+                      k == STUDENT_LIN_ATTPROJ                ? DYN_RESID
+                      : (q->flags & STUDENT_QLIN_QKV_BF16)    ? DYN_BF16
+                                                               : DYN_F32,
+                      res, dst);
+    if (m->q8->dynamic)
         return dyn_run(m, q, i, x, scratch,
                        k == STUDENT_LIN_ATTPROJ                ? DYN_RESID
                        : (q->flags & STUDENT_QLIN_QKV_BF16)    ? DYN_BF16
@@ -658,7 +779,27 @@ rt_status student_qlin_mlp(const student_model *m, student_qlin *q, int l, const
                            uint8_t *scratch, const float *res, float *dst) {
     const int i = l * 4 + STUDENT_LIN_FC;
     const qlayer *ql = &m->q8->lay[i];
-    if (q->acc) {
+    const int lr_fc = m->cfg.rank[STUDENT_LIN_FC] > 0, lr_proj = m->cfg.rank[STUDENT_LIN_FCPROJ] > 0;
+    if (lr_fc || lr_proj) {
+        /* the GELU output as f32 in q->h, unless a dense static c_fc can
+         * still quantize it for c_proj's first factor in its epilogue */
+        const int fused = !lr_fc && !m->q8->dynamic;
+        uint8_t *h8 = scratch + (size_t)(q->M * ql->K);
+        if (lr_fc)
+            RT_TRY(lr_run(m, q, i, x, NULL, scratch, DYN_GELU, NULL, q->h));
+        else if (m->q8->dynamic)
+            RT_TRY(dyn_run(m, q, i, x, scratch, DYN_GELU, NULL, q->h));
+        else {
+            quantize_u8(scratch, x, (size_t)(q->M * ql->K), ql);
+            RT_TRY(qexec(m, q, i, scratch, NULL, h8));
+        }
+        if (lr_proj)
+            return lr_run(m, q, i + 1, q->h, fused ? h8 : NULL, scratch, DYN_RESID, res, dst);
+        if (m->q8->dynamic) return dyn_run(m, q, i + 1, q->h, scratch, DYN_RESID, res, dst);
+        quantize_u8(scratch, q->h, (size_t)(q->M * m->cfg.d_ff), &m->q8->lay[i + 1]);
+        return qexec(m, q, i + 1, scratch, res, dst);
+    }
+    if (m->q8->dynamic) {
         RT_TRY(dyn_run(m, q, i, x, scratch, DYN_GELU, NULL, q->h));
         return dyn_run(m, q, i + 1, q->h, scratch, DYN_RESID, res, dst);
     }

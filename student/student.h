@@ -660,7 +660,12 @@ rt_status student_codebook_weight(const float *w, int64_t in, int64_t out, int k
  * (in, out) int8 weight of linear k of block l, wscale[l*4+k] its (out)
  * scales, aq[l*4+k] the quantizer of its input; aq == NULL quantizes every
  * input per token at run time instead (student_quantize_act_rows: no
- * calibration, one scale per row of every linear layer's input). Call after the parameter
+ * calibration, one scale per row of every linear layer's input). A
+ * low-rank model's arrays have 8 * n_layer entries: w8[l*4+k] is then its
+ * first factor W_a (in, r) and w8[4*n_layer + l*4+k] its second W_b (r,
+ * out) (NULL for a dense linear); it runs x W_a with the linear's input
+ * quantizer, then t = x W_a quantized per row at run time (its range was
+ * never calibrated) times W_b, then bias, GELU or residual. Call after the parameter
  * block holds everything else (embeddings, LayerNorms, biases): the f32
  * copies of the linear weights are overwritten with the dequantized ones
  * and the head's bf16 copy of wte is made here. Copies what it needs.

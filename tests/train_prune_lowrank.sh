@@ -5,7 +5,8 @@
 # it (train.init) moves the factors and keeps the shape, the deploy export
 # evaluates to the checkpoint's loss, and the Hugging Face export (factors
 # multiplied back) evaluates to the factored model's loss within 1e-5
-# relative. Bad ranks and energies are one-line errors naming the option.
+# relative; int8 deploy files (static and dynamic) stay within 1e-2 of its
+# loss. Bad ranks and energies are one-line errors naming the option.
 source "$(dirname "$0")/train_lib.sh"
 rt_prepare
 rt_config base.ini runs/base steps=60
@@ -46,7 +47,20 @@ close "$(loss lr.f32.h5)" "$l_ckpt" 1e-6 || fail "deploy f32 loss differs from t
 "$RETORT" export --model $M --format hf --out lr_hf 2>/dev/null || fail "hf export failed"
 l_hf=$(loss lr_hf)
 close "$l_hf" "$l_ckpt" 1e-5 || fail "hf export loss $l_hf vs factored $l_ckpt"
-echo "  loss: factored $l_ckpt, deploy f32 $(loss lr.f32.h5), hf (multiplied back) $l_hf"
+# int8 (static from calibration, and dynamic): two int8 matmuls per
+# linear, the inner rows quantized per token; activation rounding only
+"$RETORT" export --model $M --format deploy --int8 --calib data/train.h5 --out lr.int8.h5 2>/dev/null ||
+  fail "int8 export failed"
+"$RETORT" export --model $M --format deploy --int8 --act dynamic --out lr.dyn.h5 2>/dev/null ||
+  fail "dynamic int8 export failed"
+h5dump -H -d /model/transformer.h.0.mlp.c_fc.weight_b lr.int8.h5 | grep -q "H5T_STD_I8" ||
+  fail "the int8 file does not hold int8 second factors"
+l_int8=$(loss lr.int8.h5) l_dyn=$(loss lr.dyn.h5)
+close "$l_int8" "$l_ckpt" 1e-2 || fail "int8 loss $l_int8 vs f32 $l_ckpt"
+close "$l_dyn" "$l_ckpt" 1e-2 || fail "dynamic int8 loss $l_dyn vs f32 $l_ckpt"
+"$RETORT" generate --model lr.int8.h5 --prompt "The" --max-new-tokens 8 --seed 1 >/dev/null 2>&1 ||
+  fail "generate from the int8 factored file failed"
+echo "  loss: factored $l_ckpt, deploy f32 $(loss lr.f32.h5), hf (multiplied back) $l_hf, int8 $l_int8, int8 dynamic $l_dyn"
 
 # bad input: one line naming the option, non-zero exit
 bad() {
