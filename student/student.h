@@ -469,6 +469,75 @@ void student_apply_mask(float *params, const uint8_t *mask, size_t n);
 /* Number of exact zeros among n floats. */
 size_t student_count_zeros(const float *x, size_t n);
 
+/* ------------------------------------------------- pruning procedures
+ *
+ * prune_run.c: what `retort prune` does with the kernels above, for the
+ * methods that mask or remove (lowrank is student_lowrank_*). */
+typedef enum {
+    STUDENT_PRUNE_MAGNITUDE, STUDENT_PRUNE_WANDA, STUDENT_PRUNE_NM, STUDENT_PRUNE_HEADS,
+    STUDENT_PRUNE_FFN
+} student_prune_method;
+
+typedef struct {
+    student_prune_method method;
+    const char *name; /* as the user wrote it ("2:4"), for messages */
+    double sparsity;  /* magnitude, wanda: the share of each tensor (or output) to mask */
+    int nm_n, nm_m;   /* N:M */
+    int remove;       /* heads, ffn: units to remove per layer (fewer than there are) */
+} student_prune_spec;
+
+/* Calibration statistics: per (layer, linear) the sums of squares of each
+ * input feature of the linear over the calibration tokens, in a block of
+ * student_prune_stats_size(c) doubles; student_prune_stats_at is the
+ * slot of one linear (in features). */
+size_t student_prune_stats_size(const student_config *c);
+const double *student_prune_stats_at(const student_config *c, const double *acc, int layer,
+                                     student_linear which);
+/* acc = those statistics over n_windows windows of seq_len tokens, run
+ * student_max_batch(m) rows at a time with m's current weights; m must be
+ * a training-mode f32 model (student_linear_input). */
+rt_status student_prune_calibrate(student_model *m, const int32_t *tokens, int n_windows,
+                                  double *acc);
+
+/* What a pruning run produced. */
+typedef struct {
+    student_config cfg; /* the shape to write: smaller n_head (d_head set) or d_ff */
+    uint8_t *mask;      /* masking methods: (student_block_floats bytes) 1 = kept, already
+                           applied to the model's weights, which are the result */
+    float *params;      /* heads, ffn: the block of cfg with the units removed */
+    uint8_t *heads_kept;/* heads: (n_layer, n_head before) 1 = kept */
+    int32_t *ffn_kept;  /* ffn: (n_layer, d_ff after) original indices of the kept units */
+} student_prune_result;
+void student_prune_result_free(student_prune_result *r); /* NULL-safe; zeroes r */
+
+/* Prunes the dense model m as s says. calib (n_windows windows of
+ * seq_len tokens; NULL: none) with acc (student_prune_stats_size doubles)
+ * feeds wanda (required: block by block, each block calibrated on the
+ * already-pruned blocks before it) and ranks heads and ffn units by their
+ * activations (else by weights alone); m must then be a training-mode f32
+ * model. old_mask (may be NULL): masks already in the file, kept. */
+rt_status student_prune_run(student_model *m, const student_prune_spec *s, const int32_t *calib,
+                            int n_windows, double *acc, const uint8_t *old_mask,
+                            student_prune_result *r);
+
+/* Per tensor of the model before pruning (config c; c2 and the block
+ * `final` after): shape as written, parameters before and after, exact
+ * zeros after; and the totals over prunable weights and all parameters,
+ * where "gone" counts removed and zeroed entries. */
+typedef struct {
+    int layer;    /* block, -1 for wte, wpe, ln_f */
+    int prunable; /* a linear weight */
+    int ndim;
+    int64_t shape[2];
+    size_t before, after, zeros;
+} student_prune_tensor_stat;
+typedef struct {
+    size_t prunable_before, prunable_gone, all_before, all_gone;
+    double sparsity; /* prunable_gone / prunable_before */
+} student_prune_totals;
+void student_prune_stats(const student_config *c, const student_config *c2, const float *final,
+                         student_prune_tensor_stat *ts, student_prune_totals *tot);
+
 /* ------------------------------------------------ low-rank factorization
  *
  * lowrank.c: a truncated SVD of every chosen [in, out] linear weight W

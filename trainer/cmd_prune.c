@@ -12,8 +12,11 @@
  *   lowrank    each linear weight replaced by truncated-SVD factors [in, r]
  *              x [r, out] (student/lowrank.c), rank in /config
  *
- * Kernels are in student/prune.c, mask storage in checkpoints/masks.c; this
- * file loads, calibrates, composes, reports and saves. The output is a
+ * Kernels are in student/prune.c, the procedures (calibration statistics,
+ * per-method masks, removal, per-tensor statistics) in student/prune_run.c
+ * and student/lowrank.c, mask storage in checkpoints/masks.c; this file
+ * takes the arguments, reads the calibration windows, rewrites the config
+ * text and provenance, saves and prints. The output is a
  * "train" checkpoint without optimizer state that ckpt_load_model reads,
  * config text and provenance carried over (d_ff rewritten for ffn; for heads
  * /config's n_head and d_head are what count, the text keeps the original). */
@@ -100,72 +103,7 @@ cleanup:
     return st;
 }
 
-/* Offset of (layer, linear) in the statistics array: every slot holds
- * max(C, F, A) doubles. */
-static size_t stat_off(const student_config *c, int l, int which) {
-    size_t w = (size_t)(c->d_ff > c->d_model ? c->d_ff : c->d_model);
-    w = w > (size_t)student_attn_width(c) ? w : (size_t)student_attn_width(c);
-    return ((size_t)l * STUDENT_LIN_N + (size_t)which) * w;
-}
-
-/* acc (see stat_off) = sums of squares of every linear's input over the
- * calibration windows, with the model's current weights. */
-static rt_status calib_pass(student_model *m, const calib_set *cs, double *acc) {
-    const student_config *c = student_cfg(m);
-    memset(acc, 0, stat_off(c, c->n_layer, 0) * sizeof *acc);
-    for (int b0 = 0; b0 < cs->n; b0 += PRUNE_CALIB_BATCH) {
-        const int B = cs->n - b0 < PRUNE_CALIB_BATCH ? cs->n - b0 : PRUNE_CALIB_BATCH;
-        RT_TRY(student_forward(m, cs->tokens + (size_t)b0 * cs->T, B));
-        for (int l = 0; l < c->n_layer; l++)
-            for (int w = 0; w < STUDENT_LIN_N; w++) {
-                int64_t rows = 0;
-                const float *x = student_linear_input(m, l, (student_linear)w, &rows);
-                RT_ASSERT(x && rows == (int64_t)B * cs->T);
-                student_colsumsq_add(acc + stat_off(c, l, w), x, rows,
-                                     w == STUDENT_LIN_FCPROJ     ? c->d_ff
-                                     : w == STUDENT_LIN_ATTPROJ ? student_attn_width(c)
-                                                                : c->d_model);
-            }
-    }
-    return RT_OK;
-}
-
 /* ------------------------------------------------------------ pruning */
-
-/* Unstructured and N:M masks of block `layer` into `mask`; acc holds
- * wanda's calibration statistics (stat_off layout), NULL for the others. */
-static rt_status prune_layer(const prune_opts *o, const student_config *c, const float *params,
-                             int layer, const double *acc, uint8_t *mask) {
-    rt_status st = RT_OK;
-    float *xnorm = NULL;
-    for (int w = 0; w < STUDENT_LIN_N; w++) {
-        student_tensor t;
-        student_tensor_info(c, student_linear_tensor(c, layer, (student_linear)w), &t);
-        int64_t in, out;
-        student_linear_shape(c, (student_linear)w, &in, &out);
-        const float *W = params + t.offset;
-        uint8_t *M = mask + t.offset;
-        size_t pruned = 0;
-        if (o->method == PM_MAGNITUDE) {
-            st = student_prune_magnitude(W, t.numel, o->sparsity, M, &pruned);
-        } else if (o->method == PM_NM) {
-            if (in % o->nm_m != 0)
-                return rt_fail(RT_ERR_ARGS, "prune: %s has %lld inputs, not a multiple of M = %d "
-                               "of --method %s", t.name, (long long)in, o->nm_m, o->method_text);
-            student_prune_nm(W, in, out, o->nm_n, o->nm_m, M, &pruned);
-        } else {
-            xnorm = malloc((size_t)in * sizeof *xnorm);
-            if (!xnorm) return rt_fail(RT_ERR_NOMEM, "prune: out of memory for input norms");
-            const double *a = acc + stat_off(c, layer, w);
-            for (int64_t i = 0; i < in; i++) xnorm[i] = (float)sqrt(a[i]);
-            st = student_prune_wanda(W, in, out, xnorm, o->sparsity, M, &pruned);
-            free(xnorm);
-            xnorm = NULL;
-        }
-        if (st != RT_OK) return st;
-    }
-    return st;
-}
 
 /* How many of n units to remove: round(s*n), but at least one stays. */
 static int units_to_remove(double s, int n, const char *what, int quiet) {
@@ -239,14 +177,6 @@ static char *provenance_add(const char *prov, const prune_opts *o, double achiev
 }
 
 /* ------------------------------------------------------------- report */
-
-typedef struct {
-    int index, layer;          /* tensor index in the ORIGINAL table, block */
-    char name[64];
-    int64_t shape[2];          /* after pruning */
-    int ndim;
-    size_t before, after, zeros;
-} tensor_stat;
 
 static double frac(size_t a, size_t b) { return b ? (double)a / (double)b : 0.0; }
 
@@ -435,12 +365,11 @@ static rt_status prune_run(const prune_opts *o) {
     ckpt_reader *r = NULL;
     student_model *m = NULL;
     calib_set cs = {0};
-    double *acc = NULL, *score = NULL;
-    uint8_t *mask = NULL, *old_mask = NULL, *keep = NULL, *heads_kept = NULL;
-    float *out_params = NULL;
-    int32_t *ffn_kept = NULL;
+    double *acc = NULL;
+    uint8_t *old_mask = NULL;
+    student_prune_result pr = {0};
     char *config = NULL, *prov = NULL, *config_out = NULL, *prov_out = NULL;
-    tensor_stat *ts = NULL;
+    student_prune_tensor_stat *ts = NULL;
     ckpt_masks_extras mx = {0};
     ckpt_array *extras = NULL;
 
@@ -458,7 +387,7 @@ static rt_status prune_run(const prune_opts *o) {
         goto cleanup;
     if ((st = ckpt_check_model(r)) != RT_OK) goto cleanup; /* before sizing anything by it */
     const student_config c = *ckpt_reader_config(r);
-    const int L = c.n_layer, C = c.d_model, F = c.d_ff, H = c.n_head;
+    const int L = c.n_layer, F = c.d_ff, H = c.n_head;
     if (student_is_lowrank(&c)) {
         st = rt_fail(RT_ERR_UNSUPPORTED, "%s: is low-rank (factored linears); --method %s "
                      "prunes dense models", o->model, o->method_text);
@@ -487,11 +416,9 @@ static rt_status prune_run(const prune_opts *o) {
     ckpt_reader_close(r);
     r = NULL;
 
-    float *P = student_params(m);
-    const size_t nb = student_block_floats(&c);
     if (use_calib) {
         if ((st = calib_load(o->calib, &c, o->calib_tokens, &cs)) != RT_OK) goto cleanup;
-        acc = calloc(stat_off(&c, L, 0), sizeof *acc);
+        acc = calloc(student_prune_stats_size(&c), sizeof *acc);
         if (!acc) {
             st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for calibration statistics");
             goto cleanup;
@@ -501,100 +428,32 @@ static rt_status prune_run(const prune_opts *o) {
                     o->calib);
     }
 
-    student_config c2 = c;
+    student_prune_spec spec = {.name = o->method_text, .sparsity = o->sparsity,
+                               .nm_n = o->nm_n, .nm_m = o->nm_m};
     int heads_k = 0, ffn_k = 0;
-    if (o->method != PM_FFN && o->method != PM_HEADS) { /* those two remove, not mask */
-        mask = rt_alloc_aligned(nb);
-        if (!mask) {
-            st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for a %zu-byte mask block", nb);
-            goto cleanup;
-        }
-        memset(mask, 1, nb);
-    }
     switch (o->method) {
+    case PM_MAGNITUDE: spec.method = STUDENT_PRUNE_MAGNITUDE; break;
+    case PM_WANDA: spec.method = STUDENT_PRUNE_WANDA; break;
+    case PM_NM: spec.method = STUDENT_PRUNE_NM; break;
+    case PM_HEADS:
+        spec.method = STUDENT_PRUNE_HEADS;
+        spec.remove = heads_k = units_to_remove(o->sparsity, H, "heads", o->json);
+        break;
+    case PM_FFN:
+        spec.method = STUDENT_PRUNE_FFN;
+        spec.remove = ffn_k = units_to_remove(o->sparsity, F, "MLP units", o->json);
+        break;
     case PM_LOWRANK: /* prune_lowrank_run */
         RT_ASSERT(0 && "lowrank has its own run");
         break;
-    case PM_MAGNITUDE:
-    case PM_NM:
-        for (int l = 0; l < L; l++)
-            if ((st = prune_layer(o, &c, P, l, NULL, mask)) != RT_OK) goto cleanup;
-        break;
-    case PM_WANDA:
-        /* Block by block: block l is calibrated on the outputs of the
-         * already-pruned blocks before it, so each block's pruning sees the
-         * inputs it will get (Sun et al.'s reference code does the same). */
-        for (int l = 0; l < L; l++) {
-            if ((st = calib_pass(m, &cs, acc)) != RT_OK) goto cleanup;
-            if ((st = prune_layer(o, &c, P, l, acc, mask)) != RT_OK) goto cleanup;
-            student_apply_mask(P, mask, nb);
-            P = student_params(m); /* marks the weights changed */
-        }
-        break;
-    case PM_HEADS: {
-        heads_k = units_to_remove(o->sparsity, H, "heads", o->json);
-        c2.n_head = H - heads_k;
-        c2.d_head = student_head_dim(&c);
-        /* d_head stays implicit when it still equals d_model / n_head */
-        if (C % c2.n_head == 0 && C / c2.n_head == c2.d_head) c2.d_head = 0;
-        score = malloc((size_t)H * sizeof *score);
-        heads_kept = malloc((size_t)L * H);
-        out_params = rt_alloc_aligned(student_block_floats(&c2) * sizeof *out_params);
-        if (!score || !heads_kept || !out_params) {
-            st = rt_fail(RT_ERR_NOMEM, "prune: out of memory removing heads");
-            goto cleanup;
-        }
-        if (use_calib && (st = calib_pass(m, &cs, acc)) != RT_OK) goto cleanup;
-        for (int l = 0; l < L; l++) {
-            student_tensor tq, tp;
-            student_tensor_info(&c, student_linear_tensor(&c, l, STUDENT_LIN_QKV), &tq);
-            student_tensor_info(&c, student_linear_tensor(&c, l, STUDENT_LIN_ATTPROJ), &tp);
-            student_head_scores(P + tq.offset, P + tp.offset, C, H, student_head_dim(&c),
-                                use_calib ? acc + stat_off(&c, l, STUDENT_LIN_ATTPROJ) : NULL,
-                                score);
-            if ((st = student_prune_lowest(score, H, heads_k, heads_kept + (size_t)l * H)) !=
-                RT_OK)
-                goto cleanup;
-        }
-        student_heads_shrink(&c, P, heads_kept, &c2, out_params);
-        break;
     }
-    case PM_FFN: {
-        ffn_k = units_to_remove(o->sparsity, F, "MLP units", o->json);
-        c2.d_ff = F - ffn_k;
-        score = malloc((size_t)F * sizeof *score);
-        keep = malloc((size_t)L * F);
-        ffn_kept = malloc((size_t)L * c2.d_ff * sizeof *ffn_kept);
-        out_params = rt_alloc_aligned(student_block_floats(&c2) * sizeof *out_params);
-        if (!score || !keep || !ffn_kept || !out_params) {
-            st = rt_fail(RT_ERR_NOMEM, "prune: out of memory removing MLP units");
-            goto cleanup;
-        }
-        if (use_calib && (st = calib_pass(m, &cs, acc)) != RT_OK) goto cleanup;
-        for (int l = 0; l < L; l++) {
-            student_tensor tf, tp;
-            student_tensor_info(&c, student_linear_tensor(&c, l, STUDENT_LIN_FC), &tf);
-            student_tensor_info(&c, student_linear_tensor(&c, l, STUDENT_LIN_FCPROJ), &tp);
-            student_ffn_scores(P + tf.offset, P + tp.offset, C, F,
-                               use_calib ? acc + stat_off(&c, l, STUDENT_LIN_FCPROJ) : NULL,
-                               score);
-            uint8_t *kl = keep + (size_t)l * F;
-            if ((st = student_prune_lowest(score, F, ffn_k, kl)) != RT_OK) goto cleanup;
-            for (int u = 0, j = 0; u < F; u++)
-                if (kl[u]) ffn_kept[(size_t)l * c2.d_ff + j++] = u;
-        }
-        student_ffn_shrink(&c, P, keep, &c2, out_params);
-        break;
-    }
-    }
-    if (mask) {
-        /* Weights pruned before stay pruned (they are zero already, so
-         * this only keeps the masks honest). */
-        if (old_mask)
-            for (size_t i = 0; i < nb; i++) mask[i] &= old_mask[i];
-        student_apply_mask(P, mask, nb);
-    }
-    const float *final = out_params ? out_params : P;
+    if ((st = student_prune_run(m, &spec, use_calib ? cs.tokens : NULL, cs.n, acc, old_mask,
+                                &pr)) != RT_OK)
+        goto cleanup;
+    const student_config c2 = pr.cfg;
+    const float *final = pr.params ? pr.params : student_params(m);
+    const uint8_t *mask = pr.mask, *heads_kept = pr.heads_kept;
+    const int32_t *ffn_kept = pr.ffn_kept;
 
     /* ---- statistics over the written weights */
     const int nt = student_tensor_count(&c);
@@ -603,24 +462,10 @@ static rt_status prune_run(const prune_opts *o) {
         st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for the report");
         goto cleanup;
     }
-    size_t pr_before = 0, pr_gone = 0, all_before = 0, all_gone = 0;
-    for (int i = 0; i < nt; i++) {
-        student_tensor t, t2;
-        student_tensor_info(&c, i, &t);
-        student_tensor_info(&c2, i, &t2);
-        tensor_stat *s = &ts[i];
-        s->index = i;
-        s->layer = -1;
-        snprintf(s->name, sizeof s->name, "%s", t.name);
-        s->ndim = t2.ndim, s->shape[0] = t2.shape[0], s->shape[1] = t2.shape[1];
-        s->before = t.numel, s->after = t2.numel;
-        s->zeros = student_count_zeros(final + t2.offset, t2.numel);
-        const size_t gone = s->before - s->after + s->zeros;
-        const int target = student_prune_target(&c, i, NULL) >= 0;
-        student_block_slot(&c, i, &s->layer);
-        all_before += s->before, all_gone += gone;
-        if (target) pr_before += s->before, pr_gone += gone;
-    }
+    student_prune_totals tot;
+    student_prune_stats(&c, &c2, final, ts, &tot);
+    const size_t pr_before = tot.prunable_before, pr_gone = tot.prunable_gone,
+                 all_before = tot.all_before, all_gone = tot.all_gone;
     const size_t params_before = student_param_count(&c), params_after = student_param_count(&c2);
     const double achieved = o->method == PM_FFN    ? frac((size_t)ffn_k, (size_t)F)
                             : o->method == PM_HEADS ? frac((size_t)heads_k, (size_t)H)
@@ -672,15 +517,16 @@ static rt_status prune_run(const prune_opts *o) {
     if (o->json) {
         json_t *root = json_object(), *jt = json_array(), *jl = json_array();
         for (int i = 0; i < nt; i++) {
-            const tensor_stat *s = &ts[i];
+            const student_prune_tensor_stat *s = &ts[i];
+            student_tensor ti;
+            student_tensor_info(&c, i, &ti);
             const size_t gone = s->before - s->after + s->zeros;
             json_t *shape = s->ndim == 2 ? json_pack("[I,I]", (json_int_t)s->shape[0],
                                                      (json_int_t)s->shape[1])
                                          : json_pack("[I]", (json_int_t)s->shape[0]);
             json_array_append_new(
-                jt, json_pack("{s:s, s:i, s:b, s:o, s:I, s:I, s:I, s:f}", "name", s->name,
-                              "layer", s->layer, "prunable",
-                              student_prune_target(&c, i, NULL) >= 0, "shape", shape,
+                jt, json_pack("{s:s, s:i, s:b, s:o, s:I, s:I, s:I, s:f}", "name", ti.name,
+                              "layer", s->layer, "prunable", s->prunable, "shape", shape,
                               "params_before", (json_int_t)s->before, "params_after",
                               (json_int_t)s->after, "zeros", (json_int_t)s->zeros, "sparsity",
                               frac(gone, s->before)));
@@ -688,7 +534,8 @@ static rt_status prune_run(const prune_opts *o) {
         for (int l = 0; l < L; l++) {
             size_t b = 0, g = 0;
             for (int w = 0; w < STUDENT_LIN_N; w++) {
-                const tensor_stat *s = &ts[student_linear_tensor(&c, l, (student_linear)w)];
+                const student_prune_tensor_stat *s =
+                    &ts[student_linear_tensor(&c, l, (student_linear)w)];
                 b += s->before, g += s->before - s->after + s->zeros;
             }
             json_t *jo = json_pack("{s:i, s:I, s:I, s:f}", "layer", l, "prunable_params",
@@ -755,12 +602,15 @@ static rt_status prune_run(const prune_opts *o) {
         for (int l = 0; l < L; l++) {
             size_t b = 0, g = 0;
             for (int w = 0; w < STUDENT_LIN_N; w++) {
-                const tensor_stat *s = &ts[student_linear_tensor(&c, l, (student_linear)w)];
+                const int ti = student_linear_tensor(&c, l, (student_linear)w);
+                const student_prune_tensor_stat *s = &ts[ti];
                 const size_t gone = s->before - s->after + s->zeros;
+                student_tensor tt;
+                student_tensor_info(&c, ti, &tt);
                 char shape[32];
                 snprintf(shape, sizeof shape, "%lldx%lld", (long long)s->shape[0],
                          (long long)s->shape[1]);
-                const char *short_name = strchr(s->name + strlen("transformer.h."), '.') + 1;
+                const char *short_name = strchr(tt.name + strlen("transformer.h."), '.') + 1;
                 printf("%-5d %-20s %-12s %10zu %10zu %8.2f%%\n", l, short_name, shape, s->before,
                        gone, 100.0 * frac(gone, s->before));
                 b += s->before, g += gone;
@@ -788,13 +638,8 @@ cleanup:
     student_destroy(m);
     free(cs.tokens);
     free(acc);
-    free(score);
-    rt_free_aligned(mask);
+    student_prune_result_free(&pr);
     rt_free_aligned(old_mask);
-    free(keep);
-    free(heads_kept);
-    rt_free_aligned(out_params);
-    free(ffn_kept);
     free(config);
     free(prov);
     free(config_out);
