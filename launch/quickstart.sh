@@ -20,7 +20,8 @@
 #             compression toolbox side by side on the distilled student:
 #             quickstart/compare/report/report.md with PTQ int8 static, int8
 #             dynamic, QAT int8, one-shot Wanda 50% + recovery, gradual
-#             magnitude 50% (same steps as the recovery), 16-entry codebook
+#             magnitude 50% (same steps as the recovery), low-rank factors
+#             at half the linear parameters + recovery, 16-entry codebook
 # Environment: QS (output folder, default quickstart); RETORT_BIN (the
 # binary, default build/trainer/retort); QS_TINY=1 shrinks
 # every model and run to seconds (what tests/quickstart_tiny.sh checks);
@@ -162,6 +163,13 @@ for stage in "${stages[@]}"; do
       --set prune.method=magnitude --set prune.schedule=gradual --set prune.sparsity=0.5 \
       --set prune.start_step=0 --set prune.end_step=$((stage_steps * 2 / 3)) \
       --set prune.every=$((stage_steps / 10))
+    # low-rank: factors holding half of each linear's parameters, then
+    # the same recovery distillation as Wanda's
+    done_ok "$cmp/lowrank.h5" ||
+      "$R" prune --model "$QS/distill/final.h5" --method lowrank --param-ratio 0.5 \
+        --out "$cmp/lowrank.h5"
+    train_stage "compare: lowrank recovery" "$cmp/lowrank_recover" 2 "$per_rank" "$cfg/distill.ini" \
+      "${STUDENT_SETS[@]}" "${kd[@]}" --set "train.init=$cmp/lowrank.h5"
     d=$cmp/deploy
     ex() { local out=$1; shift; done_ok "$out" || "$R" export --format deploy --out "$out" "$@"; }
     ex "$d/distill.f32.h5" --model "$QS/distill/final.h5"
@@ -171,6 +179,7 @@ for stage in "${stages[@]}"; do
     ex "$d/wanda.f32.h5" --model "$cmp/wanda_recover/final.h5"
     ex "$d/gradual.f32.h5" --model "$cmp/gradual/final.h5"
     ex "$d/codebook16.h5" --model "$QS/distill/final.h5" --codebook 16
+    ex "$d/lowrank.f32.h5" --model "$cmp/lowrank_recover/final.h5"
     say "compare: $cmp/report"
     OMP_NUM_THREADS=$cores "$R" report --out "$cmp/report" --data "$QS/data/val.h5" \
       --teacher "$QS/teacher/final.h5" \
@@ -180,7 +189,8 @@ for stage in "${stages[@]}"; do
       --model "QAT int8=$d/qat.int8.h5" \
       --model "wanda 50% + recovery=$d/wanda.f32.h5" \
       --model "gradual magnitude 50%=$d/gradual.f32.h5" \
-      --model "codebook 16=$d/codebook16.h5"
+      --model "codebook 16=$d/codebook16.h5" \
+      --model "low-rank 50% + recovery=$d/lowrank.f32.h5"
     echo "compare: $cmp/report/report.md" >&2 ;;
   *)
     echo "quickstart: unknown stage '$stage' (stages: ${all[*]} compare)" >&2; exit 2 ;;

@@ -254,10 +254,14 @@ rt_status student_lowrank_choose(const student_config *c, const float *params,
     *c2 = *c;
     if (student_is_lowrank(c))
         return rt_fail(RT_ERR_UNSUPPORTED, "lowrank: the model is low-rank already");
-    const int by = (o->rank > 0) + (o->rank_ratio > 0.0) + (o->energy > 0.0);
+    const int by = (o->rank > 0) + (o->rank_ratio > 0.0) + (o->energy > 0.0) +
+                   (o->param_ratio > 0.0);
     if (by != 1)
         return rt_fail(RT_ERR_ARGS, "prune: --method lowrank takes exactly one of --rank, "
-                       "--rank-ratio and --energy");
+                       "--rank-ratio, --energy and --param-ratio");
+    if (o->param_ratio > 1.0)
+        return rt_fail(RT_ERR_ARGS, "prune: --param-ratio %g is outside (0, 1] (the share of "
+                       "each dense weight's parameters the factors may hold)", o->param_ratio);
     if (o->rank_ratio > 1.0)
         return rt_fail(RT_ERR_ARGS, "prune: --rank-ratio %g asks for a rank above min(in, out); "
                        "it must be in (0, 1]", o->rank_ratio);
@@ -282,6 +286,9 @@ rt_status student_lowrank_choose(const student_config *c, const float *params,
         } else if (o->rank_ratio > 0.0) {
             r = (int64_t)floor(o->rank_ratio * (double)mn + 0.5);
             r = r < 1 ? 1 : r;
+        } else if (o->param_ratio > 0.0) {
+            r = (int64_t)floor(o->param_ratio * (double)in * (double)out / (double)(in + out));
+            r = r < 1 ? 1 : r > mn ? mn : r;
         } else { /* the rank every layer needs to keep `energy` of its norm */
             double *sv = malloc((size_t)mn * sizeof *sv);
             if (!sv) return rt_fail(RT_ERR_NOMEM, "lowrank: out of memory for singular values");

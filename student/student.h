@@ -561,12 +561,14 @@ int student_lowrank_energy_rank(const double *sv, int64_t n, double energy);
 
 /* How `retort prune --method lowrank` picks ranks: exactly one of rank (an
  * absolute r), rank_ratio (r = round(ratio * min(in, out)), ratio in (0,
- * 1]) or energy (the smallest r with which every layer keeps that share
- * of its weight's squared Frobenius norm) is set; linears is a bit set
- * over student_linear of the linears to factor. */
+ * 1]), energy (the smallest r with which every layer keeps that share of
+ * its weight's squared Frobenius norm) or param_ratio (the largest r whose
+ * factors hold at most that share of the dense weight's parameters, r =
+ * floor(p in out / (in + out)), at least 1; p in (0, 1]) is set; linears
+ * is a bit set over student_linear of the linears to factor. */
 typedef struct {
     int rank;
-    double rank_ratio, energy;
+    double rank_ratio, energy, param_ratio;
     unsigned linears;
 } student_lowrank_opts;
 
@@ -582,7 +584,7 @@ typedef struct {
  * (0: not chosen). A rank whose factors would not be smaller than the
  * dense weight (r (in + out) >= in out) leaves that linear dense in c2.
  * RT_ERR_ARGS naming the option for a rank above min(in, out), a ratio or
- * energy outside (0, 1], or not exactly one of the three;
+ * energy outside (0, 1], or not exactly one of the four;
  * RT_ERR_UNSUPPORTED when c is low-rank already. */
 rt_status student_lowrank_choose(const student_config *c, const float *params,
                                  const student_lowrank_opts *o, student_config *c2,

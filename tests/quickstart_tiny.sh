@@ -2,7 +2,7 @@
 # The quickstart pipeline end to end on tiny models (QS_TINY=1): every
 # stage runs, the report's table has a row per model with every column a
 # number, the numbers agree with `retort eval` on the same files, the
-# compare stage gives its 7 rows, and a second run reuses every stage.
+# compare stage gives its 8 rows, and a second run reuses every stage.
 set -euo pipefail
 RETORT=${1:?usage: $0 path/to/retort}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,7 +33,7 @@ bash "$root/launch/quickstart.sh" compare >"$QS/compare.log" 2>&1 ||
 awk -F'|' '/^\| model \|/ { on = 1; next } on && /^$/ { on = 0 }
            on && /^\| .* \| `/ { n++; for (i = 4; i <= 10; i++) { c = $i; gsub(/[ ,]|KiB|MiB|B$/, "", c);
              if (c !~ /^[0-9.]+$/) { print "row " n " column " i - 1 ": \"" $i "\""; bad = 1 } } }
-           END { if (n != 7) { print n " compare rows, expected 7"; bad = 1 } exit bad }' \
+           END { if (n != 8) { print n " compare rows, expected 8"; bad = 1 } exit bad }' \
   "$QS/compare/report/report.md" || fail "the compare table is not complete"
 python3 "$root/tests/check_size_plot.py" "$QS/compare/report" "$QS/compare/report/report.json" 2 ||
   fail "the compare size plot: labels overlap or leave it, or the Pareto front is wrong"

@@ -444,6 +444,11 @@ static void test_choose(void) {
     o = (student_lowrank_opts){.energy = 1.0, .linears = 1u << STUDENT_LIN_QKV};
     CU_ASSERT_FATAL(student_lowrank_choose(&c, P, &o, &c2, wanted) == RT_OK);
     CU_ASSERT_EQUAL(wanted[STUDENT_LIN_QKV], 16);
+    /* half the parameters: floor(0.5 * 16 * 48 / 64) = 6 for attn.c_attn,
+     * 4 for attn.c_proj, floor(0.5 * 16 * 32 / 48) = 5 for both MLP linears */
+    o = (student_lowrank_opts){.param_ratio = 0.5, .linears = 0xf};
+    CU_ASSERT_FATAL(student_lowrank_choose(&c, P, &o, &c2, wanted) == RT_OK);
+    CU_ASSERT(c2.rank[0] == 6 && c2.rank[1] == 4 && c2.rank[2] == 5 && c2.rank[3] == 5);
     o = (student_lowrank_opts){.rank = 17, .linears = 0xf};
     CU_ASSERT(student_lowrank_choose(&c, P, &o, &c2, wanted) == RT_ERR_ARGS);
     CU_ASSERT(strstr(rt_last_error(), "--rank 17 is above min(in, out)") != NULL);

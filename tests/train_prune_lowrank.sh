@@ -76,6 +76,7 @@ bad "--energy" --energy 1.5
 bad "--energy" --energy 0
 bad "--rank-ratio" --rank-ratio 2
 bad "exactly one of" --rank 4 --energy 0.9
+bad "--param-ratio" --param-ratio 1.5
 bad "low-rank already" --model lr.h5 --rank 4
 bad -- "--linears" --rank 4 --linears mlp.c_fx
 echo "train_prune_lowrank: ok"

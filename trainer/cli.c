@@ -718,7 +718,7 @@ static const cli_option prune_options[] = {
              "in every layer), writing a model with a smaller d_ff that is smaller and faster. "
              "lowrank: REPLACE each linear weight W [in, out] by factors [in, r] x [r, out] "
              "from a truncated SVD (the best rank-r approximation), rank from --rank, "
-             "--rank-ratio or --energy, the same in every layer; a linear whose factors would "
+             "--rank-ratio, --energy or --param-ratio, the same in every layer; a linear whose factors would "
              "not be smaller stays dense. "
              "Only the matmul weights of the blocks (attn.c_attn, attn.c_proj, mlp.c_fc, "
              "mlp.c_proj) are pruned; embeddings, LayerNorms and biases never are (except the "
@@ -731,6 +731,9 @@ static const cli_option prune_options[] = {
      .help = "lowrank: the smallest r that keeps the share E in (0, 1] of the squared "
              "Frobenius norm (the sum of squared singular values) of that linear's weight in "
              "every layer."},
+    {.name = "param-ratio", .type = CLI_REAL, .metavar = "P", .min = 1e-9, .max = INFINITY,
+     .help = "lowrank: the largest r whose factors hold at most the share P in (0, 1] of the "
+             "dense weight's parameters: r = floor(P * in * out / (in + out))."},
     {.name = "linears", .type = CLI_STRING, .metavar = "LIST", .def = "all",
      .help = "lowrank: the linears to factor, comma-separated from attn.c_attn, attn.c_proj, "
              "mlp.c_fc, mlp.c_proj, or all."},

@@ -275,10 +275,10 @@ static rt_status prune_lowrank_run(const prune_opts *o) {
         json_object_set_new(ranks, student_linear_name((student_linear)k),
                             json_integer(c2.rank[k]));
     json_object_set_new(root, "prune",
-                        json_pack("{s:s, s:s, s:i, s:f, s:f, s:o}", "from", o->model, "method",
-                                  "lowrank", "rank", o->lowrank.rank, "rank_ratio",
-                                  o->lowrank.rank_ratio, "energy", o->lowrank.energy, "ranks",
-                                  ranks));
+                        json_pack("{s:s, s:s, s:i, s:f, s:f, s:f, s:o}", "from", o->model,
+                                  "method", "lowrank", "rank", o->lowrank.rank, "rank_ratio",
+                                  o->lowrank.rank_ratio, "energy", o->lowrank.energy,
+                                  "param_ratio", o->lowrank.param_ratio, "ranks", ranks));
     prov_out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (!prov_out) {
         st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for the provenance");
@@ -680,10 +680,12 @@ int trainer_cmd_prune(int argc, char **argv) {
         o.lowrank.rank = cli_has(a, "rank") ? (int)cli_int(a, "rank") : 0;
         o.lowrank.rank_ratio = cli_has(a, "rank-ratio") ? cli_real(a, "rank-ratio") : 0.0;
         o.lowrank.energy = cli_has(a, "energy") ? cli_real(a, "energy") : 0.0;
+        o.lowrank.param_ratio = cli_has(a, "param-ratio") ? cli_real(a, "param-ratio") : 0.0;
         st = parse_linears(cli_str(a, "linears"), &o.lowrank.linears);
-    } else if (cli_has(a, "rank") || cli_has(a, "rank-ratio") || cli_has(a, "energy")) {
-        st = rt_fail(RT_ERR_ARGS, "prune: --rank, --rank-ratio and --energy are for --method "
-                     "lowrank");
+    } else if (cli_has(a, "rank") || cli_has(a, "rank-ratio") || cli_has(a, "energy") ||
+               cli_has(a, "param-ratio")) {
+        st = rt_fail(RT_ERR_ARGS, "prune: --rank, --rank-ratio, --energy and --param-ratio are "
+                     "for --method lowrank");
     }
     if (st == RT_OK) st = o.method == PM_LOWRANK ? prune_lowrank_run(&o) : prune_run(&o);
     cli_args_free(a);
