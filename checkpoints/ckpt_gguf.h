@@ -28,9 +28,6 @@
 
 typedef enum { CKPT_GGUF_F32, CKPT_GGUF_F16, CKPT_GGUF_Q8_0 } ckpt_gguf_type;
 
-/* "f32", "f16", "q8_0". */
-const char *ckpt_gguf_type_name(ckpt_gguf_type t);
-
 /* Writes `path` atomically from a model of config c (d_head unset: pad
  * removed heads first, ckpt_export_params) with tokenizer `tok`, whose
  * vocabulary must be c->vocab_size tokens. `name` goes to general.name. */

@@ -191,16 +191,25 @@ static rt_status read_q(ckpt_reader *r, const student_tensor *t, int64_t ns, int
     return ckpt_check_floats(r, p, s, (size_t)ns, CKPT_SCALE_MIN, CKPT_SCALE_MAX);
 }
 
+/* The file's config must be c's but for seq_len, into *fc: m may have
+ * fewer positions than the file (ckpt_load_model_window), so tensors are
+ * read at the file's shape (fc) and stored at m's (wpe keeps its first
+ * rows). */
+static rt_status check_window_config(ckpt_reader *r, const student_config *c,
+                                     student_config *fc) {
+    *fc = *c;
+    fc->seq_len = ckpt_reader_config(r)->seq_len;
+    RT_TRY(ckpt_check_config(r, fc, "the model being loaded"));
+    if (c->seq_len > fc->seq_len)
+        return rt_fail(RT_ERR_MISMATCH, "%s: seq_len is %d, expected at least %d",
+                       ckpt_reader_path(r), fc->seq_len, c->seq_len);
+    return RT_OK;
+}
+
 rt_status ckpt_deploy_read_int8(ckpt_reader *r, student_model *m) {
     const student_config *c = student_cfg(m);
-    /* m may have fewer positions than the file (ckpt_load_model_window):
-     * tensors are read at the file's shape (ft) and stored at m's (t) */
-    student_config fc = *c;
-    fc.seq_len = ckpt_reader_config(r)->seq_len;
-    RT_TRY(ckpt_check_config(r, &fc, "the model being loaded"));
-    if (c->seq_len > fc.seq_len)
-        return rt_fail(RT_ERR_MISMATCH, "%s: seq_len is %d, expected at least %d",
-                       ckpt_reader_path(r), fc.seq_len, c->seq_len);
+    student_config fc;
+    RT_TRY(check_window_config(r, c, &fc));
     /* the arrays of student_int8_set: second factors after the linears */
     const int nt = student_tensor_count(c), nl = (student_is_lowrank(c) ? 8 : 4) * c->n_layer;
     float *P = student_params(m);
@@ -300,14 +309,8 @@ int ckpt_deploy_is_codebook(ckpt_reader *r) {
 
 rt_status ckpt_deploy_read_codebook(ckpt_reader *r, student_model *m) {
     const student_config *c = student_cfg(m);
-    /* m may have fewer positions than the file (ckpt_load_model_window):
-     * wpe is read at the file's shape and its first rows kept */
-    student_config fc = *c;
-    fc.seq_len = ckpt_reader_config(r)->seq_len;
-    RT_TRY(ckpt_check_config(r, &fc, "the model being loaded"));
-    if (c->seq_len > fc.seq_len)
-        return rt_fail(RT_ERR_MISMATCH, "%s: seq_len is %d, expected at least %d",
-                       ckpt_reader_path(r), fc.seq_len, c->seq_len);
+    student_config fc;
+    RT_TRY(check_window_config(r, c, &fc));
     const char *path = ckpt_reader_path(r);
     int32_t cbk[2] = {0, 0};
     RT_TRY(ckpt_read_array(r, CKPT_DEPLOY_CODEBOOK, CKPT_I32, 2, cbk));

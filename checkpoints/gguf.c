@@ -25,15 +25,6 @@ enum { FTYPE_F32 = 0, FTYPE_F16 = 1, FTYPE_Q8_0 = 7 };
 /* tokenizer.ggml.token_type */
 enum { TOKEN_NORMAL = 1, TOKEN_CONTROL = 3 };
 
-const char *ckpt_gguf_type_name(ckpt_gguf_type t) {
-    switch (t) {
-    case CKPT_GGUF_F32: return "f32";
-    case CKPT_GGUF_F16: return "f16";
-    case CKPT_GGUF_Q8_0: return "q8_0";
-    }
-    return "?";
-}
-
 /* llama.cpp's name of each per-block tensor, by the student's block layout. */
 static const char *const block_names[STUDENT_BLOCK_TENSORS] = {
     [STUDENT_LN1W] = "attn_norm.weight",       [STUDENT_LN1B] = "attn_norm.bias",
@@ -309,11 +300,7 @@ rt_status ckpt_gguf_write(const char *path, const student_config *c, const float
         st = rt_fail(RT_ERR_NOMEM, "%s: out of memory building the header", path);
         goto cleanup;
     }
-    if ((st = data_tmp_path(tmp, sizeof tmp, path)) != RT_OK) goto cleanup;
-    if (!(fp = fopen(tmp, "wb"))) {
-        st = rt_fail(RT_ERR_IO, "%s: cannot create (%s)", tmp, strerror(errno));
-        goto cleanup;
-    }
+    if ((st = data_tmp_open(tmp, sizeof tmp, path, &fp)) != RT_OK) goto cleanup;
     if (fwrite(b.p, 1, b.n, fp) != b.n) {
         st = rt_fail(RT_ERR_IO, "%s: write failed (%s)", tmp, strerror(errno));
         goto cleanup;
@@ -323,13 +310,8 @@ rt_status ckpt_gguf_write(const char *path, const student_config *c, const float
         student_tensor_info(c, t[i].student, &s);
         if ((st = write_tensor(fp, tmp, &t[i], params, s.offset, row, enc)) != RT_OK) goto cleanup;
     }
-    const int rc = fclose(fp);
+    st = data_tmp_finish(fp, tmp, path); /* removes tmp on failure */
     fp = NULL;
-    if (rc != 0) {
-        st = rt_fail(RT_ERR_IO, "%s: write failed (%s)", tmp, strerror(errno));
-        goto cleanup;
-    }
-    st = data_commit_tmp(tmp, path);
     tmp[0] = '\0';
     if (st == RT_OK && n_fallback)
         fprintf(stderr, "export: %d matrices have a row length that is not a multiple of 32 and "

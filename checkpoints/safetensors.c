@@ -397,11 +397,7 @@ rt_status ckpt_st_write(const char *path, const ckpt_st_out *t, int n, ckpt_st_d
     /* the data block starts 8-aligned: pad the header with spaces */
     size_t hlen = strlen(js);
     const size_t padded = (hlen + 7) & ~(size_t)7;
-    if ((st = data_tmp_path(tmp, sizeof tmp, path)) != RT_OK) goto cleanup;
-    if (!(fp = fopen(tmp, "wb"))) {
-        st = rt_fail(RT_ERR_IO, "%s: cannot create (%s)", tmp, strerror(errno));
-        goto cleanup;
-    }
+    if ((st = data_tmp_open(tmp, sizeof tmp, path, &fp)) != RT_OK) goto cleanup;
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
     int ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(js, 1, hlen, fp) == hlen;
@@ -415,13 +411,8 @@ rt_status ckpt_st_write(const char *path, const ckpt_st_out *t, int n, ckpt_st_d
         for (int d = 0; d < t[i].ndim; d++) numel *= (size_t)t[i].shape[d];
         if ((st = write_data(fp, tmp, t[i].data, numel, dtype)) != RT_OK) goto cleanup;
     }
-    int rc = fclose(fp);
+    st = data_tmp_finish(fp, tmp, path); /* removes tmp on failure */
     fp = NULL;
-    if (rc != 0) {
-        st = rt_fail(RT_ERR_IO, "%s: write failed (%s)", tmp, strerror(errno));
-        goto cleanup;
-    }
-    st = data_commit_tmp(tmp, path);
     tmp[0] = '\0';
 cleanup:
     if (fp) fclose(fp);

@@ -60,9 +60,8 @@ cleanup:
 
 static rt_status save_merges(const data_tokenizer *t, const char *path, char *buf) {
     char tmp[DATA_PATH_MAX];
-    RT_TRY(data_tmp_path(tmp, sizeof tmp, path));
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return rt_fail(RT_ERR_IO, "%s: cannot create %s (%s)", path, tmp, strerror(errno));
+    FILE *f = NULL;
+    RT_TRY(data_tmp_open(tmp, sizeof tmp, path, &f));
     fputs("#version: 0.2\n", f);
     for (int32_t r = 0; r < t->n_merges; r++) {
         fputs(token_alpha(t, t->merges[(size_t)r * 3], buf), f);
@@ -70,13 +69,7 @@ static rt_status save_merges(const data_tokenizer *t, const char *path, char *bu
         fputs(token_alpha(t, t->merges[(size_t)r * 3 + 1], buf), f);
         fputc('\n', f);
     }
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad) {
-        int e = errno;
-        remove(tmp);
-        return rt_fail(RT_ERR_IO, "%s: write failed (%s)", path, strerror(e));
-    }
-    return data_commit_tmp(tmp, path);
+    return data_tmp_finish(f, tmp, path);
 }
 
 rt_status data_tokenizer_save(const data_tokenizer *t, const char *dir) {

@@ -130,14 +130,20 @@ rt_status data_commit_tmp(const char *tmp, const char *path) {
     return fsync_path(dir, 1, path);
 }
 
-rt_status data_write_atomic(const char *path, void (*body)(FILE *f, const void *ctx),
-                            const void *ctx) {
-    char tmp[DATA_PATH_MAX];
-    RT_TRY(data_tmp_path(tmp, sizeof tmp, path));
-    FILE *f = fopen(tmp, "w");
-    if (!f) return rt_fail(RT_ERR_IO, "%s: cannot create %s (%s)", path, tmp, strerror(errno));
+rt_status data_tmp_open(char *tmp, size_t cap, const char *path, FILE **f) {
+    *f = NULL;
+    rt_status st = data_tmp_path(tmp, cap, path);
+    if (st == RT_OK && !(*f = fopen(tmp, "wb")))
+        st = rt_fail(RT_ERR_IO, "%s: cannot create %s (%s)", path, tmp, strerror(errno));
+    if (st != RT_OK) {
+        tmp[0] = '\0'; /* nothing for the caller to remove */
+        return st;
+    }
     errno = 0;
-    body(f, ctx);
+    return RT_OK;
+}
+
+rt_status data_tmp_finish(FILE *f, const char *tmp, const char *path) {
     const int bad = ferror(f);
     if (fclose(f) != 0 || bad) {
         const int e = errno ? errno : EIO;
@@ -145,6 +151,15 @@ rt_status data_write_atomic(const char *path, void (*body)(FILE *f, const void *
         return rt_fail(RT_ERR_IO, "%s: writing %s failed (%s)", path, tmp, strerror(e));
     }
     return data_commit_tmp(tmp, path);
+}
+
+rt_status data_write_atomic(const char *path, void (*body)(FILE *f, const void *ctx),
+                            const void *ctx) {
+    char tmp[DATA_PATH_MAX];
+    FILE *f = NULL;
+    RT_TRY(data_tmp_open(tmp, sizeof tmp, path, &f));
+    body(f, ctx);
+    return data_tmp_finish(f, tmp, path);
 }
 
 static void put_text(FILE *f, const void *text) { fputs(text, f); }

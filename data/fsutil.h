@@ -41,6 +41,13 @@ rt_status data_tmp_path(char *dst, size_t cap, const char *path);
  * returns RT_ERR_IO naming path. */
 rt_status data_commit_tmp(const char *tmp, const char *path);
 
+/* The two ends of writing `path` by hand: data_tmp_open creates
+ * data_tmp_path's file (its name into tmp[cap]) for writing; data_tmp_finish
+ * closes it and, when every write and the close succeeded, puts it in place
+ * (data_commit_tmp); otherwise it removes it. Both RT_ERR_IO naming path. */
+rt_status data_tmp_open(char *tmp, size_t cap, const char *path, FILE **f);
+rt_status data_tmp_finish(FILE *f, const char *tmp, const char *path);
+
 /* Writes `path` as a whole: body(f, ctx) writes the contents into
  * data_tmp_path's file, which data_commit_tmp puts in place only when every
  * write and the close succeeded. RT_ERR_IO naming the file otherwise. */

@@ -9,20 +9,8 @@
 set -u
 bin=${1:?usage: cli_eval.sh path/to/retort path/to/test_eval}
 maker=${2:?usage: cli_eval.sh path/to/retort path/to/test_eval}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0 checks=0
-fail() { echo "FAIL: $*"; echo "  rc=$rc stderr: $(head -c 600 "$tmp/err")"; fails=$((fails + 1)); }
-check() { checks=$((checks + 1)); if ! eval "$1"; then fail "$2"; fi; }
-run() { "$bin" "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?; }
-# An error: non-zero exit, one line on stderr starting "retort: ", naming $1.
-expect_error() {
-  local want=$1 what=$2
-  check '[ $rc -ne 0 ]' "$what: exits non-zero"
-  check '[ "$(wc -l <"$tmp/err")" -eq 1 ]' "$what: exactly one line on stderr"
-  check 'grep -q "^retort: " "$tmp/err"' "$what: the line starts with 'retort: '"
-  check 'grep -qF -- "$want" "$tmp/err"' "$what: the message names '$want'"
-}
+. "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
+cli_error_prefix="retort: " # every error line here must start with it
 
 fx=$tmp/fx
 mkdir -p "$fx"
@@ -273,5 +261,4 @@ assert 0 <= m[\"bias_score\"] <= 1 and m[\"bias_shift\"] == 0, m
 " "$tmp/out"' "report --pairs: a bias score per model, shift 0 for the teacher's own weights"
 check 'grep -q "bias score (shift vs teacher)" "$tmp/rep4/report.md"' "report.md has the bias column"
 
-echo "cli_eval: $checks checks, $fails failures"
-[ "$fails" -eq 0 ]
+cli_finish cli_eval

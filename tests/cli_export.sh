@@ -8,18 +8,7 @@
 set -u
 bin=${1:?usage: cli_export.sh path/to/retort path/to/test_eval}
 maker=${2:?usage: cli_export.sh path/to/retort path/to/test_eval}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0 checks=0
-fail() { echo "FAIL: $*"; echo "  rc=$rc stderr: $(head -c 600 "$tmp/err")"; fails=$((fails + 1)); }
-check() { checks=$((checks + 1)); if ! eval "$1"; then fail "$2"; fi; }
-run() { "$bin" "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?; }
-expect_error() {
-  local want=$1 what=$2
-  check '[ $rc -ne 0 ]' "$what: exits non-zero"
-  check '[ "$(wc -l <"$tmp/err")" -eq 1 ]' "$what: exactly one line on stderr"
-  check 'grep -qF -- "$want" "$tmp/err"' "$what: the message names '$want'"
-}
+. "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 # loss_within FILE_JSON REF_JSON FRACTION: |loss - ref| < FRACTION * ref
 loss_within() {
   python3 -c "
@@ -67,5 +56,4 @@ run export --model "$m" --format deploy --codebook 16 --codebook-per row --out "
 expect_error "row" "export --codebook-per with a bad value"
 
 [ ! -e "$tmp/x.h5" ] || fail "a failed export left $tmp/x.h5 behind"
-echo "cli_export: $checks checks, $fails failures"
-[ "$fails" -eq 0 ]
+cli_finish cli_export

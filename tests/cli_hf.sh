@@ -26,20 +26,9 @@ set -u
 bin=${1:?usage: cli_hf.sh path/to/retort}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 fx=$here/fixtures/hf
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$here/cli_lib.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
-fails=0 checks=0
-fail() { echo "FAIL: $*"; echo "  rc=$rc stderr: $(head -c 600 "$tmp/err")"; fails=$((fails + 1)); }
-check() { checks=$((checks + 1)); if ! eval "$1"; then fail "$2"; fi; }
-run() { "$bin" "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?; }
-expect_error() {
-  local want=$1 what=$2
-  check '[ $rc -ne 0 ] && [ $rc -lt 128 ]' "$what: exits non-zero (not a crash)"
-  check '[ "$(wc -l <"$tmp/err")" -eq 1 ]' "$what: exactly one line on stderr"
-  check 'grep -qF -- "$want" "$tmp/err"' "$what: the message names '$want'"
-}
 json_num() { grep -o "\"$1\": *[-0-9.eE+]*" "$tmp/out" | head -1 | sed 's/.*: *//'; }
 
 # --- eval matches PyTorch -------------------------------------------------
@@ -210,5 +199,4 @@ rc=$?
 check '[ $rc -ne 0 ] && grep -qF "$fx/bf16_sharded: teacher has 48 positions, fewer than the student" "$tmp/err"' \
   "a teacher with 48 positions for a student of 64 is refused"
 
-echo "cli_hf: $checks checks, $fails failed"
-[ "$fails" -eq 0 ]
+cli_finish cli_hf
