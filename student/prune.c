@@ -346,18 +346,9 @@ double student_prune_gradual_sparsity(double final, int64_t start, int64_t end, 
 rt_status student_prune_magnitude_block(const student_config *c, const float *params,
                                         double sparsity, uint8_t *mask, size_t *pruned,
                                         size_t *prunable) {
-    *pruned = *prunable = 0;
-    memset(mask, 1, student_block_floats(c));
-    for (int i = 0; i < student_tensor_count(c); i++) {
-        if (student_prune_target(c, i, NULL) < 0) continue;
-        student_tensor t;
-        student_tensor_info(c, i, &t);
-        size_t k = 0;
-        RT_TRY(student_prune_magnitude(params + t.offset, t.numel, sparsity, mask + t.offset, &k));
-        *pruned += k;
-        *prunable += t.numel;
-    }
-    return RT_OK;
+    const student_prune_spec s = {.method = STUDENT_PRUNE_MAGNITUDE, .name = "magnitude",
+                                  .sparsity = sparsity};
+    return student_prune_block_masks(c, params, &s, NULL, mask, pruned, prunable);
 }
 
 void student_apply_mask(float *params, const uint8_t *mask, size_t n) {

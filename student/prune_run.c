@@ -211,6 +211,72 @@ cleanup:
     return st;
 }
 
+/* -------------------------------------------------------------- block */
+
+rt_status student_prune_stats_last(student_model *m, double *acc) {
+    const student_config *c = student_cfg(m);
+    memset(acc, 0, student_prune_stats_size(c) * sizeof *acc);
+    for (int l = 0; l < c->n_layer; l++)
+        for (int w = 0; w < STUDENT_LIN_N; w++) {
+            int64_t rows = 0, in, out;
+            const float *x = student_linear_input(m, l, (student_linear)w, &rows);
+            if (!x)
+                return rt_fail(RT_ERR_ARGS, "prune: activation statistics need a training-mode "
+                               "f32 model after a forward");
+            student_linear_shape(c, (student_linear)w, &in, &out);
+            student_colsumsq_add((double *)student_prune_stats_at(c, acc, l, (student_linear)w),
+                                 x, rows, (int)in);
+        }
+    return RT_OK;
+}
+
+rt_status student_prune_block_masks(const student_config *c, const float *params,
+                                    const student_prune_spec *s, const double *acc,
+                                    uint8_t *mask, size_t *pruned, size_t *prunable) {
+    RT_ASSERT(s->method == STUDENT_PRUNE_MAGNITUDE || s->method == STUDENT_PRUNE_WANDA ||
+              s->method == STUDENT_PRUNE_NM);
+    RT_ASSERT(s->method != STUDENT_PRUNE_WANDA || acc);
+    *pruned = *prunable = 0;
+    memset(mask, 1, student_block_floats(c));
+    for (int i = 0; i < student_tensor_count(c); i++) {
+        int l;
+        const int k = student_prune_target(c, i, &l);
+        if (k < 0) continue;
+        student_tensor t;
+        student_tensor_info(c, i, &t);
+        size_t n = 0;
+        if (s->method == STUDENT_PRUNE_MAGNITUDE) {
+            RT_TRY(student_prune_magnitude(params + t.offset, t.numel, s->sparsity,
+                                           mask + t.offset, &n));
+        } else {
+            /* N:M and Wanda need the dense [in, out] shape: a low-rank
+             * factor is not one */
+            RT_ASSERT(c->rank[k] == 0);
+            const int64_t in = t.shape[0], out = t.shape[1];
+            if (s->method == STUDENT_PRUNE_NM) {
+                if (in % s->nm_m != 0)
+                    return rt_fail(RT_ERR_ARGS, "prune: %s has %lld inputs, not a multiple of M "
+                                   "= %d of %s", t.name, (long long)in, s->nm_m, s->name);
+                if (s->nm_n < s->nm_m) /* N = M keeps every weight (gradual's start) */
+                    student_prune_nm(params + t.offset, in, out, s->nm_n, s->nm_m,
+                                     mask + t.offset, &n);
+            } else {
+                float *xnorm = malloc((size_t)in * sizeof *xnorm);
+                if (!xnorm) return rt_fail(RT_ERR_NOMEM, "prune: out of memory for input norms");
+                const double *a = student_prune_stats_at(c, acc, l, (student_linear)k);
+                for (int64_t j = 0; j < in; j++) xnorm[j] = (float)sqrt(a[j]);
+                rt_status st = student_prune_wanda(params + t.offset, in, out, xnorm,
+                                                   s->sparsity, mask + t.offset, &n);
+                free(xnorm);
+                RT_TRY(st);
+            }
+        }
+        *pruned += n;
+        *prunable += t.numel;
+    }
+    return RT_OK;
+}
+
 /* ---------------------------------------------------------- statistics */
 
 static double frac(size_t a, size_t b) { return b ? (double)a / (double)b : 0.0; }

@@ -520,6 +520,20 @@ rt_status student_prune_run(student_model *m, const student_prune_spec *s, const
                             int n_windows, double *acc, const uint8_t *old_mask,
                             student_prune_result *r);
 
+/* The statistics (as student_prune_calibrate's) of the last forward of
+ * m alone (its rows); RT_ERR_ARGS unless m is a training-mode f32 model
+ * that ran a forward. Gradual wanda's per-step statistics. */
+rt_status student_prune_stats_last(student_model *m, double *acc);
+/* Masks of every prunable tensor of a parameter block laid out for c into
+ * mask (student_block_floats(c) bytes; 1 outside them) by s: magnitude at
+ * s->sparsity per tensor, wanda at s->sparsity per output with the input
+ * norms sqrt(acc), or N:M with s->nm_n of s->nm_m (N = M masks nothing); *pruned of *prunable
+ * weights are masked. RT_ERR_ARGS naming the tensor for inputs not a
+ * multiple of M; RT_ERR_NOMEM. */
+rt_status student_prune_block_masks(const student_config *c, const float *params,
+                                    const student_prune_spec *s, const double *acc,
+                                    uint8_t *mask, size_t *pruned, size_t *prunable);
+
 /* Per tensor of the model before pruning (config c; c2 and the block
  * `final` after): shape as written, parameters before and after, exact
  * zeros after; and the totals over prunable weights and all parameters,

@@ -168,8 +168,10 @@ static const trainer_config_key keys[] = {
 
     K_ENUM("prune", "method", prune.method, "none",
            "none|magnitude|wanda|nm|heads|ffn",
-           "Pruning during training, with schedule = gradual (magnitude only). One-shot "
-           "pruning is `retort prune` after training, then fine-tuning with train.init."),
+           "Pruning during training, with schedule = gradual (magnitude, wanda: |w| times the "
+           "input norms of the step's last forward, summed over the students; nm: N of M "
+           "reached along the schedule). One-shot pruning is `retort prune` after training, "
+           "then fine-tuning with train.init."),
     K_FLOAT("prune", "sparsity", prune.sparsity, "0.5", 0, false, 1, true,
             "Fraction of weights (or heads / MLP units) removed."),
     K_STR("prune", "nm", prune.nm, "2:4", check_nm,
@@ -177,8 +179,8 @@ static const trainer_config_key keys[] = {
     K_ENUM("prune", "schedule", prune.schedule, "none", "none|gradual",
            "gradual: prune while training (Zhu & Gupta 2017): sparsity rises from 0 to "
            "prune.sparsity along s(t) = sparsity * (1 - (1 - (t - start_step) / (end_step - "
-           "start_step))^3), masks recomputed by magnitude every prune.every steps and "
-           "fixed after end_step; saved with every checkpoint."),
+           "start_step))^3) (for nm: to 1 - N/M), masks recomputed by prune.method every "
+           "prune.every steps and fixed after end_step; saved with every checkpoint."),
     K_INT64("prune", "start_step", prune.start_step, "0", 0, INFINITY,
             "Gradual pruning: the first step whose masks are computed (at sparsity 0)."),
     K_INT64("prune", "end_step", prune.end_step, "0", 0, INFINITY,
@@ -747,9 +749,14 @@ rt_status trainer_config_validate(trainer_config *c) {
                        c->distill.beta);
     RT_TRY(trainer_parse_nm(c->prune.nm, &c->prune.nm_n, &c->prune.nm_m));
     if (c->prune.schedule == TRAINER_PRUNE_SCHEDULE_GRADUAL) {
-        if (c->prune.method != TRAINER_PRUNE_MAGNITUDE)
-            return rt_fail(RT_ERR_ARGS, "prune.schedule = gradual prunes by magnitude: set "
-                           "prune.method = magnitude");
+        if (c->prune.method != TRAINER_PRUNE_MAGNITUDE && c->prune.method != TRAINER_PRUNE_WANDA &&
+            c->prune.method != TRAINER_PRUNE_NM)
+            return rt_fail(RT_ERR_ARGS, "prune.schedule = gradual prunes by prune.method = "
+                           "magnitude, wanda or nm (heads and ffn are `retort prune` after "
+                           "training)");
+        if (c->prune.method == TRAINER_PRUNE_WANDA && c->train.precision == TRAINER_PRECISION_BF16)
+            return rt_fail(RT_ERR_ARGS, "prune.method = wanda with prune.schedule = gradual reads "
+                           "the f32 inputs of the linear layers: set train.precision = f32");
         if (c->prune.end_step <= c->prune.start_step)
             return rt_fail(RT_ERR_ARGS, "prune.end_step = %lld must be above prune.start_step "
                            "= %lld for prune.schedule = gradual",

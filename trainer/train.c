@@ -592,28 +592,56 @@ static student_qat_config qat_config(const trainer_config *c) {
 }
 
 /* Gradual pruning (prune.schedule = gradual), after the optimizer step
- * that completes step `done`: at the schedule's steps, new magnitude masks
- * at the cubic schedule's sparsity, applied to the weights at once; in
- * between and after end_step the masks stay as they are. They are saved
- * with every checkpoint (ckpt_masks.h), and recomputing them only needs
- * the weights, so a resume mid-schedule continues bit for bit. Every
- * student computes the same masks from the same replicated weights. */
+ * that completes step `done`: at the schedule's steps, new masks at the
+ * cubic schedule's sparsity, applied to the weights at once; in between
+ * and after end_step the masks stay as they are. magnitude needs only the
+ * weights; wanda scales |w| by the input norms of this step's last
+ * forward (its micro-batch on every student, summed over the students, so
+ * every student computes the same masks); nm keeps M - round(s(t) M) of
+ * every M inputs, reaching N of M at end_step (s(t) ramps to 1 - N/M).
+ * The masks are saved with every checkpoint (ckpt_masks.h) and a resumed
+ * run recomputes the same forward at the same step, so a resume
+ * mid-schedule continues bit for bit. */
 static rt_status gradual_prune(student_run *s, int64_t done) {
     const trainer_config *c = &s->cfg;
     if (c->prune.schedule != TRAINER_PRUNE_SCHEDULE_GRADUAL ||
         !student_prune_gradual_due(c->prune.start_step, c->prune.end_step, c->prune.every, done))
         return RT_OK;
-    const double sp = student_prune_gradual_sparsity(c->prune.sparsity, c->prune.start_step,
+    const int nm = c->prune.method == TRAINER_PRUNE_NM;
+    const double final = nm ? 1.0 - (double)c->prune.nm_n / c->prune.nm_m : c->prune.sparsity;
+    const double sp = student_prune_gradual_sparsity(final, c->prune.start_step,
                                                      c->prune.end_step, c->prune.every, done);
     const size_t n = student_block_size(s->m);
     if (!s->mask && !(s->mask = rt_alloc_aligned(n)))
         return rt_fail(RT_ERR_NOMEM, "out of memory for the pruning masks");
+    student_prune_spec ps = {.method = STUDENT_PRUNE_MAGNITUDE, .name = "prune.nm",
+                             .sparsity = sp, .nm_m = c->prune.nm_m};
+    double *acc = NULL;
+    if (nm) {
+        ps.method = STUDENT_PRUNE_NM;
+        const int k = (int)floor(sp * c->prune.nm_m + 0.5);
+        ps.nm_n = c->prune.nm_m - k < c->prune.nm_n ? c->prune.nm_n : c->prune.nm_m - k;
+    } else if (c->prune.method == TRAINER_PRUNE_WANDA) {
+        ps.method = STUDENT_PRUNE_WANDA;
+        const size_t ns = student_prune_stats_size(&s->mc);
+        if (!(acc = malloc(ns * sizeof *acc)))
+            return rt_fail(RT_ERR_NOMEM, "out of memory for wanda's input statistics");
+        rt_status st = student_prune_stats_last(s->m, acc);
+        if (st == RT_OK) st = comm_allreduce_sum_double(acc, ns, s->roles);
+        if (st != RT_OK) {
+            free(acc);
+            return st;
+        }
+    }
     size_t pruned = 0, prunable = 0;
-    RT_TRY(student_prune_magnitude_block(&s->mc, student_params(s->m), sp, s->mask, &pruned,
-                                         &prunable));
+    rt_status st = student_prune_block_masks(&s->mc, student_params(s->m), &ps, acc, s->mask,
+                                             &pruned, &prunable);
+    free(acc);
+    RT_TRY(st);
     student_apply_mask(student_params(s->m), s->mask, n);
-    snprintf(s->prune_meta.method, sizeof s->prune_meta.method, "magnitude");
-    s->prune_meta.sparsity = c->prune.sparsity;
+    snprintf(s->prune_meta.method, sizeof s->prune_meta.method, "%s",
+             nm ? c->prune.nm : c->prune.method == TRAINER_PRUNE_WANDA ? "wanda" : "magnitude");
+    s->prune_meta.sparsity = final;
     s->prune_meta.achieved = prunable ? (double)pruned / (double)prunable : 0.0;
     trainer_metrics_note(s->metrics, "step %lld: gradual pruning to sparsity %.6f (%zu of %zu "
                          "weights)", (long long)done, sp, pruned, prunable);
@@ -966,6 +994,23 @@ static rt_status student_setup(student_run *s, const char *resume_arg) {
                            c->train.init);
     } else {
         student_init_weights(s->m, (uint64_t)c->train.seed);
+    }
+    /* wanda and N:M masks need dense [in, out] weights (N:M: in a multiple
+     * of M), known only now that the shape may come from train.init */
+    if (c->prune.schedule == TRAINER_PRUNE_SCHEDULE_GRADUAL &&
+        c->prune.method != TRAINER_PRUNE_MAGNITUDE) {
+        if (student_is_lowrank(&s->mc))
+            return rt_fail(RT_ERR_ARGS, "prune.method = %s prunes dense weights, but the model "
+                           "is low-rank (train.init %s); use prune.method = magnitude",
+                           c->prune.method == TRAINER_PRUNE_NM ? "nm" : "wanda", c->train.init);
+        for (int k = 0; c->prune.method == TRAINER_PRUNE_NM && k < STUDENT_LIN_N; k++) {
+            int64_t in, out;
+            student_linear_shape(&s->mc, (student_linear)k, &in, &out);
+            if (in % c->prune.nm_m != 0)
+                return rt_fail(RT_ERR_ARGS, "prune.nm = %s: %s has %lld inputs, not a multiple "
+                               "of M = %d", c->prune.nm, student_linear_name((student_linear)k),
+                               (long long)in, c->prune.nm_m);
+        }
     }
     RT_TRY(trainer_config_to_ini(c, &s->config_ini));
     if (c->distill.teachers > 0) {
