@@ -729,7 +729,9 @@ void student_quantize_act_rows(const float *x, int64_t R, int64_t K, uint8_t *q,
  * max), run until the partition stops changing. On return centroids (k) are
  * ascending, each is the mean of its members (an empty cluster keeps its
  * initial value), and idx[i] is the nearest centroid of x[i] (halfway
- * between two: the lower). RT_ERR_ARGS naming the index of a non-finite
+ * between two: the lower). When x holds at most k distinct values, they
+ * are the centroids (ascending, the rest repeating the largest) and every
+ * idx[i] points at x[i]'s own value: an exact codebook stays exact. RT_ERR_ARGS naming the index of a non-finite
  * value; RT_ERR_NOMEM. */
 rt_status student_kmeans_1d(const float *x, size_t n, int k, float *centroids, uint8_t *idx);
 
@@ -740,6 +742,22 @@ rt_status student_kmeans_1d(const float *x, size_t n, int k, float *centroids, u
  * idx[i * out + j]]. */
 rt_status student_codebook_weight(const float *w, int64_t in, int64_t out, int k, int per_channel,
                                   float *centroids, uint8_t *idx);
+
+/* Fine-tuning with shared weights (Deep Compression's retraining): the
+ * members of a cluster, here the weights of one linear tensor that hold
+ * the same value (a model decoded from `export --codebook`), get the sum
+ * of their gradients, the centroid's gradient, so that AdamW moves them
+ * identically (same gradient, same moments, same decay) and the tensor
+ * stays a codebook of at most as many values. create: the clusters of
+ * params (laid out for c), by exact value per linear weight tensor (both
+ * factors of a low-rank one); RT_ERR_ARGS naming a tensor with more than
+ * 65536 distinct values. grads: the gradient block, in place. */
+typedef struct student_shared student_shared;
+rt_status student_shared_create(const student_config *c, const float *params,
+                                student_shared **out);
+int student_shared_max_values(const student_shared *s); /* the most values of one tensor */
+void student_shared_grads(student_shared *s, float *grads);
+void student_shared_free(student_shared *s); /* NULL-safe */
 
 /* Switches inference model m to int8 linear layers. w8[l*4+k] is the
  * (in, out) int8 weight of linear k of block l, wscale[l*4+k] its (out)

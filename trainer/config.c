@@ -104,6 +104,11 @@ static const trainer_config_key keys[] = {
     K_STR("train", "init", train.init, "", NULL,
           "Checkpoint to take the starting weights from (e.g. a pruned model to "
           "fine-tune); empty = random initialization."),
+    K_BOOL("train", "shared_weights", train.shared_weights, "false",
+           "Fine-tune with shared weights (Deep Compression): the weights of one linear "
+           "tensor that hold the same value (train.init from `retort export --codebook`) "
+           "form a cluster whose members all get the sum of their gradients, so they move "
+           "together and the model stays a codebook of at most as many values."),
 
     K_INT("distill", "teachers", distill.teachers, "0", 0, 65536,
           "Teacher ranks (the first world ranks); 0 = plain training without a teacher."),

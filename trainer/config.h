@@ -67,6 +67,7 @@ typedef struct {
         int keep_checkpoints;
         int64_t log_every;
         char init[TRAINER_STR_MAX]; /* "" = random init, else a checkpoint to start from */
+        bool shared_weights;        /* keep each linear weight's equal values equal */
     } train;
     struct {
         int teachers;                  /* teacher ranks; 0 = plain training */

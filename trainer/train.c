@@ -412,6 +412,7 @@ typedef struct {
     char *provenance;
     char teacher_crc[9];    /* CRC-32C of distill.teacher ("00000000" without one) */
     uint8_t *mask;          /* pruning masks (block layout), NULL = dense */
+    student_shared *shared; /* train.shared_weights: clusters of equal weights */
     ckpt_prune_meta prune_meta;
     ckpt_run_lock *lock;    /* student 0: the run folder is ours */
 } student_run;
@@ -432,6 +433,7 @@ static void student_run_free(student_run *s) {
     free(s->config_ini);
     free(s->provenance);
     rt_free_aligned(s->mask);
+    student_shared_free(s->shared);
     ckpt_run_lock_release(s->lock);
 }
 
@@ -995,6 +997,17 @@ static rt_status student_setup(student_run *s, const char *resume_arg) {
     } else {
         student_init_weights(s->m, (uint64_t)c->train.seed);
     }
+    /* shared weights: the clusters of the starting (or resumed) weights,
+     * which every later step keeps (their members move together) */
+    if (c->train.shared_weights) {
+        if (s->mask || c->prune.schedule == TRAINER_PRUNE_SCHEDULE_GRADUAL)
+            return rt_fail(RT_ERR_ARGS, "train.shared_weights keeps equal weights equal, which "
+                           "pruning masks would split: use one or the other");
+        RT_TRY(student_shared_create(&s->mc, student_params(s->m), &s->shared));
+        trainer_metrics_note(s->metrics, "shared weights: at most %d distinct values per linear "
+                             "weight, each moved by the sum of its members' gradients",
+                             student_shared_max_values(s->shared));
+    }
     /* wanda and N:M masks need dense [in, out] weights (N:M: in a multiple
      * of M), known only now that the shape may come from train.init */
     if (c->prune.schedule == TRAINER_PRUNE_SCHEDULE_GRADUAL &&
@@ -1114,6 +1127,8 @@ static rt_status student_train(student_run *s, int *stopped) {
         /* pruned weights get no gradient, so they neither move nor count
          * in the clipping norm */
         if (s->mask) student_apply_mask(grads, s->mask, nblock);
+        /* shared weights: every member gets its cluster's summed gradient */
+        if (s->shared) student_shared_grads(s->shared, grads);
         const double wait_here = sums[S_WAIT];
         /* the stop decision rides on the sums every student all-reduces
          * anyway: all of them see it after the same step */
