@@ -240,7 +240,8 @@ rt_status student_create(const student_config *c, int batch, student_precision p
         return rt_fail(RT_ERR_ARGS, "student: unknown precision %d", (int)p);
     if (p == STUDENT_BF16 && student_is_lowrank(c))
         return rt_fail(RT_ERR_UNSUPPORTED, "student: a low-rank model runs in f32 only (set "
-                       "[train] precision = f32)");
+                       "train.precision = f32, or distill.teacher_precision = f32 for a "
+                       "low-rank teacher)");
     m = calloc(1, sizeof *m);
     if (!m) return rt_fail(RT_ERR_NOMEM, "student: out of memory for the model");
     m->cfg = *c;
