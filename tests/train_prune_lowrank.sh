@@ -2,7 +2,8 @@
 # Low-rank factorization end to end (issue 11 item 2): a trained tiny model
 # is factored (`retort prune --method lowrank`), the factors are stored
 # under their own names with the ranks in /config, recovery training from
-# it (train.init) moves the factors and keeps the shape, the deploy export
+# it (train.init) moves the factors and keeps the shape (and resumes bit
+# for bit), the deploy export
 # evaluates to the checkpoint's loss, and the Hugging Face export (factors
 # multiplied back) evaluates to the factored model's loss within 1e-5
 # relative; int8 deploy files (static and dynamic) stay within 1e-2 of its
@@ -36,6 +37,15 @@ h5dump -a /config/rank.mlp.c_proj runs/tune/final.h5 | grep -q "(0): 8" || fail 
 for t in transformer.h.0.attn.c_attn.weight_a transformer.h.1.mlp.c_proj.weight_b; do
   ! h5diff -q -d 0 lr.h5 runs/tune/final.h5 "/model/$t" "/model/$t" >/dev/null ||
     fail "$t did not move in recovery training"
+done
+# a low-rank run resumes bit for bit (the shape comes from the checkpoint)
+rt_config res.ini runs/res steps=20 lr=1e-2 warmup=0 checkpoint_every=10 keep_checkpoints=5
+"$RETORT" train --config res.ini --set train.init=lr.h5 2>/dev/null || fail "low-rank run failed"
+cp runs/res/final.h5 res_ref.h5
+"$RETORT" train --config res.ini --set train.init=lr.h5 --resume runs/res/step_00000010.h5 2>/dev/null ||
+  fail "low-rank resume failed"
+for g in /model /optimizer; do
+  h5diff res_ref.h5 runs/res/final.h5 "$g" || fail "resumed low-rank $g differs"
 done
 M=runs/tune/final.h5
 l_ckpt=$(loss $M)
