@@ -174,8 +174,10 @@ rt_status data_shard_load(const char *path, int32_t **tokens, int64_t *n, int64_
  *
  * The shard holds W = (n_tokens - 1) / seq_len windows; window w covers
  * tokens [w*T, w*T + T + 1): T inputs and the T targets shifted by one.
- * Epoch e is a permutation perm_e of the W windows drawn only from
- * (seed, e) (Fisher-Yates with a xoshiro256** stream seeded by splitmix64).
+ * Epoch e is a permutation perm_e of the W windows keyed only by
+ * (seed, e): a 6-round Feistel network with splitmix64 round functions over
+ * the smallest even bit width covering W, cycle-walked into [0, W), so it
+ * is computed per position and nothing per window is stored.
  * With global batch G split over R ranks (b = G / R rows each) there are
  * S = W / G steps per epoch (remaining windows are dropped); global step s
  * is epoch e = s / S, and row i of rank r is window
@@ -207,8 +209,8 @@ rt_status data_sampler_fill(data_sampler *s, const int32_t *tokens, int64_t step
 /* The same rows as data_sampler_fill, read from the open shard window by
  * window (data_shard_read_window): what training uses, so that memory does
  * not grow with the shard. The shard must hold the n_tokens the sampler was
- * made for (RT_ERR_MISMATCH otherwise). The sampler's own state is the
- * epoch's permutation, 8 bytes per window. */
+ * made for (RT_ERR_MISMATCH otherwise). The sampler's own state is a few
+ * round keys, whatever the shard's size. */
 rt_status data_sampler_read(data_sampler *s, data_shard *sh, int64_t step,
                             int32_t *inputs /* (b, T) */, int32_t *targets /* (b, T) */);
 

@@ -847,6 +847,51 @@ static void test_sampler_rank_independent(void) {
     data_sampler_destroy(one);
 }
 
+/* The permutation is computed per position, not stored: for every window
+ * count W in 1..300 (odd and even bit widths, powers of two and one past
+ * them) the W positions of an epoch (G = 1) give W distinct windows; and a
+ * sampler over 2^43 tokens (2^33 windows of 1024: 64 GiB as a stored
+ * permutation) is created at once and draws distinct, in-range windows. */
+static void test_sampler_bijection_huge(void) {
+    int bad = 0;
+    char *seen = malloc(300);
+    for (int64_t W = 1; W <= 300; W++) {
+        data_sampler *s = sampler(W * 4 + 1, 4, 1, 1, 0, (uint64_t)W);
+        if (!s) { bad++; continue; }
+        memset(seen, 0, 300);
+        for (int64_t step = 0; step < W; step++) {
+            int64_t w;
+            data_sampler_windows(s, step + W, &w); /* epoch 1 */
+            w /= 4;
+            if (w < 0 || w >= W || seen[w]) bad++;
+            else seen[w] = 1;
+        }
+        data_sampler_destroy(s);
+    }
+    free(seen);
+    const int64_t n = INT64_C(1) << 43, T = 1024, G = 16, steps = 200;
+    data_sampler *h = sampler(n, (int32_t)T, (int32_t)G, 1, 0, 3);
+    CU_ASSERT_FATAL(h != NULL);
+    CU_ASSERT_EQUAL(data_sampler_n_windows(h), (n - 1) / T);
+    int64_t *all = malloc((size_t)(steps * G) * sizeof *all);
+    int bad_huge = 0;
+    for (int64_t k = 0; k < steps; k++) {
+        data_sampler_windows(h, k * 1000003, all + k * G);
+        for (int64_t i = 0; i < G; i++) {
+            const int64_t w = all[k * G + i];
+            bad_huge += w % T != 0 || w < 0 || w + T + 1 > n;
+        }
+    }
+    for (int64_t i = 0; i < steps * G; i++)
+        for (int64_t j = 0; j < i; j++) bad_huge += all[i] == all[j];
+    printf("\n    W = 1..300: %d repeated or out-of-range windows; 2^33 windows: %d bad in %lld",
+           bad, bad_huge, (long long)(steps * G));
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(bad_huge, 0);
+    free(all);
+    data_sampler_destroy(h);
+}
+
 /* Elastic resume: 2 ranks for the first k steps of an epoch, 1 rank (same
  * global batch) for the rest. Every window of the epoch's S*G must be used
  * exactly once, none twice and none skipped. */
@@ -1373,6 +1418,7 @@ int main(void) {
         {"sampler_reproducible_seekable", test_sampler_reproducible_seekable},
         {"sampler_rank_independent", test_sampler_rank_independent},
         {"sampler_elastic_coverage", test_sampler_elastic_coverage},
+        {"sampler_bijection_huge", test_sampler_bijection_huge},
         {"sampler_fill", test_sampler_fill},
         {"sampler_read", test_sampler_read},
         {"sampler_uniform", test_sampler_uniform},
