@@ -30,8 +30,13 @@
 
 /* --------------------------------------------------------------- plans */
 
+/* The attention batch `which` for query rows [q0, q1) of every (b, h)
+ * plane against keys [0, q1) (causal); q0 = 0, q1 = T for the full planes.
+ * Operands are views with the full buffers' strides; callers offset the
+ * query-side pointers by q0 rows. dV and dK (which 3 and 5) accumulate
+ * when `accumulate`. */
 static void attn_shape(student_mm_shape *s, const student_model *m, int B, int which,
-                       dnnl_data_type_t dt) {
+                       dnnl_data_type_t dt, int q0, int q1, int accumulate) {
     const int64_t T = m->cfg.seq_len, H = m->cfg.n_head, hs = student_head_dim(&m->cfg),
                   A = student_attn_width(&m->cfg);
     /* operand layouts: a head slice of qkv (B,T,3A) as (B,H,T,hs); the same
@@ -41,32 +46,35 @@ static void attn_shape(student_mm_shape *s, const student_model *m, int B, int w
     const int64_t y_s[4] = {T * A, hs, A, 1};
     const int64_t hd_s[4] = {H * T * hs, T * hs, hs, 1}, hd_ts[4] = {H * T * hs, T * hs, 1, hs};
     const int64_t p_s[4] = {H * T * T, T * T, T, 1}, p_ts[4] = {H * T * T, T * T, 1, T};
-    const int64_t bht_hs[4] = {B, H, T, hs}, bh_hs_t[4] = {B, H, hs, T}, bhtt[4] = {B, H, T, T};
+    /* Tq query rows, Tk = q1 keys */
+    const int64_t Tq = q1 - q0, Tk = q1;
+    const int64_t q_hs[4] = {B, H, Tq, hs}, k_hs[4] = {B, H, Tk, hs}, hs_k[4] = {B, H, hs, Tk};
+    const int64_t q_k[4] = {B, H, Tq, Tk}, k_q[4] = {B, H, Tk, Tq};
     const int64_t *d[3] = {0}, *st[3] = {0};
     switch (which) {
     case 0: /* qk: S = Q K^T */
-        d[0] = bht_hs, st[0] = qkv_s, d[1] = bh_hs_t, st[1] = qkv_ts, d[2] = bhtt, st[2] = p_s;
+        d[0] = q_hs, st[0] = qkv_s, d[1] = hs_k, st[1] = qkv_ts, d[2] = q_k, st[2] = p_s;
         break;
     case 1: /* pv: Y = P V */
-        d[0] = bhtt, st[0] = p_s, d[1] = bht_hs, st[1] = qkv_s, d[2] = bht_hs, st[2] = y_s;
+        d[0] = q_k, st[0] = p_s, d[1] = k_hs, st[1] = qkv_s, d[2] = q_hs, st[2] = y_s;
         break;
     case 2: /* dP = dY V^T */
-        d[0] = bht_hs, st[0] = y_s, d[1] = bh_hs_t, st[1] = qkv_ts, d[2] = bhtt, st[2] = p_s;
+        d[0] = q_hs, st[0] = y_s, d[1] = hs_k, st[1] = qkv_ts, d[2] = q_k, st[2] = p_s;
         break;
     case 3: /* dV = P^T dY */
-        d[0] = bhtt, st[0] = p_ts, d[1] = bht_hs, st[1] = y_s, d[2] = bht_hs, st[2] = qkv_s;
+        d[0] = k_q, st[0] = p_ts, d[1] = q_hs, st[1] = y_s, d[2] = k_hs, st[2] = qkv_s;
         break;
     case 4: /* dQ = dS K */
-        d[0] = bhtt, st[0] = p_s, d[1] = bht_hs, st[1] = qkv_s, d[2] = bht_hs, st[2] = qkv_s;
+        d[0] = q_k, st[0] = p_s, d[1] = k_hs, st[1] = qkv_s, d[2] = q_hs, st[2] = qkv_s;
         break;
     case 5: /* dK = dS^T Q */
-        d[0] = bhtt, st[0] = p_ts, d[1] = bht_hs, st[1] = qkv_s, d[2] = bht_hs, st[2] = qkv_s;
+        d[0] = k_q, st[0] = p_ts, d[1] = q_hs, st[1] = qkv_s, d[2] = k_hs, st[2] = qkv_s;
         break;
     case 6: /* int8 mode: S = Q K^T on dense (B,H,T,hs) planes (student_int8_split_heads) */
-        d[0] = bht_hs, st[0] = hd_s, d[1] = bh_hs_t, st[1] = hd_ts, d[2] = bhtt, st[2] = p_s;
+        d[0] = q_hs, st[0] = hd_s, d[1] = hs_k, st[1] = hd_ts, d[2] = q_k, st[2] = p_s;
         break;
     default: /* int8 mode: Y = P V, V dense, Y in the (B,T,C) layout */
-        d[0] = bhtt, st[0] = p_s, d[1] = bht_hs, st[1] = hd_s, d[2] = bht_hs, st[2] = y_s;
+        d[0] = q_k, st[0] = p_s, d[1] = k_hs, st[1] = hd_s, d[2] = q_hs, st[2] = y_s;
         break;
     }
     memset(s, 0, sizeof *s);
@@ -74,16 +82,22 @@ static void attn_shape(student_mm_shape *s, const student_model *m, int B, int w
     for (int i = 0; i < 3; i++)
         for (int k = 0; k < 4; k++) s->dims[i][k] = d[i][k], s->strides[i][k] = st[i][k];
     s->dt = dt;
+    s->accumulate = accumulate;
+}
+
+/* Query rows [*q0, *q1) of attention block j of nb over T positions. */
+static void att_block(int T, int nb, int j, int *q0, int *q1) {
+    *q0 = (int)((int64_t)j * T / nb);
+    *q1 = (int)((int64_t)(j + 1) * T / nb);
 }
 
 static void plan_destroy(student_plan *p) {
     if (!p) return;
     student_mm *all[] = {&p->qkv,        &p->attproj,    &p->fc,        &p->fcproj,
-                         &p->head,       &p->qk,         &p->pv,        &p->qkv_dx,
-                         &p->attproj_dx, &p->fc_dx,      &p->fcproj_dx, &p->head_dx,
-                         &p->qkv_dw,     &p->attproj_dw, &p->fc_dw,     &p->fcproj_dw,
-                         &p->head_dw,    &p->att_dp,     &p->att_dv,    &p->att_dq,
-                         &p->att_dk,     &p->qk_bf,      &p->pv_bf};
+                         &p->head,       &p->qkv_dx,     &p->attproj_dx, &p->fc_dx,
+                         &p->fcproj_dx,  &p->head_dx,    &p->qkv_dw,     &p->attproj_dw,
+                         &p->fc_dw,      &p->fcproj_dw,  &p->head_dw,    &p->qk_bf,
+                         &p->pv_bf};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) student_mm_destroy(all[i]);
     for (int k = 0; k < STUDENT_LIN_N; k++) {
         student_mm_destroy(&p->lr_a[k]);
@@ -92,6 +106,14 @@ static void plan_destroy(student_plan *p) {
         student_mm_destroy(&p->lr_a_dw[k]);
         student_mm_destroy(&p->lr_b_dx[k]);
         student_mm_destroy(&p->lr_b_dw[k]);
+    }
+    for (int j = 0; j < STUDENT_ATT_BLOCKS; j++) {
+        student_mm_destroy(&p->qk[j]);
+        student_mm_destroy(&p->pv[j]);
+        student_mm_destroy(&p->att_dp[j]);
+        student_mm_destroy(&p->att_dv[j]);
+        student_mm_destroy(&p->att_dq[j]);
+        student_mm_destroy(&p->att_dk[j]);
     }
     student_qlin_destroy(p->q8);
     free(p);
@@ -104,6 +126,8 @@ static rt_status plan_create(const student_model *m, int B, student_plan **out) 
     const dnnl_data_type_t dt = m->prec == STUDENT_BF16 ? dnnl_bf16 : dnnl_f32;
     student_mm_shape s;
     student_plan *p = calloc(1, sizeof *p);
+    /* plans of a smaller batch read the full-batch plan's packed weights */
+    const student_plan *ref = B == m->max_B ? NULL : m->plans[m->max_B];
     *out = NULL;
     if (!p) return rt_fail(RT_ERR_NOMEM, "student: out of memory for a matmul plan");
     p->B = B;
@@ -113,35 +137,55 @@ static rt_status plan_create(const student_model *m, int B, student_plan **out) 
         st = student_mm_create(&p->field, m->eng, &s);                                      \
         if (st != RT_OK) goto cleanup;                                                      \
     } while (0)
-#define MMA(field, which)                                                                   \
+    /* a matmul whose weight operand is a parameter: packed weights, except
+     * for a low-rank linear (its dense primitives are not run: lin_fwd) */
+#define MMW(field, k, ...)                                                                  \
     do {                                                                                    \
-        attn_shape(&s, m, B, which, dt);                                                    \
+        student_mm_shape_2d(&s, __VA_ARGS__);                                               \
+        s.pack = (!ref || ref->field.wei_bytes) &&                                          \
+                 ((k) == STUDENT_LIN_N || m->cfg.rank[k] == 0);                             \
+        s.pack_as = ref && ref->field.wei_bytes ? &ref->field.wei_md : NULL;                \
         st = student_mm_create(&p->field, m->eng, &s);                                      \
         if (st != RT_OK) goto cleanup;                                                      \
     } while (0)
+    /* attention block j; dV and dK accumulate except in the last block */
+#define MMA(field, which)                                                                   \
+    do {                                                                                    \
+        int q0_, q1_;                                                                       \
+        att_block(m->cfg.seq_len, p->att_nb, j, &q0_, &q1_);                                \
+        attn_shape(&s, m, B, which, dt, q0_, q1_,                                           \
+                   ((which) == 3 || (which) == 5) && j != p->att_nb - 1);                   \
+        st = student_mm_create(&p->field[j], m->eng, &s);                                   \
+        if (st != RT_OK) goto cleanup;                                                      \
+    } while (0)
+    p->att_nb = student_att_blocks(m->cfg.seq_len);
     /*  field        M  K      N      src_t wei_t dt bias acc */
-    MM(qkv, M, C, 3 * A, 0, 0, dt, 1, 0);
-    MM(attproj, M, A, C, 0, 0, dt, 1, 1);
-    MM(fc, M, C, F, 0, 0, dt, 1, 0);
-    MM(fcproj, M, F, C, 0, 0, dt, 1, 1);
-    MM(head, M, C, V, 0, 1, dt, 0, 0);
-    MMA(qk, 0);
-    MMA(pv, 1);
+    MMW(qkv, STUDENT_LIN_QKV, M, C, 3 * A, 0, 0, dt, 1, 0);
+    MMW(attproj, STUDENT_LIN_ATTPROJ, M, A, C, 0, 0, dt, 1, 1);
+    MMW(fc, STUDENT_LIN_FC, M, C, F, 0, 0, dt, 1, 0);
+    MMW(fcproj, STUDENT_LIN_FCPROJ, M, F, C, 0, 0, dt, 1, 1);
+    MMW(head, STUDENT_LIN_N, M, C, V, 0, 1, dt, 0, 0);
+    for (int j = 0; j < p->att_nb; j++) {
+        MMA(qk, 0);
+        MMA(pv, 1);
+    }
     if (m->training) {
-        MM(qkv_dx, M, 3 * A, C, 0, 1, dt, 0, 0);
-        MM(attproj_dx, M, C, A, 0, 1, dt, 0, 0);
-        MM(fc_dx, M, F, C, 0, 1, dt, 0, 0);
-        MM(fcproj_dx, M, C, F, 0, 1, dt, 0, 0);
-        MM(head_dx, M, V, C, 0, 0, dt, 0, 0);
+        MMW(qkv_dx, STUDENT_LIN_QKV, M, 3 * A, C, 0, 1, dt, 0, 0);
+        MMW(attproj_dx, STUDENT_LIN_ATTPROJ, M, C, A, 0, 1, dt, 0, 0);
+        MMW(fc_dx, STUDENT_LIN_FC, M, F, C, 0, 1, dt, 0, 0);
+        MMW(fcproj_dx, STUDENT_LIN_FCPROJ, M, C, F, 0, 1, dt, 0, 0);
+        MMW(head_dx, STUDENT_LIN_N, M, V, C, 0, 0, dt, 0, 0);
         MM(qkv_dw, C, M, 3 * A, 1, 0, dt, 0, 1);
         MM(attproj_dw, A, M, C, 1, 0, dt, 0, 1);
         MM(fc_dw, C, M, F, 1, 0, dt, 0, 1);
         MM(fcproj_dw, F, M, C, 1, 0, dt, 0, 1);
         MM(head_dw, V, M, C, 1, 0, dt, 0, 1);
-        MMA(att_dp, 2);
-        MMA(att_dv, 3);
-        MMA(att_dq, 4);
-        MMA(att_dk, 5);
+        for (int j = 0; j < p->att_nb; j++) {
+            MMA(att_dp, 2);
+            MMA(att_dv, 3);
+            MMA(att_dq, 4);
+            MMA(att_dk, 5);
+        }
     }
     for (int k = 0; k < STUDENT_LIN_N; k++) {
         const int64_t r = m->cfg.rank[k];
@@ -158,6 +202,7 @@ static rt_status plan_create(const student_model *m, int B, student_plan **out) 
         MM(lr_a_dx[k], M, r, in, 0, 1, dt, 0, 0);
     }
 #undef MM
+#undef MMW
 #undef MMA
 cleanup:
     if (st != RT_OK) {
@@ -166,6 +211,35 @@ cleanup:
     }
     *out = p;
     return RT_OK;
+}
+
+/* The matmul of plan p whose weight is linear k's (k < STUDENT_LIN_N) or the
+ * LM head's (k == STUDENT_LIN_N): the forward one (d = 0) or the
+ * input-gradient one (d = 1). */
+static student_mm *plan_weight_mm(student_plan *p, int k, int d) {
+    switch (k) {
+    case STUDENT_LIN_QKV: return d ? &p->qkv_dx : &p->qkv;
+    case STUDENT_LIN_ATTPROJ: return d ? &p->attproj_dx : &p->attproj;
+    case STUDENT_LIN_FC: return d ? &p->fc_dx : &p->fc;
+    case STUDENT_LIN_FCPROJ: return d ? &p->fcproj_dx : &p->fcproj;
+    default: return d ? &p->head_dx : &p->head;
+    }
+}
+
+/* Where the packed copies go (student_model.pk_off), from the full-batch
+ * plan's packed sizes; each copy starts on a 64-byte boundary. */
+static void pack_layout(student_model *m) {
+    student_plan *p = m->plans[m->max_B];
+    size_t at = 0;
+    for (int k = 0; k <= STUDENT_LIN_N; k++) {
+        if (k == STUDENT_LIN_N) m->pk_layer = at, at *= (size_t)m->cfg.n_layer;
+        for (int d = 0; d <= m->training; d++) {
+            m->pk_off[k][d] = at;
+            at = rt_size_add_sat(at, rt_size_round_sat(plan_weight_mm(p, k, d)->wei_bytes, 64));
+        }
+    }
+    m->pk_bytes = at;
+    m->pack_stale = 1;
 }
 
 static rt_status get_plan(student_model *m, int B, student_plan **out) {
@@ -179,9 +253,9 @@ static rt_status get_plan(student_model *m, int B, student_plan **out) {
                                    &p->q8));
         if (!p->qk_bf.prim) {
             student_mm_shape s;
-            attn_shape(&s, m, B, 6, dnnl_bf16);
+            attn_shape(&s, m, B, 6, dnnl_bf16, 0, m->cfg.seq_len, 0);
             RT_TRY(student_mm_create(&p->qk_bf, m->eng, &s));
-            attn_shape(&s, m, B, 7, dnnl_bf16);
+            attn_shape(&s, m, B, 7, dnnl_bf16, 0, m->cfg.seq_len, 0);
             RT_TRY(student_mm_create(&p->pv_bf, m->eng, &s));
         }
     }
@@ -223,6 +297,7 @@ void student_destroy(student_model *m) {
     rt_free_aligned(m->params_bf);
     rt_free_aligned(m->act_block);
     rt_free_aligned(m->act_bf_block);
+    rt_free_aligned(m->packed);
     free(m->inputs);
     free(m->offset);
     free(m->tensors);
@@ -378,6 +453,7 @@ rt_status student_create(const student_config *c, int batch, student_precision p
     STUDENT_DNNL_CHECK(dnnl_stream_create(&m->strm, m->eng, dnnl_stream_default_flags));
     /* Plan the full batch now so shape errors surface here, not mid-run. */
     st = plan_create(m, batch, &m->plans[batch]);
+    if (st == RT_OK) pack_layout(m);
 cleanup:
     if (st != RT_OK) {
         student_destroy(m);
@@ -395,6 +471,7 @@ int student_max_batch(const student_model *m) { return m->max_B; }
 size_t student_block_size(const student_model *m) { return m->block_floats; }
 float *student_params(student_model *m) {
     m->bf_stale = 1; /* the caller may write through the pointer */
+    m->pack_stale = 1;
     return m->params;
 }
 float *student_grads(student_model *m) { return m->grads; }
@@ -451,6 +528,43 @@ static float *lr_inner(const student_model *m, int l, int k) {
     return m->act.lrt + (size_t)(l * m->lmul) * BT * R + BT * before;
 }
 
+/* The f32 weight that packing reads for linear k of block l (the LM head,
+ * wte, when k == STUDENT_LIN_N): what lin_w gives in f32. */
+static const float *pack_src(const student_model *m, int l, int k) {
+    if (k == STUDENT_LIN_N) return m->params + m->offset[0];
+    const float *q = m->qat ? student_qat_weight(m, l, k) : NULL;
+    return q ? q : m->params + m->offset[student_linear_tensor(&m->cfg, l, k)];
+}
+
+/* Refreshes the packed weight copies when the weights changed (always
+ * under QAT: the fake-quantized weights are rewritten every forward). */
+static rt_status pack_weights(student_model *m) {
+    if ((!m->pack_stale && !m->qat) || m->pk_bytes == 0) return RT_OK;
+    if (!m->packed && !(m->packed = rt_alloc_aligned(m->pk_bytes)))
+        return rt_fail(RT_ERR_NOMEM, "student: out of memory for %zu MiB of packed weights",
+                       m->pk_bytes >> 20);
+    student_plan *p = m->plans[m->max_B];
+    for (int k = 0; k <= STUDENT_LIN_N; k++)
+        for (int d = 0; d <= m->training; d++) {
+            student_mm *mm = plan_weight_mm(p, k, d);
+            if (!mm->wei_bytes) continue;
+            const int nl = k == STUDENT_LIN_N ? 1 : m->cfg.n_layer;
+            for (int l = 0; l < nl; l++)
+                RT_TRY(student_mm_pack(mm, m->strm, pack_src(m, l, k),
+                                       m->packed + (size_t)l * m->pk_layer + m->pk_off[k][d]));
+        }
+    m->pack_stale = 0;
+    return RT_OK;
+}
+
+/* The weight operand of `mm` (plan_weight_mm(.., k, d)) for block l: its
+ * packed copy when it has one, else lin_w (wte for the head). */
+static const void *mm_w(const student_model *m, const student_mm *mm, int l, int k, int d) {
+    if (mm->wei_bytes)
+        return m->packed + (size_t)(k == STUDENT_LIN_N ? 0 : l) * m->pk_layer + m->pk_off[k][d];
+    return k == STUDENT_LIN_N ? wgt(m, 0) : lin_w(m, l, k);
+}
+
 /* One linear layer of the forward: y (+)= x W + b through the f32/bf16
  * primitive `mm`, or, for a low-rank linear, t = x W_a then y (+)= t W_b +
  * b through the plan's lr_a, lr_b. QAT has already fake-quantized x in
@@ -458,7 +572,7 @@ static float *lr_inner(const student_model *m, int l, int k) {
 static rt_status lin_fwd(student_model *m, student_plan *pl, student_mm *mm, int l, int k,
                          const void *x, float *y) {
     const float *b = m->params + m->offset[student_linear_tensor(&m->cfg, l, k) + 1];
-    if (m->cfg.rank[k] == 0) return student_mm_run(mm, m->strm, x, lin_w(m, l, k), b, y);
+    if (m->cfg.rank[k] == 0) return student_mm_run(mm, m->strm, x, mm_w(m, mm, l, k, 0), b, y);
     float *t = lr_inner(m, l, k);
     const float *wb = m->params + m->offset[student_linear_factor(&m->cfg, l, k)];
     RT_TRY(student_mm_run(&pl->lr_a[k], m->strm, x, lin_w(m, l, k), NULL, t));
@@ -485,7 +599,8 @@ static rt_status lin_bwd(student_model *m, student_plan *pl, student_mm *dw_mm,
         return RT_OK;
     }
     STUDENT_PROF(m, SPF_MM_DW, RT_TRY(student_mm_run(dw_mm, m->strm, x, g, NULL, dw)));
-    STUDENT_PROF(m, SPF_MM_DX, RT_TRY(student_mm_run(dx_mm, m->strm, g, lin_w(m, l, k), NULL, dx)));
+    STUDENT_PROF(m, SPF_MM_DX,
+                 RT_TRY(student_mm_run(dx_mm, m->strm, g, mm_w(m, dx_mm, l, k, 1), NULL, dx)));
     if (m->qat) student_qat_act_grad(m, l, k, dx, n_dx);
     return RT_OK;
 }
@@ -494,6 +609,11 @@ static rt_status lin_bwd(student_model *m, student_plan *pl, student_mm *dw_mm,
 
 /* The CPU stream with OpenMP runs primitives synchronously; waiting keeps
  * the contract explicit should the runtime ever be asynchronous. */
+/* p advanced by i elements of es bytes (f32 or bf16 operands) */
+static const void *elem(const void *p, size_t i, size_t es) {
+    return (const uint8_t *)p + i * es;
+}
+
 static rt_status stream_wait(student_model *m) {
     rt_status st = RT_OK;
     STUDENT_DNNL_CHECK(dnnl_stream_wait(m->strm));
@@ -532,6 +652,7 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
     uint8_t *qs = student_int8_scratch(m);
 
     if (m->qat) student_qat_forward_begin(m);
+    if (!q8) STUDENT_PROF(m, SPF_PACK, RT_TRY(pack_weights(m)));
     STUDENT_PROF(m, SPF_EMBED,
                  student_embed_fwd(a->encoded, inputs, P + m->offset[0], P + m->offset[1], B, T, C));
     for (int l = 0; l < L; l++) {
@@ -572,12 +693,27 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
             STUDENT_PROF(m, SPF_BF16, student_int8_split_heads(hd, qkvb, B, T, H, hs));
             q_op = hd, k_op = hd + M * A, v_op = hd + 2 * M * A;
         }
-        student_mm *qk = q8 ? &pl->qk_bf : &pl->qk, *pv = q8 ? &pl->pv_bf : &pl->pv;
-        STUDENT_PROF(m, SPF_ATT_MM, RT_TRY(student_mm_run(qk, m->strm, q_op, k_op, NULL, att)));
+        /* per query block (one full block in int8 mode); es: operand element size */
+        const int nb = q8 ? 1 : pl->att_nb;
+        const size_t es = qkvb ? sizeof(uint16_t) : sizeof(float);
+        const void *p_op = attb ? (const void *)attb : att;
+        for (int j = 0; j < nb; j++) {
+            int q0, q1;
+            att_block(T, nb, j, &q0, &q1);
+            student_mm *qk = q8 ? &pl->qk_bf : &pl->qk[j];
+            STUDENT_PROF(m, SPF_ATT_MM,
+                         RT_TRY(student_mm_run(qk, m->strm, elem(q_op, (size_t)q0 * 3 * A, es),
+                                               k_op, NULL, att + (size_t)q0 * T)));
+        }
         STUDENT_PROF(m, SPF_SOFTMAX, student_attn_softmax(att, attb, (int64_t)B * H, T, T, 0, scale));
-        STUDENT_PROF(m, SPF_ATT_MM,
-                     RT_TRY(student_mm_run(pv, m->strm, attb ? (const void *)attb : att, v_op,
-                                           NULL, atty)));
+        for (int j = 0; j < nb; j++) {
+            int q0, q1;
+            att_block(T, nb, j, &q0, &q1);
+            student_mm *pv = q8 ? &pl->pv_bf : &pl->pv[j];
+            STUDENT_PROF(m, SPF_ATT_MM,
+                         RT_TRY(student_mm_run(pv, m->strm, elem(p_op, (size_t)q0 * T, es), v_op,
+                                               NULL, atty + (size_t)q0 * A)));
+        }
         if (bf) STUDENT_PROF(m, SPF_BF16, student_to_bf16(attyb, atty, M * A));
         if (q8) { /* the residual is added in the matmul's epilogue: no copy */
             STUDENT_PROF(m, SPF_MM,
@@ -622,7 +758,8 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
     else
         STUDENT_PROF(m, SPF_HEAD,
                      RT_TRY(student_mm_run(&pl->head, m->strm, bf ? (const void *)ab->lnf : a->lnf,
-                                           wgt(m, 0), NULL, a->logits)));
+                                           mm_w(m, &pl->head, 0, STUDENT_LIN_N, 0), NULL,
+                                           a->logits)));
     if (m->qat) student_qat_forward_end(m);
     if (m->training)
         for (int l = 0; l < L; l++)
@@ -674,7 +811,8 @@ rt_status student_backward(student_model *m, int B) {
     /* LM head: logits = ln_f(res3) wte^T */
     DY(a->dlogits, M * V);
     STUDENT_PROF(m, SPF_HEAD_BWD,
-                 RT_TRY(student_mm_run(&pl->head_dx, m->strm, g, wgt(m, 0), NULL, dc)));
+                 RT_TRY(student_mm_run(&pl->head_dx, m->strm, g,
+                                       mm_w(m, &pl->head_dx, 0, STUDENT_LIN_N, 1), NULL, dc)));
     STUDENT_PROF(m, SPF_HEAD_BWD,
                  RT_TRY(student_mm_run(&pl->head_dw, m->strm, g,
                                        bf ? (const void *)ab->lnf : a->lnf, NULL,
@@ -733,17 +871,39 @@ rt_status student_backward(student_model *m, int B) {
         const void *p_op = bf ? (const void *)(ab->att + li * BT * H * T) : att;
         const void *ds_op = bf ? (const void *)ab->datt : a->datt;
         DY(dc, M * A);
-        STUDENT_PROF(m, SPF_ATT_MM_BWD,
-                     RT_TRY(student_mm_run(&pl->att_dp, m->strm, g, v_op, NULL, a->datt)));
-        STUDENT_PROF(m, SPF_ATT_MM_BWD,
-                     RT_TRY(student_mm_run(&pl->att_dv, m->strm, p_op, g, NULL, a->dqkv + 2 * A)));
+        /* per query block, the last one first: it writes dV and dK of every
+         * key, the others add to the keys they see */
+        const size_t es = bf ? sizeof(uint16_t) : sizeof(float);
+        const int nb = pl->att_nb;
+        for (int j = nb - 1; j >= 0; j--) {
+            int q0, q1;
+            att_block(T, nb, j, &q0, &q1);
+            STUDENT_PROF(m, SPF_ATT_MM_BWD,
+                         RT_TRY(student_mm_run(&pl->att_dp[j], m->strm,
+                                               elem(g, (size_t)q0 * A, es), v_op, NULL,
+                                               a->datt + (size_t)q0 * T)));
+            STUDENT_PROF(m, SPF_ATT_MM_BWD,
+                         RT_TRY(student_mm_run(&pl->att_dv[j], m->strm,
+                                               elem(p_op, (size_t)q0 * T, es),
+                                               elem(g, (size_t)q0 * A, es), NULL,
+                                               a->dqkv + 2 * A)));
+        }
         STUDENT_PROF(m, SPF_SOFTMAX_BWD,
                      student_attn_softmax_bwd(a->datt, bf ? ab->datt : NULL, att, (int64_t)B * H, T,
                                               scale));
-        STUDENT_PROF(m, SPF_ATT_MM_BWD,
-                     RT_TRY(student_mm_run(&pl->att_dq, m->strm, ds_op, k_op, NULL, a->dqkv)));
-        STUDENT_PROF(m, SPF_ATT_MM_BWD,
-                     RT_TRY(student_mm_run(&pl->att_dk, m->strm, ds_op, q_op, NULL, a->dqkv + A)));
+        for (int j = nb - 1; j >= 0; j--) {
+            int q0, q1;
+            att_block(T, nb, j, &q0, &q1);
+            STUDENT_PROF(m, SPF_ATT_MM_BWD,
+                         RT_TRY(student_mm_run(&pl->att_dq[j], m->strm,
+                                               elem(ds_op, (size_t)q0 * T, es), k_op, NULL,
+                                               a->dqkv + (size_t)q0 * 3 * A)));
+            STUDENT_PROF(m, SPF_ATT_MM_BWD,
+                         RT_TRY(student_mm_run(&pl->att_dk[j], m->strm,
+                                               elem(ds_op, (size_t)q0 * T, es),
+                                               elem(q_op, (size_t)q0 * 3 * A, es), NULL,
+                                               a->dqkv + A)));
+        }
         STUDENT_PROF(m, SPF_BIAS_BWD,
                      student_colsum_add(G + student_off(m, l, STUDENT_QKVB), bf ? ab->dy : NULL, a->dqkv,
                                         (int64_t)M, 3 * A));
@@ -777,7 +937,7 @@ static const char *const prof_names[SPF_N] = {
     [SPF_GELU_BWD] = "gelu_bwd",        [SPF_LN_BWD] = "layernorm_bwd",
     [SPF_BIAS_BWD] = "bias_grad",       [SPF_RESID_BWD] = "residual_grad_add",
     [SPF_EMBED_BWD] = "embedding_bwd",  [SPF_ADAMW] = "adamw",
-    [SPF_GRADNORM] = "grad_norm_scale",
+    [SPF_GRADNORM] = "grad_norm_scale", [SPF_PACK] = "weight_packing",
 };
 
 void student_profile_reset(student_model *m, int enable) {

@@ -111,6 +111,7 @@ void student_adamw_step(student_model *m, float lr, float beta1, float beta2, fl
     /* params_bf is current unless it was stale before this step (someone
      * wrote the parameters): then padding and all are refreshed */
     student_sync_bf16(m);
+    m->pack_stale = 1; /* packed copies are made at the next forward */
     if (m->prof_on) m->prof[SPF_ADAMW] += omp_get_wtime() - t0;
 }
 

@@ -159,8 +159,9 @@ int student_max_batch(const student_model *m);
  * (== student_block_floats(student_cfg(m))). */
 size_t student_block_size(const student_model *m);
 /* The parameter block (layout: student_tensor_info). Writable: whoever asks
- * for it may change weights, so in bf16 mode the bf16 copy is refreshed
- * before the next forward. */
+ * for it may change weights, so the copies the matmuls read (bf16, packed)
+ * are refreshed at the next forward. Take the pointer again after a forward
+ * before writing through it once more. */
 float *student_params(student_model *m);
 float *student_grads(student_model *m);  /* same layout; NULL unless training */
 float *student_adam_m(student_model *m); /* same layout; NULL unless training */
@@ -787,9 +788,15 @@ const char *student_peak_name(student_peak_kind kind); /* "f32", "bf16", "u8s8" 
 /* Times one (M x K) x (K x N) oneDNN matmul of `kind` on the OpenMP threads
  * in use, weights pre-packed in oneDNN's preferred layout, one untimed run
  * then `reps` timed ones; *gops = 2*M*K*N / best time in GFLOP/s (GOP/s
- * for u8s8), *best_ms (may be NULL) that time. Allocates about
- * 4*(M*K + 2*K*N + M*N) bytes for the call. */
+ * for u8s8), *best_ms (may be NULL) that time. *cpu_gops (may be NULL):
+ * the same over the best run's process CPU time divided by the thread
+ * count, which time slices lost to other processes do not change (on a
+ * shared machine the figure to compare CPU-time throughputs with; run
+ * with OMP_WAIT_POLICY=passive so that waiting threads burn no CPU time).
+ * Allocates about 4*(M*K + 2*K*N + M*N) bytes for the call. */
 rt_status student_matmul_peak(student_peak_kind kind, int64_t M, int64_t K, int64_t N, int reps,
-                              double *gops, double *best_ms);
+                              double *gops, double *best_ms, double *cpu_gops);
+/* Process CPU time (user + system, all threads) in seconds. */
+double student_cpu_seconds(void);
 
 #endif

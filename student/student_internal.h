@@ -38,11 +38,26 @@ typedef struct {
     dnnl_data_type_t dt;     /* src and weights: dnnl_f32 or dnnl_bf16; dst is f32 */
     int bias;                /* add a (N) f32 bias row */
     int accumulate;          /* dst += result (sum post-op) instead of dst = result */
+    /* pack: the weights are parameters, reused across calls: let oneDNN
+     * pick their layout (format_tag_any) and keep a packed copy made once
+     * per weight update (student_mm_pack), which saves the brgemm kernel
+     * from copying plain weights into its blocks on every call. pack_as:
+     * when not NULL, the packed layout another primitive chose (plans of
+     * other batch sizes share the packed copies of the full batch's). */
+    int pack;
+    const dnnl_memory_desc_t *pack_as;
 } student_mm_shape;
 
 typedef struct {
     dnnl_primitive_t prim;
     dnnl_memory_t src, wei, bias, dst; /* descriptors with handles set per run */
+    /* packed weights (shape.pack and the layout differs from the plain
+     * one): the layout, its size in bytes (0: plain weights) and the
+     * reorder from the plain f32 weights into it */
+    dnnl_memory_desc_t wei_md;
+    size_t wei_bytes;
+    dnnl_primitive_t pack;
+    dnnl_memory_t pack_src, pack_dst;
 } student_mm;
 
 /* 2-D case: dst(M,N) (+)= op(src)(M,K) x op(wei)(K,N) (+ bias). src_t: src
@@ -53,6 +68,10 @@ rt_status student_mm_create(student_mm *mm, dnnl_engine_t eng, const student_mm_
 rt_status student_mm_run(student_mm *mm, dnnl_stream_t strm, const void *src, const void *wei,
                          const float *bias, float *dst);
 void student_mm_destroy(student_mm *mm); /* zeroed or created; safe twice */
+/* Writes the packed copy (mm->wei_bytes bytes at `packed`) of the plain f32
+ * weights `plain`, laid out as the shape's weight operand (converted to
+ * bf16 in a bf16 primitive, rounding to nearest even as student_f2bf). */
+rt_status student_mm_pack(student_mm *mm, dnnl_stream_t strm, const float *plain, void *packed);
 
 /* ------------------------------------------------------------ kernels */
 
@@ -141,7 +160,7 @@ void student_copy(float *dst, const float *src, size_t n);        /* parallel me
 enum {
     SPF_EMBED, SPF_LN, SPF_MM, SPF_HEAD, SPF_ATT_MM, SPF_SOFTMAX, SPF_GELU, SPF_RESID, SPF_BF16,
     SPF_HEAD_BWD, SPF_MM_DX, SPF_MM_DW, SPF_ATT_MM_BWD, SPF_SOFTMAX_BWD, SPF_GELU_BWD,
-    SPF_LN_BWD, SPF_BIAS_BWD, SPF_RESID_BWD, SPF_EMBED_BWD, SPF_ADAMW, SPF_GRADNORM, SPF_N
+    SPF_LN_BWD, SPF_BIAS_BWD, SPF_RESID_BWD, SPF_EMBED_BWD, SPF_ADAMW, SPF_GRADNORM, SPF_PACK, SPF_N
 };
 
 /* Runs `stmt`, adding its wall time to m->prof[slot] when profiling is on.
@@ -156,6 +175,17 @@ enum {
 
 /* ----------------------------------------------------------- model */
 
+/* Query blocks of the attention batches: nb = student_att_blocks(T) blocks,
+ * block j holding query rows [j T / nb, (j+1) T / nb). Blocks of at least
+ * 4 rows (so the test fixtures' T = 16 runs 4 of them) and at most
+ * STUDENT_ATT_BLOCKS: at T = 1024, 8 blocks of 128 rows compute 56% of the
+ * full score planes. */
+#define STUDENT_ATT_BLOCKS 8
+static inline int student_att_blocks(int T) {
+    const int nb = T / 4;
+    return nb < 1 ? 1 : nb > STUDENT_ATT_BLOCKS ? STUDENT_ATT_BLOCKS : nb;
+}
+
 /* The matmul primitives for one micro-batch size B (M = B*T rows). Weights
  * of every layer share a shape, so one primitive serves all layers. A =
  * n_head * d_head is the attention width (C unless heads were removed). */
@@ -167,8 +197,13 @@ typedef struct {
     student_mm fc;       /* (M,C) x (C,F) + b */
     student_mm fcproj;   /* (M,F) x (F,C) + b, accumulated onto the residual copy */
     student_mm head;     /* (M,C) x wte^T (C,V) */
-    student_mm qk;       /* (B,H,T,hs) x (B,H,hs,T) -> (B,H,T,T), slices of qkv */
-    student_mm pv;       /* (B,H,T,T) x (B,H,T,hs) -> (B,T,A) layout */
+    /* Attention runs per block of query rows: block j holds rows q0..q1-1
+     * (student_att_block) and, being causal, needs keys 0..q1-1 only, so
+     * the score planes are computed as a staircase of nb blocks, about
+     * (nb+1)/(2 nb) of the full T x T. */
+    int att_nb;
+    student_mm qk[STUDENT_ATT_BLOCKS]; /* (B,H,Tq,hs) x (B,H,hs,q1) -> scores, slices of qkv */
+    student_mm pv[STUDENT_ATT_BLOCKS]; /* (B,H,Tq,q1) x (B,H,q1,hs) -> (B,T,A) layout */
     /* backward: input gradients dX = dY W^T */
     student_mm qkv_dx, attproj_dx, fc_dx, fcproj_dx, head_dx;
     /* backward: weight gradients dW += X^T dY */
@@ -178,11 +213,13 @@ typedef struct {
     student_mm lr_a[STUDENT_LIN_N], lr_b[STUDENT_LIN_N];
     student_mm lr_a_dx[STUDENT_LIN_N], lr_a_dw[STUDENT_LIN_N];
     student_mm lr_b_dx[STUDENT_LIN_N], lr_b_dw[STUDENT_LIN_N];
-    /* backward: attention */
-    student_mm att_dp;   /* dP = dO V^T */
-    student_mm att_dv;   /* dV = P^T dO */
-    student_mm att_dq;   /* dQ = dS K */
-    student_mm att_dk;   /* dK = dS^T Q */
+    /* backward: attention, per query block; dV and dK of keys 0..q1-1
+     * accumulate over the blocks (the last block, which covers every key,
+     * writes them) */
+    student_mm att_dp[STUDENT_ATT_BLOCKS]; /* dP = dO V^T */
+    student_mm att_dv[STUDENT_ATT_BLOCKS]; /* dV (+)= P^T dO */
+    student_mm att_dq[STUDENT_ATT_BLOCKS]; /* dQ = dS K */
+    student_mm att_dk[STUDENT_ATT_BLOCKS]; /* dK (+)= dS^T Q */
     /* int8 mode: the linear layers and the bf16 head for M rows (quant.c),
      * and the attention batches in bf16 (qk, pv are f32 in an f32 model) */
     struct student_qlin *q8;
@@ -255,6 +292,15 @@ struct student_model {
     float *adam_v;         /* (block_floats) training only */
     uint16_t *params_bf;   /* (block_floats) bf16 copy, bf16 mode only */
     int bf_stale;          /* params changed since params_bf was written */
+    /* Packed copies of the weights for the matmuls that asked for them
+     * (student_mm_shape.pack) in the full-batch plan, made at the first
+     * forward after a weight change (pack_weights in model.c). Per layer,
+     * linear k's forward (d = 0) and input-gradient (d = 1) copies sit at
+     * packed + l * pk_layer + pk_off[k][d]; the LM head's at pk_off[STUDENT_LIN_N][d]
+     * past the layers. Allocated at the first packing. */
+    uint8_t *packed;
+    size_t pk_off[STUDENT_LIN_N + 1][2], pk_layer, pk_bytes;
+    int pack_stale;        /* params changed since the packed copies were written */
     float *act_block;
     student_acts act;
     uint16_t *act_bf_block;
