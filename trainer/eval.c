@@ -11,7 +11,8 @@
  * evaluation measures exactly the model training produced. trainer_eval
  * loads through ckpt_load_model, the one path from a file to a ready model,
  * so any file kind it learns to read (deploy, int8) evaluates here
- * unchanged. */
+ * unchanged, and reads the shard window by window (hyperslabs), so its
+ * memory does not grow with the shard. */
 #define _GNU_SOURCE
 #include <math.h>
 #include <stdio.h>
@@ -85,11 +86,12 @@ int64_t trainer_eval_n_windows(int64_t n_tokens, int T) {
 }
 
 rt_status trainer_eval_windows(student_model *m, student_model *teacher, const int32_t *tokens,
-                               int64_t n_windows, int64_t first, int64_t stride, int batch,
-                               int top1, int progress, trainer_eval_sums *sums) {
+                               data_shard *shard, int64_t n_windows, int64_t first,
+                               int64_t stride, int batch, int top1, int progress,
+                               trainer_eval_sums *sums) {
     const student_config *c = student_cfg(m);
     const int T = c->seq_len, V = c->vocab_size;
-    RT_ASSERT(batch >= 1 && stride >= 1 && first >= 0);
+    RT_ASSERT(batch >= 1 && stride >= 1 && first >= 0 && (tokens != NULL) != (shard != NULL));
     const size_t rows = (size_t)batch * (size_t)T;
     int32_t *inputs = malloc(rows * sizeof *inputs), *targets = malloc(rows * sizeof *targets);
     int32_t *top_m = top1 ? malloc(rows * sizeof *top_m) : NULL;
@@ -105,9 +107,14 @@ rt_status trainer_eval_windows(student_model *m, student_model *teacher, const i
     for (int64_t k0 = 0; k0 < mine; k0 += batch) {
         const int B = (int)(mine - k0 < batch ? mine - k0 : batch);
         for (int b = 0; b < B; b++) {
-            const int32_t *win = tokens + (first + (k0 + b) * stride) * T;
-            memcpy(inputs + (size_t)b * T, win, (size_t)T * sizeof *inputs);
-            memcpy(targets + (size_t)b * T, win + 1, (size_t)T * sizeof *targets);
+            const int64_t start = (first + (k0 + b) * stride) * T;
+            int32_t *in = inputs + (size_t)b * T, *tg = targets + (size_t)b * T;
+            if (shard) {
+                if ((st = data_shard_read_window(shard, start, T, in, tg)) != RT_OK) goto cleanup;
+            } else {
+                memcpy(in, tokens + start, (size_t)T * sizeof *inputs);
+                memcpy(tg, tokens + start + 1, (size_t)T * sizeof *targets);
+            }
         }
         const int64_t n_pos = (int64_t)B * T;
         if ((st = student_forward(m, inputs, B)) != RT_OK) goto cleanup;
@@ -146,7 +153,7 @@ cleanup:
 
 rt_status trainer_eval(const trainer_eval_opts *o, trainer_eval_result *out) {
     student_model *m = NULL, *t = NULL;
-    int32_t *tokens = NULL;
+    data_shard *sh = NULL;
     int64_t n_tokens = 0, shard_vocab = 0;
     rt_status st;
     memset(out, 0, sizeof *out);
@@ -157,7 +164,10 @@ rt_status trainer_eval(const trainer_eval_opts *o, trainer_eval_result *out) {
         goto cleanup;
     const student_config *c = student_cfg(m);
     const int T = c->seq_len, V = c->vocab_size;
-    if ((st = data_shard_load(o->data, &tokens, &n_tokens, &shard_vocab)) != RT_OK) goto cleanup;
+    /* windows are read as they are evaluated: memory does not grow with the shard */
+    if ((st = data_shard_open(o->data, &sh)) != RT_OK) goto cleanup;
+    n_tokens = data_shard_n_tokens(sh);
+    shard_vocab = data_shard_vocab_size(sh);
     if (shard_vocab != V) {
         st = rt_fail(RT_ERR_MISMATCH,
                      "%s has vocab_size %lld but the model %s has vocab_size %d (use the shard "
@@ -192,7 +202,7 @@ rt_status trainer_eval(const trainer_eval_opts *o, trainer_eval_result *out) {
 
     trainer_eval_sums sums = {0};
     const double t0 = now_s();
-    if ((st = trainer_eval_windows(m, t, tokens, W, 0, 1, o->batch, 1, o->progress, &sums)) !=
+    if ((st = trainer_eval_windows(m, t, NULL, sh, W, 0, 1, o->batch, 1, o->progress, &sums)) !=
         RT_OK)
         goto cleanup;
     const double secs = now_s() - t0;
@@ -218,6 +228,6 @@ rt_status trainer_eval(const trainer_eval_opts *o, trainer_eval_result *out) {
 cleanup:
     student_destroy(m);
     student_destroy(t);
-    rt_free_aligned(tokens);
+    data_shard_close(sh);
     return st;
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "data.h"
 #include "rt_status.h"
 #include "student.h"
 
@@ -78,13 +79,16 @@ typedef struct {
  * through m, up to `batch` windows per forward pass (batch <= the batch m
  * was created for), and adds their cross-entropy into sums. With top1 also
  * the top-1 confidence bins, and with a teacher (created for >= batch rows,
- * same seq_len and vocab) the top-1 agreement. tokens must hold
- * n_windows * T + 1 tokens (see trainer_eval_n_windows). With progress, a
+ * same seq_len and vocab) the top-1 agreement. The tokens come from memory
+ * (`tokens`, holding n_windows * T + 1 of them, see trainer_eval_n_windows)
+ * or, when tokens is NULL, window by window from the open shard `shard`
+ * (data_shard_read_window), so memory does not grow with it. With progress, a
  * line on stderr every 5 s once a pass runs long. Splitting windows over
  * ranks (first = rank, stride = ranks) and summing the sums gives the same
  * loss as one pass over all of them. */
 rt_status trainer_eval_windows(student_model *m, student_model *teacher, const int32_t *tokens,
-                               int64_t n_windows, int64_t first, int64_t stride, int batch,
-                               int top1, int progress, trainer_eval_sums *sums);
+                               data_shard *shard, int64_t n_windows, int64_t first,
+                               int64_t stride, int batch, int top1, int progress,
+                               trainer_eval_sums *sums);
 
 #endif

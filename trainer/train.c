@@ -772,7 +772,8 @@ static rt_status evaluate(student_run *s, double *loss) {
         n_win = s->cfg.train.eval_tokens / T;
     if (n_win < 1) n_win = 1; /* eval_tokens < seq_len: one window */
     trainer_eval_sums e = {0};
-    RT_TRY(trainer_eval_windows(s->m, NULL, s->val, n_win, s->rank, s->rs.R, s->rs.mb, 0, 0, &e));
+    RT_TRY(trainer_eval_windows(s->m, NULL, s->val, NULL, n_win, s->rank, s->rs.R, s->rs.mb, 0,
+                                0, &e));
     double sums[2] = {e.loss_sum, (double)e.tokens};
     RT_TRY(comm_allreduce_sum_double(sums, 2, s->roles));
     *loss = sums[0] / sums[1];
