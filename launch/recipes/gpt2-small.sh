@@ -22,6 +22,9 @@
 #                 1.1.4 (installed into the npm cache by tests/npm_cache.sh).
 #   CORPUS=PATH   text to train on (default /usr/share/games/fortunes).
 #   STEPS=20 BATCH=2 SEQ=1024 PRECISION=bf16 (student) TOPK=64
+#   T_LAYERS=12 S_LAYERS=6 HEADS=12 DIM=768 FF=3072: the shapes above; the
+#                 recipe's test (tests/recipe_gpt2_small.sh) runs it at a
+#                 tiny shape through these
 #   THREADS       OpenMP threads per rank (default: cores / 2, at least 1)
 #   RETORT_BIN    the binary (default build/trainer/retort)
 # Everything lands in OUT: data/, teacher/ (random teacher), run/ (the
@@ -34,6 +37,7 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 R=${RETORT_BIN:-$root/build/trainer/retort}
 steps=${STEPS:-20} batch=${BATCH:-2} seq=${SEQ:-1024} prec=${PRECISION:-bf16} topk=${TOPK:-64}
+t_layers=${T_LAYERS:-12} s_layers=${S_LAYERS:-6} heads=${HEADS:-12} dim=${DIM:-768} ff=${FF:-3072}
 cores=$(nproc 2>/dev/null || echo 2)
 threads=${THREADS:-$(( cores / 2 > 0 ? cores / 2 : 1 ))}
 corpus=${CORPUS:-/usr/share/games/fortunes}
@@ -67,8 +71,8 @@ if [ ! -f "$out/data/train.h5" ] || [ ! -f "$out/data/val.h5" ]; then
 fi
 
 # ---- teacher
-shape_t=(--set model.n_layer=12 --set model.n_head=12 --set model.d_model=768
-         --set model.d_ff=3072 --set model.seq_len="$seq")
+shape_t=(--set model.n_layer="$t_layers" --set model.n_head="$heads" --set model.d_model="$dim"
+         --set model.d_ff="$ff" --set model.seq_len="$seq")
 if [ -n "${TEACHER:-}" ]; then
   teacher=$TEACHER
 else
@@ -88,10 +92,10 @@ fi
 cat >"$out/distill.ini" <<INI
 ; written by launch/recipes/gpt2-small.sh: distilgpt2 shape from a GPT-2-small teacher
 [model]
-n_layer = 6
-n_head = 12
-d_model = 768
-d_ff = 3072
+n_layer = $s_layers
+n_head = $heads
+d_model = $dim
+d_ff = $ff
 seq_len = $seq
 
 [data]
@@ -160,7 +164,7 @@ summary() {
 {
   if [ -n "${TEACHER:-}" ]; then echo "gpt2-small recipe: teacher $teacher (Hugging Face folder)"
   else echo "gpt2-small recipe: teacher $teacher (RANDOM weights: this run measures speed only)"; fi
-  echo "student 6 x 768 ($prec), $steps steps of $batch x $seq tokens, $threads thread(s) per rank"
+  echo "student $s_layers x $dim ($prec), $steps steps of $batch x $seq tokens, $threads thread(s) per rank"
   TOPK_SHOWN=$topk summary
   for f in "$out/student.f32.h5" "$out/student.int8.h5"; do
     printf 'export:        %s (%s MB)\n' "$f" "$(( $(stat -c %s "$f") / 1000000 ))"
