@@ -256,12 +256,44 @@ rt_status ckpt_read_model(ckpt_reader *r, student_model *m);
 
 /* ---------------------------------------------------------------- info */
 
-/* Prints kind, step, tokens seen, model shape, parameter count, file size,
- * bytes per dtype, retort version, provenance, whether the config text is
- * present and which optional state is (optimizer, state, distill, qat,
- * prune): human readable, or one JSON object on one line when json != 0.
- * Reads metadata only (no checksum pass; see ckpt_verify). */
-rt_status ckpt_info(const char *path, int json, FILE *out);
+/* Optional state groups of a training checkpoint, in `retort info`'s
+ * order: /optimizer, /state, /distill, /qat, /prune. */
+#define CKPT_SUMMARY_N_GROUPS 5
+extern const char *const ckpt_summary_groups[CKPT_SUMMARY_N_GROUPS];
+/* Dataset bytes are counted per ckpt_dtype plus one slot for any other
+ * type (ckpt_summary_type_name gives "other" for it). */
+#define CKPT_SUMMARY_N_TYPES (CKPT_U64 + 2)
+const char *ckpt_summary_type_name(int slot);
+
+/* What a model file or folder holds, from its metadata alone (no data
+ * pass; see ckpt_verify): `retort info` prints it. Owns its strings. */
+typedef struct {
+    char *path;
+    char kind[16];           /* "train", "deploy" or "hf" */
+    student_config cfg;
+    size_t params;           /* student_param_count(&cfg) */
+    long long file_bytes;    /* -1 when the file cannot be stat'ed */
+    /* HDF5 files (kind train/deploy) */
+    int64_t step, tokens_seen;
+    int d_head_stored;       /* /config holds d_head: heads were removed */
+    unsigned long long type_bytes[CKPT_SUMMARY_N_TYPES]; /* storage bytes by dtype */
+    long long type_count[CKPT_SUMMARY_N_TYPES];          /* datasets by dtype */
+    char *config, *provenance, *version; /* /meta attributes; NULL when absent */
+    int has_group[CKPT_SUMMARY_N_GROUPS];
+    int has_opt_step;        /* /optimizer has a step attribute: opt_step */
+    int64_t opt_step;
+    /* Hugging Face folders (kind hf) */
+    const char *hf_dtype;    /* of the first tensor: "F32", "F16", "BF16" */
+    int hf_files;            /* safetensors files */
+    int hf_key_prefix;       /* names carry "transformer." */
+    int hf_head_stored;      /* lm_head.weight stored (checked equal to wte) */
+} ckpt_summary;
+
+/* Fills *s (zeroed first) for the file or folder at path; errors as
+ * ckpt_open's, naming the file. Free with ckpt_summary_free (also after a
+ * failure; NULL-safe). */
+rt_status ckpt_summarize(const char *path, ckpt_summary *s);
+void ckpt_summary_free(ckpt_summary *s);
 
 /* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78) of n bytes, chained
  * like zlib's crc32: start with crc = 0, pass the previous result to

@@ -18,6 +18,7 @@
 
 #include <stdio.h>
 
+#include "ckpt.h"
 #include "ckpt_st.h"
 #include "student.h"
 
@@ -57,8 +58,9 @@ rt_status ckpt_hf_crc32c(const char *dir, uint32_t *crc);
 /* config.json plus every weight file, in bytes. */
 uint64_t ckpt_hf_bytes(const ckpt_hf *h);
 
-/* What `retort info` prints for a folder (human or one JSON line). */
-rt_status ckpt_hf_info(const ckpt_hf *h, const student_config *c, int json, FILE *out);
+/* The folder's part of ckpt_summarize: path, kind "hf", file bytes and the
+ * hf_* fields of *s. */
+rt_status ckpt_hf_summarize(const ckpt_hf *h, ckpt_summary *s);
 
 /* Writes a Hugging Face folder to `dir` (created when missing): config.json,
  * generation_config.json, model.safetensors (`dtype`), and the tokenizer:

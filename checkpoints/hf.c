@@ -380,35 +380,14 @@ uint64_t ckpt_hf_bytes(const ckpt_hf *h) {
     return bytes;
 }
 
-rt_status ckpt_hf_info(const ckpt_hf *h, const student_config *c, int json, FILE *out) {
-    const uint64_t bytes = ckpt_hf_bytes(h);
-    const char *dt = ckpt_st_dtype_name(h->tent[0]->dtype);
-    const size_t params = student_param_count(c);
-    if (json) {
-        json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:{s:i, s:i, s:i, s:i, s:i, s:i}, s:I, s:I, "
-                              "s:b, s:b}",
-                              "path", h->dir, "kind", "hf", "dtype", dt, "files", h->n_files,
-                              "config", "n_layer", c->n_layer, "n_head", c->n_head, "d_model",
-                              c->d_model, "d_ff", c->d_ff, "vocab_size", c->vocab_size, "seq_len",
-                              c->seq_len, "parameters", (json_int_t)params, "file_bytes",
-                              (json_int_t)bytes, "transformer_prefix", h->key_prefix,
-                              "lm_head_stored", h->head != NULL);
-        char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-        json_decref(j);
-        if (!s) return rt_fail(RT_ERR_NOMEM, "%s: out of memory printing JSON", h->dir);
-        fprintf(out, "%s\n", s);
-        free(s);
-        return RT_OK;
-    }
-    fprintf(out, "checkpoint   %s\n", h->dir);
-    fprintf(out, "kind         hf (Hugging Face GPT-2 folder, %d safetensors file%s, %s, names "
-            "%s the transformer. prefix)\n", h->n_files, h->n_files == 1 ? "" : "s", dt,
-            h->key_prefix ? "with" : "without");
-    fprintf(out, "model        n_layer=%d n_head=%d d_model=%d d_ff=%d vocab_size=%d seq_len=%d\n",
-            c->n_layer, c->n_head, c->d_model, c->d_ff, c->vocab_size, c->seq_len);
-    fprintf(out, "parameters   %zu (%.2fM)\n", params, (double)params / 1e6);
-    fprintf(out, "file size    %llu bytes (config.json + safetensors)\n", (unsigned long long)bytes);
-    fprintf(out, "lm_head      %s\n", h->head ? "stored (checked equal to wte on load)" : "tied");
+rt_status ckpt_hf_summarize(const ckpt_hf *h, ckpt_summary *s) {
+    if (!(s->path = strdup(h->dir))) return rt_fail(RT_ERR_NOMEM, "%s: out of memory", h->dir);
+    snprintf(s->kind, sizeof s->kind, "hf");
+    s->file_bytes = (long long)ckpt_hf_bytes(h);
+    s->hf_dtype = ckpt_st_dtype_name(h->tent[0]->dtype);
+    s->hf_files = h->n_files;
+    s->hf_key_prefix = h->key_prefix;
+    s->hf_head_stored = h->head != NULL;
     return RT_OK;
 }
 

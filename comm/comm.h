@@ -264,9 +264,11 @@ rt_status comm_stream_stop(comm_stream *s);
  * are dropped. Call comm_stream_progress first to read new stop notes. */
 bool comm_stream_stopped(const comm_stream *s);
 
-/* Either side: advances transfers without blocking (call it between pieces
- * of compute so large records move while the CPU works: Open MPI progresses
- * rendezvous transfers only inside MPI calls). */
+/* Either side: advances transfers without blocking (Open MPI progresses
+ * rendezvous transfers only inside MPI calls). The teacher's loop calls it
+ * once per step, before comm_stream_stopped, to complete finished sends and
+ * read stop notes; a student needs no call of its own: comm_stream_recv
+ * ends with it, so the next record moves while the student computes. */
 rt_status comm_stream_progress(comm_stream *s);
 
 /* Clean end. Teacher: sends end-of-stream to every served student and waits

@@ -350,26 +350,6 @@ static double kd_row(const float *z, const int32_t *id, const float *lp, float t
     return kl;
 }
 
-rt_status student_loss_kd(student_loss_ws *ws, const float *logits, int n_pos, int V, float T,
-                          const int32_t *topk_ids, const float *topk_logp, const float *tail,
-                          int k, float *dlogits, float scale, double *kl) {
-    RT_ASSERT(T > 0.0f && k >= 1 && k <= V && (topk_ids || k == V) && (tail || k == V));
-    RT_TRY(ws_check(ws, "student_loss_kd", V, topk_ids, (size_t)n_pos * (size_t)k));
-    const float invT = 1.0f / T;
-    double total = 0.0;
-#pragma omp parallel reduction(+ : total) num_threads(ws->n_threads)
-    {
-        const ws_rows w = ws_thread(ws);
-#pragma omp for schedule(static)
-        for (int i = 0; i < n_pos; i++)
-            total += kd_row(logits + (size_t)i * V, topk_ids ? topk_ids + (size_t)i * k : NULL,
-                            topk_logp + (size_t)i * k, tail ? tail[i] : 0.0f, k, V, invT,
-                            scale * invT, dlogits ? dlogits + (size_t)i * V : NULL, &w);
-    }
-    *kl = total;
-    return RT_OK;
-}
-
 rt_status student_loss_distill(student_loss_ws *ws, const float *logits, const int32_t *targets,
                                int n_pos, int V, float T, const int32_t *topk_ids,
                                const float *topk_logp, const float *tail, int k, float *dlogits,

@@ -74,13 +74,6 @@ void student_qat_step_end(student_model *m) {
 
 int student_qat_calibrating(const student_model *m) { return m->qat && calibrating(m->qat); }
 
-void student_qat_end_calibration(student_model *m) {
-    if (!m->qat) return;
-    student_qat_step_end(m);
-    m->qat->state[ST_FREEZE] = 1.0f;
-    m->qat->state[ST_CALIB] = m->qat->state[ST_SEEN];
-}
-
 /* w (K, N) quantize-dequantized per column into out. */
 static void fq_weight(float *out, const float *w, int64_t K, int64_t N) {
 #pragma omp parallel for schedule(static)

@@ -263,28 +263,25 @@ rt_status student_teacher_sample(const float *logits, int n_pos, int V, float T,
                                  const int32_t *topk_ids, const float *topk_logp, int n_samples,
                                  const uint64_t *seeds, int32_t *ids, float *logp);
 
-/* Sum over positions of KL(p_T || q_T) with q = softmax(logits / T), where p
- * is given per position by top-k ids + log-probs (n_pos*k each) and the tail
- * mass, treated as one extra bucket whose student mass is q_tail = 1 - sum of
- * q over the ids. If dlogits != NULL, ADDS scale * dKL/dlogits, i.e.
- * scale/T * (q_j - p~_j) with p~_j = p_j on the ids and tail*q_j/q_tail
- * elsewhere. k == V with tail 0 is exactly the dense KL; then topk_ids may
- * be NULL, meaning 0..V-1 in order (the fast contiguous path, also taken
- * when the ids are given in that order), and tail is not read (may be NULL).
- * An entry with logp = -inf carries no mass (the padding of sampled rows)
- * and may repeat another entry's id.
- * The sum goes to *kl. Ids outside [0, V) are RT_ERR_FORMAT (records are
- * validated where they arrive; this keeps a bad one from indexing out of
- * the row). */
-rt_status student_loss_kd(student_loss_ws *ws, const float *logits, int n_pos, int V, float T,
-                          const int32_t *topk_ids, const float *topk_logp, const float *tail,
-                          int k, float *dlogits, float scale, double *kl);
-
 /* The usual distillation pair in one sweep over the logits: exactly
- * student_loss_ce(..., ce_scale) followed by student_loss_kd(..., kd_scale)
- * (dlogits WRITTEN with the sum of both gradients), but logits and dlogits
- * cross memory once. The CE sum goes to *ce_sum, the KL sum to *kd_sum if
- * not NULL. A negative target masks the CE term of its position only. */
+ * student_loss_ce(..., ce_scale) followed by the KL term below with
+ * kd_scale (dlogits WRITTEN with the sum of both gradients), but logits and
+ * dlogits cross memory once. The CE sum goes to *ce_sum, the KL sum to
+ * *kd_sum if not NULL. A negative target masks the CE term of its position
+ * only (so with every target negative this is the KL term alone).
+ *
+ * The KL term: sum over positions of KL(p_T || q_T) with q =
+ * softmax(logits / T), where p is given per position by top-k ids +
+ * log-probs (n_pos*k each) and the tail mass, treated as one extra bucket
+ * whose student mass is q_tail = 1 - sum of q over the ids. Its gradient
+ * is kd_scale/T * (q_j - p~_j) with p~_j = p_j on the ids and
+ * tail*q_j/q_tail elsewhere. k == V with tail 0 is exactly the dense KL;
+ * then topk_ids may be NULL, meaning 0..V-1 in order (the fast contiguous
+ * path, also taken when the ids are given in that order), and tail is not
+ * read (may be NULL). An entry with logp = -inf carries no mass (the
+ * padding of sampled rows) and may repeat another entry's id. Ids outside
+ * [0, V) are RT_ERR_FORMAT (records are validated where they arrive; this
+ * keeps a bad one from indexing out of the row). */
 rt_status student_loss_distill(student_loss_ws *ws, const float *logits, const int32_t *targets,
                                int n_pos, int V, float T, const int32_t *topk_ids,
                                const float *topk_logp, const float *tail, int k, float *dlogits,
@@ -663,8 +660,6 @@ void student_qat_disable(student_model *m); /* frees it all; no-op when off */
 int student_qat_enabled(const student_model *m);
 /* 1 while activation ranges are still being calibrated. */
 int student_qat_calibrating(const student_model *m);
-/* Freezes the activation ranges now (calibration ends early). */
-void student_qat_end_calibration(student_model *m);
 /* The next student_forward observes activation ranges (if calibration is
  * not over); every other forward leaves them alone. Call it before each
  * training micro-batch's forward. No-op when QAT is off. */

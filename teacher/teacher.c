@@ -121,9 +121,6 @@ void teacher_destroy(teacher *t) {
 
 const teacher_config *teacher_cfg(const teacher *t) { return &t->cfg; }
 float *teacher_params(teacher *t) { return student_params(t->model); }
-const float *teacher_logits(const teacher *t) {
-    return student_logits((student_model *)t->model);
-}
 
 rt_status teacher_run(teacher *t, const int32_t *inputs, int B, uint64_t seed, int64_t step,
                       const int64_t *starts, int32_t *ids, float *logp, float *tail, float *feat) {

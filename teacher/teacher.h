@@ -83,7 +83,4 @@ uint64_t teacher_window_seed(uint64_t seed, int64_t step, int64_t start);
 rt_status teacher_run(teacher *t, const int32_t *inputs, int B, uint64_t seed, int64_t step,
                       const int64_t *starts, int32_t *ids, float *logp, float *tail, float *feat);
 
-/* Logits (B, T, V) of the last teacher_run (top-1 agreement, tests). */
-const float *teacher_logits(const teacher *t);
-
 #endif

@@ -445,6 +445,16 @@ static void test_round_trip(void) {
     CU_ASSERT_STRING_EQUAL(back.train.run_dir, "; odd run");
     CU_ASSERT(trainer_config_equal(&e, &back));
     free(ini);
+
+    /* trainer_config_to_ini checks its own round trip (what a checkpoint
+     * stores must read back as the config that ran): a config that would
+     * not read back, here one that no longer validates, is refused. */
+    trainer_config_defaults(&e);
+    e.train.beta2 = 0.99999999999; /* rounds to 1.0f */
+    ini = NULL;
+    CU_ASSERT_EQUAL(trainer_config_to_ini(&e, &ini), RT_ERR_ARGS);
+    CU_ASSERT_PTR_NULL(ini);
+    CU_ASSERT(strstr(rt_last_error(), "train.beta2") != NULL);
 }
 
 /* The JSON dump, read back by jansson, holds every key with its value. */

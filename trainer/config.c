@@ -840,6 +840,18 @@ rt_status trainer_config_to_ini(const trainer_config *c, char **out) {
         free(buf);
         return rt_fail(RT_ERR_NOMEM, "out of memory writing the config as INI");
     }
+    /* The text goes into every checkpoint and is what a resume reads: check
+     * here that it reads back as this very config (fuzz_config found values
+     * that did not; a new key type or quoting rule could again). */
+    trainer_config back;
+    rt_status st = trainer_config_load_string(buf, "the config written as INI", NULL, 0, &back);
+    if (st == RT_OK && !trainer_config_equal(c, &back))
+        st = rt_fail(RT_ERR_INTERNAL, "the config written as INI reads back as a different "
+                                      "config (a value that does not survive the round trip)");
+    if (st != RT_OK) {
+        free(buf);
+        return st;
+    }
     *out = buf;
     return RT_OK;
 }

@@ -163,15 +163,17 @@ rt_status trainer_config_apply_set(trainer_config *c, const char *set);
 rt_status trainer_config_validate(trainer_config *c);
 
 /* The resolved configuration as INI text, every key, in schema order, that
- * trainer_config_load_string reads back to an equal config. *out is
- * malloc'd (caller frees). */
+ * trainer_config_load_string reads back to an equal config (checked before
+ * returning: RT_ERR_INTERNAL, or the reader's error, when it would not).
+ * *out is malloc'd (caller frees). */
 rt_status trainer_config_to_ini(const trainer_config *c, char **out);
 
 /* The configuration as a JSON object {section: {key: value}} (new
  * reference; NULL only when out of memory). */
 json_t *trainer_config_to_json(const trainer_config *c);
 
-/* True when every key holds the same value in a and b. */
+/* True when every key holds the same value in a and b (trainer_config_to_ini
+ * checks its round trip with it). */
 bool trainer_config_equal(const trainer_config *a, const trainer_config *b);
 
 /* Documents every key (section, type, default, bounds/choices, help) for
