@@ -1,7 +1,9 @@
-/* Shared pieces of checkpoints/: element types and their HDF5 mapping and
- * the file access properties. (HDF5 error messages are data/rt_h5.h's;
+/* Shared pieces of checkpoints/: element types and their HDF5 mapping, the
+ * file access properties and the float range check of every reader (HDF5
+ * in read.c, safetensors in hf.c). (HDF5 error messages are data/rt_h5.h's;
  * atomic, durable writes are data/fsutil.h's, shared with every writer.) */
 #define _GNU_SOURCE
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -92,4 +94,13 @@ hid_t ckpt_fapl(void) {
         return H5I_INVALID_HID;
     }
     return fapl;
+}
+
+rt_status ckpt_check_floats_in(const char *file, const char *what, const float *x, size_t n,
+                               float lo, float hi) {
+    for (size_t i = 0; i < n; i++)
+        if (!(x[i] >= lo && x[i] <= hi)) /* also false for NaN */
+            return rt_fail(RT_ERR_FORMAT, "%s: %s[%zu] = %g is %s", file, what, i, (double)x[i],
+                           isfinite(x[i]) ? "out of range" : "not finite");
+    return RT_OK;
 }

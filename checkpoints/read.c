@@ -537,15 +537,6 @@ rt_status ckpt_check_model(ckpt_reader *r) {
     return RT_OK;
 }
 
-rt_status ckpt_check_floats_in(const char *file, const char *what, const float *x, size_t n,
-                               float lo, float hi) {
-    for (size_t i = 0; i < n; i++)
-        if (!(x[i] >= lo && x[i] <= hi)) /* also false for NaN */
-            return rt_fail(RT_ERR_FORMAT, "%s: %s[%zu] = %g is %s", file, what, i, (double)x[i],
-                           isfinite(x[i]) ? "out of range" : "not finite");
-    return RT_OK;
-}
-
 rt_status ckpt_check_floats(const ckpt_reader *r, const char *dpath, const float *x, size_t n,
                             float lo, float hi) {
     return ckpt_check_floats_in(r->path, dpath, x, n, lo, hi);
