@@ -318,8 +318,33 @@ void student_lowrank_merge(const student_config *c, const float *src, student_co
     }
 }
 
+/* The activation weights of linear k of block l: s_i = sqrt(act_sq_i), the
+ * input's RMS up to a constant, floored at 1e-6 of the largest so that an
+ * input never seen keeps a (tiny) weight; NULL without statistics. */
+static float *act_weights(const student_config *c, const double *act_sq, int l, int k,
+                          int64_t in) {
+    if (!act_sq) return NULL;
+    float *s = malloc((size_t)in * sizeof *s);
+    if (!s) return NULL;
+    const double *a = student_prune_stats_at(c, act_sq, l, (student_linear)k);
+    double mx = 0.0;
+    for (int64_t i = 0; i < in; i++) mx = fmax(mx, sqrt(a[i]));
+    for (int64_t i = 0; i < in; i++)
+        s[i] = (float)(mx > 0.0 ? fmax(sqrt(a[i]), 1e-6 * mx) : 1.0);
+    return s;
+}
+
+/* w (in, out) with row i scaled by s[i], into a new buffer. */
+static float *scale_rows(const float *w, int64_t in, int64_t out, const float *s) {
+    float *ws = malloc((size_t)(in * out) * sizeof *ws);
+    if (!ws) return NULL;
+    for (int64_t i = 0; i < in; i++)
+        for (int64_t j = 0; j < out; j++) ws[i * out + j] = s[i] * w[i * out + j];
+    return ws;
+}
+
 rt_status student_lowrank_apply(const student_config *c, const float *src,
-                                 const student_config *c2, float *dst,
+                                 const student_config *c2, const double *act_sq, float *dst,
                                  student_lowrank_stat *stats) {
     RT_ASSERT(!student_is_lowrank(c));
     memset(dst, 0, student_block_floats(c2) * sizeof *dst);
@@ -338,19 +363,30 @@ rt_status student_lowrank_apply(const student_config *c, const float *src,
         student_tensor_info(c2, student_linear_factor(c2, l, (student_linear)k), &tb);
         const int64_t in = t.shape[0], out = t.shape[1], nsv = in < out ? in : out;
         double *sv = malloc((size_t)nsv * sizeof *sv);
-        if (!sv) return rt_fail(RT_ERR_NOMEM, "lowrank: out of memory for singular values");
-        rt_status st = student_lowrank_factor(src + t.offset, in, out, c2->rank[k],
-                                              dst + t2.offset, dst + tb.offset, sv);
+        float *s = act_weights(c, act_sq, l, k, in), *ws = s ? scale_rows(src + t.offset, in, out, s)
+                                                            : NULL;
+        if (!sv || (act_sq && (!s || !ws))) {
+            free(sv), free(s), free(ws);
+            return rt_fail(RT_ERR_NOMEM, "lowrank: out of memory for singular values");
+        }
+        /* activation-weighted: factor diag(s) W, then W_a = diag(1/s) (diag(s) W)_a */
+        float *wa = dst + t2.offset;
+        rt_status st = student_lowrank_factor(ws ? ws : src + t.offset, in, out, c2->rank[k], wa,
+                                              dst + tb.offset, sv);
+        for (int64_t row = 0; s && row < in; row++)
+            for (int q = 0; q < c2->rank[k]; q++) wa[row * c2->rank[k] + q] /= s[row];
+        free(s);
+        free(ws);
         if (st == RT_OK && stats) {
-            student_lowrank_stat *s = &stats[l * STUDENT_LIN_N + k];
+            student_lowrank_stat *fig = &stats[l * STUDENT_LIN_N + k];
             double kept = 0.0, all = 0.0;
             for (int64_t q = 0; q < nsv; q++) {
                 all += sv[q] * sv[q];
                 if (q < c2->rank[k]) kept += sv[q] * sv[q];
             }
-            s->rank = c2->rank[k];
-            s->energy = all > 0.0 ? kept / all : 1.0;
-            s->rel_error = all > 0.0 ? sqrt((all - kept > 0.0 ? all - kept : 0.0) / all) : 0.0;
+            fig->rank = c2->rank[k];
+            fig->energy = all > 0.0 ? kept / all : 1.0;
+            fig->rel_error = all > 0.0 ? sqrt((all - kept > 0.0 ? all - kept : 0.0) / all) : 0.0;
         }
         free(sv);
         if (st != RT_OK) return st;
@@ -359,8 +395,8 @@ rt_status student_lowrank_apply(const student_config *c, const float *src,
 }
 
 rt_status student_lowrank_choose(const student_config *c, const float *params,
-                                 const student_lowrank_opts *o, student_config *c2,
-                                 int wanted[STUDENT_LIN_N]) {
+                                 const student_lowrank_opts *o, const double *act_sq,
+                                 student_config *c2, int wanted[STUDENT_LIN_N]) {
     *c2 = *c;
     if (student_is_lowrank(c))
         return rt_fail(RT_ERR_UNSUPPORTED, "lowrank: the model is low-rank already");
@@ -405,7 +441,13 @@ rt_status student_lowrank_choose(const student_config *c, const float *params,
             for (int l = 0; l < c->n_layer; l++) {
                 student_tensor t;
                 student_tensor_info(c, student_linear_tensor(c, l, (student_linear)k), &t);
-                rt_status st = student_svd_values(params + t.offset, in, out, sv);
+                float *s = act_weights(c, act_sq, l, k, in),
+                      *ws = s ? scale_rows(params + t.offset, in, out, s) : NULL;
+                rt_status st = act_sq && !ws ? rt_fail(RT_ERR_NOMEM, "lowrank: out of memory")
+                                             : student_svd_values(ws ? ws : params + t.offset,
+                                                                  in, out, sv);
+                free(s);
+                free(ws);
                 if (st != RT_OK) {
                     free(sv);
                     return st;

@@ -599,14 +599,20 @@ typedef struct {
  * energy outside (0, 1], or not exactly one of the four;
  * RT_ERR_UNSUPPORTED when c is low-rank already. */
 rt_status student_lowrank_choose(const student_config *c, const float *params,
-                                 const student_lowrank_opts *o, student_config *c2,
-                                 int wanted[STUDENT_LIN_N]);
+                                 const student_lowrank_opts *o, const double *act_sq,
+                                 student_config *c2, int wanted[STUDENT_LIN_N]);
 /* dst (student_block_floats(c2)) = the dense block src of c with every
  * linear k with c2->rank[k] > 0 factored at that rank, everything else
  * copied. stats (n_layer * STUDENT_LIN_N, may be NULL) receives each
- * factorization's figures. */
+ * factorization's figures. act_sq (calibration statistics in the layout of
+ * student_prune_calibrate, or NULL) makes it activation-weighted, in the
+ * spirit of ASVD: with s_i the RMS of input feature i, the truncation is
+ * that of diag(s) W, W_a = diag(1/s) (diag(s) W)_a, which minimizes the
+ * expected output error E||x (W - W_a W_b)||^2 when the input features are
+ * uncorrelated; the energy (choose, and the figures) is then that of
+ * diag(s) W. */
 rt_status student_lowrank_apply(const student_config *c, const float *src,
-                                const student_config *c2, float *dst,
+                                const student_config *c2, const double *act_sq, float *dst,
                                 student_lowrank_stat *stats);
 /* The inverse for export to formats with dense weights only (Hugging
  * Face, GGUF): c2 = c with every rank 0 and, when dst != NULL, dst

@@ -211,7 +211,7 @@ static void test_full_rank_forward(void) {
     student_init_weights(m, 3);
     float *P = student_params(m);
     for (size_t i = 0; i < student_block_size(m); i++) P[i] += 0.05f * rng_unif(); /* biases too */
-    CU_ASSERT_FATAL(student_lowrank_apply(&c, P, &c2, student_params(m2), NULL) == RT_OK);
+    CU_ASSERT_FATAL(student_lowrank_apply(&c, P, &c2, NULL, student_params(m2), NULL) == RT_OK);
     int32_t tok[2 * 8];
     random_tokens(tok, 16, c.vocab_size);
     CU_ASSERT_FATAL(student_forward(m, tok, 2) == RT_OK);
@@ -424,6 +424,71 @@ static void int8_case(int dynamic) {
 static void test_int8_dynamic(void) { int8_case(1); }
 static void test_int8_static(void) { int8_case(0); }
 
+/* Activation-weighted factors (act_sq): with input RMS s_i per feature,
+ * the weighted error ||diag(s) (W - W_a W_b)||_F is the norm of the
+ * dropped singular values of diag(s) W (Eckart-Young on the scaled
+ * matrix) and no larger than the plain truncation's weighted error. */
+static void test_activation_weighted(void) {
+    const student_config c = TINY;
+    student_config c2 = TINY;
+    for (int k = 0; k < STUDENT_LIN_N; k++) c2.rank[k] = 4;
+    student_model *m = NULL;
+    CU_ASSERT_FATAL(student_create(&c, 1, STUDENT_F32, 0, &m) == RT_OK);
+    student_init_weights(m, 17);
+    const float *P = student_params(m);
+    const size_t ns = student_prune_stats_size(&c), nb = student_block_floats(&c2);
+    double *acc = malloc(ns * sizeof *acc), *sv = malloc(64 * sizeof *sv);
+    float *fw = rt_alloc_aligned(nb * sizeof *fw), *fp = rt_alloc_aligned(nb * sizeof *fp);
+    CU_ASSERT_FATAL(acc && sv && fw && fp);
+    for (size_t i = 0; i < ns; i++) { /* RMS from 0.1 to 10 */
+        const double r = pow(10.0, rng_unif());
+        acc[i] = r * r;
+    }
+    CU_ASSERT_FATAL(student_lowrank_apply(&c, P, &c2, acc, fw, NULL) == RT_OK);
+    CU_ASSERT_FATAL(student_lowrank_apply(&c, P, &c2, NULL, fp, NULL) == RT_OK);
+    double worst = 0.0, gain = 1e30;
+    for (int l = 0; l < c.n_layer; l++)
+        for (int k = 0; k < STUDENT_LIN_N; k++) {
+            student_tensor t, ta, tb;
+            student_tensor_info(&c, student_linear_tensor(&c, l, (student_linear)k), &t);
+            student_tensor_info(&c2, student_linear_tensor(&c2, l, (student_linear)k), &ta);
+            student_tensor_info(&c2, student_linear_factor(&c2, l, (student_linear)k), &tb);
+            const int64_t in = t.shape[0], out = t.shape[1], n = in < out ? in : out;
+            const double *a2 = student_prune_stats_at(&c, acc, l, (student_linear)k);
+            float *ws = malloc((size_t)(in * out) * sizeof *ws);
+            CU_ASSERT_FATAL(ws != NULL);
+            double e_w = 0.0, e_p = 0.0;
+            for (int64_t i = 0; i < in; i++)
+                for (int64_t j = 0; j < out; j++) {
+                    const double si = sqrt(a2[i]), w = P[t.offset + (size_t)(i * out + j)];
+                    double pw = 0.0, pp = 0.0;
+                    for (int q = 0; q < 4; q++) {
+                        pw += (double)fw[ta.offset + (size_t)(i * 4 + q)] * fw[tb.offset + (size_t)(q * out + j)];
+                        pp += (double)fp[ta.offset + (size_t)(i * 4 + q)] * fp[tb.offset + (size_t)(q * out + j)];
+                    }
+                    e_w += si * si * (w - pw) * (w - pw);
+                    e_p += si * si * (w - pp) * (w - pp);
+                    ws[i * out + j] = (float)(si * w);
+                }
+            CU_ASSERT_FATAL(student_svd_values(ws, in, out, sv) == RT_OK);
+            double dropped = 0.0, all = 0.0;
+            for (int64_t q = 0; q < n; q++) {
+                all += sv[q] * sv[q];
+                if (q >= 4) dropped += sv[q] * sv[q];
+            }
+            worst = fmax(worst, fabs(sqrt(e_w) - sqrt(dropped)) / sqrt(all));
+            gain = fmin(gain, sqrt(e_p) / sqrt(e_w));
+            free(ws);
+        }
+    printf("\n    weighted error vs closed form: max relative diff %.3g (tolerance 1e-5); plain / "
+           "weighted error >= %.3f (must be >= 1) ", worst, gain);
+    CU_ASSERT(worst < 1e-5);
+    CU_ASSERT(gain >= 1.0 - 1e-6);
+    free(acc), free(sv);
+    rt_free_aligned(fw), rt_free_aligned(fp);
+    student_destroy(m);
+}
+
 static void test_choose(void) {
     const student_config c = TINY;
     student_model *m = NULL;
@@ -433,30 +498,30 @@ static void test_choose(void) {
     student_config c2;
     int wanted[STUDENT_LIN_N];
     student_lowrank_opts o = {.rank_ratio = 0.25, .linears = 0xf};
-    CU_ASSERT_FATAL(student_lowrank_choose(&c, P, &o, &c2, wanted) == RT_OK);
+    CU_ASSERT_FATAL(student_lowrank_choose(&c, P, &o, NULL, &c2, wanted) == RT_OK);
     /* min(in, out) is 16 for every linear but mlp.c_proj [32, 16]: 16 too */
     for (int k = 0; k < STUDENT_LIN_N; k++) CU_ASSERT_EQUAL(c2.rank[k], 4);
     o = (student_lowrank_opts){.rank = 10, .linears = 1u << STUDENT_LIN_ATTPROJ};
-    CU_ASSERT_FATAL(student_lowrank_choose(&c, P, &o, &c2, wanted) == RT_OK);
+    CU_ASSERT_FATAL(student_lowrank_choose(&c, P, &o, NULL, &c2, wanted) == RT_OK);
     CU_ASSERT_EQUAL(wanted[STUDENT_LIN_ATTPROJ], 10);
     CU_ASSERT_EQUAL(c2.rank[STUDENT_LIN_ATTPROJ], 0); /* 10 * 32 >= 16 * 16: stays dense */
     CU_ASSERT_EQUAL(c2.rank[STUDENT_LIN_QKV], 0);
     o = (student_lowrank_opts){.energy = 1.0, .linears = 1u << STUDENT_LIN_QKV};
-    CU_ASSERT_FATAL(student_lowrank_choose(&c, P, &o, &c2, wanted) == RT_OK);
+    CU_ASSERT_FATAL(student_lowrank_choose(&c, P, &o, NULL, &c2, wanted) == RT_OK);
     CU_ASSERT_EQUAL(wanted[STUDENT_LIN_QKV], 16);
     /* half the parameters: floor(0.5 * 16 * 48 / 64) = 6 for attn.c_attn,
      * 4 for attn.c_proj, floor(0.5 * 16 * 32 / 48) = 5 for both MLP linears */
     o = (student_lowrank_opts){.param_ratio = 0.5, .linears = 0xf};
-    CU_ASSERT_FATAL(student_lowrank_choose(&c, P, &o, &c2, wanted) == RT_OK);
+    CU_ASSERT_FATAL(student_lowrank_choose(&c, P, &o, NULL, &c2, wanted) == RT_OK);
     CU_ASSERT(c2.rank[0] == 6 && c2.rank[1] == 4 && c2.rank[2] == 5 && c2.rank[3] == 5);
     o = (student_lowrank_opts){.rank = 17, .linears = 0xf};
-    CU_ASSERT(student_lowrank_choose(&c, P, &o, &c2, wanted) == RT_ERR_ARGS);
+    CU_ASSERT(student_lowrank_choose(&c, P, &o, NULL, &c2, wanted) == RT_ERR_ARGS);
     CU_ASSERT(strstr(rt_last_error(), "--rank 17 is above min(in, out)") != NULL);
     o = (student_lowrank_opts){.energy = 1.5, .linears = 0xf};
-    CU_ASSERT(student_lowrank_choose(&c, P, &o, &c2, wanted) == RT_ERR_ARGS);
+    CU_ASSERT(student_lowrank_choose(&c, P, &o, NULL, &c2, wanted) == RT_ERR_ARGS);
     CU_ASSERT(strstr(rt_last_error(), "--energy") != NULL);
     o = (student_lowrank_opts){.rank_ratio = 1.5, .linears = 0xf};
-    CU_ASSERT(student_lowrank_choose(&c, P, &o, &c2, wanted) == RT_ERR_ARGS);
+    CU_ASSERT(student_lowrank_choose(&c, P, &o, NULL, &c2, wanted) == RT_ERR_ARGS);
     CU_ASSERT(strstr(rt_last_error(), "--rank-ratio") != NULL);
     student_destroy(m);
 }
@@ -471,6 +536,7 @@ int main(void) {
         {"full_rank_forward", test_full_rank_forward},
         {"factor_gradients", test_factor_gradients},
         {"kv_cache", test_kv_cache},
+        {"activation_weighted", test_activation_weighted},
         {"int8_dynamic", test_int8_dynamic},
         {"int8_static", test_int8_static},
     };

@@ -30,6 +30,13 @@ h5dump -H -d /model/transformer.h.1.mlp.c_fc.weight_b lr.h5 | grep -q "( 8, 64 )
   fail "mlp.c_fc.weight_b is not [8, 64]"
 [ "$(stat -c %s lr.h5)" -lt "$(stat -c %s runs/base/final.h5)" ] || fail "the factored file is not smaller"
 
+# activation-weighted (--calib): other factors of the same shape
+"$RETORT" prune --model runs/base/final.h5 --method lowrank --rank-ratio 0.25 --calib data/train.h5 \
+  --calib-tokens 4096 --out lr_act.h5 >/dev/null 2>&1 || fail "prune lowrank --calib failed"
+! h5diff -q lr.h5 lr_act.h5 /model/transformer.h.0.mlp.c_fc.weight_a \
+  /model/transformer.h.0.mlp.c_fc.weight_a >/dev/null || fail "--calib changed nothing"
+echo "  val loss after factoring at rank 8: plain $(loss lr.h5), activation-weighted $(loss lr_act.h5), dense $(loss runs/base/final.h5)"
+
 # recovery: the factors train, the shape stays
 rt_config tune.ini runs/tune steps=10 lr=1e-2 warmup=0
 "$RETORT" train --config tune.ini --set train.init=lr.h5 2>/dev/null || fail "recovery training failed"

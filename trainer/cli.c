@@ -743,7 +743,8 @@ static const cli_option prune_options[] = {
              "layer. N:M sets its own sparsity (1 - N/M)."},
     {.name = "calib", .type = CLI_STRING, .metavar = "SHARD",
      .help = "Token shard for calibration activations (wanda needs it; heads and ffn use it to "
-             "rank units by their activation norms when given; magnitude and N:M ignore it)."},
+             "rank units by their activation norms when given; lowrank then factors each "
+             "weight weighted by its inputs' RMS, ASVD-style; magnitude and N:M ignore it)."},
     {.name = "calib-tokens", .type = CLI_INT, .metavar = "N", .def = "16384", .min = 1,
      .max = 1e9,
      .help = "Calibration tokens: this many, rounded up to whole seq_len windows spread evenly "

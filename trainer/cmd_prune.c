@@ -225,21 +225,37 @@ static rt_status prune_lowrank_run(const prune_opts *o) {
     char *config = NULL, *prov = NULL, *prov_out = NULL;
     student_lowrank_stat *stats = NULL;
     json_t *root = NULL;
+    calib_set cs = {0};
+    double *acc = NULL;
 
-    if (o->calib && !o->json) fprintf(stderr, "prune: --calib is not used by --method lowrank\n");
     if ((st = ckpt_open(o->model, &r)) != RT_OK) goto cleanup;
     if (strcmp(ckpt_reader_kind(r), "hf") != 0 &&
         (st = ckpt_require_kind(r, "train", "pruning")) != RT_OK)
         goto cleanup;
     if ((st = ckpt_check_model(r)) != RT_OK) goto cleanup;
     const student_config c = *ckpt_reader_config(r);
-    if ((st = student_create(&c, 1, STUDENT_F32, 0, &m)) != RT_OK) goto cleanup;
+    /* --calib: activation-weighted factors, from a training-mode f32 model's
+     * per-layer linear inputs */
+    if ((st = student_create(&c, o->calib ? PRUNE_CALIB_BATCH : 1, STUDENT_F32, o->calib != NULL,
+                             &m)) != RT_OK)
+        goto cleanup;
     if ((st = ckpt_read_model(r, m)) != RT_OK) goto cleanup;
     if ((st = ckpt_masks_read(r, &c, &old_mask)) != RT_OK) goto cleanup;
     if (old_mask) {
         st = rt_fail(RT_ERR_UNSUPPORTED, "%s: has pruning masks; factor a dense model (a "
                      "product of factors does not keep zeros)", o->model);
         goto cleanup;
+    }
+    if (o->calib && !student_is_lowrank(&c)) {
+        if ((st = calib_load(o->calib, &c, o->calib_tokens, &cs)) != RT_OK) goto cleanup;
+        if (!(acc = calloc(student_prune_stats_size(&c), sizeof *acc))) {
+            st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for calibration statistics");
+            goto cleanup;
+        }
+        if (!o->json)
+            fprintf(stderr, "prune: activation-weighted factors, calibrated on %d windows x %d "
+                    "tokens of %s\n", cs.n, cs.T, o->calib);
+        if ((st = student_prune_calibrate(m, cs.tokens, cs.n, acc)) != RT_OK) goto cleanup;
     }
     if (ckpt_has(r, "/meta")) {
         if ((st = ckpt_read_string_attr(r, "/meta", "config", &config)) != RT_OK ||
@@ -254,14 +270,14 @@ static rt_status prune_lowrank_run(const prune_opts *o) {
     const float *P = student_params(m);
     student_config c2;
     int wanted[STUDENT_LIN_N];
-    if ((st = student_lowrank_choose(&c, P, &o->lowrank, &c2, wanted)) != RT_OK) goto cleanup;
+    if ((st = student_lowrank_choose(&c, P, &o->lowrank, acc, &c2, wanted)) != RT_OK) goto cleanup;
     stats = calloc((size_t)c.n_layer * STUDENT_LIN_N, sizeof *stats);
     out_params = rt_alloc_aligned(student_block_floats(&c2) * sizeof *out_params);
     if (!stats || !out_params) {
         st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for the factors");
         goto cleanup;
     }
-    if ((st = student_lowrank_apply(&c, P, &c2, out_params, stats)) != RT_OK) goto cleanup;
+    if ((st = student_lowrank_apply(&c, P, &c2, acc, out_params, stats)) != RT_OK) goto cleanup;
 
     /* provenance: what was asked and what each linear got */
     json_error_t err;
@@ -275,10 +291,11 @@ static rt_status prune_lowrank_run(const prune_opts *o) {
         json_object_set_new(ranks, student_linear_name((student_linear)k),
                             json_integer(c2.rank[k]));
     json_object_set_new(root, "prune",
-                        json_pack("{s:s, s:s, s:i, s:f, s:f, s:f, s:o}", "from", o->model,
-                                  "method", "lowrank", "rank", o->lowrank.rank, "rank_ratio",
-                                  o->lowrank.rank_ratio, "energy", o->lowrank.energy,
-                                  "param_ratio", o->lowrank.param_ratio, "ranks", ranks));
+                        json_pack("{s:s, s:s, s:i, s:f, s:f, s:f, s:s?, s:o}", "from",
+                                  o->model, "method", "lowrank", "rank", o->lowrank.rank,
+                                  "rank_ratio", o->lowrank.rank_ratio, "energy",
+                                  o->lowrank.energy, "param_ratio", o->lowrank.param_ratio,
+                                  "calib", o->calib, "ranks", ranks));
     prov_out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (!prov_out) {
         st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for the provenance");
@@ -354,6 +371,8 @@ cleanup:
     free(prov);
     free(prov_out);
     free(stats);
+    free(cs.tokens);
+    free(acc);
     json_decref(root);
     return st;
 }
