@@ -182,13 +182,13 @@ void student_colsum_add(float *db, uint16_t *d_bf, const float *d, int64_t rows,
     }
 }
 
-void student_attn_softmax(float *att, uint16_t *att_bf, int64_t planes, int rows, int T, int q0,
+void student_attn_softmax(float *att, uint16_t *att_bf, int64_t planes, int T, int nb,
                           float scale) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t p = 0; p < planes; p++) {
-        for (int i = 0; i < rows; i++) {
-            float *a = att + (p * rows + i) * (int64_t)T;
-            const int n = q0 + i + 1; /* keys 0..q0+i are visible */
+        for (int i = 0; i < T; i++) {
+            float *a = att + (p * T + i) * (int64_t)T;
+            const int n = i + 1, end = student_att_row_end(T, nb, i); /* keys 0..i visible */
             float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
             for (int s = 0; s < n; s++) mx = a[s] > mx ? a[s] : mx;
@@ -200,36 +200,41 @@ void student_attn_softmax(float *att, uint16_t *att_bf, int64_t planes, int rows
                 sum += e;
             }
             const float inv = 1.0f / sum;
+            uint16_t *h = att_bf ? att_bf + (p * T + i) * (int64_t)T : NULL;
+            if (h) {
 #pragma omp simd
-            for (int s = 0; s < n; s++) a[s] *= inv;
-            for (int s = n; s < T; s++) a[s] = 0.0f;
-            if (att_bf) {
-                uint16_t *h = att_bf + (p * rows + i) * (int64_t)T;
+                for (int s = 0; s < n; s++) {
+                    a[s] *= inv;
+                    h[s] = student_f2bf(a[s]);
+                }
+                for (int s = n; s < end; s++) h[s] = 0;
+            } else {
 #pragma omp simd
-                for (int s = 0; s < T; s++) h[s] = student_f2bf(a[s]);
+                for (int s = 0; s < n; s++) a[s] *= inv;
             }
+            for (int s = n; s < end; s++) a[s] = 0.0f;
         }
     }
 }
 
 void student_attn_softmax_bwd(float *datt, uint16_t *datt_bf, const float *att, int64_t planes,
-                              int T, float scale) {
+                              int T, int nb, float scale) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t p = 0; p < planes; p++) {
         for (int t = 0; t < T; t++) {
             const float *a = att + (p * T + t) * (int64_t)T;
             float *d = datt + (p * T + t) * (int64_t)T;
-            const int n = t + 1;
+            const int n = t + 1, end = student_att_row_end(T, nb, t);
             float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
             for (int s = 0; s < n; s++) dot += a[s] * d[s];
 #pragma omp simd
             for (int s = 0; s < n; s++) d[s] = scale * a[s] * (d[s] - dot);
-            for (int s = n; s < T; s++) d[s] = 0.0f;
+            for (int s = n; s < end; s++) d[s] = 0.0f;
             if (datt_bf) {
                 uint16_t *h = datt_bf + (p * T + t) * (int64_t)T;
 #pragma omp simd
-                for (int s = 0; s < T; s++) h[s] = student_f2bf(d[s]);
+                for (int s = 0; s < end; s++) h[s] = student_f2bf(d[s]);
             }
         }
     }

@@ -85,19 +85,14 @@ static void attn_shape(student_mm_shape *s, const student_model *m, int B, int w
     s->accumulate = accumulate;
 }
 
-/* Query rows [*q0, *q1) of attention block j of nb over T positions. */
-static void att_block(int T, int nb, int j, int *q0, int *q1) {
-    *q0 = (int)((int64_t)j * T / nb);
-    *q1 = (int)((int64_t)(j + 1) * T / nb);
-}
+
 
 static void plan_destroy(student_plan *p) {
     if (!p) return;
     student_mm *all[] = {&p->qkv,        &p->attproj,    &p->fc,        &p->fcproj,
                          &p->head,       &p->qkv_dx,     &p->attproj_dx, &p->fc_dx,
                          &p->fcproj_dx,  &p->head_dx,    &p->qkv_dw,     &p->attproj_dw,
-                         &p->fc_dw,      &p->fcproj_dw,  &p->head_dw,    &p->qk_bf,
-                         &p->pv_bf};
+                         &p->fc_dw,      &p->fcproj_dw,  &p->head_dw};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) student_mm_destroy(all[i]);
     for (int k = 0; k < STUDENT_LIN_N; k++) {
         student_mm_destroy(&p->lr_a[k]);
@@ -114,6 +109,8 @@ static void plan_destroy(student_plan *p) {
         student_mm_destroy(&p->att_dv[j]);
         student_mm_destroy(&p->att_dq[j]);
         student_mm_destroy(&p->att_dk[j]);
+        student_mm_destroy(&p->qk_bf[j]);
+        student_mm_destroy(&p->pv_bf[j]);
     }
     student_qlin_destroy(p->q8);
     free(p);
@@ -152,7 +149,7 @@ static rt_status plan_create(const student_model *m, int B, student_plan **out) 
 #define MMA(field, which)                                                                   \
     do {                                                                                    \
         int q0_, q1_;                                                                       \
-        att_block(m->cfg.seq_len, p->att_nb, j, &q0_, &q1_);                                \
+        student_att_block(m->cfg.seq_len, p->att_nb, j, &q0_, &q1_);                                \
         attn_shape(&s, m, B, which, dt, q0_, q1_,                                           \
                    ((which) == 3 || (which) == 5) && j != p->att_nb - 1);                   \
         st = student_mm_create(&p->field[j], m->eng, &s);                                   \
@@ -251,12 +248,14 @@ static rt_status get_plan(student_model *m, int B, student_plan **out) {
         RT_TRY(student_qlin_create(m, (int64_t)B * m->cfg.seq_len,
                                    STUDENT_QLIN_HEAD | STUDENT_QLIN_QKV_BF16 | STUDENT_QLIN_RESID,
                                    &p->q8));
-        if (!p->qk_bf.prim) {
+        for (int j = 0; j < p->att_nb && !p->qk_bf[j].prim; j++) {
             student_mm_shape s;
-            attn_shape(&s, m, B, 6, dnnl_bf16, 0, m->cfg.seq_len, 0);
-            RT_TRY(student_mm_create(&p->qk_bf, m->eng, &s));
-            attn_shape(&s, m, B, 7, dnnl_bf16, 0, m->cfg.seq_len, 0);
-            RT_TRY(student_mm_create(&p->pv_bf, m->eng, &s));
+            int q0, q1;
+            student_att_block(m->cfg.seq_len, p->att_nb, j, &q0, &q1);
+            attn_shape(&s, m, B, 6, dnnl_bf16, q0, q1, 0);
+            RT_TRY(student_mm_create(&p->qk_bf[j], m->eng, &s));
+            attn_shape(&s, m, B, 7, dnnl_bf16, q0, q1, 0);
+            RT_TRY(student_mm_create(&p->pv_bf[j], m->eng, &s));
         }
     }
     *out = p;
@@ -693,23 +692,25 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
             STUDENT_PROF(m, SPF_BF16, student_int8_split_heads(hd, qkvb, B, T, H, hs));
             q_op = hd, k_op = hd + M * A, v_op = hd + 2 * M * A;
         }
-        /* per query block (one full block in int8 mode); es: operand element size */
-        const int nb = q8 ? 1 : pl->att_nb;
+        /* per query block; es: operand element size; qrow: elements from one
+         * query row to the next (dense per-head planes in int8 mode) */
+        const int nb = pl->att_nb;
         const size_t es = qkvb ? sizeof(uint16_t) : sizeof(float);
+        const size_t qrow = q8 ? (size_t)hs : (size_t)3 * A;
         const void *p_op = attb ? (const void *)attb : att;
         for (int j = 0; j < nb; j++) {
             int q0, q1;
-            att_block(T, nb, j, &q0, &q1);
-            student_mm *qk = q8 ? &pl->qk_bf : &pl->qk[j];
+            student_att_block(T, nb, j, &q0, &q1);
+            student_mm *qk = q8 ? &pl->qk_bf[j] : &pl->qk[j];
             STUDENT_PROF(m, SPF_ATT_MM,
-                         RT_TRY(student_mm_run(qk, m->strm, elem(q_op, (size_t)q0 * 3 * A, es),
+                         RT_TRY(student_mm_run(qk, m->strm, elem(q_op, (size_t)q0 * qrow, es),
                                                k_op, NULL, att + (size_t)q0 * T)));
         }
-        STUDENT_PROF(m, SPF_SOFTMAX, student_attn_softmax(att, attb, (int64_t)B * H, T, T, 0, scale));
+        STUDENT_PROF(m, SPF_SOFTMAX, student_attn_softmax(att, attb, (int64_t)B * H, T, nb, scale));
         for (int j = 0; j < nb; j++) {
             int q0, q1;
-            att_block(T, nb, j, &q0, &q1);
-            student_mm *pv = q8 ? &pl->pv_bf : &pl->pv[j];
+            student_att_block(T, nb, j, &q0, &q1);
+            student_mm *pv = q8 ? &pl->pv_bf[j] : &pl->pv[j];
             STUDENT_PROF(m, SPF_ATT_MM,
                          RT_TRY(student_mm_run(pv, m->strm, elem(p_op, (size_t)q0 * T, es), v_op,
                                                NULL, atty + (size_t)q0 * A)));
@@ -877,7 +878,7 @@ rt_status student_backward(student_model *m, int B) {
         const int nb = pl->att_nb;
         for (int j = nb - 1; j >= 0; j--) {
             int q0, q1;
-            att_block(T, nb, j, &q0, &q1);
+            student_att_block(T, nb, j, &q0, &q1);
             STUDENT_PROF(m, SPF_ATT_MM_BWD,
                          RT_TRY(student_mm_run(&pl->att_dp[j], m->strm,
                                                elem(g, (size_t)q0 * A, es), v_op, NULL,
@@ -890,10 +891,10 @@ rt_status student_backward(student_model *m, int B) {
         }
         STUDENT_PROF(m, SPF_SOFTMAX_BWD,
                      student_attn_softmax_bwd(a->datt, bf ? ab->datt : NULL, att, (int64_t)B * H, T,
-                                              scale));
+                                              nb, scale));
         for (int j = nb - 1; j >= 0; j--) {
             int q0, q1;
-            att_block(T, nb, j, &q0, &q1);
+            student_att_block(T, nb, j, &q0, &q1);
             STUDENT_PROF(m, SPF_ATT_MM_BWD,
                          RT_TRY(student_mm_run(&pl->att_dq[j], m->strm,
                                                elem(ds_op, (size_t)q0 * T, es), k_op, NULL,

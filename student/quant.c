@@ -103,7 +103,7 @@ struct student_qlin {
     dnnl_memory_t *wei;     /* (n) borrowed from the layer's packs */
     dnnl_memory_t src[STUDENT_LIN_N], dst[STUDENT_LIN_N];
     dnnl_memory_t res[STUDENT_LIN_N]; /* STUDENT_QLIN_RESID: the c_proj residual inputs */
-    /* the head over blocks of HEAD_ROWS rows, then the rest: (rows, C)
+    /* the head over blocks of head_rows() rows, then the rest: (rows, C)
      * bf16 x packed wte^T -> (rows, V) f32 */
     dnnl_primitive_t head[2];
     dnnl_memory_t head_src[2], head_wei[2], head_dst[2]; /* head_wei borrowed from head_packs */
@@ -444,8 +444,15 @@ void student_qlin_destroy(student_qlin *q) {
  * oneDNN's brgemm walks a whole (M, 64) column strip before the next, and
  * on a 4096-wide output 64-row blocks ran it 10-35% faster than one call
  * over 512 rows (OMP_NUM_THREADS=1, 512x128x4096: 1.0-1.4 ms vs 1.5-1.7
- * ms, measured with a standalone oneDNN loop when this was written). */
-#define HEAD_ROWS 64
+ * ms, measured with a standalone oneDNN loop when this was written). A
+ * head whose bf16 weights outgrow the caches streams them once per call
+ * instead: at GPT-2's 50,257 x 768 (77 MB) 256-row calls take 16% less
+ * CPU time than 64-row ones (1,024 rows: 83 vs 99 ms per thread, 2
+ * threads, standalone oneDNN loop; no gain beyond 256). */
+static int64_t head_rows(const student_model *m) {
+    const size_t wte_bf = (size_t)m->cfg.vocab_size * (size_t)m->cfg.d_model * 2;
+    return wte_bf > ((size_t)8 << 20) ? 256 : 64;
+}
 
 /* The bf16 LM head primitive j for `rows` rows: weights in the layout
  * oneDNN picks (format_tag_any), packed once from wte_bf, so that no run
@@ -619,7 +626,7 @@ rt_status student_qlin_create(const student_model *m, int64_t M, int flags, stud
         attr = NULL;
     }
     if (flags & STUDENT_QLIN_HEAD) {
-        const int64_t full = M >= HEAD_ROWS ? HEAD_ROWS : 0, rest = M % HEAD_ROWS;
+        const int64_t hr = head_rows(m), full = M >= hr ? hr : 0, rest = M % hr;
         if (full) st = head_create(m, q, 0, full);
         if (st == RT_OK && rest) st = head_create(m, q, 1, rest);
     }
@@ -814,16 +821,17 @@ rt_status student_qlin_head(const student_model *m, student_qlin *q, const float
     rt_status st = RT_OK;
     const int64_t C = m->cfg.d_model, V = m->cfg.vocab_size;
     RT_ASSERT(q->flags & STUDENT_QLIN_HEAD);
+    const int64_t hr = head_rows(m);
     student_to_bf16(scratch_bf, x, (size_t)(q->M * C));
     for (int64_t r = 0; r < q->M;) {
-        const int j = q->M - r >= HEAD_ROWS ? 0 : 1;
+        const int j = q->M - r >= hr ? 0 : 1;
         STUDENT_DNNL_CHECK(dnnl_memory_set_data_handle(q->head_src[j], scratch_bf + r * C));
         STUDENT_DNNL_CHECK(dnnl_memory_set_data_handle(q->head_dst[j], logits + r * V));
         dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, q->head_src[j]},
                                    {DNNL_ARG_WEIGHTS, q->head_wei[j]},
                                    {DNNL_ARG_DST, q->head_dst[j]}};
         STUDENT_DNNL_CHECK(dnnl_primitive_execute(q->head[j], m->strm, 3, args));
-        r += j == 0 ? HEAD_ROWS : q->M - r;
+        r += j == 0 ? hr : q->M - r;
     }
 cleanup:
     return st;

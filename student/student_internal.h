@@ -134,16 +134,20 @@ void student_gelu_bwd(float *dpre, uint16_t *dpre_bf, float *db, const float *pr
  * copy of d into d_bf when not NULL (the matmul operand in bf16 mode). */
 void student_colsum_add(float *db, uint16_t *d_bf, const float *d, int64_t rows, int cols);
 
-/* Causal softmax of attention scores in place: `rows` rows of length T per
- * (b, h) plane; row i is query position q0 + i and sees keys 0..q0+i: those
- * become softmax(scale * x), the rest 0. A bf16 copy goes to att_bf if not
- * NULL (the P V matmul input in bf16 mode). */
-void student_attn_softmax(float *att, uint16_t *att_bf, int64_t planes, int rows, int T, int q0,
+/* Causal softmax of attention scores in place over (b, h) planes of T x T
+ * computed as the staircase of nb query blocks (student_att_blocks): row i
+ * sees keys 0..i, which become softmax(scale * x); keys i+1 up to the end
+ * of its block's key range (student_att_row_end) become 0, and columns
+ * past that are neither read nor written (no matmul reads them). A bf16
+ * copy of the same columns goes to att_bf if not NULL (the P V matmul
+ * input in bf16 and int8 modes). */
+void student_attn_softmax(float *att, uint16_t *att_bf, int64_t planes, int T, int nb,
                           float scale);
 /* In place: datt <- scale * P * (dP - rowsum(P * dP)) (softmax backward with
- * the 1/sqrt(hs) scale), masked; bf16 copy to datt_bf if not NULL. */
+ * the 1/sqrt(hs) scale), masked, over the same columns as the forward;
+ * bf16 copy to datt_bf if not NULL. */
 void student_attn_softmax_bwd(float *datt, uint16_t *datt_bf, const float *att, int64_t planes,
-                              int T, float scale);
+                              int T, int nb, float scale);
 
 /* out[b,t,:] = wte[tokens[b,t]] + wpe[t]; tokens already range-checked. */
 void student_embed_fwd(float *out, const int32_t *tokens, const float *wte, const float *wpe,
@@ -185,6 +189,17 @@ static inline int student_att_blocks(int T) {
     const int nb = T / 4;
     return nb < 1 ? 1 : nb > STUDENT_ATT_BLOCKS ? STUDENT_ATT_BLOCKS : nb;
 }
+/* Query rows [*q0, *q1) of attention block j of nb over T positions. */
+static inline void student_att_block(int T, int nb, int j, int *q0, int *q1) {
+    *q0 = (int)((int64_t)j * T / nb);
+    *q1 = (int)((int64_t)(j + 1) * T / nb);
+}
+/* The end q1 of the key range of the block holding query row i: the
+ * block j with j T / nb <= i < (j+1) T / nb (floors). */
+static inline int student_att_row_end(int T, int nb, int i) {
+    const int j = (int)(((int64_t)(i + 1) * nb + T - 1) / T) - 1;
+    return (int)((int64_t)(j + 1) * T / nb);
+}
 
 /* The matmul primitives for one micro-batch size B (M = B*T rows). Weights
  * of every layer share a shape, so one primitive serves all layers. A =
@@ -223,7 +238,7 @@ typedef struct {
     /* int8 mode: the linear layers and the bf16 head for M rows (quant.c),
      * and the attention batches in bf16 (qk, pv are f32 in an f32 model) */
     struct student_qlin *q8;
-    student_mm qk_bf, pv_bf;
+    student_mm qk_bf[STUDENT_ATT_BLOCKS], pv_bf[STUDENT_ATT_BLOCKS]; /* per query block */
 } student_plan;
 
 /* Activations, one block; per-layer tensors hold L layers in training mode
