@@ -42,8 +42,9 @@ static int by_value(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Per-thread scratch: e (V) exponentials, in (V) top-k marks, u (n) draws,
- * c (n) distinct tokens with counts. */
+/* Per-thread scratch, from the loss workspace: e (V) exponentials, in (V)
+ * top-k marks (all zero between uses), u (n) draws, c (n) distinct tokens
+ * with counts. */
 typedef struct {
     float *e;
     uint8_t *in;
@@ -110,38 +111,37 @@ static void sample_row(const float *z, int V, float invT, int k, const int32_t *
     for (int j = 0; j < k; j++) w->in[tk_ids[j]] = 0;
 }
 
-rt_status student_teacher_sample(const float *logits, int n_pos, int V, float T, int k,
-                                 const int32_t *topk_ids, const float *topk_logp, int n_samples,
-                                 const uint64_t *seeds, int32_t *ids, float *logp) {
+size_t student_teacher_sample_bytes(int n_samples) {
+    /* the draws (doubles) then the distinct tokens with counts */
+    return (size_t)(n_samples > 0 ? n_samples : 0) * (sizeof(double) + sizeof(label_count));
+}
+
+rt_status student_teacher_sample(student_loss_ws *ws, const float *logits, int n_pos, int V,
+                                 float T, int k, const int32_t *topk_ids, const float *topk_logp,
+                                 int n_samples, const uint64_t *seeds, int32_t *ids, float *logp) {
     RT_ASSERT(T > 0.0f && k >= 0 && n_samples >= 1 && k + n_samples <= V);
     RT_ASSERT(k == 0 || (topk_ids && topk_logp));
-    const int nt = omp_get_max_threads();
-    size_t per = (size_t)V * sizeof(float) + (size_t)V + (size_t)n_samples * sizeof(double) +
-                 (size_t)n_samples * sizeof(label_count);
-    per = (per + 63) & ~(size_t)63; /* keeps each thread's doubles aligned */
-    unsigned char *blk = calloc((size_t)nt, per);
-    if (!blk)
-        return rt_fail(RT_ERR_NOMEM, "out of memory for sampled soft labels (%d threads x %zu bytes)",
-                       nt, per);
+    if (V > student_loss_ws_vocab(ws))
+        return rt_fail(RT_ERR_ARGS, "student_teacher_sample: the loss workspace holds rows of %d "
+                       "tokens, not %d", student_loss_ws_vocab(ws), V);
+    const size_t need = student_teacher_sample_bytes(n_samples);
+    if (student_loss_ws_thread(ws).extra_bytes < need)
+        return rt_fail(RT_ERR_ARGS, "student_teacher_sample: %d draws need %zu bytes of workspace "
+                       "per thread, it was reserved for %zu (student_loss_ws_reserve)",
+                       n_samples, need, student_loss_ws_thread(ws).extra_bytes);
     const float invT = 1.0f / T;
     const int W = k + n_samples;
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(student_loss_ws_threads(ws))
     {
-        unsigned char *p = blk + (size_t)omp_get_thread_num() * per;
-        sample_scratch w;
-        w.u = (double *)p;
-        p += (size_t)n_samples * sizeof(double);
-        w.e = (float *)p;
-        p += (size_t)V * sizeof(float);
-        w.c = (label_count *)p;
-        p += (size_t)n_samples * sizeof(label_count);
-        w.in = p;
+        const student_ws_rows r = student_loss_ws_thread(ws);
+        /* the doubles first: the extra area starts 64-byte aligned */
+        const sample_scratch w = {r.e, r.in, (double *)r.extra,
+                                  (label_count *)(r.extra + (size_t)n_samples * sizeof(double))};
 #pragma omp for schedule(static)
         for (int i = 0; i < n_pos; i++)
             sample_row(logits + (size_t)i * V, V, invT, k, k ? topk_ids + (size_t)i * k : NULL,
                        k ? topk_logp + (size_t)i * k : NULL, n_samples, seeds[i],
                        ids + (size_t)i * W, logp + (size_t)i * W, &w);
     }
-    free(blk);
     return RT_OK;
 }

@@ -25,18 +25,15 @@
 
 /* Per thread: e, V floats (exponentials, JSD terms, the top-k heap's
  * values), idx, V int32 (the heap's ids), in, V bytes (top-k membership,
- * all zero between uses). */
+ * all zero between uses), then `extra` bytes for the sampled soft labels
+ * (labels.c: their draws and counts), 0 until student_loss_ws_reserve. */
 struct student_loss_ws {
     int V, n_threads;
+    size_t extra;  /* bytes per thread after the 9 V of the rows */
     size_t stride; /* bytes per thread, a multiple of 64 */
     unsigned char *block;
 };
 
-typedef struct {
-    float *e;
-    int32_t *idx;
-    uint8_t *in;
-} ws_rows;
 
 rt_status student_loss_ws_create(int V, student_loss_ws **out) {
     *out = NULL;
@@ -58,17 +55,42 @@ rt_status student_loss_ws_create(int V, student_loss_ws **out) {
     return RT_OK;
 }
 
+rt_status student_loss_ws_reserve(student_loss_ws *w, size_t extra) {
+    if (extra <= w->extra) return RT_OK;
+    const size_t rows = ((size_t)w->V * 9 + 63) / 64 * 64;
+    size_t stride, total;
+    if (__builtin_add_overflow(rows, (extra + 63) / 64 * 64, &stride) ||
+        __builtin_mul_overflow(stride, (size_t)w->n_threads, &total))
+        return rt_fail(RT_ERR_ARGS, "student: loss workspace of %zu extra bytes per thread is "
+                       "too large", extra);
+    unsigned char *b = rt_alloc_aligned(total);
+    if (!b)
+        return rt_fail(RT_ERR_NOMEM,
+                       "student: out of memory for the loss workspace (%d threads x %zu bytes)",
+                       w->n_threads, stride);
+    /* zeroed, as `in` must be between uses */
+    rt_free_aligned(w->block);
+    w->block = b;
+    w->stride = stride;
+    w->extra = extra;
+    return RT_OK;
+}
+
 void student_loss_ws_free(student_loss_ws *w) {
     if (!w) return;
     rt_free_aligned(w->block);
     free(w);
 }
 
-static ws_rows ws_thread(const student_loss_ws *w) {
+student_ws_rows student_loss_ws_thread(const student_loss_ws *w) {
     unsigned char *b = w->block + w->stride * (size_t)omp_get_thread_num();
     const size_t V = (size_t)w->V;
-    return (ws_rows){(float *)b, (int32_t *)(b + 4 * V), b + 8 * V};
+    return (student_ws_rows){(float *)b, (int32_t *)(b + 4 * V), b + 8 * V,
+                             w->extra ? b + (V * 9 + 63) / 64 * 64 : NULL, w->extra};
 }
+
+int student_loss_ws_vocab(const student_loss_ws *w) { return w ? w->V : 0; }
+int student_loss_ws_threads(const student_loss_ws *w) { return w->n_threads; }
 
 /* The checks every kernel that uses the workspace makes before its
  * parallel region: rows fit, and label ids (n of them) lie in [0, V). */
@@ -192,7 +214,7 @@ rt_status student_teacher_topk(student_loss_ws *ws, const float *logits, int n_p
 #pragma omp parallel num_threads(ws->n_threads)
     {
         /* per-thread heap of the k best so far, worst at the root */
-        const ws_rows r = ws_thread(ws);
+        const student_ws_rows r = student_loss_ws_thread(ws);
         float *hv = r.e;
         int32_t *hi = r.idx;
 #pragma omp for schedule(static)
@@ -271,7 +293,7 @@ rt_status student_teacher_topk(student_loss_ws *ws, const float *logits, int n_p
  * q_tail is summed directly rather than as 1 - sum(top-k) (cancellation
  * when the top-k hold nearly all the mass). */
 static double kd_row(const float *z, const int32_t *id, const float *lp, float tail_i, int k,
-                     int V, float invT, float cf, float *d, const ws_rows *w) {
+                     int V, float invT, float cf, float *d, const student_ws_rows *w) {
     float *e = w->e;
     /* dense with ids 0..V-1 in order (or none): contiguous passes */
     int in_order = !id;
@@ -318,9 +340,10 @@ static double kd_row(const float *z, const int32_t *id, const float *lp, float t
                      : 0.0f;
         kl += b;
     }
-    /* the tail bucket: the student's mass outside the ids */
+    /* the tail bucket: the student's mass outside the ids; with no teacher
+     * mass there (sampled rows) it enters neither the KL nor the gradient */
     double s_tail = 0.0;
-    if (k < V) {
+    if (k < V && tail_i > 0.0f) {
         uint8_t *in = w->in;
         for (int j = 0; j < k; j++) in[id[j]] = 1;
         for (int j0 = 0; j0 < V; j0 += SUM_BLOCK) {
@@ -361,7 +384,7 @@ rt_status student_loss_distill(student_loss_ws *ws, const float *logits, const i
     double ce = 0.0, kl = 0.0;
 #pragma omp parallel reduction(+ : ce, kl) num_threads(ws->n_threads)
     {
-        const ws_rows w = ws_thread(ws);
+        const student_ws_rows w = student_loss_ws_thread(ws);
 #pragma omp for schedule(static)
         for (int i = 0; i < n_pos; i++) {
             /* the row stays in cache between the CE and KL passes, so logits
@@ -441,7 +464,7 @@ rt_status student_loss_jsd(student_loss_ws *ws, const float *logits, int n_pos, 
     double total = 0.0;
 #pragma omp parallel reduction(+ : total) num_threads(ws->n_threads)
     {
-        float *g = ws_thread(ws).e; /* 0.5 (log q - log m) per token */
+        float *g = student_loss_ws_thread(ws).e; /* 0.5 (log q - log m) per token */
 #pragma omp for schedule(static)
         for (int i = 0; i < n_pos; i++) {
             const float *z = logits + (size_t)i * V, *lp = teacher_logp + (size_t)i * V;

@@ -232,6 +232,10 @@ typedef struct student_loss_ws student_loss_ws;
 /* RT_ERR_NOMEM when the 9 * V bytes per thread cannot be allocated. */
 rt_status student_loss_ws_create(int V, student_loss_ws **out);
 void student_loss_ws_free(student_loss_ws *ws); /* NULL is a no-op */
+/* Grows each thread's scratch by `extra` bytes (kept when already that
+ * large): the sampled soft labels need 16 bytes per draw
+ * (student_teacher_sample_bytes). Call it once at set-up, not per step. */
+rt_status student_loss_ws_reserve(student_loss_ws *ws, size_t extra);
 /* The workspace model m made with itself, for rows of its vocabulary. */
 student_loss_ws *student_loss_workspace(student_model *m);
 
@@ -257,9 +261,13 @@ rt_status student_teacher_topk(student_loss_ws *ws, const float *logits, int n_p
  * lower id), with logp = log(m * count / n_samples), m the mass outside the
  * k; the rest of the row is padding: the row's first id with logp = -inf
  * (no mass). The draws of position i are a pure function of seeds[i]
- * (splitmix64). Needs 0 <= k, 1 <= n_samples, k + n_samples <= V.
- * RT_ERR_NOMEM when its scratch cannot be allocated. */
-rt_status student_teacher_sample(const float *logits, int n_pos, int V, float T, int k,
+ * (splitmix64). Needs 0 <= k, 1 <= n_samples, k + n_samples <= V. Its
+ * scratch comes from ws, which must have been grown once with
+ * student_loss_ws_reserve(ws, student_teacher_sample_bytes(n_samples)):
+ * RT_ERR_ARGS otherwise (and when V exceeds the workspace's); nothing is
+ * allocated per call. */
+size_t student_teacher_sample_bytes(int n_samples);
+rt_status student_teacher_sample(student_loss_ws *ws, const float *logits, int n_pos, int V, float T, int k,
                                  const int32_t *topk_ids, const float *topk_logp, int n_samples,
                                  const uint64_t *seeds, int32_t *ids, float *logp);
 

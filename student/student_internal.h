@@ -73,6 +73,23 @@ void student_mm_destroy(student_mm *mm); /* zeroed or created; safe twice */
  * bf16 in a bf16 primitive, rounding to nearest even as student_f2bf). */
 rt_status student_mm_pack(student_mm *mm, dnnl_stream_t strm, const float *plain, void *packed);
 
+/* ------------------------------------------------- loss workspace rows */
+
+/* This OpenMP thread's rows of a loss workspace (loss.c), for the kernels
+ * of loss.c and labels.c: e (V floats), idx (V int32), in (V bytes, all
+ * zero between uses), and the `extra` bytes student_loss_ws_reserve added
+ * (NULL when none). */
+typedef struct {
+    float *e;
+    int32_t *idx;
+    uint8_t *in;
+    unsigned char *extra;
+    size_t extra_bytes;
+} student_ws_rows;
+student_ws_rows student_loss_ws_thread(const student_loss_ws *w);
+int student_loss_ws_vocab(const student_loss_ws *w); /* 0 for NULL */
+int student_loss_ws_threads(const student_loss_ws *w);
+
 /* ------------------------------------------------------------ kernels */
 
 #define STUDENT_LN_EPS 1e-5f

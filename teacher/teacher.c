@@ -97,6 +97,15 @@ rt_status teacher_create_with(const teacher_config *c, student_model *model, tea
         return rt_fail(RT_ERR_NOMEM, "teacher: out of memory for the label scratch of %d rows",
                        tc.batch);
     }
+    /* the draws' scratch lives in the model's loss workspace, grown once */
+    if (tc.labels == TEACHER_LABELS_SAMPLE || tc.labels == TEACHER_LABELS_TOPK_SAMPLE) {
+        rt_status rs = student_loss_ws_reserve(student_loss_workspace(model),
+                                               student_teacher_sample_bytes(tc.samples));
+        if (rs != RT_OK) {
+            teacher_destroy(t);
+            return rs;
+        }
+    }
     *out = t;
     return RT_OK;
 }
@@ -146,7 +155,7 @@ rt_status teacher_run(teacher *t, const int32_t *inputs, int B, uint64_t seed, i
         if (k)
             RT_TRY(student_teacher_topk(ws, z, n_pos, V, c->temperature, k, t->tk_ids,
                                         t->tk_logp, t->tk_tail));
-        RT_TRY(student_teacher_sample(z, n_pos, V, c->temperature, k, t->tk_ids, t->tk_logp,
+        RT_TRY(student_teacher_sample(ws, z, n_pos, V, c->temperature, k, t->tk_ids, t->tk_logp,
                                       c->samples, t->seeds, ids, logp));
         memset(tail, 0, (size_t)n_pos * sizeof *tail);
     }

@@ -623,16 +623,23 @@ static void test_loss_workspace(void) {
     float *lp = malloc((size_t)n * V * sizeof *lp), *tail = malloc((size_t)n * sizeof *tail);
     float *d = calloc((size_t)n * V, sizeof *d);
     double a = 0.0, b = 0.0;
+    const int ns = fx.kd_n;
+    int32_t *sids = malloc((size_t)n * ns * sizeof *sids);
+    float *slp = malloc((size_t)n * ns * sizeof *slp);
+    uint64_t *seeds = malloc((size_t)n * sizeof *seeds);
+    for (int i = 0; i < n; i++) seeds[i] = (uint64_t)i;
     alloc_calls = 0;
     alloc_counting = 1;
-    rt_status st[4];
+    rt_status st[5];
+    st[4] = student_teacher_sample(WS, z, n, V, T, 0, NULL, NULL, ns, seeds, sids, slp);
     st[0] = student_teacher_topk(WS, z, n, V, T, k, ids, lp, tail);
     st[1] = student_loss_distill(WS, z, tg, n, V, T, ids, lp, tail, k, d, 1.0f, 1.0f, &a, &b);
     st[2] = student_teacher_topk(WS, z, n, V, T, V, NULL, lp, tail);
     st[3] = student_loss_jsd(WS, z, n, V, T, lp, d, 1.0f, &a);
     alloc_counting = 0;
-    printf("\n    top-k, fused CE + KL, dense top-k, JSD: %d allocations (want 0)", alloc_calls);
-    for (int i = 0; i < 4; i++) CU_ASSERT_EQUAL(st[i], RT_OK);
+    printf("\n    sampled labels, top-k, fused CE + KL, dense top-k, JSD: %d allocations "
+           "(want 0)", alloc_calls);
+    for (int i = 0; i < 5; i++) CU_ASSERT_EQUAL(st[i], RT_OK);
     CU_ASSERT_EQUAL(alloc_calls, 0);
 
     student_teacher_topk(WS, z, n, V, T, k, ids, lp, tail);
@@ -654,6 +661,13 @@ static void test_loss_workspace(void) {
     CU_ASSERT_EQUAL(student_loss_jsd(small, z, n, V, T, lp, d, 1.0f, &a), RT_ERR_ARGS);
     CU_ASSERT_EQUAL(student_teacher_topk(small, z, n, V, T, k, ids, lp, tail), RT_ERR_ARGS);
     student_loss_ws_free(small);
+    /* sampling without the draws' scratch reserved is refused, not a crash */
+    CU_ASSERT_FATAL(student_loss_ws_create(V, &small) == RT_OK);
+    CU_ASSERT_EQUAL(student_teacher_sample(small, z, n, V, T, 0, NULL, NULL, ns, seeds, sids, slp),
+                    RT_ERR_ARGS);
+    CU_ASSERT(strstr(rt_last_error(), "student_loss_ws_reserve") != NULL);
+    student_loss_ws_free(small);
+    free(sids), free(slp), free(seeds);
     student_loss_ws_free(NULL);
     free(ids), free(lp), free(tail), free(d);
 }
@@ -820,7 +834,7 @@ static void test_sample_unbiased(void) {
         int structure_ok = 1;
         for (int t = 0; t < M; t++) {
             for (int i = 0; i < n; i++) seeds[i] = rt_seed_derive((uint64_t)t, (uint64_t)i);
-            CU_ASSERT_EQUAL_FATAL(student_teacher_sample(zt, n, V, T, kx, tk_ids, tk_lp, ns, seeds,
+            CU_ASSERT_EQUAL_FATAL(student_teacher_sample(WS, zt, n, V, T, kx, tk_ids, tk_lp, ns, seeds,
                                                          ids, lp), RT_OK);
             if (t < 50) {
                 for (int i = 0; i < n; i++) {
@@ -877,12 +891,12 @@ static void test_sample_unbiased(void) {
         }
         /* same seeds, same labels; another seed, other labels */
         for (int i = 0; i < n; i++) seeds[i] = rt_seed_derive(7, (uint64_t)i);
-        student_teacher_sample(zt, n, V, T, kx, tk_ids, tk_lp, ns, seeds, ids, lp);
-        student_teacher_sample(zt, n, V, T, kx, tk_ids, tk_lp, ns, seeds, ids2, lp2);
+        student_teacher_sample(WS, zt, n, V, T, kx, tk_ids, tk_lp, ns, seeds, ids, lp);
+        student_teacher_sample(WS, zt, n, V, T, kx, tk_ids, tk_lp, ns, seeds, ids2, lp2);
         CU_ASSERT(memcmp(ids, ids2, (size_t)n * W * sizeof *ids) == 0 &&
                   memcmp(lp, lp2, (size_t)n * W * sizeof *lp) == 0);
         for (int i = 0; i < n; i++) seeds[i] = rt_seed_derive(8, (uint64_t)i);
-        student_teacher_sample(zt, n, V, T, kx, tk_ids, tk_lp, ns, seeds, ids2, lp2);
+        student_teacher_sample(WS, zt, n, V, T, kx, tk_ids, tk_lp, ns, seeds, ids2, lp2);
         CU_ASSERT(memcmp(ids, ids2, (size_t)n * W * sizeof *ids) != 0);
     }
     free(tk_ids), free(tk_lp), free(tk_tail), free(ids), free(ids2), free(lp), free(lp2);
@@ -1222,6 +1236,8 @@ int main(void) {
         return 1;
     }
     if (student_loss_ws_create(fx.V, &WS) != RT_OK) return 1;
+    const int most_draws = fx.kd_n > fx.kd_s ? fx.kd_n : fx.kd_s;
+    if (student_loss_ws_reserve(WS, student_teacher_sample_bytes(most_draws)) != RT_OK) return 1;
     if (CU_initialize_registry() != CUE_SUCCESS) return 1;
     CU_pSuite s = CU_add_suite("student", NULL, NULL);
     CU_add_test(s, "student_expf on NaN and infinities", test_expf_nonfinite);
