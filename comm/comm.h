@@ -125,41 +125,76 @@ rt_status comm_busy_note(comm_roles *r);
 
 /* ----------------------------------------------------------- records */
 
+/* Hidden-state encodings of a record (comm_record.hidden). */
+typedef enum {
+    COMM_HIDDEN_NONE = 0, /* no hidden states: ids + log-probabilities */
+    COMM_HIDDEN_INT8 = 1, /* int8 with one f32 scale per position */
+    COMM_HIDDEN_BF16 = 2, /* bf16 */
+} comm_hidden;
+
+/* Largest hidden-state width a record may announce (a model's d_model is
+ * bounded the same way, STUDENT_MAX_D_MODEL). */
+#define COMM_MAX_HIDDEN_WIDTH 65536
+
 /* One teacher record: the soft labels (and feature maps) for one student
  * micro-batch of b rows of T tokens, n_pos = b * T positions in row-major
- * order. Owned by the caller. comm_record_reserve/decode point the arrays
- * into one block owned by the record (freed by comm_record_free); a caller
- * that only encodes may instead point them at its own buffers. */
+ * order. The labels are either k (id, log-probability) entries per
+ * position plus the tail mass (hidden = COMM_HIDDEN_NONE, k >= 1), or the
+ * teacher's final normalized hidden state per position (hidden = INT8 or
+ * BF16, k = 0, no tail), from which a student holding the teacher's output
+ * matrix rebuilds the full logits. Owned by the caller.
+ * comm_record_reserve/decode point the arrays into one block owned by the
+ * record (freed by comm_record_free); a caller that only encodes may
+ * instead point them at its own buffers. */
 typedef struct {
     int64_t step;       /* global training step */
     int32_t student;    /* student index the record is for */
     int32_t b, T;       /* micro-batch rows and sequence length */
-    int32_t k;          /* entries per position; k == vocab means dense */
+    int32_t k;          /* entries per position; k == vocab means dense; 0 with hidden */
     int32_t vocab;      /* vocabulary size (ids are in [0, vocab)) */
     float temperature;  /* softmax temperature of the log-probabilities */
     int32_t n_feat;     /* feature-map layers (0 = none) */
     int32_t feat_width; /* width of each feature map (teacher d_model) */
+    int32_t hidden;       /* comm_hidden */
+    int32_t hidden_width; /* width of the hidden states (teacher d_model), 0 without */
     int64_t *starts;    /* (b) token offset of each row's window: identity */
     int32_t *ids;       /* (n_pos, k) token ids, any order */
     float *logprobs;    /* (n_pos, k) log p(id) at `temperature` */
-    float *tail;        /* (n_pos) probability mass not in the k entries */
+    float *tail;        /* (n_pos) probability mass not in the k entries (NULL when k = 0) */
+    float *hscale;      /* (n_pos) int8 hidden states: value = q * hscale (else NULL) */
+    void *hstate;       /* (n_pos, hidden_width) int8_t or bf16 (uint16_t) hidden states */
     float *feat;        /* (n_feat, n_pos, feat_width) */
     /* owned storage behind the arrays above (managed by reserve/free) */
     void *block_;
     size_t block_bytes_;
 } comm_record;
 
+/* A record's shape: what a receiver expects (comm_codec_decode;
+ * feat_width only matters when n_feat > 0) and what
+ * comm_record_reserve_shape lays out. hidden and hidden_width are 0 for a
+ * record of label entries. */
+typedef struct {
+    int32_t b, T, k, vocab, n_feat, feat_width, hidden, hidden_width;
+} comm_record_shape;
+
 /* Zeroes *r (no storage). */
 void comm_record_init(comm_record *r);
 /* Sets the shape fields and points the arrays into the record's own block,
  * growing it when needed (contents are unspecified). RT_ERR_ARGS on a bad
- * shape (b, T, k, vocab >= 1, k <= vocab, n_feat, feat_width >= 0). */
+ * shape (b, T, vocab >= 1; 1 <= k <= vocab without hidden states, k = 0
+ * and 1 <= hidden_width <= COMM_MAX_HIDDEN_WIDTH with them; n_feat,
+ * feat_width >= 0). */
+rt_status comm_record_reserve_shape(comm_record *r, const comm_record_shape *shape);
+/* The same for a record of soft-label entries (no hidden states). */
 rt_status comm_record_reserve(comm_record *r, int32_t b, int32_t T, int32_t k, int32_t vocab,
                               int32_t n_feat, int32_t feat_width);
 /* Frees the record's block and zeroes *r. NULL is fine. */
 void comm_record_free(comm_record *r);
-/* Uncompressed payload bytes of r (starts, ids, logprobs, tail, feat). */
+/* Uncompressed payload bytes of r (starts, ids, logprobs, tail, hscale,
+ * hstate, feat). */
 size_t comm_record_payload_bytes(const comm_record *r);
+/* Header + payload bytes of r before compression. */
+size_t comm_record_raw_bytes(const comm_record *r);
 
 /* Checks that r is the teacher's record for this student's batch: same
  * step, same student index, same b and the same window starts. Fails
@@ -176,10 +211,14 @@ rt_status comm_record_check_identity(const comm_record *r, int64_t step, int stu
 rt_status comm_record_check_shape(const comm_record *r, int64_t step, int32_t T, int32_t vocab,
                                   int32_t k, int32_t n_feat, int32_t feat_width);
 
-/* Size of the fixed wire header; a record on the wire is this header
- * followed by the zstd frame of the (byte-shuffled) payload. */
+/* Size of the wire header of a record without hidden states (format
+ * version 1); a record with them has an 80-byte header (version 2). A
+ * record on the wire is its header followed by the zstd frame of the
+ * (byte-shuffled) payload. */
 #define COMM_RECORD_HEADER_BYTES 72
+#define COMM_RECORD_HEADER_BYTES_HIDDEN 80
 #define COMM_RECORD_VERSION 1
+#define COMM_RECORD_VERSION_HIDDEN 2
 
 /* Reusable compression state (zstd contexts + scratch buffers). */
 typedef struct comm_codec comm_codec;
@@ -195,19 +234,14 @@ rt_status comm_codec_encode(comm_codec *c, const comm_record *r, const void **wi
 /* Same, into a caller buffer grown with realloc (*buf may be NULL). */
 rt_status comm_codec_encode_into(comm_codec *c, const comm_record *r, void **buf, size_t *cap,
                                  size_t *wire_bytes);
-/* The shape a receiver reads (see comm_record; feat_width only matters
- * when n_feat > 0). */
-typedef struct {
-    int32_t b, T, k, vocab, n_feat, feat_width;
-} comm_record_shape;
-
 /* Decodes one wire record into r (reserving r's storage). Verifies magic,
  * version, header size, shape, sizes, the FNV-1a 64 checksum over header and
- * compressed payload, the zstd frame, and that every id is < vocab. The
- * header's shape must equal `expect` (the caller's own), checked before
- * anything is allocated: a peer cannot make the receiver allocate more than
- * a record of the receiver's shape. RT_ERR_FORMAT with a message saying
- * which check failed. */
+ * compressed payload, the zstd frame, that every id is < vocab, and that
+ * hidden states are finite (int8 scales finite and >= 0). The header's
+ * shape must equal `expect` (the caller's own: rows, T, k, vocab, features,
+ * hidden encoding and width), checked before anything is allocated: a peer
+ * cannot make the receiver allocate more than a record of the receiver's
+ * shape. RT_ERR_FORMAT with a message saying which check failed. */
 rt_status comm_codec_decode(comm_codec *c, const void *wire, size_t wire_bytes,
                             const comm_record_shape *expect, comm_record *r);
 

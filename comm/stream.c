@@ -317,7 +317,7 @@ rt_status comm_stream_send(comm_stream *s, int student, const comm_record *rec) 
     if (in_flight > s->stats.max_in_flight) s->stats.max_in_flight = in_flight;
     s->stats.records++;
     s->stats.positions += (int64_t)rec->b * rec->T;
-    s->stats.raw_bytes += (int64_t)(COMM_RECORD_HEADER_BYTES + comm_record_payload_bytes(rec));
+    s->stats.raw_bytes += (int64_t)comm_record_raw_bytes(rec);
     s->stats.wire_bytes += (int64_t)bytes;
     /* Start the transfer now rather than at the next poll. */
     st = teacher_progress(s);
@@ -502,7 +502,7 @@ rt_status comm_stream_recv(comm_stream *s, const comm_record_shape *expect, comm
     }
     s->stats.records++;
     s->stats.positions += (int64_t)rec->b * rec->T;
-    s->stats.raw_bytes += (int64_t)(COMM_RECORD_HEADER_BYTES + comm_record_payload_bytes(rec));
+    s->stats.raw_bytes += (int64_t)comm_record_raw_bytes(rec);
     s->stats.wire_bytes += (int64_t)sl->bytes;
     sl->state = SLOT_FREE;
     s->head = (s->head + 1) % s->cfg.depth;

@@ -145,3 +145,122 @@ rt_status student_teacher_sample(student_loss_ws *ws, const float *logits, int n
     }
     return RT_OK;
 }
+
+/* ------------------------------------------------- hidden-state labels
+ *
+ * The `hidden` scheme sends, instead of label entries, the teacher's final
+ * normalized hidden state h = ln_f(x_L) per position; a student rank that
+ * holds the teacher's tied output matrix wte (V, C) rebuilds the teacher's
+ * logits z = h wte^T, all V of them, with one matmul. int8 keeps one scale
+ * s = max|h| / 127 per position and q = round(h / s), so every entry is off
+ * by at most s/2 and every logit by at most (s/2) sum_c |wte[v][c]|
+ * (tests/test_student.c checks this bound on a teacher's real logits). */
+
+void student_final_hidden(student_model *m, int B, float *out) {
+    RT_ASSERT(B >= 1 && B <= m->max_B);
+    const int L = m->cfg.n_layer, C = m->cfg.d_model, nt = m->n_tensors;
+    /* what the forward's own ln_f computes (model.c), from the last block's
+     * residual stream, which every mode keeps */
+    student_layernorm_fwd(out, NULL, NULL, NULL, student_hidden(m, L - 1),
+                          m->params + m->offset[nt - 2], m->params + m->offset[nt - 1],
+                          (int64_t)B * m->cfg.seq_len, C);
+}
+
+void student_hidden_encode(const float *h, int64_t n, int C, int bf16, void *out, float *scale) {
+    if (bf16) {
+        student_to_bf16(out, h, (size_t)n * (size_t)C);
+        return;
+    }
+    int8_t *q = out;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        const float *x = h + i * C;
+        float mx = 0.0f;
+        for (int c = 0; c < C; c++) mx = fabsf(x[c]) > mx ? fabsf(x[c]) : mx;
+        const float s = mx / 127.0f;
+        scale[i] = s;
+        int8_t *qi = q + i * C;
+        for (int c = 0; c < C; c++) {
+            /* |x / s| <= 127 up to rounding; the clamp keeps it so */
+            const float v = s > 0.0f ? nearbyintf(x[c] / s) : 0.0f;
+            qi[c] = (int8_t)(v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v);
+        }
+    }
+}
+
+struct student_hidden_head {
+    int V, C;
+    float *wte;     /* (V, C) the teacher's output matrix, owned */
+    float *x;       /* (rows, C) decoded hidden states */
+    int rows;       /* rows x and mm are built for, 0 = none yet */
+    student_mm mm;  /* (rows, C) x wte^T (C, V) */
+    dnnl_engine_t eng;
+    dnnl_stream_t strm;
+};
+
+rt_status student_hidden_head_create(const float *wte, int V, int C, student_hidden_head **out) {
+    rt_status st = RT_OK;
+    *out = NULL;
+    if (V < 1 || C < 1)
+        return rt_fail(RT_ERR_ARGS, "student_hidden_head_create: shape %d x %d", V, C);
+    student_hidden_head *h = calloc(1, sizeof *h);
+    if (!h) return rt_fail(RT_ERR_NOMEM, "out of memory for the teacher's output matrix");
+    h->V = V, h->C = C;
+    h->wte = rt_alloc_aligned((size_t)V * (size_t)C * sizeof *h->wte);
+    if (!h->wte) {
+        st = rt_fail(RT_ERR_NOMEM, "out of memory for the teacher's %d x %d output matrix", V, C);
+        goto cleanup;
+    }
+    memcpy(h->wte, wte, (size_t)V * (size_t)C * sizeof *h->wte);
+    STUDENT_DNNL_CHECK(dnnl_engine_create(&h->eng, dnnl_cpu, 0));
+    STUDENT_DNNL_CHECK(dnnl_stream_create(&h->strm, h->eng, dnnl_stream_default_flags));
+cleanup:
+    if (st != RT_OK) student_hidden_head_free(h);
+    else *out = h;
+    return st;
+}
+
+void student_hidden_head_free(student_hidden_head *h) {
+    if (!h) return;
+    student_mm_destroy(&h->mm);
+    if (h->strm) dnnl_stream_destroy(h->strm);
+    if (h->eng) dnnl_engine_destroy(h->eng);
+    rt_free_aligned(h->wte);
+    rt_free_aligned(h->x);
+    free(h);
+}
+
+rt_status student_hidden_head_logits(student_hidden_head *h, const void *hidden, int bf16,
+                                     const float *scale, int n, float *logits) {
+    RT_ASSERT(n >= 1 && (bf16 || scale));
+    const int C = h->C;
+    if (n != h->rows) {
+        /* built once per row count (training keeps one: its micro-batch) */
+        student_mm_destroy(&h->mm);
+        rt_free_aligned(h->x);
+        h->rows = 0;
+        h->x = rt_alloc_aligned((size_t)n * (size_t)C * sizeof *h->x);
+        if (!h->x)
+            return rt_fail(RT_ERR_NOMEM, "out of memory for %d hidden states of width %d", n, C);
+        student_mm_shape s;
+        student_mm_shape_2d(&s, n, C, h->V, 0, 1, dnnl_f32, 0, 0);
+        RT_TRY(student_mm_create(&h->mm, h->eng, &s));
+        h->rows = n;
+    }
+    const size_t total = (size_t)n * (size_t)C;
+    if (bf16) {
+        const uint16_t *b = hidden;
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < total; i++) {
+            union { uint32_t u; float f; } v = {(uint32_t)b[i] << 16};
+            h->x[i] = v.f;
+        }
+    } else {
+        const int8_t *q = hidden;
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < n; i++)
+            for (int c = 0; c < C; c++)
+                h->x[(size_t)i * C + c] = (float)q[(size_t)i * C + c] * scale[i];
+    }
+    return student_mm_run(&h->mm, h->strm, h->x, h->wte, NULL, logits);
+}

@@ -271,6 +271,28 @@ rt_status student_teacher_sample(student_loss_ws *ws, const float *logits, int n
                                  const int32_t *topk_ids, const float *topk_logp, int n_samples,
                                  const uint64_t *seeds, int32_t *ids, float *logp);
 
+/* Hidden-state soft labels (the `hidden` scheme, labels.c): the teacher
+ * sends its final normalized hidden state per position and the student
+ * rebuilds the teacher's logits with the teacher's tied output matrix.
+ *
+ * student_final_hidden: ln_f of the last block's output of the last
+ * forward, (B, T, C) f32 into out, exactly what the model's LM head reads.
+ * student_hidden_encode: n rows of C floats to bf16 (bf16 = 1; scale is
+ * not written) or to int8 with one scale per row (scale = max|h| / 127,
+ * q = round(h / scale), |h - q * scale| <= scale / 2). */
+void student_final_hidden(student_model *m, int B, float *out);
+void student_hidden_encode(const float *h, int64_t n, int C, int bf16, void *out, float *scale);
+
+/* The student side: holds a copy of the teacher's wte (V, C) and turns n
+ * encoded hidden states into the teacher's logits (n, V) with one oneDNN
+ * matmul; buffers and the primitive are made on the first call for a row
+ * count and reused while it stays the same. */
+typedef struct student_hidden_head student_hidden_head;
+rt_status student_hidden_head_create(const float *wte, int V, int C, student_hidden_head **out);
+void student_hidden_head_free(student_hidden_head *h); /* NULL is a no-op */
+rt_status student_hidden_head_logits(student_hidden_head *h, const void *hidden, int bf16,
+                                     const float *scale, int n, float *logits);
+
 /* The usual distillation pair in one sweep over the logits: exactly
  * student_loss_ce(..., ce_scale) followed by the KL term below with
  * kd_scale (dlogits WRITTEN with the sum of both gradients), but logits and

@@ -16,6 +16,7 @@ struct teacher {
     int32_t *tk_ids;
     float *tk_logp, *tk_tail;
     uint64_t *seeds;
+    float *hidden; /* hidden: (batch*T, d_model) final normalized states */
 };
 
 int teacher_label_width(const teacher_config *c) {
@@ -23,6 +24,7 @@ int teacher_label_width(const teacher_config *c) {
     switch (c->labels) {
     case TEACHER_LABELS_SAMPLE: return c->samples;
     case TEACHER_LABELS_TOPK_SAMPLE: return c->topk + c->samples;
+    case TEACHER_LABELS_HIDDEN: return 0;
     case TEACHER_LABELS_TOPK: break;
     }
     return c->topk < V ? c->topk : V;
@@ -43,11 +45,13 @@ static rt_status teacher_config_check(const teacher_config *c) {
         return rt_fail(RT_ERR_ARGS, "teacher: temperature must be > 0 (got %g)",
                        (double)c->temperature);
     if (c->labels != TEACHER_LABELS_TOPK && c->labels != TEACHER_LABELS_SAMPLE &&
-        c->labels != TEACHER_LABELS_TOPK_SAMPLE)
+        c->labels != TEACHER_LABELS_TOPK_SAMPLE && c->labels != TEACHER_LABELS_HIDDEN)
         return rt_fail(RT_ERR_ARGS, "teacher: unknown label scheme %d", (int)c->labels);
-    if (c->labels != TEACHER_LABELS_SAMPLE && (c->topk < 1 || c->topk > V))
+    const int uses_topk = c->labels == TEACHER_LABELS_TOPK || c->labels == TEACHER_LABELS_TOPK_SAMPLE;
+    const int samples = c->labels == TEACHER_LABELS_SAMPLE || c->labels == TEACHER_LABELS_TOPK_SAMPLE;
+    if (uses_topk && (c->topk < 1 || c->topk > V))
         return rt_fail(RT_ERR_ARGS, "teacher: topk must be in [1, %d] (got %d)", V, c->topk);
-    if (c->labels != TEACHER_LABELS_TOPK) {
+    if (samples) {
         const int k = c->labels == TEACHER_LABELS_SAMPLE ? 0 : c->topk;
         if (c->samples < 1 || (int64_t)k + c->samples >= V)
             return rt_fail(RT_ERR_ARGS,
@@ -86,7 +90,10 @@ rt_status teacher_create_with(const teacher_config *c, student_model *model, tea
     /* sampled schemes: per-position seeds; topk+sample: its exact part */
     const size_t n_pos = (size_t)tc.batch * tc.model.seq_len;
     int ok = 1;
-    if (tc.labels != TEACHER_LABELS_TOPK) ok &= (t->seeds = malloc(n_pos * sizeof *t->seeds)) != NULL;
+    const int sampled = tc.labels == TEACHER_LABELS_SAMPLE || tc.labels == TEACHER_LABELS_TOPK_SAMPLE;
+    if (sampled) ok &= (t->seeds = malloc(n_pos * sizeof *t->seeds)) != NULL;
+    if (tc.labels == TEACHER_LABELS_HIDDEN)
+        ok &= (t->hidden = rt_alloc_aligned(n_pos * (size_t)tc.model.d_model * sizeof(float))) != NULL;
     if (tc.labels == TEACHER_LABELS_TOPK_SAMPLE) {
         ok &= (t->tk_ids = malloc(n_pos * (size_t)tc.topk * sizeof *t->tk_ids)) != NULL;
         ok &= (t->tk_logp = malloc(n_pos * (size_t)tc.topk * sizeof *t->tk_logp)) != NULL;
@@ -98,7 +105,7 @@ rt_status teacher_create_with(const teacher_config *c, student_model *model, tea
                        tc.batch);
     }
     /* the draws' scratch lives in the model's loss workspace, grown once */
-    if (tc.labels == TEACHER_LABELS_SAMPLE || tc.labels == TEACHER_LABELS_TOPK_SAMPLE) {
+    if (sampled) {
         rt_status rs = student_loss_ws_reserve(student_loss_workspace(model),
                                                student_teacher_sample_bytes(tc.samples));
         if (rs != RT_OK) {
@@ -125,6 +132,7 @@ void teacher_destroy(teacher *t) {
     free(t->tk_logp);
     free(t->tk_tail);
     free(t->seeds);
+    rt_free_aligned(t->hidden);
     free(t);
 }
 
@@ -132,11 +140,12 @@ const teacher_config *teacher_cfg(const teacher *t) { return &t->cfg; }
 float *teacher_params(teacher *t) { return student_params(t->model); }
 
 rt_status teacher_run(teacher *t, const int32_t *inputs, int B, uint64_t seed, int64_t step,
-                      const int64_t *starts, int32_t *ids, float *logp, float *tail, float *feat) {
+                      const int64_t *starts, const teacher_out *out) {
     const teacher_config *c = &t->cfg;
     if (B < 1 || B > c->batch)
         return rt_fail(RT_ERR_ARGS, "teacher: %d rows asked, planned for 1..%d", B, c->batch);
-    if (c->labels != TEACHER_LABELS_TOPK && !starts)
+    const int sampled = c->labels == TEACHER_LABELS_SAMPLE || c->labels == TEACHER_LABELS_TOPK_SAMPLE;
+    if (sampled && !starts)
         return rt_fail(RT_ERR_ARGS, "teacher: sampled soft labels need the rows' window starts");
     RT_TRY(student_forward(t->model, inputs, B));
     const int T = c->model.seq_len, V = c->model.vocab_size, C = c->model.d_model;
@@ -144,8 +153,11 @@ rt_status teacher_run(teacher *t, const int32_t *inputs, int B, uint64_t seed, i
     const float *z = student_logits(t->model);
     student_loss_ws *ws = student_loss_workspace(t->model);
     if (c->labels == TEACHER_LABELS_TOPK) {
-        RT_TRY(student_teacher_topk(ws, z, n_pos, V, c->temperature, teacher_label_width(c), ids,
-                                    logp, tail));
+        RT_TRY(student_teacher_topk(ws, z, n_pos, V, c->temperature, teacher_label_width(c),
+                                    out->ids, out->logp, out->tail));
+    } else if (c->labels == TEACHER_LABELS_HIDDEN) {
+        student_final_hidden(t->model, B, t->hidden);
+        student_hidden_encode(t->hidden, n_pos, C, c->hidden_bf16, out->hstate, out->hscale);
     } else {
         for (int r = 0; r < B; r++) {
             const uint64_t row = teacher_window_seed(seed, step, starts[r]);
@@ -156,12 +168,12 @@ rt_status teacher_run(teacher *t, const int32_t *inputs, int B, uint64_t seed, i
             RT_TRY(student_teacher_topk(ws, z, n_pos, V, c->temperature, k, t->tk_ids,
                                         t->tk_logp, t->tk_tail));
         RT_TRY(student_teacher_sample(ws, z, n_pos, V, c->temperature, k, t->tk_ids, t->tk_logp,
-                                      c->samples, t->seeds, ids, logp));
-        memset(tail, 0, (size_t)n_pos * sizeof *tail);
+                                      c->samples, t->seeds, out->ids, out->logp));
+        memset(out->tail, 0, (size_t)n_pos * sizeof *out->tail);
     }
-    if (feat) {
+    if (out->feat) {
         for (int i = 0; i < c->n_features; i++)
-            memcpy(feat + (size_t)i * n_pos * C, student_hidden(t->model, c->feature_layers[i]),
+            memcpy(out->feat + (size_t)i * n_pos * C, student_hidden(t->model, c->feature_layers[i]),
                    (size_t)n_pos * C * sizeof(float));
     }
     return RT_OK;

@@ -8,6 +8,10 @@
  *       unbiased estimate of p), tail 0;
  *     topk+sample: the exact top-k, then `samples` draws from the tail
  *       carrying the tail's mass, tail 0 (student_teacher_sample);
+ *     hidden: no label entries, but the final normalized hidden state per
+ *       position (int8 with a per-position scale, or bf16), from which a
+ *       student holding the teacher's output matrix rebuilds all logits
+ *       (student_hidden_encode, student_hidden_head_logits);
  *   - optionally the residual stream after some of its blocks (feature maps).
  *
  * The teacher reuses student/'s model and kernels with training = 0 (no
@@ -32,6 +36,7 @@ typedef enum {
     TEACHER_LABELS_TOPK = 0,
     TEACHER_LABELS_SAMPLE = 1,
     TEACHER_LABELS_TOPK_SAMPLE = 2,
+    TEACHER_LABELS_HIDDEN = 3,
 } teacher_labels;
 
 typedef struct {
@@ -42,6 +47,7 @@ typedef struct {
     teacher_labels labels;       /* label scheme */
     int topk;                    /* 1 .. vocab; vocab = dense (topk, topk+sample) */
     int samples;                 /* draws per position (sample, topk+sample) */
+    int hidden_bf16;             /* hidden: 1 = bf16 states, 0 = int8 + scales */
     int n_features;              /* teacher layers whose hidden states are sent */
     int feature_layers[TEACHER_MAX_FEATURES]; /* each in [0, n_layer) */
 } teacher_config;
@@ -61,7 +67,7 @@ const teacher_config *teacher_cfg(const teacher *t);
 float *teacher_params(teacher *t);
 
 /* Entries per position of the scheme: topk for topk (capped at vocab),
- * samples for sample, topk + samples for topk+sample. */
+ * samples for sample, topk + samples for topk+sample, 0 for hidden. */
 int teacher_label_width(const teacher_config *c);
 
 /* The sampling seed of a window: every position of the window starting at
@@ -70,17 +76,27 @@ int teacher_label_width(const teacher_config *c);
  * identity only, so online labels, a resume and a label cache agree. */
 uint64_t teacher_window_seed(uint64_t seed, int64_t step, int64_t start);
 
-/* Runs the forward over inputs (B, T) and writes, for n = B*T positions and
- * W = teacher_label_width entries per position: ids (n, W) and logp (n, W)
- * (top-k in descending probability; sampled rows as student_teacher_sample
- * says), tail (n), and when feat != NULL the feature maps
- * (n_features, n, d_model) in the order of feature_layers. The rows are the
+/* Where teacher_run writes, for n = B*T positions and W =
+ * teacher_label_width entries per position; NULL where the scheme or the
+ * features do not use it. */
+typedef struct {
+    int32_t *ids;  /* (n, W); with dense topk it may be NULL (0..V-1 implied) */
+    float *logp;   /* (n, W) */
+    float *tail;   /* (n) */
+    void *hstate;  /* hidden: (n, d_model) int8 or bf16 */
+    float *hscale; /* hidden, int8: (n) */
+    float *feat;   /* (n_features, n, d_model) in the order of feature_layers */
+} teacher_out;
+
+/* Runs the forward over inputs (B, T) and writes the labels of the scheme
+ * into out: top-k in descending probability, sampled rows as
+ * student_teacher_sample says, hidden states as student_hidden_encode
+ * says, and the feature maps when out->feat is set. The rows are the
  * windows starting at starts (B) of global step `step` of a run seeded with
  * `seed`: the sampled schemes draw position i of row r from
- * rt_seed_derive(teacher_window_seed(seed, step, starts[r]), i). With dense
- * topk, ids may be NULL (then 0..V-1 is implied). A token id outside the
- * vocabulary is RT_ERR_ARGS. */
+ * rt_seed_derive(teacher_window_seed(seed, step, starts[r]), i). A token
+ * id outside the vocabulary is RT_ERR_ARGS. */
 rt_status teacher_run(teacher *t, const int32_t *inputs, int B, uint64_t seed, int64_t step,
-                      const int64_t *starts, int32_t *ids, float *logp, float *tail, float *feat);
+                      const int64_t *starts, const teacher_out *out);
 
 #endif

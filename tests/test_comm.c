@@ -246,7 +246,7 @@ static void test_roles_errors(void) {
 
 /* The shape of a record, as the receiver that expects it passes it. */
 static comm_record_shape shape_of(const comm_record *r) {
-    return (comm_record_shape){r->b, r->T, r->k, r->vocab, r->n_feat, r->feat_width};
+    return (comm_record_shape){r->b, r->T, r->k, r->vocab, r->n_feat, r->feat_width, 0, 0};
 }
 
 static void test_codec_roundtrip(void) {
@@ -269,7 +269,7 @@ static void test_codec_roundtrip(void) {
         size_t n = 0;
         CU_ASSERT_EQUAL_FATAL(comm_codec_encode(c, &a, &wire, &n), RT_OK);
         CU_ASSERT(n > COMM_RECORD_HEADER_BYTES);
-        const comm_record_shape want = {z[0], z[1], z[2], z[3], z[4], z[5]};
+        const comm_record_shape want = {z[0], z[1], z[2], z[3], z[4], z[5], 0, 0};
         CU_ASSERT_EQUAL(comm_codec_decode(c, wire, n, &want, &b), RT_OK);
         CU_ASSERT(records_equal(&a, &b));
         CU_ASSERT_EQUAL(comm_record_payload_bytes(&b),
@@ -296,7 +296,7 @@ static void test_codec_roundtrip(void) {
     const void *wire = NULL;
     size_t n = 0;
     CU_ASSERT_EQUAL(comm_codec_encode(c, &own, &wire, &n), RT_OK);
-    CU_ASSERT_EQUAL(comm_codec_decode(c, wire, n, &(comm_record_shape){2, 3, 2, 10, 0, 0}, &b), RT_OK);
+    CU_ASSERT_EQUAL(comm_codec_decode(c, wire, n, &(comm_record_shape){2, 3, 2, 10, 0, 0, 0, 0}, &b), RT_OK);
     CU_ASSERT(records_equal(&own, &b));
     CU_ASSERT_PTR_NULL(b.feat);
     /* encode_into grows a caller buffer. */
@@ -585,7 +585,7 @@ static void test_wire_size(void) {
     CU_ASSERT_EQUAL_FATAL(comm_codec_encode(c, &r, &wire, &n_top), RT_OK);
     double t_enc = now_s() - t0;
     t0 = now_s();
-    CU_ASSERT_EQUAL(comm_codec_decode(c, wire, n_top, &(comm_record_shape){b, T, k, V, 0, 0}, &back),
+    CU_ASSERT_EQUAL(comm_codec_decode(c, wire, n_top, &(comm_record_shape){b, T, k, V, 0, 0, 0, 0}, &back),
                     RT_OK);
     double t_dec = now_s() - t0;
     CU_ASSERT(records_equal(&r, &back));
@@ -638,7 +638,7 @@ static void test_wire_size(void) {
  * compute it independently. Shapes vary with the step so slot buffers
  * grow and shrink. */
 static comm_record_shape expected_shape(int64_t step) {
-    return (comm_record_shape){2, 8 + 8 * (int32_t)(step % 3), 5, 50, (int32_t)(step % 2), 4};
+    return (comm_record_shape){2, 8 + 8 * (int32_t)(step % 3), 5, 50, (int32_t)(step % 2), 4, 0, 0};
 }
 
 static void expected_record(comm_record *r, int64_t step, int student) {
@@ -753,7 +753,7 @@ static void backpressure_round(comm_roles *roles, int depth, int n, int nap) {
         for (int m = 0; m < n; m++) {
             sleep_ms(nap);
             t_enter[m] = now_s();
-            CU_ASSERT_EQUAL(comm_stream_recv(s, &(comm_record_shape){1, 16, 4, 32, 0, 0}, &rec,
+            CU_ASSERT_EQUAL(comm_stream_recv(s, &(comm_record_shape){1, 16, 4, 32, 0, 0, 0, 0}, &rec,
                                              NULL),
                             RT_OK);
             CU_ASSERT_EQUAL(rec.step, m);

@@ -78,7 +78,7 @@ static int run_stream(const char *mode, comm_roles *roles) {
     } else {
         for (int64_t step = 0; step < 10; step++) {
             double waited = 0;
-            const comm_record_shape z = {2, 16, 8, 64, 0, 0}; /* the teacher's, above */
+            const comm_record_shape z = {2, 16, 8, 64, 0, 0, 0, 0}; /* the teacher's, above */
             rt_status st = comm_stream_recv(s, &z, &rec, &waited);
             if (st != RT_OK) comm_abort(1, NULL);
             printf("student: record %lld after %.3f s\n", (long long)rec.step, waited);

@@ -10,10 +10,18 @@
 #     run's;
 #   - refusals, one line naming the cause: a cache from another seed,
 #     seq_len or teacher, another config resumed into a cache, an
-#     incomplete cache, truncated and bit-flipped chunks.
+#     incomplete cache, truncated and bit-flipped chunks;
+#   - hidden-state labels (distill.labels = hidden, a teacher 48 wide for a
+#     student 32 wide): online and from a cache bit-identical, int8 and
+#     bf16, and a resume from a checkpoint bit-identical too; their soft-label loss close to dense labels' (the rebuilt
+#     logits are the teacher's up to int8 rounding); a cache of the other
+#     encoding, or a run without the teacher's file, refused.
 source "$(dirname "$0")/train_lib.sh"
 rt_prepare
 rt_config teacher.ini runs/teacher steps=30 checkpoint_every=15
+# a teacher wider (hidden states of another width) and longer (its first 32
+# positions serve the student's windows) than the student
+sed -i -e 's/^d_model = 32$/d_model = 48/' -e 's/^seq_len = 32$/seq_len = 48/' teacher.ini
 "$RETORT" train --config teacher.ini 2>/dev/null || fail "teacher training failed"
 D=("[distill]" "teacher = runs/teacher/final.h5" "labels = topk+sample" "topk = 8" "samples = 8")
 rt_config on.ini runs/on steps=40 -- "${D[@]}" "teachers = 1"
@@ -96,4 +104,43 @@ printf "$(printf '\\%03o' $((byte ^ 4)))" |
   dd of=broken/chunk_000004.bin bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
 expect_err "chunk_000004.bin: payload checksum mismatch" "$RETORT" train --config off.ini \
   --set distill.labels_dir=broken
+# hidden-state labels: the teacher's final hidden states, int8 and bf16,
+# online (1 teacher rank + 1 student) and through a cache: bit-identical
+H=("[distill]" "teacher = runs/teacher/final.h5" "labels = hidden")
+for enc in int8 bf16; do
+  rt_config "h$enc.ini" "runs/h$enc" steps=20 -- "${H[@]}" "hidden = $enc" "teachers = 1"
+  mpirun -np 2 "$RETORT" train --config "h$enc.ini" 2>"h$enc.log" ||
+    { cat "h$enc.log"; fail "online hidden-state distillation ($enc) failed"; }
+  "$RETORT" label --config "h$enc.ini" --out "hl_$enc" --chunk-steps 7 2>"hl_$enc.log" ||
+    { cat "hl_$enc.log"; fail "retort label with hidden states ($enc) failed"; }
+  grep -q "hidden labels of width 48" "hl_$enc.log" || { cat "hl_$enc.log"; fail "label summary"; }
+  "$RETORT" train --config "h$enc.ini" --set distill.teachers=0 --set "distill.labels_dir=hl_$enc" \
+    --set "train.run_dir=runs/hc$enc" 2>"hc$enc.log" ||
+    { cat "hc$enc.log"; fail "training from a hidden-state cache ($enc) failed"; }
+  h5diff "runs/h$enc/final.h5" "runs/hc$enc/final.h5" /model ||
+    fail "hidden ($enc): cache-trained /model differs from online"
+  h5diff "runs/h$enc/final.h5" "runs/hc$enc/final.h5" /optimizer ||
+    fail "hidden ($enc): cache-trained /optimizer differs from online"
+done
+# a resume of the cache-trained hidden-state run from its step-10 checkpoint
+"$RETORT" train --config hint8.ini --set distill.teachers=0 --set distill.labels_dir=hl_int8 \
+  --set train.run_dir=runs/hr --resume runs/hcint8/step_00000010.h5 2>hr.log ||
+  { cat hr.log; fail "resuming a hidden-state run failed"; }
+h5diff runs/hcint8/final.h5 runs/hr/final.h5 /model || fail "hidden: resumed /model differs"
+h5diff runs/hcint8/final.h5 runs/hr/final.h5 /optimizer || fail "hidden: resumed /optimizer differs"
+# the same run with dense labels: the KD terms agree to int8 rounding
+rt_config hdense.ini runs/hdense steps=20 -- "[distill]" "teacher = runs/teacher/final.h5" \
+  "labels = topk" "topk = 512" "teachers = 1"
+mpirun -np 2 "$RETORT" train --config hdense.ini 2>hdense.log || { cat hdense.log; fail "dense run"; }
+kd() { grep -o '"kd":[0-9.e-]*' "$1" | tail -1 | cut -d: -f2; }
+awk -v a="$(kd runs/hint8/metrics.jsonl)" -v b="$(kd runs/hdense/metrics.jsonl)" \
+  'BEGIN { d = (a - b) / b; if (d < 0) d = -d; printf "kd at step 20: hidden int8 %s, dense %s (rel %.1e, tol 1e-2)\n", a, b, d; exit d > 1e-2 }' ||
+  fail "hidden-state KD differs from dense KD beyond int8 rounding"
+grep -q '"wire_bytes_per_token"' runs/hint8/metrics.jsonl || fail "no wire bytes for hidden states"
+expect_err "distill.hidden (1 int8, 2 bf16) = 1, this run has 2" "$RETORT" train --config hint8.ini \
+  --set distill.teachers=0 --set distill.labels_dir=hl_int8 --set distill.hidden=bf16 \
+  --set train.run_dir=runs/hx
+expect_err "distill.labels = hidden needs distill.teacher" "$RETORT" train --config hint8.ini \
+  --set distill.teachers=0 --set distill.labels_dir=hl_int8 --set distill.teacher= \
+  --set train.run_dir=runs/hx
 echo "train_labels: ok"

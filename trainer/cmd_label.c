@@ -62,7 +62,7 @@ static rt_status label_run(const trainer_config *cfg, const char *out, int chunk
     const teacher_config tc = trainer_teacher_config(cfg, &tcm, mb);
     const int W = teacher_label_width(&tc);
     trainer_labels_meta meta;
-    if ((st = trainer_labels_meta_make(cfg, &tc, &meta)) != RT_OK) goto cleanup;
+    if ((st = trainer_labels_meta_make(cfg, &tc, T, &meta)) != RT_OK) goto cleanup;
     meta.chunk_steps = chunk_steps;
 
     /* rank 0 creates (or checks) the cache before the others open it */
@@ -92,7 +92,9 @@ static rt_status label_run(const trainer_config *cfg, const char *out, int chunk
         st = rt_fail(RT_ERR_NOMEM, "out of memory for %d rows of %d tokens", G, T);
         goto cleanup;
     }
-    if ((st = comm_record_reserve(&rec, G, T, W, V, 0, 0)) != RT_OK) goto cleanup;
+    const comm_record_shape shape = trainer_record_shape(teacher_cfg(t), G, T, 0);
+    if ((st = comm_record_reserve_shape(&rec, &shape)) != RT_OK) goto cleanup;
+    const size_t hw = (size_t)rec.hidden_width * (rec.hidden == COMM_HIDDEN_BF16 ? 2 : 1);
     rec.temperature = tc.temperature;
     rec.student = 0;
 
@@ -112,9 +114,16 @@ static rt_status label_run(const trainer_config *cfg, const char *out, int chunk
                 goto cleanup;
             for (int j = 0; j < G / mb; j++) {
                 const size_t p0 = (size_t)j * mb * T;
+                /* micro-batch j's rows of the step's record */
+                const teacher_out o = {
+                    .ids = rec.ids + p0 * W,
+                    .logp = rec.logprobs + p0 * W,
+                    .tail = rec.tail ? rec.tail + p0 : NULL,
+                    .hstate = rec.hstate ? (char *)rec.hstate + p0 * hw : NULL,
+                    .hscale = rec.hscale ? rec.hscale + p0 : NULL,
+                };
                 st = teacher_run(t, inputs + p0, mb, (uint64_t)cfg->train.seed, step,
-                                 rec.starts + (size_t)j * mb, rec.ids + p0 * W,
-                                 rec.logprobs + p0 * W, rec.tail + p0, NULL);
+                                 rec.starts + (size_t)j * mb, &o);
                 if (st != RT_OK) goto cleanup;
             }
             rec.step = step;
@@ -139,10 +148,8 @@ static rt_status label_run(const trainer_config *cfg, const char *out, int chunk
                 "label: %s: %lld steps x %d rows x %d tokens, %s labels of width %d: %.1f MB "
                 "(%.1f bytes/token; dense f32: %d); %lld chunks computed, %lld kept; %.0f "
                 "tokens/s per rank (%d rank(s))\n",
-                out, (long long)meta.steps, G, T, cfg->distill.labels == 0   ? "topk"
-                                                  : cfg->distill.labels == 1 ? "sample"
-                                                                             : "topk+sample",
-                W, (double)bytes / 1e6, (double)bytes / pos, 4 * V, (long long)sums[0],
+                out, (long long)meta.steps, G, T, trainer_labels_scheme_name(cfg->distill.labels),
+                W ? W : rec.hidden_width, (double)bytes / 1e6, (double)bytes / pos, 4 * V, (long long)sums[0],
                 (long long)sums[1], sums[3] / P, P);
     }
 cleanup:

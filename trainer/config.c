@@ -118,11 +118,19 @@ static const trainer_config_key keys[] = {
             "Softmax temperature T of the soft labels; the KL term is scaled by T^2."),
     K_FLOAT("distill", "alpha", distill.alpha, "0.5", 0, false, 1, false,
             "Weight of the soft-label term; the hard-label cross-entropy gets 1 - alpha."),
-    K_ENUM("distill", "labels", distill.labels, "sample", "topk|sample|topk+sample",
+    K_ENUM("distill", "labels", distill.labels, "sample", "topk|sample|topk+sample|hidden",
            "Soft-label scheme: topk = the top k probabilities plus the tail mass (biased "
            "unless k >= vocab); sample = the distinct tokens of `samples` draws from the "
            "teacher's distribution with their counts (unbiased); topk+sample = the exact "
-           "top k plus `samples` draws from the tail with its mass (unbiased)."),
+           "top k plus `samples` draws from the tail with its mass (unbiased); hidden = the "
+           "teacher's final normalized hidden state per position (see distill.hidden), from "
+           "which the student rank rebuilds all of the teacher's logits with the teacher's "
+           "output matrix (loaded once from distill.teacher, which it needs; one extra "
+           "d_model x vocab matmul per position) and learns from the dense distribution."),
+    K_ENUM("distill", "hidden", distill.hidden, "int8", "int8|bf16",
+           "Encoding of the hidden states with labels = hidden: int8 = one byte per entry "
+           "and one f32 scale per position (d_model + 4 bytes per token before zstd), "
+           "bf16 = two bytes per entry."),
     K_INT("distill", "topk", distill.topk, "64", 1, 16777216,
           "Teacher probabilities sent per position: the top k plus the tail mass; k >= "
           "vocab size sends them all (exact). With labels = topk+sample, the exact part."),

@@ -73,9 +73,10 @@ typedef struct {
         int teachers;                  /* teacher ranks; 0 = plain training */
         char teacher[TRAINER_STR_MAX]; /* teacher checkpoint */
         double temperature, alpha;
-        int labels;  /* teacher_labels: topk | sample | topk+sample */
+        int labels;  /* teacher_labels: topk | sample | topk+sample | hidden */
         int topk;
         int samples; /* draws per position of the sampled schemes */
+        int hidden;  /* labels = hidden: 0 int8 + scales, 1 bf16 */
         char labels_dir[TRAINER_STR_MAX]; /* label cache to train from, "" = online */
         double beta;
         char feature_map[TRAINER_STR_MAX]; /* "s1:t2,s3:t5" or "" */

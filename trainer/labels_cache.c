@@ -19,7 +19,12 @@
 
 /* ------------------------------------------------------------ identity */
 
-static const char *const scheme_names[] = {"topk", "sample", "topk+sample"};
+static const char *const scheme_names[] = {"topk", "sample", "topk+sample", "hidden"};
+#define N_SCHEMES (int)(sizeof scheme_names / sizeof scheme_names[0])
+
+const char *trainer_labels_scheme_name(int labels) {
+    return labels >= 0 && labels < N_SCHEMES ? scheme_names[labels] : "?";
+}
 
 typedef enum { F_STR, F_CRC, F_INT, F_I64, F_DBL, F_SCHEME } field_type;
 /* how a training run compares the field: always, only when the run names a
@@ -51,6 +56,8 @@ static const struct {
     F(topk, "distill.topk", F_INT, M_ALWAYS, 1),
     F(samples, "distill.samples", F_INT, M_ALWAYS, 1),
     F(width, "the label width", F_INT, M_ALWAYS, 1),
+    F(hidden, "distill.hidden (1 int8, 2 bf16)", F_INT, M_ALWAYS, 1),
+    F(hidden_width, "the teacher's d_model (hidden-state width)", F_INT, M_ALWAYS, 1),
     F(teacher_precision, "distill.teacher_precision", F_INT, M_NEVER, 1),
     F(chunk_steps, "chunk_steps", F_INT, M_NEVER, 1),
 #undef F
@@ -75,7 +82,7 @@ rt_status trainer_file_crc32c(const char *path, uint32_t *crc) {
     return RT_OK;
 }
 
-rt_status trainer_labels_meta_make(const trainer_config *cfg, const teacher_config *tc,
+rt_status trainer_labels_meta_make(const trainer_config *cfg, const teacher_config *tc, int T,
                                    trainer_labels_meta *m) {
     memset(m, 0, sizeof *m);
     if (cfg->distill.teacher[0]) {
@@ -84,7 +91,7 @@ rt_status trainer_labels_meta_make(const trainer_config *cfg, const teacher_conf
     }
     snprintf(m->train, sizeof m->train, "%s", cfg->data.train);
     RT_TRY(trainer_file_crc32c(cfg->data.train, &m->train_crc32c));
-    m->seq_len = tc->model.seq_len;
+    m->seq_len = T; /* the student's windows (a teacher may have more positions) */
     m->vocab = tc->model.vocab_size;
     m->batch = cfg->train.batch;
     m->micro_batch = tc->batch;
@@ -92,9 +99,16 @@ rt_status trainer_labels_meta_make(const trainer_config *cfg, const teacher_conf
     m->steps = cfg->train.steps;
     m->temperature = cfg->distill.temperature;
     m->labels = (int)tc->labels;
-    m->topk = tc->labels == TEACHER_LABELS_SAMPLE ? 0 : tc->topk;
-    m->samples = tc->labels == TEACHER_LABELS_TOPK ? 0 : tc->samples;
+    const int sampled =
+        tc->labels == TEACHER_LABELS_SAMPLE || tc->labels == TEACHER_LABELS_TOPK_SAMPLE;
+    m->topk = tc->labels == TEACHER_LABELS_TOPK || tc->labels == TEACHER_LABELS_TOPK_SAMPLE
+                  ? tc->topk : 0;
+    m->samples = sampled ? tc->samples : 0;
     m->width = teacher_label_width(tc);
+    if (tc->labels == TEACHER_LABELS_HIDDEN) {
+        m->hidden = tc->hidden_bf16 ? COMM_HIDDEN_BF16 : COMM_HIDDEN_INT8;
+        m->hidden_width = tc->model.d_model;
+    }
     m->teacher_precision = (int)tc->precision;
     return RT_OK;
 }
@@ -117,7 +131,7 @@ static json_t *meta_json(const trainer_labels_meta *m, int hashed_only) {
         case F_DBL: v = json_real(*CFIELD(m, i, double)); break;
         case F_SCHEME: {
             const int s = *CFIELD(m, i, int);
-            v = json_string(s >= 0 && s < 3 ? scheme_names[s] : "?");
+            v = json_string(trainer_labels_scheme_name(s));
             break;
         }
         }
@@ -160,7 +174,7 @@ static rt_status meta_from_json(const json_t *o, const char *path, trainer_label
                 *FIELD(m, i, uint32_t) = (uint32_t)x;
             } else {
                 int found = -1;
-                for (int j = 0; j < 3; j++)
+                for (int j = 0; j < N_SCHEMES; j++)
                     if (strcmp(s, scheme_names[j]) == 0) found = j;
                 if (found < 0)
                     return rt_fail(RT_ERR_FORMAT, "%s: meta.%s: unknown scheme '%s'", path, k, s);
@@ -188,10 +202,18 @@ static rt_status meta_from_json(const json_t *o, const char *path, trainer_label
             break;
         }
     }
+    const int hidden = m->labels == TEACHER_LABELS_HIDDEN;
     if (m->seq_len < 1 || m->vocab < 1 || m->batch < 1 || m->micro_batch < 1 || m->steps < 1 ||
-        m->chunk_steps < 1 || m->width < 1 || m->width > m->vocab)
+        m->chunk_steps < 1 || m->width > m->vocab || (!hidden && m->width < 1))
         return rt_fail(RT_ERR_FORMAT, "%s: meta has a zero size or a width above the vocabulary",
                        path);
+    if (hidden ? (m->width != 0 || (m->hidden != COMM_HIDDEN_INT8 && m->hidden != COMM_HIDDEN_BF16) ||
+                  m->hidden_width < 1 || m->hidden_width > COMM_MAX_HIDDEN_WIDTH)
+               : (m->hidden != 0 || m->hidden_width != 0))
+        return rt_fail(RT_ERR_FORMAT,
+                       "%s: meta.hidden = %d, hidden_width = %d, width = %d do not fit the "
+                       "scheme %s",
+                       path, m->hidden, m->hidden_width, m->width, scheme_names[m->labels]);
     return RT_OK;
 }
 
@@ -205,7 +227,7 @@ static void field_text(const trainer_labels_meta *m, size_t i, char *buf, size_t
     case F_DBL: snprintf(buf, cap, "%g", *CFIELD(m, i, double)); break;
     case F_SCHEME: {
         const int s = *CFIELD(m, i, int);
-        snprintf(buf, cap, "%s", s >= 0 && s < 3 ? scheme_names[s] : "?");
+        snprintf(buf, cap, "%s", trainer_labels_scheme_name(s));
         break;
     }
     }
@@ -650,10 +672,20 @@ rt_status trainer_labels_read(trainer_labels_reader *r, int64_t step, comm_recor
     }
     const size_t off = r->offs[step - c * m->chunk_steps];
     const size_t n = (size_t)get64(r->buf + off);
-    const comm_record_shape want = {m->batch, m->seq_len, m->width, m->vocab, 0, 0};
-    RT_TRY(comm_codec_decode(r->codec, r->buf + off + 8, n, &want, rec));
+    /* each step's record: the G rows of the step, in the index's shape */
+    const comm_record_shape want = {
+        .b = m->batch,   .T = m->seq_len, .k = m->width, .vocab = m->vocab,
+        .hidden = m->hidden, .hidden_width = m->hidden_width,
+    };
+    if (comm_codec_decode(r->codec, r->buf + off + 8, n, &want, rec) != RT_OK) {
+        char why[768], path[DATA_PATH_MAX];
+        snprintf(why, sizeof why, "%s", rt_last_error());
+        RT_TRY(chunk_path(r->dir, c, path, sizeof path));
+        return rt_fail(RT_ERR_FORMAT, "%s: %s", path, why);
+    }
     if (rec->step != step || rec->b != m->batch || rec->T != m->seq_len || rec->k != m->width ||
-        rec->vocab != m->vocab || rec->n_feat != 0 || rec->temperature != (float)m->temperature)
+        rec->vocab != m->vocab || rec->n_feat != 0 || rec->hidden != m->hidden ||
+        rec->hidden_width != m->hidden_width || rec->temperature != (float)m->temperature)
         return rt_fail(RT_ERR_FORMAT,
                        "%s: the record of step %lld has step %lld, %d rows, T=%d, k=%d, vocab "
                        "%d; the index says %d rows, T=%d, k=%d, vocab %d",

@@ -29,7 +29,7 @@
 #include "rt_status.h"
 #include "teacher.h"
 
-#define TRAINER_LABELS_VERSION 1
+#define TRAINER_LABELS_VERSION 2 /* 2: hidden-state labels (hidden, hidden_width) */
 
 /* What a cache's labels are a function of. */
 typedef struct {
@@ -43,19 +43,25 @@ typedef struct {
     int64_t seed, steps;
     double temperature;
     int labels, topk, samples; /* teacher_labels scheme and its sizes */
-    int width;                 /* entries per position */
+    int width;                 /* entries per position (0 for hidden) */
+    int hidden;                /* comm_hidden of labels = hidden, else 0 */
+    int hidden_width;          /* the teacher's d_model for labels = hidden, else 0 */
     int teacher_precision;     /* trainer_precision of the forward */
     int chunk_steps;
 } trainer_labels_meta;
+
+/* "topk", "sample", "topk+sample" or "hidden" (teacher_labels), "?" else. */
+const char *trainer_labels_scheme_name(int labels);
 
 /* CRC-32C of a whole file, or of a Hugging Face folder's model files (the
  * identity of teachers and shards). */
 rt_status trainer_file_crc32c(const char *path, uint32_t *crc);
 
-/* The identity of the labels a run with config cfg and teacher settings tc
- * needs (checksums included; the teacher's only when distill.teacher is
- * set). Sizes a scheme does not use are 0. chunk_steps is left 0. */
-rt_status trainer_labels_meta_make(const trainer_config *cfg, const teacher_config *tc,
+/* The identity of the labels a run with config cfg, teacher settings tc
+ * and windows of T positions (the student's seq_len) needs (checksums
+ * included; the teacher's only when distill.teacher is set). Sizes a
+ * scheme does not use are 0. chunk_steps is left 0. */
+rt_status trainer_labels_meta_make(const trainer_config *cfg, const teacher_config *tc, int T,
                                    trainer_labels_meta *m);
 
 /* --------------------------------------------------------- writing */

@@ -116,15 +116,24 @@ rt_status trainer_run_model_config(const trainer_config *cfg, int64_t vocab, stu
 }
 
 /* The soft-label settings against a vocabulary of V tokens: the other
- * divergences need dense labels, sampling needs a tail to draw from. */
+ * divergences need dense labels (topk = vocab, or hidden states), sampling
+ * needs a tail to draw from, hidden states need the teacher's output
+ * matrix. */
 static rt_status check_labels(const trainer_config *cfg, int V) {
+    if (cfg->distill.labels == TEACHER_LABELS_HIDDEN && !cfg->distill.teacher[0])
+        return rt_fail(RT_ERR_ARGS,
+                       "distill.labels = hidden needs distill.teacher: the student rank rebuilds "
+                       "the teacher's logits with the teacher's output matrix (also when it "
+                       "trains from a label cache)");
     if (cfg->distill.divergence != TRAINER_DIV_KL &&
+        cfg->distill.labels != TEACHER_LABELS_HIDDEN &&
         (cfg->distill.labels != TEACHER_LABELS_TOPK || cfg->distill.topk < V))
         return rt_fail(RT_ERR_ARGS,
                        "distill.divergence = %s needs dense soft labels: set distill.labels = "
                        "topk and distill.topk >= %d (the vocabulary size)",
                        cfg->distill.divergence == TRAINER_DIV_JSD ? "jsd" : "reverse_kl", V);
-    if (cfg->distill.labels != TEACHER_LABELS_TOPK) {
+    if (cfg->distill.labels == TEACHER_LABELS_SAMPLE ||
+        cfg->distill.labels == TEACHER_LABELS_TOPK_SAMPLE) {
         const int k = cfg->distill.labels == TEACHER_LABELS_SAMPLE ? 0 : cfg->distill.topk;
         if ((int64_t)k + cfg->distill.samples >= V)
             return rt_fail(RT_ERR_ARGS,
@@ -185,11 +194,31 @@ teacher_config trainer_teacher_config(const trainer_config *cfg, const student_c
         .labels = (teacher_labels)cfg->distill.labels,
         .topk = cfg->distill.topk < tmodel->vocab_size ? cfg->distill.topk : tmodel->vocab_size,
         .samples = cfg->distill.samples,
+        .hidden_bf16 = cfg->distill.hidden,
         .n_features = cfg->distill.n_feature_pairs,
     };
     for (int p = 0; p < tc.n_features; p++)
         tc.feature_layers[p] = cfg->distill.feature_pairs[p][1] - 1; /* HF index -> block */
     return tc;
+}
+
+/* The shape of the records of b rows of T positions a teacher with
+ * settings tc sends (with n_feat feature maps): label entries, or hidden
+ * states as wide as the teacher. Teachers reserve it, students expect it.
+ * T is the student's window, which a teacher with more positions (its
+ * /config's seq_len) runs on. */
+comm_record_shape trainer_record_shape(const teacher_config *tc, int b, int T, int n_feat) {
+    const int hidden = tc->labels == TEACHER_LABELS_HIDDEN;
+    return (comm_record_shape){
+        .b = b,
+        .T = T,
+        .k = teacher_label_width(tc),
+        .vocab = tc->model.vocab_size,
+        .n_feat = n_feat,
+        .feat_width = n_feat ? tc->model.d_model : 0,
+        .hidden = !hidden ? COMM_HIDDEN_NONE : tc->hidden_bf16 ? COMM_HIDDEN_BF16 : COMM_HIDDEN_INT8,
+        .hidden_width = hidden ? tc->model.d_model : 0,
+    };
 }
 
 /* Micro-batch geometry shared by teachers and students. */
@@ -275,9 +304,10 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
                                  &samplers[i]);
         if (st != RT_OK) goto cleanup;
     }
-    st = comm_record_reserve(&rec, rs.mb, rs.T, teacher_label_width(&tc), sc->vocab_size,
-                             tc.n_features, tc.model.d_model);
-    if (st != RT_OK) goto cleanup;
+    const comm_record_shape shape = trainer_record_shape(&tc, rs.mb, rs.T, tc.n_features);
+    if ((st = comm_record_reserve_shape(&rec, &shape)) != RT_OK) goto cleanup;
+    const teacher_out out = {rec.ids, rec.logprobs, rec.tail, rec.hstate, rec.hscale,
+                             tc.n_features ? rec.feat : NULL};
     rec.temperature = tc.temperature;
 
     double busy_s = 0.0; /* in teacher_run: forward + top-k (RETORT_TEACHER_STATS) */
@@ -294,8 +324,7 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
                 const double t0 = omp_get_wtime();
                 st = teacher_run(t, inputs + (size_t)j * rs.mb * rs.T, rs.mb,
                                  (uint64_t)cfg->train.seed, step, starts + (size_t)j * rs.mb,
-                                 rec.ids, rec.logprobs, rec.tail,
-                                 tc.n_features ? rec.feat : NULL);
+                                 &out);
                 busy_s += omp_get_wtime() - t0;
                 busy_tokens += (int64_t)rs.mb * rs.T;
                 if (st != RT_OK) goto cleanup;
@@ -403,6 +432,10 @@ typedef struct {
     comm_stream *stream;           /* teacher records (online distillation) */
     trainer_labels_reader *cache;  /* or a label cache (distill.labels_dir) */
     comm_record rec;
+    comm_record_shape want;    /* the shape of this student's teacher records */
+    student_hidden_head *head; /* labels = hidden: the teacher's output matrix */
+    float *tlogp;              /* (mb*T, V) labels = hidden: the teacher's rebuilt log-probs */
+    float *ttail;              /* (mb*T) their (zero) tail, which the kernel writes */
     int32_t *inputs, *targets; /* (b, T) */
     int64_t *starts;           /* (b) */
     trainer_metrics *metrics;
@@ -426,6 +459,9 @@ static void student_run_free(student_run *s) {
     comm_stream_destroy(s->stream);
     trainer_labels_close(s->cache);
     comm_record_free(&s->rec);
+    student_hidden_head_free(s->head);
+    rt_free_aligned(s->tlogp);
+    rt_free_aligned(s->ttail);
     free(s->inputs);
     free(s->targets);
     free(s->starts);
@@ -826,9 +862,7 @@ static rt_status micro_step(student_run *s, int64_t step, int j, double *sums) {
                                    (long long)s->starts[(size_t)j * rs->mb + w]);
         } else {
             double wait = 0.0;
-            const comm_record_shape want = {rs->mb, T, s->width, V, c->distill.n_feature_pairs,
-                                            s->tc.d_model};
-            RT_TRY(comm_stream_recv(s->stream, &want, r, &wait));
+            RT_TRY(comm_stream_recv(s->stream, &s->want, r, &wait));
             sums[S_WAIT] += wait;
             RT_TRY(comm_record_check_identity(r, record_seq(rs, step, j), s->rank,
                                               s->starts + (size_t)j * rs->mb, rs->mb));
@@ -838,15 +872,28 @@ static rt_status micro_step(student_run *s, int64_t step, int j, double *sums) {
                                        s->tc.d_model));
         const float Tk = (float)c->distill.temperature, a = (float)c->distill.alpha;
         const float ce_scale = (1.0f - a) * per_rank, kd_scale = a * Tk * Tk * per_rank;
-        const int dense = r->k == V;
         const size_t p0 = row0 * T; /* first position of this micro-batch in r */
+        int k = r->k;
         const int32_t *ids = r->ids + p0 * r->k;
-        const float *logp = r->logprobs + p0 * r->k, *tail = r->tail + p0;
+        const float *logp = r->logprobs + p0 * r->k, *tail = r->tail ? r->tail + p0 : NULL;
+        if (r->hidden != COMM_HIDDEN_NONE) {
+            /* the teacher's logits from its hidden states, then its dense
+             * log-probabilities at T: the dense KD below */
+            const int bf = r->hidden == COMM_HIDDEN_BF16;
+            const size_t hw = (size_t)r->hidden_width;
+            const void *hs = (const char *)r->hstate + p0 * hw * (bf ? 2 : 1);
+            RT_TRY(student_hidden_head_logits(s->head, hs, bf, bf ? NULL : r->hscale + p0, n_pos,
+                                              s->tlogp));
+            RT_TRY(student_teacher_topk(student_loss_workspace(s->m), s->tlogp, n_pos, V, Tk, V,
+                                        NULL, s->tlogp, s->ttail));
+            k = V, ids = NULL, logp = s->tlogp, tail = NULL;
+        }
+        const int dense = k == V;
         student_loss_ws *ws = student_loss_workspace(s->m);
         double ce = 0.0, kd = 0.0;
         if (c->distill.divergence == TRAINER_DIV_KL) {
             RT_TRY(student_loss_distill(ws, logits, tg, n_pos, V, Tk, dense ? NULL : ids, logp,
-                                        tail, r->k, dl, ce_scale, kd_scale, &ce, &kd));
+                                        tail, k, dl, ce_scale, kd_scale, &ce, &kd));
         } else {
             ce = student_loss_ce(logits, tg, n_pos, V, dl, ce_scale);
             if (c->distill.divergence == TRAINER_DIV_JSD)
@@ -861,7 +908,7 @@ static rt_status micro_step(student_run *s, int64_t step, int j, double *sums) {
         int64_t agree = 0;
 #pragma omp parallel for reduction(+ : agree) schedule(static)
         for (int i = 0; i < n_pos; i++) {
-            const int t1 = dense ? argmax(logp + (size_t)i * V, V) : ids[(size_t)i * r->k];
+            const int t1 = dense ? argmax(logp + (size_t)i * V, V) : ids[(size_t)i * k];
             agree += argmax(logits + (size_t)i * V, V) == t1;
         }
         sums[S_AGREE] += (double)agree;
@@ -928,6 +975,38 @@ static rt_status load_val(const trainer_config *c, int64_t vocab, int T, int32_t
     return st;
 }
 
+/* labels = hidden: the teacher's output matrix (its tied wte), read once
+ * through the model loader, and the buffers of its rebuilt log-probs. */
+static rt_status load_teacher_head(student_run *s) {
+    const char *tp = s->cfg.distill.teacher;
+    student_model *tm = NULL;
+    RT_TRY(ckpt_load_model_window(tp, s->mc.seq_len, 1, STUDENT_F32, 0, &tm, NULL));
+    const student_config *tc = student_cfg(tm);
+    student_tensor wte;
+    student_tensor_info(tc, 0, &wte);
+    rt_status st = RT_OK;
+    if (tc->vocab_size != s->tc.vocab_size || tc->d_model != s->tc.d_model ||
+        strcmp(wte.name, "transformer.wte.weight") != 0 || wte.shape[0] != tc->vocab_size ||
+        wte.shape[1] != tc->d_model)
+        st = rt_fail(RT_ERR_MISMATCH,
+                     "%s: loaded with a %s of %lld x %lld, but the teacher's /config says "
+                     "vocab %d x d_model %d (distill.labels = hidden needs its output matrix)",
+                     tp, wte.name, (long long)wte.shape[0], (long long)wte.shape[1],
+                     s->tc.vocab_size, s->tc.d_model);
+    else
+        st = student_hidden_head_create(student_params(tm) + wte.offset, tc->vocab_size,
+                                        tc->d_model, &s->head);
+    student_destroy(tm);
+    RT_TRY(st);
+    const size_t n_pos = (size_t)s->rs.mb * s->rs.T;
+    s->tlogp = rt_alloc_aligned(n_pos * (size_t)s->rs.V * sizeof *s->tlogp);
+    s->ttail = rt_alloc_aligned(n_pos * sizeof *s->ttail);
+    if (!s->tlogp || !s->ttail)
+        return rt_fail(RT_ERR_NOMEM, "out of memory for the teacher's logits of %zu positions",
+                       n_pos);
+    return RT_OK;
+}
+
 static rt_status student_setup(student_run *s, const char *resume_arg) {
     const trainer_config *c = &s->cfg;
     if (s->rank == 0) {
@@ -954,9 +1033,10 @@ static rt_status student_setup(student_run *s, const char *resume_arg) {
         }
         const teacher_config tcfg = trainer_teacher_config(c, &s->tc, s->rs.mb);
         s->width = teacher_label_width(&tcfg);
+        if (c->distill.labels == TEACHER_LABELS_HIDDEN) RT_TRY(load_teacher_head(s));
         if (c->distill.labels_dir[0]) {
             trainer_labels_meta want;
-            RT_TRY(trainer_labels_meta_make(c, &tcfg, &want));
+            RT_TRY(trainer_labels_meta_make(c, &tcfg, s->rs.T, &want));
             RT_TRY(trainer_labels_open(c->distill.labels_dir, &want, &s->cache));
         }
     }
@@ -1037,6 +1117,9 @@ static rt_status student_setup(student_run *s, const char *resume_arg) {
         scfg.depth = c->distill.depth;
         scfg.zstd_level = c->distill.zstd_level;
         RT_TRY(comm_stream_create(s->roles, &scfg, &s->stream));
+        /* every record is refused unless it has this run's shape */
+        const teacher_config tcfg = trainer_teacher_config(c, &s->tc, s->rs.mb);
+        s->want = trainer_record_shape(&tcfg, s->rs.mb, s->rs.T, c->distill.n_feature_pairs);
     }
     return RT_OK;
 }

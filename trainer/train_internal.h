@@ -4,6 +4,7 @@
 #ifndef TRAINER_TRAIN_INTERNAL_H
 #define TRAINER_TRAIN_INTERNAL_H
 
+#include "comm.h"
 #include "config.h"
 #include "student.h"
 #include "teacher.h"
@@ -21,5 +22,10 @@ rt_status trainer_check_teacher(const trainer_config *cfg, const student_config 
  * forward): label scheme, temperature, precision, feature layers. */
 teacher_config trainer_teacher_config(const trainer_config *cfg, const student_config *tmodel,
                                       int batch);
+
+/* The shape of the records of b rows of the student's T positions that a
+ * teacher with settings tc sends (n_feat feature maps): tc's label width,
+ * or its hidden states (hidden width = the teacher's d_model). */
+comm_record_shape trainer_record_shape(const teacher_config *tc, int b, int T, int n_feat);
 
 #endif

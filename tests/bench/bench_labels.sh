@@ -8,6 +8,11 @@
 #
 #   bash tests/bench/bench_labels.sh [RETORT] [QS_DIR] [STEPS] [ROWS]
 #
+# Rows hidden*: the teacher's final hidden states (int8 or bf16) instead of
+# label entries; the student rank rebuilds the dense teacher logits (its
+# extra cost per step: bench_label_cache.sh with a hidden-state cache, or
+# the tok/s of cache-hidden against cache-sample128).
+#
 # A row named cache-* first writes its labels with `retort label` (1 rank),
 # reporting the cache's size and the label tokens/s, then trains from the
 # cache with no teacher rank: its tokens/s against the scratch row's is the
@@ -42,6 +47,10 @@ rows=(
   "topk8+sample24:2:0.5:labels=topk+sample,topk=8,samples=24"
   "topk16+sample112:2:0.5:labels=topk+sample,topk=16,samples=112"
   "sample128-s3:3:0.5:labels=sample,samples=128"
+  "hidden:2:0.5:labels=hidden"
+  "hidden-s3:3:0.5:labels=hidden"
+  "hidden-bf16:2:0.5:labels=hidden,hidden=bf16"
+  "cache-hidden:2:0.5:labels=hidden"
   "cache-sample128:2:0.5:labels=sample,samples=128"
   "dense-s3:3:0.5:labels=topk,topk=4096"
   "dense-a0.9:2:0.9:labels=topk,topk=4096"

@@ -29,13 +29,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         h = comm_fnv1a64(h, wire + COMM_RECORD_HEADER_BYTES, size - COMM_RECORD_HEADER_BYTES);
         memcpy(wire + CHECKSUM_OFF, &h, sizeof h);
     }
-    comm_record_shape want = {2, 4, 16, 16, 0, 0};
+    comm_record_shape want = {2, 4, 16, 16, 0, 0, 0, 0};
     if (size >= COMM_RECORD_HEADER_BYTES && !(data[size - 1] & 8)) {
         int32_t f[6];
         memcpy(f, wire + 20, sizeof f); /* b T k vocab n_feat feat_width */
         double bytes = 8.0 * f[0] + (double)f[0] * f[1] * (8.0 * f[2] + 4.0 + 4.0 * f[4] * f[5]);
         if (bytes >= 0 && bytes <= (double)(1 << 20))
-            want = (comm_record_shape){f[0], f[1], f[2], f[3], f[4], f[5]};
+            want = (comm_record_shape){f[0], f[1], f[2], f[3], f[4], f[5], 0, 0};
     }
     comm_record r;
     comm_record_init(&r);
