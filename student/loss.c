@@ -373,6 +373,47 @@ static double kd_row(const float *z, const int32_t *id, const float *lp, float t
     return kl;
 }
 
+/* One position of student_loss_distill for a sparse row whose teacher
+ * tail is 0 (every sampled row) and a gradient to write: the CE and KL
+ * terms in three passes over the row instead of six. The tail bucket then
+ * carries no mass, so the KL gradient is c (q - p~) with p~ = p on the
+ * listed ids and 0 elsewhere: q for every token, then -c p at the ids.
+ * Returns the KL; adds the CE term to *ce. */
+static double distill_row_sampled(const float *z, int tg, const int32_t *id, const float *lp,
+                                  int k, int V, float invT, float ce_scale, float cf, float *d,
+                                  float *e, double *ce) {
+    const float mx = row_max(z, V);
+    /* both exponentials of a block while it is in registers */
+    double s1 = 0.0, sT = 0.0;
+    for (int j0 = 0; j0 < V; j0 += SUM_BLOCK) {
+        const int j1 = j0 + SUM_BLOCK < V ? j0 + SUM_BLOCK : V;
+        float b1 = 0.0f, bT = 0.0f;
+#pragma omp simd reduction(+ : b1, bT)
+        for (int j = j0; j < j1; j++) {
+            const float t = z[j] - mx;
+            d[j] = student_expf(t);
+            e[j] = student_expf(t * invT);
+            b1 += d[j];
+            bT += e[j];
+        }
+        s1 += b1;
+        sT += bT;
+    }
+    *ce += (double)mx + log(s1) - (double)z[tg];
+    const float f1 = (float)(ce_scale / s1), fT = (float)(cf / sT), logs = (float)log(sT);
+#pragma omp simd
+    for (int j = 0; j < V; j++) d[j] = f1 * d[j] + fT * e[j];
+    d[tg] -= ce_scale;
+    double kl = 0.0;
+    for (int j = 0; j < k; j++) {
+        if (!(lp[j] > -INFINITY)) continue; /* padding: no mass */
+        const float p = student_expf(lp[j]);
+        kl += (double)p * (double)(lp[j] - ((z[id[j]] - mx) * invT - logs));
+        d[id[j]] -= cf * p;
+    }
+    return kl;
+}
+
 rt_status student_loss_distill(student_loss_ws *ws, const float *logits, const int32_t *targets,
                                int n_pos, int V, float T, const int32_t *topk_ids,
                                const float *topk_logp, const float *tail, int k, float *dlogits,
@@ -392,6 +433,12 @@ rt_status student_loss_distill(student_loss_ws *ws, const float *logits, const i
             const float *z = logits + (size_t)i * V;
             float *d = dlogits ? dlogits + (size_t)i * V : NULL;
             const int tg = targets[i];
+            if (d && tg >= 0 && k < V && !(tail && tail[i] > 0.0f)) {
+                kl += distill_row_sampled(z, tg, topk_ids + (size_t)i * k,
+                                          topk_logp + (size_t)i * k, k, V, invT, ce_scale,
+                                          kd_scale * invT, d, w.e, &ce);
+                continue;
+            }
             if (tg < 0) {
                 if (d) memset(d, 0, (size_t)V * sizeof *d);
             } else {

@@ -785,6 +785,27 @@ static void test_loss_sparse(void) {
                c[i].tag, W, kl, ref, fabs(kl - ref) / fabs(ref), worst);
         CU_ASSERT(isfinite(kl) && fabs(kl - ref) <= 1e-5 * fabs(ref));
         CU_ASSERT(worst <= 1e-6);
+        /* the fused CE + KL on these rows (its own path for rows without
+         * tail mass) == CE then KL composed, and == torch */
+        const int32_t *tg = fx_get("targets", "i32", (size_t)n);
+        float *d1 = malloc((size_t)n * V * sizeof *d1);
+        for (size_t j = 0; j < (size_t)n * V; j++) d[j] = 99.0f; /* fused WRITES */
+        const float cs = 0.3f / n, ks = 0.7f * T * T / n;
+        const double ce1 = student_loss_ce(z, tg, n, V, d1, cs);
+        const double kd1 = loss_kd(z, n, V, T, fx_get(ni, "i32", (size_t)n * W),
+                                   fx_f32(nl, (size_t)n * W), tail, W, d1, ks);
+        double kd2 = 0.0;
+        const double ce2 = loss_distill(z, tg, n, V, T, fx_get(ni, "i32", (size_t)n * W),
+                                        fx_f32(nl, (size_t)n * W), tail, W, d, cs, ks, &kd2);
+        const double gdiff = max_abs_diff(d, d1, (size_t)n * V), gmax = max_abs(d1, (size_t)n * V);
+        printf("\n    fused CE+KD %s: CE %.2e, KL %.2e (vs torch %.2e) rel diff; grad max abs diff "
+               "%.2e of max %.2e (tol 1e-6, 1e-5, 1e-5, 1e-6 max)",
+               c[i].tag, fabs(ce1 - ce2) / ce1, fabs(kd1 - kd2) / kd1, fabs(kd2 - ref) / fabs(ref),
+               gdiff, gmax);
+        CU_ASSERT(fabs(ce1 - ce2) <= 1e-6 * ce1 && fabs(kd1 - kd2) <= 1e-5 * kd1);
+        CU_ASSERT(fabs(kd2 - ref) <= 1e-5 * fabs(ref));
+        CU_ASSERT(gdiff <= 1e-6 * gmax);
+        free(d1);
     }
     free(d);
     free(tail);
