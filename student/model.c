@@ -21,7 +21,16 @@
  * linear layers run int8, c_attn writing its output in bf16, so the
  * attention batches reuse the bf16 mode's operand layout (qk_bf, pv_bf);
  * c_fc's primitive applies GELU and c_proj's input quantizer itself; the
- * LM head is bf16 on a packed copy of wte. */
+ * LM head is bf16 on a packed copy of wte.
+ *
+ * How the modes are kept apart, so that one reads top to bottom: where the
+ * matmul operands live (f32 activations or their bf16 copies) is decided
+ * once per block in block_bufs_get; what a mode does around a linear layer
+ * (QAT's fake-quantization of the input and clip mask on its gradient,
+ * bf16's conversion of matmul outputs) is a table of operations, mode_ops,
+ * picked by mode_ops_of; the int8 mode, which fuses its layers differently,
+ * has its own block forward (block_fwd_int8) and shares the attention
+ * batches (attn_fwd) with the others. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -568,6 +577,50 @@ static const void *mm_w(const student_model *m, const student_mm *mm, int l, int
     return k == STUDENT_LIN_N ? wgt(m, 0) : lin_w(m, l, k);
 }
 
+/* ------------------------------------------------------ precision modes */
+
+/* What the f32, bf16 and QAT modes do differently around a linear layer,
+ * as one table per mode picked by mode_ops_of, so that the passes below read
+ * without precision tests. Which buffers hold the matmul operands (f32
+ * activations or their bf16 copies) is decided once in block_bufs_get. The
+ * int8 mode fuses its layers differently and has its own block forward
+ * (block_fwd_int8); it shares the attention batches (attn_fwd). */
+typedef struct {
+    /* Prepares the f32 input x (n floats) of linear k of block l in place:
+     * QAT fake-quantizes it, the other modes leave it. */
+    void (*act_in)(student_model *m, int l, int k, float *x, size_t n);
+    /* Writes xb, the bf16 copy of a matmul output that later matmuls read
+     * (qkv, attention output); the f32 modes read x itself. */
+    void (*act_out)(student_model *m, uint16_t *xb, const float *x, size_t n);
+    /* The last step of a linear's input gradient: QAT's straight-through
+     * clip mask; none in the other modes. */
+    void (*grad_in)(const student_model *m, int l, int k, float *dx, size_t n);
+} mode_ops;
+
+static void act_in_none(student_model *m, int l, int k, float *x, size_t n) {
+    (void)m, (void)l, (void)k, (void)x, (void)n;
+}
+static void act_out_none(student_model *m, uint16_t *xb, const float *x, size_t n) {
+    (void)m, (void)xb, (void)x, (void)n;
+}
+static void act_out_bf16(student_model *m, uint16_t *xb, const float *x, size_t n) {
+    STUDENT_PROF(m, SPF_BF16, student_to_bf16(xb, x, n));
+}
+static void grad_in_none(const student_model *m, int l, int k, float *dx, size_t n) {
+    (void)m, (void)l, (void)k, (void)dx, (void)n;
+}
+
+static const mode_ops ops_f32 = {act_in_none, act_out_none, grad_in_none};
+static const mode_ops ops_bf16 = {act_in_none, act_out_bf16, grad_in_none};
+static const mode_ops ops_qat = {student_qat_act, act_out_none, student_qat_act_grad};
+
+/* The mode's table: bf16 from creation; QAT while student_qat_enable'd
+ * (an f32 model only). */
+static const mode_ops *mode_ops_of(const student_model *m) {
+    if (m->prec == STUDENT_BF16) return &ops_bf16;
+    return m->qat ? &ops_qat : &ops_f32;
+}
+
 /* One linear layer of the forward: y (+)= x W + b through the f32/bf16
  * primitive `mm`, or, for a low-rank linear, t = x W_a then y (+)= t W_b +
  * b through the plan's lr_a, lr_b. QAT has already fake-quantized x in
@@ -586,9 +639,9 @@ static rt_status lin_fwd(student_model *m, student_plan *pl, student_mm *mm, int
  * dx = g W^T (n_dx floats), then under QAT the straight-through estimator's
  * clip mask on dx. A low-rank linear goes through its factors: dW_b +=
  * t^T g, dt = g W_b^T, dW_a += x^T dt, dx = dt W_a^T. */
-static rt_status lin_bwd(student_model *m, student_plan *pl, student_mm *dw_mm,
-                         student_mm *dx_mm, int l, int k, const void *x, const void *g, float *dx,
-                         size_t n_dx) {
+static rt_status lin_bwd(student_model *m, const mode_ops *ops, student_plan *pl,
+                         student_mm *dw_mm, student_mm *dx_mm, int l, int k, const void *x,
+                         const void *g, float *dx, size_t n_dx) {
     float *dw = m->grads + m->offset[student_linear_tensor(&m->cfg, l, k)];
     if (m->cfg.rank[k] > 0) {
         const size_t ib = (size_t)student_linear_factor(&m->cfg, l, k);
@@ -604,19 +657,67 @@ static rt_status lin_bwd(student_model *m, student_plan *pl, student_mm *dw_mm,
     STUDENT_PROF(m, SPF_MM_DW, RT_TRY(student_mm_run(dw_mm, m->strm, x, g, NULL, dw)));
     STUDENT_PROF(m, SPF_MM_DX,
                  RT_TRY(student_mm_run(dx_mm, m->strm, g, mm_w(m, dx_mm, l, k, 1), NULL, dx)));
-    if (m->qat) student_qat_act_grad(m, l, k, dx, n_dx);
+    ops->grad_in(m, l, k, dx, n_dx);
     return RT_OK;
+}
+
+/* Block l's activation buffers, and the operands its matmuls read: the
+ * f32 buffers, or in bf16 mode their bf16 copies (the f32 LayerNorm and
+ * GELU outputs are then not written: NULL, and the kernels write the bf16
+ * copies alone). */
+typedef struct {
+    const float *res_in;
+    float *qkv, *att, *atty, *res2, *fch, *res3;
+    float *ln1, *ln2, *gelu;                        /* NULL in bf16 mode */
+    uint16_t *ln1b, *ln2b, *qkvb, *attb, *attyb, *gelub; /* bf16 mode only */
+    const void *ln1_op, *ln2_op, *qkv_op, *att_op, *atty_op, *gelu_op;
+    size_t es; /* operand element size: 4 (f32) or 2 (bf16) */
+} block_bufs;
+
+static void block_bufs_get(student_model *m, int l, block_bufs *b) {
+    const student_config *c = &m->cfg;
+    const size_t T = (size_t)c->seq_len, BT = (size_t)m->max_B * T;
+    const size_t A = (size_t)student_attn_width(c);
+    const size_t BTC = BT * (size_t)c->d_model, BTF = BT * (size_t)c->d_ff, BTA = BT * A;
+    const size_t li = (size_t)l * (size_t)m->lmul, H = (size_t)c->n_head;
+    student_acts *a = &m->act;
+    student_acts_bf *ab = &m->abf;
+    memset(b, 0, sizeof *b);
+    b->res_in = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * BTC;
+    b->qkv = a->qkv + li * 3 * BTA, b->att = a->att + li * BT * H * T;
+    b->atty = a->atty + li * BTA, b->res2 = a->res2 + li * BTC;
+    b->fch = a->fch + li * BTF, b->res3 = a->res3 + (size_t)l * BTC;
+    if (m->prec == STUDENT_BF16) {
+        b->ln1b = ab->ln1 + li * BTC, b->ln2b = ab->ln2 + li * BTC;
+        b->qkvb = ab->qkv + li * 3 * BTA, b->attb = ab->att + li * BT * H * T;
+        b->attyb = ab->atty + li * BTA, b->gelub = ab->fch_gelu + li * BTF;
+        b->ln1_op = b->ln1b, b->ln2_op = b->ln2b, b->qkv_op = b->qkvb;
+        b->att_op = b->attb, b->atty_op = b->attyb, b->gelu_op = b->gelub;
+        b->es = sizeof(uint16_t);
+    } else {
+        b->ln1 = a->ln1 + li * BTC, b->ln2 = a->ln2 + li * BTC;
+        b->gelu = a->fch_gelu + li * BTF;
+        b->ln1_op = b->ln1, b->ln2_op = b->ln2, b->qkv_op = b->qkv;
+        b->att_op = b->att, b->atty_op = b->atty, b->gelu_op = b->gelu;
+        b->es = sizeof(float);
+    }
 }
 
 /* ------------------------------------------------------------- forward */
 
-/* The CPU stream with OpenMP runs primitives synchronously; waiting keeps
- * the contract explicit should the runtime ever be asynchronous. */
+/* A matmul operand: the bf16 copy xb where the mode keeps one, else the
+ * f32 buffer x. */
+static const void *operand(const uint16_t *xb, const float *x) {
+    return xb ? (const void *)xb : (const void *)x;
+}
+
 /* p advanced by i elements of es bytes (f32 or bf16 operands) */
 static const void *elem(const void *p, size_t i, size_t es) {
     return (const uint8_t *)p + i * es;
 }
 
+/* The CPU stream with OpenMP runs primitives synchronously; waiting keeps
+ * the contract explicit should the runtime ever be asynchronous. */
 static rt_status stream_wait(student_model *m) {
     rt_status st = RT_OK;
     STUDENT_DNNL_CHECK(dnnl_stream_wait(m->strm));
@@ -624,11 +725,125 @@ cleanup:
     return st;
 }
 
+/* Causal attention of one block, atty = softmax(scale q k^T) v, in nb
+ * query blocks through the primitives qk[j], pv[j]. q_op, k_op, v_op: the
+ * query, key and value operands, q_rs elements from one query row to the
+ * next (3A in qkv, hs in int8's dense per-head planes); att: the f32
+ * scores and probabilities; att_op: the probabilities as the pv batches
+ * read them (att itself, or attb, the bf16 copy the softmax writes); es:
+ * the operands' element size. */
+static rt_status attn_fwd(student_model *m, student_mm *qk, student_mm *pv, int nb, int B,
+                          const void *q_op, const void *k_op, const void *v_op, size_t q_rs,
+                          float *att, uint16_t *attb, const void *att_op, size_t es, float *atty) {
+    const student_config *c = &m->cfg;
+    const int T = c->seq_len, H = c->n_head;
+    const size_t A = (size_t)student_attn_width(c);
+    const float scale = 1.0f / sqrtf((float)student_head_dim(c));
+    for (int j = 0; j < nb; j++) {
+        int q0, q1;
+        student_att_block(T, nb, j, &q0, &q1);
+        STUDENT_PROF(m, SPF_ATT_MM,
+                     RT_TRY(student_mm_run(&qk[j], m->strm, elem(q_op, (size_t)q0 * q_rs, es),
+                                           k_op, NULL, att + (size_t)q0 * T)));
+    }
+    STUDENT_PROF(m, SPF_SOFTMAX, student_attn_softmax(att, attb, (int64_t)B * H, T, nb, scale));
+    for (int j = 0; j < nb; j++) {
+        int q0, q1;
+        student_att_block(T, nb, j, &q0, &q1);
+        STUDENT_PROF(m, SPF_ATT_MM,
+                     RT_TRY(student_mm_run(&pv[j], m->strm, elem(att_op, (size_t)q0 * T, es),
+                                           v_op, NULL, atty + (size_t)q0 * A)));
+    }
+    return RT_OK;
+}
+
+/* Block l in the f32, bf16 and QAT modes (ops): res2 = res_in +
+ * attn(ln_1(res_in)) Wo + bo, then res3 = res2 + gelu(ln_2(res2) Wfc +
+ * bfc) Wproj + bproj; the residuals are copied into the c_proj outputs,
+ * which accumulate onto them. */
+static rt_status block_fwd(student_model *m, student_plan *pl, const mode_ops *ops, int l, int B) {
+    const student_config *c = &m->cfg;
+    const int C = c->d_model, F = c->d_ff, A = student_attn_width(c);
+    const size_t M = (size_t)B * c->seq_len, BT = (size_t)m->max_B * c->seq_len,
+                 li = (size_t)l * (size_t)m->lmul;
+    const float *P = m->params;
+    student_acts *a = &m->act;
+    block_bufs b;
+    block_bufs_get(m, l, &b);
+
+    STUDENT_PROF(m, SPF_LN,
+                 student_layernorm_fwd(b.ln1, b.ln1b, a->ln1_mean + li * BT, a->ln1_rstd + li * BT,
+                                       b.res_in, P + student_off(m, l, STUDENT_LN1W),
+                                       P + student_off(m, l, STUDENT_LN1B), (int64_t)M, C));
+    ops->act_in(m, l, STUDENT_LIN_QKV, b.ln1, M * C);
+    STUDENT_PROF(m, SPF_MM, RT_TRY(lin_fwd(m, pl, &pl->qkv, l, STUDENT_LIN_QKV, b.ln1_op, b.qkv)));
+    ops->act_out(m, b.qkvb, b.qkv, M * 3 * A);
+    RT_TRY(attn_fwd(m, pl->qk, pl->pv, pl->att_nb, B, b.qkv_op, elem(b.qkv_op, (size_t)A, b.es),
+                    elem(b.qkv_op, 2 * (size_t)A, b.es), 3 * (size_t)A, b.att, b.attb, b.att_op,
+                    b.es, b.atty));
+    ops->act_out(m, b.attyb, b.atty, M * A);
+    STUDENT_PROF(m, SPF_RESID, student_copy(b.res2, b.res_in, M * C));
+    ops->act_in(m, l, STUDENT_LIN_ATTPROJ, b.atty, M * A);
+    STUDENT_PROF(m, SPF_MM,
+                 RT_TRY(lin_fwd(m, pl, &pl->attproj, l, STUDENT_LIN_ATTPROJ, b.atty_op, b.res2)));
+
+    STUDENT_PROF(m, SPF_LN,
+                 student_layernorm_fwd(b.ln2, b.ln2b, a->ln2_mean + li * BT, a->ln2_rstd + li * BT,
+                                       b.res2, P + student_off(m, l, STUDENT_LN2W),
+                                       P + student_off(m, l, STUDENT_LN2B), (int64_t)M, C));
+    ops->act_in(m, l, STUDENT_LIN_FC, b.ln2, M * C);
+    STUDENT_PROF(m, SPF_MM, RT_TRY(lin_fwd(m, pl, &pl->fc, l, STUDENT_LIN_FC, b.ln2_op, b.fch)));
+    STUDENT_PROF(m, SPF_GELU, student_gelu_fwd(b.gelu, b.gelub, b.fch, M * F));
+    STUDENT_PROF(m, SPF_RESID, student_copy(b.res3, b.res2, M * C));
+    ops->act_in(m, l, STUDENT_LIN_FCPROJ, b.gelu, M * F);
+    STUDENT_PROF(m, SPF_MM,
+                 RT_TRY(lin_fwd(m, pl, &pl->fcproj, l, STUDENT_LIN_FCPROJ, b.gelu_op, b.res3)));
+    return RT_OK;
+}
+
+/* Block l in int8 mode (an f32 inference model, one shared layer of
+ * activations): c_attn writes qkv in bf16, split into dense per-head
+ * planes for the bf16 attention batches (qk_bf, pv_bf);
+ * c_proj adds the residual in its epilogue; c_fc's primitive applies GELU
+ * and c_proj's input quantizer (student_qlin_mlp). */
+static rt_status block_fwd_int8(student_model *m, student_plan *pl, int l, int B) {
+    const student_config *c = &m->cfg;
+    const int T = c->seq_len, C = c->d_model, H = c->n_head, hs = student_head_dim(c);
+    const size_t M = (size_t)B * T, A = (size_t)student_attn_width(c),
+                 BT = (size_t)m->max_B * T, li = (size_t)l * (size_t)m->lmul;
+    const float *P = m->params;
+    student_acts *a = &m->act;
+    uint8_t *qs = student_int8_scratch(m);
+    block_bufs b;
+    block_bufs_get(m, l, &b);
+    uint16_t *qkvb = student_int8_qkv_bf(m), *attb = student_int8_att_bf(m);
+    uint16_t *hd = student_int8_heads_bf(m);
+
+    STUDENT_PROF(m, SPF_LN,
+                 student_layernorm_fwd(b.ln1, NULL, a->ln1_mean + li * BT,
+                                       a->ln1_rstd + li * BT, b.res_in,
+                                       P + student_off(m, l, STUDENT_LN1W),
+                                       P + student_off(m, l, STUDENT_LN1B), (int64_t)M, C));
+    STUDENT_PROF(m, SPF_MM,
+                 RT_TRY(student_qlin_run(m, pl->q8, l, STUDENT_LIN_QKV, b.ln1, qs, NULL, qkvb)));
+    STUDENT_PROF(m, SPF_BF16, student_int8_split_heads(hd, qkvb, B, T, H, hs));
+    RT_TRY(attn_fwd(m, pl->qk_bf, pl->pv_bf, pl->att_nb, B, hd, hd + M * A, hd + 2 * M * A,
+                    (size_t)hs, b.att, attb, attb, sizeof(uint16_t), b.atty));
+    STUDENT_PROF(m, SPF_MM,
+                 RT_TRY(student_qlin_run(m, pl->q8, l, STUDENT_LIN_ATTPROJ, b.atty, qs, b.res_in,
+                                         b.res2)));
+    STUDENT_PROF(m, SPF_LN,
+                 student_layernorm_fwd(b.ln2, NULL, a->ln2_mean + li * BT,
+                                       a->ln2_rstd + li * BT, b.res2,
+                                       P + student_off(m, l, STUDENT_LN2W),
+                                       P + student_off(m, l, STUDENT_LN2B), (int64_t)M, C));
+    STUDENT_PROF(m, SPF_MM, RT_TRY(student_qlin_mlp(m, pl->q8, l, b.ln2, qs, b.res2, b.res3)));
+    return RT_OK;
+}
+
 rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
     const student_config *c = &m->cfg;
-    const int L = c->n_layer, T = c->seq_len, C = c->d_model, F = c->d_ff, V = c->vocab_size,
-              H = c->n_head, A = student_attn_width(c), hs = student_head_dim(c);
-    const int bf = m->prec == STUDENT_BF16;
+    const int L = c->n_layer, T = c->seq_len, C = c->d_model, V = c->vocab_size;
     if (B < 1 || B > m->max_B)
         return rt_fail(RT_ERR_ARGS, "student_forward: batch %d outside [1, %d]", B, m->max_B);
     for (int64_t i = 0; i < (int64_t)B * T; i++)
@@ -645,115 +860,23 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
 
     const float *P = m->params;
     student_acts *a = &m->act;
-    student_acts_bf *ab = &m->abf;
-    const size_t M = (size_t)B * T;
-    const size_t BTC = (size_t)m->max_B * T * C, BT = (size_t)m->max_B * T,
-                 BTF = (size_t)m->max_B * T * F, lm = (size_t)m->lmul,
-                 BTA = (size_t)m->max_B * T * A;
-    const float scale = 1.0f / sqrtf((float)hs);
-    const int q8 = m->q8 != NULL; /* int8 linear layers, bf16 attention and head */
-    uint8_t *qs = student_int8_scratch(m);
+    const size_t M = (size_t)B * T, BTC = (size_t)m->max_B * T * C;
+    const int nt = m->n_tensors;
+    const mode_ops *ops = mode_ops_of(m);
+    /* the LayerNorm output the LM head reads: f32, or its bf16 copy */
+    uint16_t *lnfb = m->prec == STUDENT_BF16 ? m->abf.lnf : NULL;
 
     if (m->qat) student_qat_forward_begin(m);
-    if (!q8) STUDENT_PROF(m, SPF_PACK, RT_TRY(pack_weights(m)));
     STUDENT_PROF(m, SPF_EMBED,
                  student_embed_fwd(a->encoded, inputs, P + m->offset[0], P + m->offset[1], B, T, C));
-    for (int l = 0; l < L; l++) {
-        const size_t li = (size_t)l * lm;
-        const float *res_in = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * BTC;
-        float *qkv = a->qkv + li * 3 * BTA, *att = a->att + li * BT * H * T;
-        float *atty = a->atty + li * BTA, *res2 = a->res2 + li * BTC;
-        float *fch = a->fch + li * BTF, *res3 = a->res3 + (size_t)l * BTC;
-        float *ln1 = bf ? NULL : a->ln1 + li * BTC, *ln2 = bf ? NULL : a->ln2 + li * BTC;
-        float *gelu = bf ? NULL : a->fch_gelu + li * BTF;
-        uint16_t *ln1b = bf ? ab->ln1 + li * BTC : NULL, *ln2b = bf ? ab->ln2 + li * BTC : NULL;
-        uint16_t *attyb = bf ? ab->atty + li * BTA : NULL;
-        uint16_t *gelub = bf ? ab->fch_gelu + li * BTF : NULL;
-
-        /* attention: res2 = res_in + attn(ln_1(res_in)) Wo + bo */
-        STUDENT_PROF(m, SPF_LN,
-                     student_layernorm_fwd(ln1, ln1b, a->ln1_mean + li * BT, a->ln1_rstd + li * BT,
-                                           res_in, P + student_off(m, l, STUDENT_LN1W),
-                                           P + student_off(m, l, STUDENT_LN1B), (int64_t)M, C));
-        if (m->qat) student_qat_act(m, l, STUDENT_LIN_QKV, ln1, M * C);
-        /* attention operands: f32 views of qkv, or a bf16 copy: converted
-         * from qkv in bf16 mode, written by the int8 c_attn in int8 mode */
-        uint16_t *qkvb = bf ? ab->qkv + li * 3 * BTA : q8 ? student_int8_qkv_bf(m) : NULL;
-        uint16_t *attb = bf ? ab->att + li * BT * H * T : q8 ? student_int8_att_bf(m) : NULL;
-        if (q8)
-            STUDENT_PROF(m, SPF_MM,
-                         RT_TRY(student_qlin_run(m, pl->q8, l, STUDENT_LIN_QKV, ln1, qs, NULL, qkvb)));
-        else
-            STUDENT_PROF(m, SPF_MM,
-                         RT_TRY(lin_fwd(m, pl, &pl->qkv, l, STUDENT_LIN_QKV,
-                                        bf ? (const void *)ln1b : ln1, qkv)));
-        if (bf) STUDENT_PROF(m, SPF_BF16, student_to_bf16(qkvb, qkv, M * 3 * A));
-        const void *q_op = qkvb ? (const void *)qkvb : qkv;
-        const void *k_op = qkvb ? (const void *)(qkvb + A) : qkv + A;
-        const void *v_op = qkvb ? (const void *)(qkvb + 2 * A) : qkv + 2 * A;
-        if (q8) { /* dense per-head planes for the attention batches (qk_bf, pv_bf) */
-            uint16_t *hd = student_int8_heads_bf(m);
-            STUDENT_PROF(m, SPF_BF16, student_int8_split_heads(hd, qkvb, B, T, H, hs));
-            q_op = hd, k_op = hd + M * A, v_op = hd + 2 * M * A;
-        }
-        /* per query block; es: operand element size; qrow: elements from one
-         * query row to the next (dense per-head planes in int8 mode) */
-        const int nb = pl->att_nb;
-        const size_t es = qkvb ? sizeof(uint16_t) : sizeof(float);
-        const size_t qrow = q8 ? (size_t)hs : (size_t)3 * A;
-        const void *p_op = attb ? (const void *)attb : att;
-        for (int j = 0; j < nb; j++) {
-            int q0, q1;
-            student_att_block(T, nb, j, &q0, &q1);
-            student_mm *qk = q8 ? &pl->qk_bf[j] : &pl->qk[j];
-            STUDENT_PROF(m, SPF_ATT_MM,
-                         RT_TRY(student_mm_run(qk, m->strm, elem(q_op, (size_t)q0 * qrow, es),
-                                               k_op, NULL, att + (size_t)q0 * T)));
-        }
-        STUDENT_PROF(m, SPF_SOFTMAX, student_attn_softmax(att, attb, (int64_t)B * H, T, nb, scale));
-        for (int j = 0; j < nb; j++) {
-            int q0, q1;
-            student_att_block(T, nb, j, &q0, &q1);
-            student_mm *pv = q8 ? &pl->pv_bf[j] : &pl->pv[j];
-            STUDENT_PROF(m, SPF_ATT_MM,
-                         RT_TRY(student_mm_run(pv, m->strm, elem(p_op, (size_t)q0 * T, es), v_op,
-                                               NULL, atty + (size_t)q0 * A)));
-        }
-        if (bf) STUDENT_PROF(m, SPF_BF16, student_to_bf16(attyb, atty, M * A));
-        if (q8) { /* the residual is added in the matmul's epilogue: no copy */
-            STUDENT_PROF(m, SPF_MM,
-                         RT_TRY(student_qlin_run(m, pl->q8, l, STUDENT_LIN_ATTPROJ, atty, qs,
-                                                 res_in, res2)));
-        } else {
-            STUDENT_PROF(m, SPF_RESID, student_copy(res2, res_in, M * C));
-            if (m->qat) student_qat_act(m, l, STUDENT_LIN_ATTPROJ, atty, M * A);
-            STUDENT_PROF(m, SPF_MM,
-                         RT_TRY(lin_fwd(m, pl, &pl->attproj, l, STUDENT_LIN_ATTPROJ,
-                                        bf ? (const void *)attyb : atty, res2)));
-        }
-        /* MLP: res3 = res2 + gelu(ln_2(res2) Wfc + bfc) Wproj + bproj */
-        STUDENT_PROF(m, SPF_LN,
-                     student_layernorm_fwd(ln2, ln2b, a->ln2_mean + li * BT, a->ln2_rstd + li * BT,
-                                           res2, P + student_off(m, l, STUDENT_LN2W),
-                                           P + student_off(m, l, STUDENT_LN2B), (int64_t)M, C));
-        if (q8) { /* GELU and the re-quantization run inside c_fc's primitive */
-            STUDENT_PROF(m, SPF_MM, RT_TRY(student_qlin_mlp(m, pl->q8, l, ln2, qs, res2, res3)));
-            continue;
-        }
-        if (m->qat) student_qat_act(m, l, STUDENT_LIN_FC, ln2, M * C);
-        STUDENT_PROF(m, SPF_MM,
-                     RT_TRY(lin_fwd(m, pl, &pl->fc, l, STUDENT_LIN_FC,
-                                    bf ? (const void *)ln2b : ln2, fch)));
-        STUDENT_PROF(m, SPF_GELU, student_gelu_fwd(gelu, gelub, fch, M * F));
-        STUDENT_PROF(m, SPF_RESID, student_copy(res3, res2, M * C));
-        if (m->qat) student_qat_act(m, l, STUDENT_LIN_FCPROJ, gelu, M * F);
-        STUDENT_PROF(m, SPF_MM,
-                     RT_TRY(lin_fwd(m, pl, &pl->fcproj, l, STUDENT_LIN_FCPROJ,
-                                    bf ? (const void *)gelub : gelu, res3)));
+    if (m->q8) {
+        for (int l = 0; l < L; l++) RT_TRY(block_fwd_int8(m, pl, l, B));
+    } else {
+        STUDENT_PROF(m, SPF_PACK, RT_TRY(pack_weights(m)));
+        for (int l = 0; l < L; l++) RT_TRY(block_fwd(m, pl, ops, l, B));
     }
-    const int nt = m->n_tensors;
     STUDENT_PROF(m, SPF_LN,
-                 student_layernorm_fwd(a->lnf, bf ? ab->lnf : NULL, a->lnf_mean, a->lnf_rstd,
+                 student_layernorm_fwd(a->lnf, lnfb, a->lnf_mean, a->lnf_rstd,
                                        a->res3 + (size_t)(L - 1) * BTC, P + m->offset[nt - 2],
                                        P + m->offset[nt - 1], (int64_t)M, C));
     if (m->q8)
@@ -762,7 +885,7 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
                                               a->logits)));
     else
         STUDENT_PROF(m, SPF_HEAD,
-                     RT_TRY(student_mm_run(&pl->head, m->strm, bf ? (const void *)ab->lnf : a->lnf,
+                     RT_TRY(student_mm_run(&pl->head, m->strm, operand(lnfb, a->lnf),
                                            mm_w(m, &pl->head, 0, STUDENT_LIN_N, 0), NULL,
                                            a->logits)));
     if (m->qat) student_qat_forward_end(m);
@@ -780,7 +903,7 @@ rt_status student_backward(student_model *m, int B) {
     const student_config *c = &m->cfg;
     const int L = c->n_layer, T = c->seq_len, C = c->d_model, F = c->d_ff, V = c->vocab_size,
               H = c->n_head, A = student_attn_width(c), hs = student_head_dim(c);
-    const int bf = m->prec == STUDENT_BF16;
+    const mode_ops *ops = mode_ops_of(m);
     if (!m->training)
         return rt_fail(RT_ERR_ARGS, "student_backward: the model was created with training = 0");
     if (B != m->last_B || B < 1)
@@ -793,35 +916,29 @@ rt_status student_backward(student_model *m, int B) {
     const float *P = m->params;
     float *G = m->grads;
     student_acts *a = &m->act;
-    student_acts_bf *ab = &m->abf;
     const size_t M = (size_t)B * T;
-    const size_t BTC = (size_t)m->max_B * T * C, BT = (size_t)m->max_B * T,
-                 BTF = (size_t)m->max_B * T * F, BTA = (size_t)m->max_B * T * A;
+    const size_t BTC = (size_t)m->max_B * T * C, BT = (size_t)m->max_B * T;
     const float scale = 1.0f / sqrtf((float)hs);
     const int nt = m->n_tensors;
     float *dres = a->dres, *dc = a->dc;
-    /* the gradient operand of each pair of backward matmuls: f32 as is, or
-     * converted once into ab->dy in bf16 mode */
-    const void *g;
-#define DY(buf, n)                                                                          \
-    do {                                                                                    \
-        if (bf) {                                                                           \
-            STUDENT_PROF(m, SPF_BF16, student_to_bf16(ab->dy, (buf), (n)));                 \
-            g = ab->dy;                                                                     \
-        } else {                                                                            \
-            g = (buf);                                                                      \
-        }                                                                                   \
-    } while (0)
+    /* The gradient operands of the backward matmuls: f32 as they are, or
+     * in bf16 mode a bf16 copy in dyb (written by the kernel that makes the
+     * gradient, or by ops->act_out) and dattb; the f32 dfch is then not
+     * written (NULL). */
+    const int bf = m->prec == STUDENT_BF16;
+    uint16_t *dyb = bf ? m->abf.dy : NULL, *dattb = bf ? m->abf.datt : NULL;
+    float *dfch = bf ? NULL : a->dfch;
+    const void *lnf_op = operand(bf ? m->abf.lnf : NULL, a->lnf), *ds_op = operand(dattb, a->datt);
+    const void *g; /* the gradient operand of each pair of backward matmuls */
 
     /* LM head: logits = ln_f(res3) wte^T */
-    DY(a->dlogits, M * V);
+    ops->act_out(m, dyb, a->dlogits, M * V);
+    g = operand(dyb, a->dlogits);
     STUDENT_PROF(m, SPF_HEAD_BWD,
                  RT_TRY(student_mm_run(&pl->head_dx, m->strm, g,
                                        mm_w(m, &pl->head_dx, 0, STUDENT_LIN_N, 1), NULL, dc)));
     STUDENT_PROF(m, SPF_HEAD_BWD,
-                 RT_TRY(student_mm_run(&pl->head_dw, m->strm, g,
-                                       bf ? (const void *)ab->lnf : a->lnf, NULL,
-                                       G + m->offset[0])));
+                 RT_TRY(student_mm_run(&pl->head_dw, m->strm, g, lnf_op, NULL, G + m->offset[0])));
     memset(dres, 0, M * C * sizeof(float));
     STUDENT_PROF(m, SPF_LN_BWD,
                  student_layernorm_bwd(dres, G + m->offset[nt - 2], G + m->offset[nt - 1], dc,
@@ -832,53 +949,45 @@ rt_status student_backward(student_model *m, int B) {
 
     for (int l = L - 1; l >= 0; l--) {
         const size_t li = (size_t)l;
-        const float *res_in = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * BTC;
-        const float *qkv = a->qkv + li * 3 * BTA, *att = a->att + li * BT * H * T;
-        const float *res2 = a->res2 + li * BTC, *fch = a->fch + li * BTF;
-        const void *ln1 = bf ? (const void *)(ab->ln1 + li * BTC) : a->ln1 + li * BTC;
-        const void *ln2 = bf ? (const void *)(ab->ln2 + li * BTC) : a->ln2 + li * BTC;
-        const void *atty = bf ? (const void *)(ab->atty + li * BTA) : a->atty + li * BTA;
-        const void *gelu = bf ? (const void *)(ab->fch_gelu + li * BTF) : a->fch_gelu + li * BTF;
+        block_bufs b;
+        block_bufs_get(m, l, &b);
 
         /* MLP: res3 = res2 + gelu(ln2 Wfc + bfc) Wproj + bproj. Bias
          * gradients come with the bf16 conversion of the same buffer. */
         STUDENT_PROF(m, SPF_BIAS_BWD,
-                     student_colsum_add(G + student_off(m, l, STUDENT_FCPROJB), bf ? ab->dy : NULL, dres,
+                     student_colsum_add(G + student_off(m, l, STUDENT_FCPROJB), dyb, dres,
                                         (int64_t)M, C));
-        g = bf ? (const void *)ab->dy : dres;
-        RT_TRY(lin_bwd(m, pl, &pl->fcproj_dw, &pl->fcproj_dx, l, STUDENT_LIN_FCPROJ, gelu, g,
-                       a->dfch_gelu, M * F));
+        g = operand(dyb, dres);
+        RT_TRY(lin_bwd(m, ops, pl, &pl->fcproj_dw, &pl->fcproj_dx, l, STUDENT_LIN_FCPROJ,
+                       b.gelu_op, g, a->dfch_gelu, M * F));
         STUDENT_PROF(m, SPF_GELU_BWD,
-                     student_gelu_bwd(bf ? NULL : a->dfch, bf ? ab->dy : NULL,
-                                      G + student_off(m, l, STUDENT_FCB), fch, a->dfch_gelu,
-                                      (int64_t)M, F));
-        g = bf ? (const void *)ab->dy : a->dfch;
-        RT_TRY(lin_bwd(m, pl, &pl->fc_dw, &pl->fc_dx, l, STUDENT_LIN_FC, ln2, g, dc, M * C));
+                     student_gelu_bwd(dfch, dyb, G + student_off(m, l, STUDENT_FCB), b.fch,
+                                      a->dfch_gelu, (int64_t)M, F));
+        g = operand(dyb, dfch);
+        RT_TRY(lin_bwd(m, ops, pl, &pl->fc_dw, &pl->fc_dx, l, STUDENT_LIN_FC, b.ln2_op, g, dc,
+                       M * C));
         STUDENT_PROF(m, SPF_LN_BWD,
                      student_layernorm_bwd(dres, G + student_off(m, l, STUDENT_LN2W),
-                                           G + student_off(m, l, STUDENT_LN2B), dc, res2,
+                                           G + student_off(m, l, STUDENT_LN2B), dc, b.res2,
                                            P + student_off(m, l, STUDENT_LN2W), a->ln2_mean + li * BT,
                                            a->ln2_rstd + li * BT, (int64_t)M, C));
 
         /* attention: res2 = res_in + attn(ln1) Wo + bo */
         STUDENT_PROF(m, SPF_BIAS_BWD,
-                     student_colsum_add(G + student_off(m, l, STUDENT_ATTPROJB), bf ? ab->dy : NULL,
-                                        dres, (int64_t)M, C));
-        g = bf ? (const void *)ab->dy : dres;
-        RT_TRY(lin_bwd(m, pl, &pl->attproj_dw, &pl->attproj_dx, l, STUDENT_LIN_ATTPROJ, atty, g, dc,
-                       M * A));
-        /* attention backward; in bf16 mode the operands are the bf16 copies
-         * of qkv and P from the forward, and of dY and dS made here */
-        const uint16_t *qkvb = bf ? ab->qkv + li * 3 * BTA : NULL;
-        const void *q_op = bf ? (const void *)qkvb : qkv;
-        const void *k_op = bf ? (const void *)(qkvb + A) : qkv + A;
-        const void *v_op = bf ? (const void *)(qkvb + 2 * A) : qkv + 2 * A;
-        const void *p_op = bf ? (const void *)(ab->att + li * BT * H * T) : att;
-        const void *ds_op = bf ? (const void *)ab->datt : a->datt;
-        DY(dc, M * A);
+                     student_colsum_add(G + student_off(m, l, STUDENT_ATTPROJB), dyb, dres,
+                                        (int64_t)M, C));
+        g = operand(dyb, dres);
+        RT_TRY(lin_bwd(m, ops, pl, &pl->attproj_dw, &pl->attproj_dx, l, STUDENT_LIN_ATTPROJ,
+                       b.atty_op, g, dc, M * A));
+        /* attention backward on the forward's operands (qkv and P, or their
+         * bf16 copies) and on dY, dS made here */
+        const size_t es = b.es;
+        const void *q_op = b.qkv_op, *k_op = elem(b.qkv_op, (size_t)A, es),
+                   *v_op = elem(b.qkv_op, 2 * (size_t)A, es);
+        ops->act_out(m, dyb, dc, M * A);
+        g = operand(dyb, dc);
         /* per query block, the last one first: it writes dV and dK of every
          * key, the others add to the keys they see */
-        const size_t es = bf ? sizeof(uint16_t) : sizeof(float);
         const int nb = pl->att_nb;
         for (int j = nb - 1; j >= 0; j--) {
             int q0, q1;
@@ -889,13 +998,13 @@ rt_status student_backward(student_model *m, int B) {
                                                a->datt + (size_t)q0 * T)));
             STUDENT_PROF(m, SPF_ATT_MM_BWD,
                          RT_TRY(student_mm_run(&pl->att_dv[j], m->strm,
-                                               elem(p_op, (size_t)q0 * T, es),
+                                               elem(b.att_op, (size_t)q0 * T, es),
                                                elem(g, (size_t)q0 * A, es), NULL,
                                                a->dqkv + 2 * A)));
         }
         STUDENT_PROF(m, SPF_SOFTMAX_BWD,
-                     student_attn_softmax_bwd(a->datt, bf ? ab->datt : NULL, att, (int64_t)B * H, T,
-                                              nb, scale));
+                     student_attn_softmax_bwd(a->datt, dattb, b.att, (int64_t)B * H, T, nb,
+                                              scale));
         for (int j = nb - 1; j >= 0; j--) {
             int q0, q1;
             student_att_block(T, nb, j, &q0, &q1);
@@ -910,20 +1019,20 @@ rt_status student_backward(student_model *m, int B) {
                                                a->dqkv + A)));
         }
         STUDENT_PROF(m, SPF_BIAS_BWD,
-                     student_colsum_add(G + student_off(m, l, STUDENT_QKVB), bf ? ab->dy : NULL, a->dqkv,
+                     student_colsum_add(G + student_off(m, l, STUDENT_QKVB), dyb, a->dqkv,
                                         (int64_t)M, 3 * A));
-        g = bf ? (const void *)ab->dy : a->dqkv;
-        RT_TRY(lin_bwd(m, pl, &pl->qkv_dw, &pl->qkv_dx, l, STUDENT_LIN_QKV, ln1, g, dc, M * C));
+        g = operand(dyb, a->dqkv);
+        RT_TRY(lin_bwd(m, ops, pl, &pl->qkv_dw, &pl->qkv_dx, l, STUDENT_LIN_QKV, b.ln1_op, g, dc,
+                       M * C));
         STUDENT_PROF(m, SPF_LN_BWD,
                      student_layernorm_bwd(dres, G + student_off(m, l, STUDENT_LN1W),
-                                           G + student_off(m, l, STUDENT_LN1B), dc, res_in,
+                                           G + student_off(m, l, STUDENT_LN1B), dc, b.res_in,
                                            P + student_off(m, l, STUDENT_LN1W), a->ln1_mean + li * BT,
                                            a->ln1_rstd + li * BT, (int64_t)M, C));
         if (l > 0)
             STUDENT_PROF(m, SPF_RESID_BWD,
                          student_add_inplace(dres, a->hidden_grad + (size_t)(l - 1) * BTC, M * C));
     }
-#undef DY
     STUDENT_PROF(m, SPF_EMBED_BWD,
                  student_embed_bwd(G + m->offset[0], G + m->offset[1], dres, m->inputs, B, T, C));
     return stream_wait(m);
