@@ -28,6 +28,12 @@ h5dump -H -d /model/transformer.h.1.mlp.c_fc.weight_a lr.h5 | grep -q "( 32, 8 )
   fail "mlp.c_fc.weight_a is not [32, 8]"
 h5dump -H -d /model/transformer.h.1.mlp.c_fc.weight_b lr.h5 | grep -q "( 8, 64 )" ||
   fail "mlp.c_fc.weight_b is not [8, 64]"
+# retort info shows the ranks, as text and as JSON
+"$RETORT" info lr.h5 | grep -q "^low-rank .*rank.attn.c_attn=8 rank.attn.c_proj=8 rank.mlp.c_fc=8 rank.mlp.c_proj=8" ||
+  fail "retort info does not show the ranks"
+"$RETORT" info lr.h5 --json | python3 -c 'import json,sys; r = json.load(sys.stdin)["model"]["rank"]; sys.exit(r != {"attn.c_attn": 8, "attn.c_proj": 8, "mlp.c_fc": 8, "mlp.c_proj": 8})' ||
+  fail "retort info --json does not show the ranks"
+! "$RETORT" info runs/base/final.h5 | grep -q "^low-rank" || fail "retort info shows ranks for a dense model"
 [ "$(stat -c %s lr.h5)" -lt "$(stat -c %s runs/base/final.h5)" ] || fail "the factored file is not smaller"
 
 # activation-weighted (--calib): other factors of the same shape

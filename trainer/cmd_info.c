@@ -65,6 +65,13 @@ static void print_text(const ckpt_summary *s) {
     if (s->d_head_stored) /* heads removed: attention narrower than d_model */
         printf("attention    d_head=%d width=%d (n_head*d_head; d_model=%d)\n",
                student_head_dim(c), student_attn_width(c), c->d_model);
+    if (student_is_lowrank(c)) { /* factored linears: W_a [in, r] W_b [r, out] */
+        printf("low-rank     ");
+        for (int k = 0; k < STUDENT_LIN_N; k++)
+            printf("%srank.%s=%d", k ? " " : "", student_linear_name((student_linear)k),
+                   c->rank[k]);
+        printf(" (0 = dense)\n");
+    }
     printf("parameters   %zu (%.2fM)\n", s->params, (double)s->params / 1e6);
     human_bytes(hb, sizeof hb, (unsigned long long)(s->file_bytes < 0 ? 0 : s->file_bytes));
     printf("file size    %s (%lld bytes)\n", hb, s->file_bytes);
@@ -119,6 +126,13 @@ static json_t *summary_json(const ckpt_summary *s) {
     json_object_set_new(cfg, "d_head", json_integer(student_head_dim(c)));
     json_object_set_new(cfg, "vocab_size", json_integer(c->vocab_size));
     json_object_set_new(cfg, "seq_len", json_integer(c->seq_len));
+    if (student_is_lowrank(c)) {
+        json_t *rk = json_object();
+        for (int k = 0; rk && k < STUDENT_LIN_N; k++)
+            json_object_set_new(rk, student_linear_name((student_linear)k),
+                                json_integer(c->rank[k]));
+        json_object_set_new(cfg, "rank", rk ? rk : json_null());
+    }
     json_object_set_new(o, "model", cfg);
     json_object_set_new(o, "parameters", json_integer((json_int_t)s->params));
     json_object_set_new(o, "file_bytes", json_integer(s->file_bytes));
