@@ -28,13 +28,8 @@
 #include "test_util.h"
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-static uint64_t rng_next(void) {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static float rng_unif(void) { return (float)((rng_next() >> 40) / 16777216.0) * 2.0f - 1.0f; }
+static uint64_t rng_next(void) { return rt_splitmix64(&rng_state); }
+static float rng_unif(void) { return rt_test_unif(rng_next()); }
 
 /* ||w - a b||_F in double, w [in, out], a [in, r], b [r, out]. */
 static double recon_error(const float *w, const float *a, const float *b, int64_t in,

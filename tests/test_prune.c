@@ -51,13 +51,8 @@ static char *tpath(const char *name) {
 }
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint64_t rng_next(void) {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static float rng_unif(void) { return (float)((rng_next() >> 40) / 16777216.0) * 2.0f - 1.0f; }
+static uint64_t rng_next(void) { return rt_splitmix64(&rng_state); }
+static float rng_unif(void) { return rt_test_unif(rng_next()); }
 
 static size_t count_zero_u8(const uint8_t *m, size_t n) {
     size_t z = 0;

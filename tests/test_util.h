@@ -9,9 +9,18 @@
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
 #include <ftw.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "rt_rand.h"
+
+/* A float uniform in [-1, 1) (24 random bits) from 64 random bits, e.g.
+ * rt_splitmix64's: the random test inputs of test_prune and test_lowrank. */
+static inline float rt_test_unif(uint64_t bits) {
+    return (float)((bits >> 40) / 16777216.0) * 2.0f - 1.0f;
+}
 
 static inline int rt_test_rm_entry(const char *path, const struct stat *sb, int flag,
                                    struct FTW *ftw) {
