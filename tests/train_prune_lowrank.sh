@@ -28,6 +28,18 @@ h5dump -H -d /model/transformer.h.1.mlp.c_fc.weight_a lr.h5 | grep -q "( 32, 8 )
   fail "mlp.c_fc.weight_a is not [32, 8]"
 h5dump -H -d /model/transformer.h.1.mlp.c_fc.weight_b lr.h5 | grep -q "( 8, 64 )" ||
   fail "mlp.c_fc.weight_b is not [8, 64]"
+# --json: one object whose counts and sizes agree with the files (the
+# report's end is shared with the mask methods: magnitude checked too)
+for m in "lowrank --rank-ratio 0.25" "magnitude --sparsity 0.5"; do
+  "$RETORT" prune --model runs/base/final.h5 --method $m --out j_${m%% *}.h5 --json 2>/dev/null \
+    >j_${m%% *}.json || fail "prune --method $m --json failed"
+  m=${m%% *}
+  python3 -c 'import json, os, sys
+j = json.load(open(sys.argv[1]))
+ok = j["file_bytes"] == os.path.getsize(sys.argv[2]) and j["file_bytes_before"] == os.path.getsize(sys.argv[3])
+ok = ok and 0 < j["params_after"] <= j["params_before"] and (sys.argv[4] == "magnitude") == ("input_has_optimizer" in j)
+sys.exit(not ok)' j_$m.json j_$m.h5 runs/base/final.h5 $m || { cat j_$m.json; fail "prune --method $m --json report"; }
+done
 # retort info shows the ranks, as text and as JSON
 "$RETORT" info lr.h5 | grep -q "^low-rank .*rank.attn.c_attn=8 rank.attn.c_proj=8 rank.mlp.c_fc=8 rank.mlp.c_proj=8" ||
   fail "retort info does not show the ranks"

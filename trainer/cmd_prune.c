@@ -90,9 +90,12 @@ static rt_status calib_load(const char *path, const student_config *c, int64_t w
     }
     out->n = (int)nw, out->T = T;
     /* Spread over the whole shard: consecutive windows of one document
-     * would measure one topic. */
+     * would measure one topic. Window floor(k W / nw), computed without
+     * k * W (up to 1e9 times a file's claimed window count): W = q nw + rem,
+     * k rem < nw^2 <= 1e18. */
+    const int64_t q = W / nw, rem = W % nw;
     for (int64_t k = 0; k < nw; k++)
-        if ((st = data_shard_read(s, (k * W / nw) * T, T, out->tokens + k * T)) != RT_OK)
+        if ((st = data_shard_read(s, (k * q + k * rem / nw) * T, T, out->tokens + k * T)) != RT_OK)
             goto cleanup;
 cleanup:
     data_shard_close(s);
@@ -183,6 +186,23 @@ static double frac(size_t a, size_t b) { return b ? (double)a / (double)b : 0.0;
 static long long file_size(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+}
+
+/* The end of every --json report, shared by all methods: the parameter
+ * counts and file sizes added to `report`, which is printed as one line and
+ * released. */
+static rt_status print_json_report(json_t *report, size_t params_before, size_t params_after,
+                                   long long in_bytes, long long out_bytes) {
+    json_object_set_new(report, "params_before", json_integer((json_int_t)params_before));
+    json_object_set_new(report, "params_after", json_integer((json_int_t)params_after));
+    json_object_set_new(report, "file_bytes_before", json_integer(in_bytes));
+    json_object_set_new(report, "file_bytes", json_integer(out_bytes));
+    char *text = json_dumps(report, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(report);
+    if (!text) return rt_fail(RT_ERR_NOMEM, "prune: out of memory for the JSON report");
+    printf("%s\n", text);
+    free(text);
+    return RT_OK;
 }
 
 /* ------------------------------------------------------------ lowrank */
@@ -322,18 +342,7 @@ static rt_status prune_lowrank_run(const prune_opts *o) {
         json_object_set_new(out, "out", json_string(o->out));
         json_object_set_new(out, "method", json_string("lowrank"));
         json_object_set_new(out, "linears", jl);
-        json_object_set_new(out, "params_before", json_integer((json_int_t)pb));
-        json_object_set_new(out, "params_after", json_integer((json_int_t)pa));
-        json_object_set_new(out, "file_bytes_before", json_integer(in_bytes));
-        json_object_set_new(out, "file_bytes", json_integer(out_bytes));
-        char *text = json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        json_decref(out);
-        if (!text) {
-            st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for the JSON report");
-            goto cleanup;
-        }
-        printf("%s\n", text);
-        free(text);
+        if ((st = print_json_report(out, pb, pa, in_bytes, out_bytes)) != RT_OK) goto cleanup;
     } else {
         printf("factored %s -> %s (method lowrank)\n", o->model, o->out);
         for (int k = 0; k < STUDENT_LIN_N; k++) {
@@ -592,19 +601,10 @@ static rt_status prune_run(const prune_opts *o) {
                             json_pack("{s:I, s:I, s:f}", "params", (json_int_t)all_before,
                                       "pruned", (json_int_t)all_gone, "sparsity",
                                       frac(all_gone, all_before)));
-        json_object_set_new(root, "params_before", json_integer((json_int_t)params_before));
-        json_object_set_new(root, "params_after", json_integer((json_int_t)params_after));
-        json_object_set_new(root, "file_bytes_before", json_integer(in_bytes));
         json_object_set_new(root, "input_has_optimizer", json_boolean(had_optimizer));
-        json_object_set_new(root, "file_bytes", json_integer(out_bytes));
-        char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        json_decref(root);
-        if (!s) {
-            st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for the JSON report");
+        if ((st = print_json_report(root, params_before, params_after, in_bytes, out_bytes)) !=
+            RT_OK)
             goto cleanup;
-        }
-        printf("%s\n", s);
-        free(s);
     } else {
         printf("pruned %s -> %s (method %s, target sparsity %.4f)\n", o->model, o->out,
                o->method_text, meta.sparsity);
