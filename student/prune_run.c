@@ -28,6 +28,24 @@ const double *student_prune_stats_at(const student_config *c, const double *acc,
     return acc + ((size_t)layer * STUDENT_LIN_N + (size_t)which) * stat_width(c);
 }
 
+/* Adds the column sums of squares of every linear's input in m's last
+ * forward to acc. */
+static rt_status stats_add(student_model *m, double *acc) {
+    const student_config *c = student_cfg(m);
+    for (int l = 0; l < c->n_layer; l++)
+        for (int w = 0; w < STUDENT_LIN_N; w++) {
+            int64_t rows = 0, in, out;
+            const float *x = student_linear_input(m, l, (student_linear)w, &rows);
+            if (!x)
+                return rt_fail(RT_ERR_ARGS, "prune: activation statistics need a training-mode "
+                               "f32 model after a forward");
+            student_linear_shape(c, (student_linear)w, &in, &out);
+            student_colsumsq_add((double *)student_prune_stats_at(c, acc, l, (student_linear)w),
+                                 x, rows, (int)in);
+        }
+    return RT_OK;
+}
+
 rt_status student_prune_calibrate(student_model *m, const int32_t *tokens, int n_windows,
                                   double *acc) {
     const student_config *c = student_cfg(m);
@@ -36,52 +54,55 @@ rt_status student_prune_calibrate(student_model *m, const int32_t *tokens, int n
     for (int b0 = 0; b0 < n_windows; b0 += nb) {
         const int B = n_windows - b0 < nb ? n_windows - b0 : nb;
         RT_TRY(student_forward(m, tokens + (size_t)b0 * T, B));
-        for (int l = 0; l < c->n_layer; l++)
-            for (int w = 0; w < STUDENT_LIN_N; w++) {
-                int64_t rows = 0, in, out;
-                const float *x = student_linear_input(m, l, (student_linear)w, &rows);
-                RT_ASSERT(x && rows == (int64_t)B * T);
-                student_linear_shape(c, (student_linear)w, &in, &out);
-                student_colsumsq_add((double *)student_prune_stats_at(c, acc, l, (student_linear)w),
-                                     x, rows, (int)in);
-            }
+        RT_TRY(stats_add(m, acc));
     }
     return RT_OK;
 }
 
 /* --------------------------------------------------------- unstructured */
 
-/* Unstructured and N:M masks of block `layer` into `mask`; acc holds
+/* The unstructured or N:M mask of linear-weight tensor t (block `layer`,
+ * linear k) into mask + t->offset, the count it masks into *n; acc holds
  * wanda's calibration statistics, NULL for the others. */
+static rt_status linear_mask(const student_prune_spec *s, const student_config *c,
+                             const float *params, const student_tensor *t, int layer,
+                             student_linear k, const double *acc, uint8_t *mask, size_t *n) {
+    *n = 0;
+    if (s->method == STUDENT_PRUNE_MAGNITUDE)
+        return student_prune_magnitude(params + t->offset, t->numel, s->sparsity,
+                                       mask + t->offset, n);
+    /* N:M and Wanda need the dense [in, out] shape: a low-rank factor is not one */
+    RT_ASSERT(c->rank[k] == 0);
+    const int64_t in = t->shape[0], out = t->shape[1];
+    if (s->method == STUDENT_PRUNE_NM) {
+        if (in % s->nm_m != 0)
+            return rt_fail(RT_ERR_ARGS, "prune: %s has %lld inputs, not a multiple of M = %d of "
+                           "%s", t->name, (long long)in, s->nm_m, s->name);
+        if (s->nm_n < s->nm_m) /* N = M keeps every weight (gradual's start) */
+            student_prune_nm(params + t->offset, in, out, s->nm_n, s->nm_m, mask + t->offset, n);
+        return RT_OK;
+    }
+    RT_ASSERT(s->method == STUDENT_PRUNE_WANDA && acc);
+    float *xnorm = malloc((size_t)in * sizeof *xnorm);
+    if (!xnorm) return rt_fail(RT_ERR_NOMEM, "prune: out of memory for input norms");
+    const double *a = student_prune_stats_at(c, acc, layer, k);
+    for (int64_t j = 0; j < in; j++) xnorm[j] = (float)sqrt(a[j]);
+    const rt_status st = student_prune_wanda(params + t->offset, in, out, xnorm, s->sparsity,
+                                             mask + t->offset, n);
+    free(xnorm);
+    return st;
+}
+
+/* Unstructured and N:M masks of block `layer` into `mask`. */
 static rt_status prune_layer(const student_prune_spec *s, const student_config *c,
                              const float *params, int layer, const double *acc, uint8_t *mask) {
-    rt_status st = RT_OK;
     for (int w = 0; w < STUDENT_LIN_N; w++) {
         student_tensor t;
         student_tensor_info(c, student_linear_tensor(c, layer, (student_linear)w), &t);
-        int64_t in, out;
-        student_linear_shape(c, (student_linear)w, &in, &out);
-        const float *W = params + t.offset;
-        uint8_t *M = mask + t.offset;
-        size_t pruned = 0;
-        if (s->method == STUDENT_PRUNE_MAGNITUDE) {
-            st = student_prune_magnitude(W, t.numel, s->sparsity, M, &pruned);
-        } else if (s->method == STUDENT_PRUNE_NM) {
-            if (in % s->nm_m != 0)
-                return rt_fail(RT_ERR_ARGS, "prune: %s has %lld inputs, not a multiple of M = %d "
-                               "of --method %s", t.name, (long long)in, s->nm_m, s->name);
-            student_prune_nm(W, in, out, s->nm_n, s->nm_m, M, &pruned);
-        } else {
-            float *xnorm = malloc((size_t)in * sizeof *xnorm);
-            if (!xnorm) return rt_fail(RT_ERR_NOMEM, "prune: out of memory for input norms");
-            const double *a = student_prune_stats_at(c, acc, layer, (student_linear)w);
-            for (int64_t i = 0; i < in; i++) xnorm[i] = (float)sqrt(a[i]);
-            st = student_prune_wanda(W, in, out, xnorm, s->sparsity, M, &pruned);
-            free(xnorm);
-        }
-        if (st != RT_OK) return st;
+        size_t pruned;
+        RT_TRY(linear_mask(s, c, params, &t, layer, (student_linear)w, acc, mask, &pruned));
     }
-    return st;
+    return RT_OK;
 }
 
 /* ---------------------------------------------------------------- run */
@@ -214,20 +235,8 @@ cleanup:
 /* -------------------------------------------------------------- block */
 
 rt_status student_prune_stats_last(student_model *m, double *acc) {
-    const student_config *c = student_cfg(m);
-    memset(acc, 0, student_prune_stats_size(c) * sizeof *acc);
-    for (int l = 0; l < c->n_layer; l++)
-        for (int w = 0; w < STUDENT_LIN_N; w++) {
-            int64_t rows = 0, in, out;
-            const float *x = student_linear_input(m, l, (student_linear)w, &rows);
-            if (!x)
-                return rt_fail(RT_ERR_ARGS, "prune: activation statistics need a training-mode "
-                               "f32 model after a forward");
-            student_linear_shape(c, (student_linear)w, &in, &out);
-            student_colsumsq_add((double *)student_prune_stats_at(c, acc, l, (student_linear)w),
-                                 x, rows, (int)in);
-        }
-    return RT_OK;
+    memset(acc, 0, student_prune_stats_size(student_cfg(m)) * sizeof *acc);
+    return stats_add(m, acc);
 }
 
 rt_status student_prune_block_masks(const student_config *c, const float *params,
@@ -244,33 +253,8 @@ rt_status student_prune_block_masks(const student_config *c, const float *params
         if (k < 0) continue;
         student_tensor t;
         student_tensor_info(c, i, &t);
-        size_t n = 0;
-        if (s->method == STUDENT_PRUNE_MAGNITUDE) {
-            RT_TRY(student_prune_magnitude(params + t.offset, t.numel, s->sparsity,
-                                           mask + t.offset, &n));
-        } else {
-            /* N:M and Wanda need the dense [in, out] shape: a low-rank
-             * factor is not one */
-            RT_ASSERT(c->rank[k] == 0);
-            const int64_t in = t.shape[0], out = t.shape[1];
-            if (s->method == STUDENT_PRUNE_NM) {
-                if (in % s->nm_m != 0)
-                    return rt_fail(RT_ERR_ARGS, "prune: %s has %lld inputs, not a multiple of M "
-                                   "= %d of %s", t.name, (long long)in, s->nm_m, s->name);
-                if (s->nm_n < s->nm_m) /* N = M keeps every weight (gradual's start) */
-                    student_prune_nm(params + t.offset, in, out, s->nm_n, s->nm_m,
-                                     mask + t.offset, &n);
-            } else {
-                float *xnorm = malloc((size_t)in * sizeof *xnorm);
-                if (!xnorm) return rt_fail(RT_ERR_NOMEM, "prune: out of memory for input norms");
-                const double *a = student_prune_stats_at(c, acc, l, (student_linear)k);
-                for (int64_t j = 0; j < in; j++) xnorm[j] = (float)sqrt(a[j]);
-                rt_status st = student_prune_wanda(params + t.offset, in, out, xnorm,
-                                                   s->sparsity, mask + t.offset, &n);
-                free(xnorm);
-                RT_TRY(st);
-            }
-        }
+        size_t n;
+        RT_TRY(linear_mask(s, c, params, &t, l, (student_linear)k, acc, mask, &n));
         *pruned += n;
         *prunable += t.numel;
     }

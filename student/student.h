@@ -508,7 +508,7 @@ typedef enum {
 
 typedef struct {
     student_prune_method method;
-    const char *name; /* as the user wrote it ("2:4"), for messages */
+    const char *name; /* as the user wrote it ("--method 2:4", "prune.nm"), for messages */
     double sparsity;  /* magnitude, wanda: the share of each tensor (or output) to mask */
     int nm_n, nm_m;   /* N:M */
     int remove;       /* heads, ffn: units to remove per layer (fewer than there are) */

@@ -456,7 +456,9 @@ static rt_status prune_run(const prune_opts *o) {
                     o->calib);
     }
 
-    student_prune_spec spec = {.name = o->method_text, .sparsity = o->sparsity,
+    char method_arg[64]; /* for messages */
+    snprintf(method_arg, sizeof method_arg, "--method %s", o->method_text);
+    student_prune_spec spec = {.name = method_arg, .sparsity = o->sparsity,
                                .nm_n = o->nm_n, .nm_m = o->nm_m};
     int heads_k = 0, ffn_k = 0;
     switch (o->method) {
