@@ -239,8 +239,8 @@ static rt_status read_config(ckpt_reader *r) {
         int64_t v;
         if ((st = read_int_attr(path, g, "/config", name, &v)) != RT_OK) goto cleanup;
         if (v < 0 || v > INT_MAX) {
-            st = rt_fail(RT_ERR_FORMAT, "%s: /config %s is %lld; it must be a rank >= 0", path,
-                         name, (long long)v);
+            st = rt_fail(RT_ERR_FORMAT, "%s: /config %s is %lld; a rank is 0 (dense) to "
+                         "min(in, out)", path, name, (long long)v);
             goto cleanup;
         }
         raw[CKPT_CONFIG_FIELDS + k] = v;

@@ -93,6 +93,10 @@ craft vocab_max    "$m" setattr /config vocab_size 16777216
 craft seq_huge     "$m" setattr /config seq_len 1073741824
 craft seq_max      "$m" setattr /config seq_len 65536
 craft layers_edit  "$m" edit /config n_layer 1
+# low-rank ranks: out of int, above min(in, out), and claimed over dense tensors
+craft rank_2e31    "$m" setattr /config rank.mlp.c_fc 2147483648
+craft rank_above   "$m" setattr /config rank.mlp.c_fc 100000
+craft rank_dense   "$m" setattr /config rank.attn.c_proj 4
 craft wte_f64      "$m" retype "$wte"
 craft wte_empty    "$m" empty "$wte"
 craft wte_forged   "$m" forge "$wte" 1099511627776 16
