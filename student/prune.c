@@ -343,14 +343,6 @@ double student_prune_gradual_sparsity(double final, int64_t start, int64_t end, 
     return final * (1.0 - r * r * r);
 }
 
-rt_status student_prune_magnitude_block(const student_config *c, const float *params,
-                                        double sparsity, uint8_t *mask, size_t *pruned,
-                                        size_t *prunable) {
-    const student_prune_spec s = {.method = STUDENT_PRUNE_MAGNITUDE, .name = "magnitude",
-                                  .sparsity = sparsity};
-    return student_prune_block_masks(c, params, &s, NULL, mask, pruned, prunable);
-}
-
 void student_apply_mask(float *params, const uint8_t *mask, size_t n) {
     /* A select rather than a multiply: 0 * inf or 0 * NaN would not be 0. */
 #pragma omp parallel for simd schedule(static)

@@ -261,6 +261,16 @@ rt_status student_prune_block_masks(const student_config *c, const float *params
     return RT_OK;
 }
 
+/* prune.c's kernels are used here, never the other way round: this
+ * wrapper lives beside the function it calls. */
+rt_status student_prune_magnitude_block(const student_config *c, const float *params,
+                                        double sparsity, uint8_t *mask, size_t *pruned,
+                                        size_t *prunable) {
+    const student_prune_spec s = {.method = STUDENT_PRUNE_MAGNITUDE, .name = "magnitude",
+                                  .sparsity = sparsity};
+    return student_prune_block_masks(c, params, &s, NULL, mask, pruned, prunable);
+}
+
 /* ---------------------------------------------------------- statistics */
 
 static double frac(size_t a, size_t b) { return b ? (double)a / (double)b : 0.0; }
