@@ -184,7 +184,10 @@ restarted 2
 stop2=$(grep -o 'stopped at step [0-9]*' slurm-job.out | tail -1)
 [ "$stop2" != "$stop1" ] || { cat slurm-job.out; fail "scontrol requeue: the ranks did not stop with a checkpoint"; }
 echo "slurm: scontrol requeue: $stop2 on SIGTERM from Slurm, requeued, resumed"
-for _ in $(seq 1200); do [ "$(job_state "$id")" = RUNNING ] || break; sleep 0.1; done
+# RUNNING, then COMPLETING while Slurm ends the step, then COMPLETED
+for _ in $(seq 1200); do
+  case $(job_state "$id") in RUNNING|COMPLETING) sleep 0.1 ;; *) break ;; esac
+done
 [ "$(job_state "$id")" = COMPLETED ] || { cat slurm-job.out; daemon_logs; fail "job $id ended $(job_state "$id")"; }
 grep -q "resumed from runs/job/step_" slurm-job.out || { cat slurm-job.out; fail "no resume note"; }
 h5diff runs/ref/final.h5 runs/job/final.h5 /model || fail "/model after two requeues differs from the uninterrupted run"

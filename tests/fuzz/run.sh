@@ -18,7 +18,16 @@ seeds=$here/corpus/$name
 work=${RT_FUZZ_KEEP:-$(mktemp -d "${TMPDIR:-/tmp}/rt_fuzz_${name}_XXXXXX")}
 mkdir -p "$work/corpus" "$work/crashes"
 # Fail fast on any sanitizer finding; LeakSanitizer runs after each input.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:allocator_may_return_null=1:fast_unwind_on_malloc=0}
+asan=abort_on_error=1:detect_leaks=1:allocator_may_return_null=1:fast_unwind_on_malloc=0
+# HDF5 1.10.8 itself allocates whatever a corrupt object header claims (seen:
+# 2.4 GB in H5C_protect under H5Fopen, from a 7.7 KB input): in the harnesses
+# whose input goes through HDF5, an allocation above 1 GiB fails (NULL, as on
+# a machine without that memory) instead of being reported as an
+# out-of-memory of ours. retort's own size checks in those readers are
+# covered by hostile.sh and the unit tests; the other harnesses keep
+# libFuzzer's malloc limit, which is how claimed-size bugs show up there.
+case $name in ckpt|shard) asan=$asan:max_allocation_size_mb=1024 ;; esac
+export ASAN_OPTIONS=${ASAN_OPTIONS:-$asan}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$here/lsan.supp:print_suppressions=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export OMP_NUM_THREADS=1
