@@ -195,6 +195,9 @@ void comm_record_free(comm_record *r);
 size_t comm_record_payload_bytes(const comm_record *r);
 /* Header + payload bytes of r before compression. */
 size_t comm_record_raw_bytes(const comm_record *r);
+/* The most bytes a wire record of this shape can take (header + zstd's
+ * bound on the compressed payload); 0 when the shape's sizes overflow. */
+size_t comm_record_wire_bound(const comm_record_shape *shape);
 
 /* Checks that r is the teacher's record for this student's batch: same
  * step, same student index, same b and the same window starts. Fails
@@ -257,9 +260,13 @@ typedef struct comm_stream comm_stream;
 typedef struct {
     int depth;      /* unconsumed records in flight per student, >= 1 (4) */
     int zstd_level; /* compression level of records (3) */
+    /* student: the largest message accepted from the teacher (0: any),
+     * e.g. comm_record_wire_bound of the student's record shape, so that a
+     * teacher cannot make a student allocate more than its records need */
+    size_t max_record_bytes;
 } comm_stream_config;
 
-/* Defaults: depth 4, zstd level 3. */
+/* Defaults: depth 4, zstd level 3, no message bound. */
 comm_stream_config comm_stream_config_default(void);
 
 /* Local (no communication). A teacher gets a sending end for its served

@@ -210,6 +210,14 @@ size_t comm_record_raw_bytes(const comm_record *r) {
     return header_bytes_of(r->hidden) + comm_record_payload_bytes(r);
 }
 
+size_t comm_record_wire_bound(const comm_record_shape *shape) {
+    record_sizes z;
+    if (!record_sizes_of(shape, &z)) return 0;
+    const size_t bound = ZSTD_compressBound(z.total);
+    if (ZSTD_isError(bound) || bound > SIZE_MAX - header_bytes_of(shape->hidden)) return 0;
+    return header_bytes_of(shape->hidden) + bound;
+}
+
 rt_status comm_record_check_identity(const comm_record *r, int64_t step, int student,
                                      const int64_t *starts, int32_t b) {
     if (r->step != step)

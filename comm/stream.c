@@ -395,6 +395,17 @@ static rt_status student_progress(comm_stream *s) {
         if (!flag) break;
         COMM_MPI_CHECK_PEER(MPI_Get_count(&status, MPI_BYTE, &count), s->teacher_rank);
         comm_slot *sl = &s->slots[(s->head + s->n_used) % depth];
+        /* the buffer is sized by what the teacher sends: no more than a
+         * record of the shape this student expects (cfg.max_record_bytes,
+         * when set; or the end marker); a larger one is refused without
+         * being received (the job ends on this error) */
+        if (s->cfg.max_record_bytes && (size_t)count > s->cfg.max_record_bytes &&
+            count != END_BYTES) {
+            return rt_fail(RT_ERR_FORMAT,
+                           "a %d-byte message from teacher rank %d is larger than any record of "
+                           "the expected shape (at most %zu bytes)",
+                           count, s->teacher_rank, s->cfg.max_record_bytes);
+        }
         size_t need = count > 0 ? (size_t)count : 1;
         if (sl->cap < need) {
             void *nb = realloc(sl->buf, need);

@@ -37,6 +37,7 @@
 #include <zstd.h>
 
 #include "comm.h"
+#include "comm_internal.h" /* COMM_TAG_RECORD, roles->world: a teacher that breaks the protocol */
 
 static int g_rank, g_size, g_K;
 /* Generous: rank 0 alone measures wire sizes (test_wire_size) while the
@@ -876,6 +877,47 @@ static void test_stream_extra_records(void) {
     comm_roles_destroy(roles);
 }
 
+/* A teacher sends a message larger than any record of the shape the
+ * student expects: the student refuses it before allocating a buffer for
+ * it. (Small enough to go eagerly, so the teacher's send completes although
+ * the student never receives it; in a run the error ends the job.) */
+static void test_stream_oversize(void) {
+    if (g_K == 0) return;
+    comm_roles *roles = roles_or_fail(g_K);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(roles);
+    comm_record rec;
+    comm_record_init(&rec);
+    const comm_record_shape z = expected_shape(0);
+    const size_t bound = comm_record_wire_bound(&z);
+    CU_ASSERT_FATAL(bound > COMM_RECORD_HEADER_BYTES && bound < 2000);
+    const int n = (int)bound + 1000;
+    comm_stream_config cfg = comm_stream_config_default();
+    cfg.max_record_bytes = bound;
+    comm_stream *s = NULL;
+    CU_ASSERT_EQUAL_FATAL(comm_stream_create(roles, &cfg, &s), RT_OK);
+    if (comm_roles_role(roles) == COMM_ROLE_TEACHER) {
+        unsigned char *junk = calloc((size_t)n, 1);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(junk);
+        for (int i = 0; i < comm_roles_n_served(roles); i++)
+            CU_ASSERT_EQUAL(MPI_Send(junk, n, MPI_BYTE, comm_roles_served_world_rank(roles, i),
+                                     COMM_TAG_RECORD, roles->world),
+                            MPI_SUCCESS);
+        free(junk);
+        CU_ASSERT_EQUAL(comm_stream_close(s), RT_OK);
+    } else {
+        CU_ASSERT_EQUAL(comm_stream_recv(s, &z, &rec, NULL), RT_ERR_FORMAT);
+        char want[128];
+        snprintf(want, sizeof want, "a %d-byte message from teacher rank %d is larger than any "
+                 "record of the expected shape (at most %zu bytes)",
+                 n, comm_roles_my_teacher(roles), bound);
+        CU_ASSERT(has_error(want));
+        CU_ASSERT_EQUAL(comm_stream_close(s), RT_OK);
+    }
+    comm_stream_destroy(s);
+    comm_record_free(&rec);
+    comm_roles_destroy(roles);
+}
+
 static void test_stream_api_errors(void) {
     if (g_K == 0) return;
     comm_roles *roles = roles_or_fail(g_K);
@@ -1067,6 +1109,7 @@ int main(int argc, char **argv) {
         {"stream_backpressure", test_stream_backpressure},
         {"stream_early_end", test_stream_early_end},
         {"stream_extra_records", test_stream_extra_records},
+        {"stream_oversize", test_stream_oversize},
         {"stream_api_errors", test_stream_api_errors},
         {"collectives", test_collectives},
         {"mpi_check_macro", test_mpi_check_macro},

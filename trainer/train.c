@@ -1113,13 +1113,15 @@ static rt_status student_setup(student_run *s, const char *resume_arg) {
     }
     RT_TRY(trainer_config_to_ini(c, &s->config_ini));
     if (c->distill.teachers > 0) {
+        /* every record is refused unless it has this run's shape, and no
+         * message larger than such a record is even received */
+        const teacher_config tcfg = trainer_teacher_config(c, &s->tc, s->rs.mb);
+        s->want = trainer_record_shape(&tcfg, s->rs.mb, s->rs.T, c->distill.n_feature_pairs);
         comm_stream_config scfg = comm_stream_config_default();
         scfg.depth = c->distill.depth;
         scfg.zstd_level = c->distill.zstd_level;
+        scfg.max_record_bytes = comm_record_wire_bound(&s->want);
         RT_TRY(comm_stream_create(s->roles, &scfg, &s->stream));
-        /* every record is refused unless it has this run's shape */
-        const teacher_config tcfg = trainer_teacher_config(c, &s->tc, s->rs.mb);
-        s->want = trainer_record_shape(&tcfg, s->rs.mb, s->rs.T, c->distill.n_feature_pairs);
     }
     return RT_OK;
 }
