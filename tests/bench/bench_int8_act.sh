@@ -15,20 +15,11 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 R=${1:-$root/build/trainer/retort}
 pairs=${2:-7}
-read -r L C F T V <<<"${3:-4 256 1024 128 512}"
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
-cd "$out"
-"$R" prepare --input /usr/share/games/fortunes --out data --vocab-size "$V" --quiet
-printf '[model]\nn_layer = %s\nn_head = 4\nd_model = %s\nd_ff = %s\nseq_len = %s\n[train]\nrun_dir = run\nsteps = 300\nbatch = 8\nwarmup = 20\nlr = 1e-3\neval_every = 0\ncheckpoint_every = 0\n' \
-  "$L" "$C" "$F" "$T" >m.ini
-"$R" train --config m.ini >/dev/null 2>&1
+source "$root/tests/bench/bench_lib.sh"
+bench_train_model "${3:-4 256 1024 128 512}" 'steps = 300\nbatch = 8\nwarmup = 20\nlr = 1e-3\n'
 "$R" export --model run/final.h5 --format deploy --out f32.h5 >/dev/null 2>&1
 "$R" export --model run/final.h5 --format deploy --int8 --calib data/train.h5 --out static.h5 >/dev/null 2>&1
 "$R" export --model run/final.h5 --format deploy --int8 --act dynamic --out dynamic.h5 >/dev/null 2>&1
-field() { grep -o "\"$2\": *[0-9.]*" "$1" | grep -o '[0-9.]*$'; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 for f in f32 static dynamic; do
   "$R" eval --model $f.h5 --data data/val.h5 --json 2>/dev/null >e.json
   echo "$f: val loss $(field e.json loss), file $(stat -c %s $f.h5) bytes"

@@ -19,17 +19,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 R=${1:-$root/build/trainer/retort}
 pairs=${2:-5}
 ratios=${3:-0.25 0.125}
-read -r L C F T V <<<"${4:-4 256 1024 128 512}"
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
-cd "$out"
-"$R" prepare --input /usr/share/games/fortunes --out data --vocab-size "$V" --quiet
-printf '[model]\nn_layer = %s\nn_head = 4\nd_model = %s\nd_ff = %s\nseq_len = %s\n[train]\nrun_dir = run\nsteps = 2\nbatch = 2\nwarmup = 0\neval_every = 0\ncheckpoint_every = 0\n' \
-  "$L" "$C" "$F" "$T" >m.ini
-"$R" train --config m.ini >/dev/null 2>&1
-field() { grep -o "\"$2\": *[0-9.]*" "$1" | grep -o '[0-9.]*$'; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+source "$root/tests/bench/bench_lib.sh"
+bench_train_model "${4:-4 256 1024 128 512}" 'steps = 2\nbatch = 2\nwarmup = 0\n'
 export_all() { # NAME CKPT
   "$R" export --model "$2" --format deploy --out "$1.f32.h5" >/dev/null 2>&1
   "$R" export --model "$2" --format deploy --int8 --calib data/train.h5 --out "$1.int8.h5" >/dev/null 2>&1
