@@ -50,23 +50,34 @@ void ckpt_reader_close(ckpt_reader *r) {
 
 /* ------------------------------------------------------------ attributes */
 
+/* Opens attribute `name` of obj (*a, *type, *space: the caller closes the
+ * valid ones) and checks that it holds one value of class `cls` (`what`
+ * names it in the error). */
+static rt_status open_scalar_attr(const char *path, hid_t obj, const char *objname,
+                                  const char *name, H5T_class_t cls, const char *what, hid_t *a,
+                                  hid_t *type, hid_t *space) {
+    rt_status st = RT_OK;
+    if (H5Aexists(obj, name) <= 0)
+        return rt_fail(RT_ERR_FORMAT, "%s: %s lacks the attribute %s", path, objname, name);
+    RT_H5(*a = H5Aopen(obj, name, H5P_DEFAULT), RT_ERR_FORMAT, path,
+          "opening attribute %s of %s", name, objname);
+    RT_H5(*type = H5Aget_type(*a), RT_ERR_FORMAT, path, "reading the type of %s of %s", name,
+          objname);
+    RT_H5(*space = H5Aget_space(*a), RT_ERR_FORMAT, path, "reading the shape of %s of %s", name,
+          objname);
+    if (H5Tget_class(*type) != cls || H5Sget_simple_extent_npoints(*space) != 1)
+        st = rt_fail(RT_ERR_FORMAT, "%s: attribute %s of %s is not %s", path, name, objname,
+                     what);
+cleanup:
+    return st;
+}
+
 static rt_status read_int_attr(const char *path, hid_t obj, const char *objname,
                                const char *name, int64_t *v) {
     rt_status st = RT_OK;
     hid_t a = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
-    if (H5Aexists(obj, name) <= 0)
-        return rt_fail(RT_ERR_FORMAT, "%s: %s lacks the attribute %s", path, objname, name);
-    RT_H5(a = H5Aopen(obj, name, H5P_DEFAULT), RT_ERR_FORMAT, path, "opening attribute %s of %s",
-          name, objname);
-    RT_H5(type = H5Aget_type(a), RT_ERR_FORMAT, path, "reading the type of %s of %s", name,
-          objname);
-    RT_H5(space = H5Aget_space(a), RT_ERR_FORMAT, path, "reading the shape of %s of %s", name,
-          objname);
-    if (H5Tget_class(type) != H5T_INTEGER || H5Sget_simple_extent_npoints(space) != 1) {
-        st = rt_fail(RT_ERR_FORMAT, "%s: attribute %s of %s is not one integer", path, name,
-                     objname);
-        goto cleanup;
-    }
+    st = open_scalar_attr(path, obj, objname, name, H5T_INTEGER, "one integer", &a, &type, &space);
+    if (st != RT_OK) goto cleanup;
     RT_H5(H5Aread(a, H5T_NATIVE_INT64, v), RT_ERR_FORMAT, path, "reading attribute %s of %s",
           name, objname);
 cleanup:
@@ -85,18 +96,8 @@ static rt_status read_str_attr(const char *path, hid_t obj, const char *objname,
           space = H5I_INVALID_HID;
     char *vstr = NULL, *s = NULL;
     *out = NULL;
-    if (H5Aexists(obj, name) <= 0)
-        return rt_fail(RT_ERR_FORMAT, "%s: %s lacks the attribute %s", path, objname, name);
-    RT_H5(a = H5Aopen(obj, name, H5P_DEFAULT), RT_ERR_FORMAT, path, "opening attribute %s of %s",
-          name, objname);
-    RT_H5(type = H5Aget_type(a), RT_ERR_FORMAT, path, "reading the type of %s of %s", name,
-          objname);
-    RT_H5(space = H5Aget_space(a), RT_ERR_FORMAT, path, "reading the shape of %s of %s", name,
-          objname);
-    if (H5Tget_class(type) != H5T_STRING || H5Sget_simple_extent_npoints(space) != 1) {
-        st = rt_fail(RT_ERR_FORMAT, "%s: attribute %s of %s is not one string", path, name, objname);
-        goto cleanup;
-    }
+    st = open_scalar_attr(path, obj, objname, name, H5T_STRING, "one string", &a, &type, &space);
+    if (st != RT_OK) goto cleanup;
     RT_H5(mem = H5Tcopy(type), RT_ERR_INTERNAL, path, "H5Tcopy");
     if (H5Tis_variable_str(type) > 0) {
         RT_H5(H5Aread(a, mem, &vstr), RT_ERR_FORMAT, path, "reading attribute %s of %s", name,
