@@ -3,6 +3,7 @@
  * the requested hidden states. See teacher.h. */
 #include "teacher.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@ struct teacher {
     float *tk_logp, *tk_tail;
     uint64_t *seeds;
     float *hidden; /* hidden: (batch*T, d_model) final normalized states */
+    teacher_stats stats;
 };
 
 int teacher_label_width(const teacher_config *c) {
@@ -137,6 +139,8 @@ void teacher_destroy(teacher *t) {
 }
 
 const teacher_config *teacher_cfg(const teacher *t) { return &t->cfg; }
+teacher_stats teacher_get_stats(const teacher *t) { return t->stats; }
+void teacher_stats_reset(teacher *t) { memset(&t->stats, 0, sizeof t->stats); }
 float *teacher_params(teacher *t) { return student_params(t->model); }
 
 rt_status teacher_run(teacher *t, const int32_t *inputs, int B, uint64_t seed, int64_t step,
@@ -147,7 +151,9 @@ rt_status teacher_run(teacher *t, const int32_t *inputs, int B, uint64_t seed, i
     const int sampled = c->labels == TEACHER_LABELS_SAMPLE || c->labels == TEACHER_LABELS_TOPK_SAMPLE;
     if (sampled && !starts)
         return rt_fail(RT_ERR_ARGS, "teacher: sampled soft labels need the rows' window starts");
+    const double w0 = omp_get_wtime(), c0 = student_cpu_seconds();
     RT_TRY(student_forward(t->model, inputs, B));
+    const double w1 = omp_get_wtime(), c1 = student_cpu_seconds();
     const int T = c->model.seq_len, V = c->model.vocab_size, C = c->model.d_model;
     const int n_pos = B * T;
     const float *z = student_logits(t->model);
@@ -176,5 +182,12 @@ rt_status teacher_run(teacher *t, const int32_t *inputs, int B, uint64_t seed, i
             memcpy(out->feat + (size_t)i * n_pos * C, student_hidden(t->model, c->feature_layers[i]),
                    (size_t)n_pos * C * sizeof(float));
     }
+    teacher_stats *ts = &t->stats;
+    ts->runs++;
+    ts->tokens += n_pos;
+    ts->forward_s += w1 - w0;
+    ts->forward_cpu_s += c1 - c0;
+    ts->labels_s += omp_get_wtime() - w1;
+    ts->labels_cpu_s += student_cpu_seconds() - c1;
     return RT_OK;
 }

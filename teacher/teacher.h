@@ -88,6 +88,23 @@ typedef struct {
     float *feat;   /* (n_features, n, d_model) in the order of feature_layers */
 } teacher_out;
 
+/* Where a teacher's time went, summed over its teacher_run calls since
+ * teacher_create or teacher_stats_reset: the forward (student_forward),
+ * then the rest of the call, which builds what a record carries (labels of
+ * the scheme, hidden-state encoding, feature-map copies). Wall-clock
+ * seconds, and process CPU seconds of all threads (student_cpu_seconds),
+ * which time slices lost to other processes do not move. The one home of
+ * the teacher's timing split: `retort train` prints it under
+ * RETORT_TEACHER_STATS and `retort bench teacher` reports it. */
+typedef struct {
+    int64_t runs, tokens; /* teacher_run calls that succeeded, their B*T positions */
+    double forward_s, labels_s;
+    double forward_cpu_s, labels_cpu_s;
+} teacher_stats;
+
+teacher_stats teacher_get_stats(const teacher *t);
+void teacher_stats_reset(teacher *t);
+
 /* Runs the forward over inputs (B, T) and writes the labels of the scheme
  * into out: top-k in descending probability, sampled rows as
  * student_teacher_sample says, hidden states as student_hidden_encode

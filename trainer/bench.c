@@ -37,10 +37,13 @@
 
 #include "ckpt.h"
 #include "data.h"
+#include "labels_cache.h"
 #include "cli.h"
 #include "rt_rand.h"
 #include "rt_status.h"
 #include "student.h"
+#include "teacher.h"
+#include "train_internal.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -691,6 +694,238 @@ cleanup:
     return rt_report(st);
 }
 
+/* ------------------------------------------------------- bench teacher */
+
+/* `retort bench teacher`: what a teacher rank does per micro-batch
+ * (trainer/train.c, teacher_serve): teacher_run, the forward then the
+ * record's labels in the run's scheme, written into a comm_record laid out
+ * by trainer_record_shape, as a teacher rank sends it (compression and the
+ * stream are not timed). The label settings start from the config's
+ * defaults and each option goes through the config's own parser
+ * (trainer_config_set), so the names, bounds and messages are those of
+ * `retort train`; trainer_teacher_config turns them into the teacher's
+ * settings. The split forward / labels is teacher_run's own
+ * (teacher_stats), the one RETORT_TEACHER_STATS prints. */
+static const cli_option teacher_options[] = {
+    {.name = "model", .type = CLI_STRING, .metavar = "PATH",
+     .help = "Teacher file as distill.teacher takes it (checkpoint, deploy file or Hugging Face "
+             "folder), loaded as a teacher rank loads it; without it, random weights of the "
+             "shape below."},
+    {.name = "layers", .type = CLI_INT, .metavar = "N", .def = "12", .min = 1, .max = 1024,
+     .help = "Transformer blocks (random weights)."},
+    {.name = "dim", .type = CLI_INT, .metavar = "N", .def = "768", .min = 1, .max = 65536,
+     .help = "Residual width d_model (random weights)."},
+    {.name = "heads", .type = CLI_INT, .metavar = "N", .def = "12", .min = 1, .max = 1024,
+     .help = "Attention heads, dividing --dim (random weights)."},
+    {.name = "ff", .type = CLI_INT, .metavar = "N", .def = "3072", .min = 1, .max = 262144,
+     .help = "MLP hidden width d_ff (random weights)."},
+    {.name = "vocab", .type = CLI_INT, .metavar = "N", .def = "50257", .min = 2, .max = 1048576,
+     .help = "Vocabulary size (random weights)."},
+    {.name = "seq", .type = CLI_INT, .metavar = "N", .def = "1024", .min = 1, .max = 65536,
+     .help = "Positions T per row; with --model, the student's window (default the file's)."},
+    {.name = "batch", .type = CLI_INT, .metavar = "N", .def = "1", .min = 1, .max = 65536,
+     .help = "Rows per teacher_run (train.micro_batch rows in a run)."},
+    {.name = "steps", .type = CLI_INT, .metavar = "N", .def = "3", .min = 1, .max = 100000,
+     .help = "Timed batches; the report averages them."},
+    {.name = "warmup", .type = CLI_INT, .metavar = "N", .def = "1", .min = 0, .max = 100000,
+     .help = "Untimed batches first (oneDNN JIT, page faults)."},
+    {.name = "f32", .type = CLI_BOOL,
+     .help = "Forward in f32 (distill.teacher_precision = f32); default bf16."},
+    {.name = "labels", .type = CLI_STRING, .metavar = "SCHEME",
+     .def = "topk",
+     .help = "distill.labels: topk, sample, topk+sample or hidden (here topk unless given; "
+             "the other label options default to the config's)."},
+    {.name = "topk", .type = CLI_INT, .metavar = "K",
+     .help = "distill.topk (default: the config's; the vocabulary size = dense)."},
+    {.name = "samples", .type = CLI_INT, .metavar = "N",
+     .help = "distill.samples, draws per position (default: the config's)."},
+    {.name = "hidden", .type = CLI_STRING, .metavar = "TYPE",
+     .help = "distill.hidden, int8 or bf16, for --labels hidden (default: the config's)."},
+    {.name = "temperature", .type = CLI_REAL, .metavar = "T",
+     .help = "distill.temperature (default: the config's)."},
+    {.name = "feature-map", .type = CLI_STRING, .metavar = "PAIRS",
+     .help = "distill.feature_map, \"s1:t2,s3:t5\": the teacher also copies its hidden states "
+             "after blocks t into the record."},
+    {.name = "seed", .type = CLI_INT, .metavar = "S", .def = "1234",
+     .help = "Seed of the random weights, tokens and draws."},
+    {.name = "peak", .type = CLI_REAL, .metavar = "GFLOPS", .def = "0", .min = 0, .max = 1e9,
+     .help = "Matmul peak of this machine for the forward's precision (bf16 or f32), as "
+             "'retort bench peak' prints it; 0 = measure it in this run."},
+    {.name = "json", .type = CLI_BOOL, .help = "Print one JSON object instead of text."},
+    {0},
+};
+
+static const cli_spec teacher_spec = {
+    .name = "bench teacher",
+    .description =
+        "Time what a teacher rank does per micro-batch: the forward (bf16 unless --f32) over "
+        "--batch rows of random tokens, then the record's soft labels in the distill.labels "
+        "scheme (top-k of softmax(z / T) with the tail mass, sampled rows, or hidden states) "
+        "and the feature maps of --feature-map. Reports tokens/s, ms per batch for the "
+        "forward and for the labels with the labels' share, the forward's GFLOP/s (2*N*tokens "
+        "+ attention) as a fraction of the matmul peak (see 'retort bench peak'), the same in "
+        "CPU time, and peak RSS. Threads: OMP_NUM_THREADS (run with OMP_WAIT_POLICY=passive "
+        "on a shared machine).",
+    .options = teacher_options,
+    .max_positional = 0,
+    .epilog = "examples:\n  OMP_WAIT_POLICY=passive retort bench teacher --labels topk --json   "
+              "# GPT-2-small shape, random weights\n  retort bench teacher --model gpt2/ --seq "
+              "512 --batch 2 --labels topk+sample\n",
+};
+
+/* The run config's label settings with the options given applied through
+ * the config's parser; the feature map's pairs parsed as validation would. */
+static rt_status bench_teacher_distill(const cli_args *a, trainer_config *cfg) {
+    static const char *const keys[][2] = {{"labels", "labels"},         {"topk", "topk"},
+                                          {"samples", "samples"},       {"hidden", "hidden"},
+                                          {"temperature", "temperature"}, {"feature-map", "feature_map"}};
+    trainer_config_defaults(cfg);
+    cfg->distill.teacher_precision = cli_flag(a, "f32") ? TRAINER_PRECISION_F32 : TRAINER_PRECISION_BF16;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        char origin[64];
+        snprintf(origin, sizeof origin, "bench teacher --%s", keys[i][0]);
+        if (cli_str(a, keys[i][0]))
+            RT_TRY(trainer_config_set(cfg, "distill", keys[i][1], cli_str(a, keys[i][0]), origin));
+    }
+    return trainer_parse_feature_map(cfg->distill.feature_map, cfg->distill.feature_pairs,
+                                     TRAINER_MAX_FEATURE_PAIRS, &cfg->distill.n_feature_pairs);
+}
+
+int trainer_bench_teacher(int argc, char **argv) {
+    cli_args *a = NULL;
+    int rc = cli_parse(&teacher_spec, argc, argv, &a);
+    if (rc >= 0) return rc;
+    rt_status st = RT_OK;
+    student_model *m = NULL;
+    teacher *t = NULL;
+    int32_t *tokens = NULL;
+    int64_t *starts = NULL;
+    comm_record rec;
+    comm_record_init(&rec);
+    const char *path = cli_str(a, "model");
+    const int B = (int)cli_int(a, "batch"), steps = (int)cli_int(a, "steps"),
+              warmup = (int)cli_int(a, "warmup"), json = cli_flag(a, "json");
+    uint64_t seed = (uint64_t)cli_int(a, "seed");
+    trainer_config cfg;
+    if ((st = bench_teacher_distill(a, &cfg)) != RT_OK) goto cleanup;
+    const student_precision prec =
+        cfg.distill.teacher_precision == TRAINER_PRECISION_BF16 ? STUDENT_BF16 : STUDENT_F32;
+    static const char *const shape_opts[] = {"layers", "dim", "heads", "ff", "vocab"};
+    for (int i = 0; path && i < 5; i++)
+        if (cli_has(a, shape_opts[i])) {
+            st = rt_fail(RT_ERR_ARGS, "bench teacher: --%s is for random weights; --model %s "
+                         "brings its own shape", shape_opts[i], path);
+            goto cleanup;
+        }
+    if (path) {
+        st = ckpt_load_model_window(path, cli_has(a, "seq") ? (int)cli_int(a, "seq") : 0, B, prec,
+                                    0, &m, NULL);
+    } else {
+        const student_config c = {
+            .n_layer = (int)cli_int(a, "layers"), .n_head = (int)cli_int(a, "heads"),
+            .d_model = (int)cli_int(a, "dim"),    .d_ff = (int)cli_int(a, "ff"),
+            .vocab_size = (int)cli_int(a, "vocab"), .seq_len = (int)cli_int(a, "seq"),
+        };
+        if ((st = student_create(&c, B, prec, 0, &m)) == RT_OK) student_init_weights(m, seed);
+    }
+    if (st != RT_OK) goto cleanup;
+    const student_config c = *student_cfg(m);
+    const int T = c.seq_len, V = c.vocab_size, n = B * T;
+    teacher_config tc = trainer_teacher_config(&cfg, &c, B);
+    st = teacher_create_with(&tc, m, &t);
+    m = NULL; /* the teacher owns it now, also when that failed */
+    if (st != RT_OK) goto cleanup;
+    tc = *teacher_cfg(t);
+    const comm_record_shape shape = trainer_record_shape(&tc, B, T, tc.n_features);
+    if ((st = comm_record_reserve_shape(&rec, &shape)) != RT_OK) goto cleanup;
+    const teacher_out out = {rec.ids, rec.logprobs, rec.tail, rec.hstate, rec.hscale,
+                             tc.n_features ? rec.feat : NULL};
+    tokens = malloc((size_t)n * sizeof *tokens);
+    starts = malloc((size_t)B * sizeof *starts);
+    if (!tokens || !starts) {
+        st = rt_fail(RT_ERR_NOMEM, "bench teacher: out of memory for %d tokens", n);
+        goto cleanup;
+    }
+    for (int i = 0; i < n; i++) tokens[i] = (int32_t)(rt_splitmix64(&seed) % (uint64_t)V);
+    for (int r = 0; r < B; r++) starts[r] = (int64_t)r * T;
+    const student_peak_kind pk = prec == STUDENT_BF16 ? STUDENT_PEAK_BF16 : STUDENT_PEAK_F32;
+    double peak = 0.0, cpu_peak = 0.0;
+    if ((st = bench_peak_of(pk, cli_real(a, "peak"), &peak, &cpu_peak)) != RT_OK) goto cleanup;
+
+    double best_fwd_cpu = 0.0; /* the best forward's CPU time, as bench student/infer */
+    for (int s = 0; s < warmup + steps; s++) {
+        if (s == warmup) teacher_stats_reset(t);
+        const teacher_stats before = teacher_get_stats(t);
+        if ((st = teacher_run(t, tokens, B, seed, s, starts, &out)) != RT_OK) goto cleanup;
+        const double fc = teacher_get_stats(t).forward_cpu_s - before.forward_cpu_s;
+        if (s >= warmup && (best_fwd_cpu == 0.0 || fc < best_fwd_cpu)) best_fwd_cpu = fc;
+    }
+    {
+        const teacher_stats ts = teacher_get_stats(t);
+        const int threads = omp_get_max_threads();
+        const double fwd = ts.forward_s / steps, lab = ts.labels_s / steps, tot = fwd + lab;
+        /* CPU time per batch and thread (see student_matmul_peak) */
+        const double fwd_cpu = ts.forward_cpu_s / steps / threads;
+        const double lab_cpu = ts.labels_cpu_s / steps / threads;
+        const double flops = bench_forward_flops(&c, B);
+        const double gf = flops / fwd * 1e-9, gf_cpu = flops / (best_fwd_cpu / threads) * 1e-9;
+        const char *scheme = trainer_labels_scheme_name(tc.labels);
+        const double rec_bytes = (double)comm_record_raw_bytes(&rec) / n;
+        if (json) {
+            printf("{\"target\": \"teacher\", \"model\": \"%s\", \"precision\": \"%s\", "
+                   "\"labels\": \"%s\", \"topk\": %d, \"samples\": %d, \"label_width\": %d, "
+                   "\"temperature\": %g, \"features\": %d, \"layers\": %d, \"dim\": %d, "
+                   "\"heads\": %d, \"ff\": %d, \"vocab\": %d, \"seq\": %d, \"batch\": %d, "
+                   "\"threads\": %d, \"steps\": %d, \"warmup\": %d, \"params\": %zu, "
+                   "\"tokens_per_batch\": %d, \"batch_ms\": %.3f, \"tokens_per_s\": %.1f, "
+                   "\"forward_ms\": %.3f, \"forward_tokens_per_s\": %.1f, \"labels_ms\": %.3f, "
+                   "\"labels_share\": %.4f, \"forward_cpu_ms\": %.3f, \"labels_cpu_ms\": %.3f, "
+                   "\"labels_share_cpu\": %.4f, \"record_bytes_per_token\": %.1f, "
+                   "\"gflop_per_batch\": %.6f, \"gflop_per_s\": %.3f, \"peak_type\": \"%s\", "
+                   "\"peak_gflop_per_s\": %.1f, \"peak_measured\": %s, "
+                   "\"fraction_of_peak\": %.6f, \"best_forward_cpu_ms\": %.3f, "
+                   "\"peak_cpu_gflop_per_s\": %.1f, \"fraction_of_peak_cpu\": %.6f, "
+                   "\"peak_rss_mb\": %.1f}\n",
+                   path ? path : "random", student_peak_name(pk), scheme, tc.topk, tc.samples,
+                   teacher_label_width(&tc), (double)tc.temperature, tc.n_features, c.n_layer,
+                   c.d_model, c.n_head, c.d_ff, V, T, B, threads, steps, warmup,
+                   student_param_count(&c), n, 1e3 * tot, n / tot, 1e3 * fwd, n / fwd, 1e3 * lab,
+                   lab / tot, 1e3 * fwd_cpu, 1e3 * lab_cpu, lab_cpu / (fwd_cpu + lab_cpu),
+                   rec_bytes, flops * 1e-9, gf, student_peak_name(pk), peak,
+                   cli_real(a, "peak") > 0.0 ? "false" : "true", gf / peak,
+                   1e3 * best_fwd_cpu / threads, cpu_peak, gf_cpu / cpu_peak, bench_peak_rss_mb());
+        } else {
+            printf("bench teacher, %s (%s, %d threads): L=%d C=%d H=%d F=%d V=%d T=%d B=%d, %zu "
+                   "parameters\n",
+                   path ? path : "random weights", student_peak_name(pk), threads, c.n_layer,
+                   c.d_model, c.n_head, c.d_ff, V, T, B, student_param_count(&c));
+            printf("  labels %s (width %d, T = %g), %d feature maps: %.1f record bytes per "
+                   "token\n",
+                   scheme, teacher_label_width(&tc), (double)tc.temperature, tc.n_features,
+                   rec_bytes);
+            printf("  batch    %10.2f ms  %10.0f tokens/s\n", 1e3 * tot, n / tot);
+            printf("  forward  %10.2f ms  %10.0f tokens/s, %.1f GFLOP/s = %.1f%% of the %s "
+                   "matmul peak (%.1f, %s)\n",
+                   1e3 * fwd, n / fwd, gf, 100.0 * gf / peak, student_peak_name(pk), peak,
+                   cli_real(a, "peak") > 0.0 ? "given" : "measured in this run");
+            printf("  labels   %10.2f ms  = %.2f%% of the batch\n", 1e3 * lab, 100.0 * lab / tot);
+            printf("  CPU time per thread: forward %.2f ms, labels %.2f ms = %.2f%%; best "
+                   "forward %.1f%% of the peak in CPU time (%.1f)\n",
+                   1e3 * fwd_cpu, 1e3 * lab_cpu, 100.0 * lab_cpu / (fwd_cpu + lab_cpu),
+                   100.0 * gf_cpu / cpu_peak, cpu_peak);
+            printf("  peak RSS %.1f MB\n", bench_peak_rss_mb());
+        }
+    }
+cleanup:
+    teacher_destroy(t);
+    student_destroy(m);
+    comm_record_free(&rec);
+    free(tokens);
+    free(starts);
+    cli_args_free(a);
+    return rt_report(st);
+}
+
 /* --------------------------------------------------------------- bench */
 
 typedef struct {
@@ -706,6 +941,8 @@ static const bench_target targets_table[] = {
      trainer_bench_infer},
     {"data", "write a synthetic shard and read training windows: MB/s, peak RSS",
      trainer_bench_data},
+    {"teacher", "time a teacher rank's forward and soft labels per micro-batch",
+     trainer_bench_teacher},
 };
 enum { N_TARGETS = (int)(sizeof targets_table / sizeof targets_table[0]) };
 

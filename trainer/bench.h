@@ -5,6 +5,8 @@
  *   retort bench infer --model FILE [--batch N --prompt-tokens N --new-tokens N --json ...]
  *   retort bench peak [--m N --k N --n N --reps N --type f32|bf16|u8s8|all --json]
  *   retort bench data [--tokens N --vocab N --seq N --batch N --steps N --out PATH --json]
+ *   retort bench teacher [--model PATH | --layers N --dim N ...] [--labels S --topk K --f32
+ *                         --batch N --steps N --json ...]
  *
  * argv[0] is "bench", argv[1] the target; each target parses its own flags
  * (--help, exit 2 on unknown flags) and prints one JSON object with --json. */
@@ -33,5 +35,12 @@ int trainer_bench_infer(int argc, char **argv);
  * reports MB/s, windows/s and peak RSS (flat in the shard size). argv[0] is
  * "data". */
 int trainer_bench_data(int argc, char **argv);
+
+/* `retort bench teacher`: a teacher rank's work per micro-batch (forward,
+ * then the record's soft labels in a distill.labels scheme) on a model
+ * file or random weights; reports the forward / labels split of
+ * teacher_stats, fraction of the matmul peak and peak RSS. argv[0] is
+ * "teacher". */
+int trainer_bench_teacher(int argc, char **argv);
 
 #endif

@@ -29,7 +29,6 @@
  * exits with TRAINER_EXIT_STOPPED. Student 0 holds the run folder's lock
  * (ckpt_run_lock_take) for the whole run. */
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,8 +309,6 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
                              tc.n_features ? rec.feat : NULL};
     rec.temperature = tc.temperature;
 
-    double busy_s = 0.0; /* in teacher_run: forward + top-k (RETORT_TEACHER_STATS) */
-    int64_t busy_tokens = 0;
     for (int64_t step = start; step < cfg->train.steps; step++) {
         if ((st = comm_stream_progress(stream)) != RT_OK) goto cleanup;
         if (comm_stream_stopped(stream)) break;
@@ -321,12 +318,9 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
                 (st = data_sampler_windows(samplers[i], step, starts)) != RT_OK)
                 goto cleanup;
             for (int j = 0; j < rs.n_micro; j++) {
-                const double t0 = omp_get_wtime();
                 st = teacher_run(t, inputs + (size_t)j * rs.mb * rs.T, rs.mb,
                                  (uint64_t)cfg->train.seed, step, starts + (size_t)j * rs.mb,
                                  &out);
-                busy_s += omp_get_wtime() - t0;
-                busy_tokens += (int64_t)rs.mb * rs.T;
                 if (st != RT_OK) goto cleanup;
                 rec.step = record_seq(&rs, step, j);
                 rec.student = s;
@@ -338,18 +332,21 @@ static rt_status teacher_serve(const trainer_config *cfg, comm_roles *roles, int
     st = comm_stream_close(stream);
     *stopped = comm_stream_stopped(stream);
     if (st == RT_OK && getenv("RETORT_TEACHER_STATS")) {
+        /* teacher_run's own split, as `retort bench teacher` reports it */
         comm_stream_stats ss;
         comm_stream_get_stats(stream, &ss);
+        const teacher_stats ts = teacher_get_stats(t);
+        const double busy_s = ts.forward_s + ts.labels_s;
         fprintf(stderr,
                 "teacher rank %d: %lld records, %.1f raw / %.1f wire bytes per token, "
                 "waited %.1f s for credits, %.1f s compressing, %.0f tokens/s busy "
-                "(forward + top-k: %lld tokens in %.1f s)\n",
+                "(%lld tokens: forward %.1f s, labels %.2f s = %.1f%%)\n",
                 comm_roles_world_rank(roles), (long long)ss.records,
                 (double)ss.raw_bytes / (double)(ss.positions ? ss.positions : 1),
                 (double)ss.wire_bytes / (double)(ss.positions ? ss.positions : 1),
                 ss.wait_seconds, ss.codec_seconds,
-                busy_s > 0.0 ? (double)busy_tokens / busy_s : 0.0, (long long)busy_tokens,
-                busy_s);
+                busy_s > 0.0 ? (double)ts.tokens / busy_s : 0.0, (long long)ts.tokens,
+                ts.forward_s, ts.labels_s, busy_s > 0.0 ? 100.0 * ts.labels_s / busy_s : 0.0);
     }
 cleanup:
     for (int i = 0; samplers && i < n_served; i++) data_sampler_destroy(samplers[i]);
