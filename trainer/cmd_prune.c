@@ -158,25 +158,56 @@ static char *ini_set_d_ff(const char *text, int d_ff, int *found) {
     return buf;
 }
 
-/* The input's provenance with what this command did added (a new string),
- * or a copy of it when it is not a JSON object. NULL when out of memory. */
-static char *provenance_add(const char *prov, const prune_opts *o, double achieved) {
+/* The input's provenance with `entry` (taken over) set as its "prune"
+ * member (a new string), or a copy of it when it is not a JSON object.
+ * NULL when out of memory. */
+static char *provenance_with(const char *prov, json_t *entry) {
     json_error_t err;
     json_t *root = prov && prov[0] ? json_loads(prov, 0, &err) : json_object();
     if (!root || !json_is_object(root)) {
         json_decref(root);
+        json_decref(entry);
         return strdup(prov ? prov : "");
     }
-    json_t *p = json_pack("{s:s, s:s, s:f, s:f, s:s?, s:I}", "from", o->model, "method",
-                          o->method_text, "sparsity", o->sparsity, "sparsity_achieved", achieved,
-                          "calib", o->calib, "calib_tokens", (json_int_t)o->calib_tokens);
     char *s = NULL;
-    if (p && json_object_set_new(root, "prune", p) == 0)
+    if (entry && json_object_set_new(root, "prune", entry) == 0)
         s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    else
-        json_decref(p);
     json_decref(root);
     return s;
+}
+
+/* What a pruned checkpoint carries over from the one it was made from. */
+typedef struct {
+    char *config, *prov; /* /meta's config text and provenance JSON; NULL when absent */
+    int64_t step, tokens_seen;
+    long long bytes; /* the source's model bytes, for the size line */
+} prune_source;
+
+static rt_status prune_source_read(ckpt_reader *r, const char *path, prune_source *s) {
+    memset(s, 0, sizeof *s);
+    if (ckpt_has(r, "/meta")) {
+        RT_TRY(ckpt_read_string_attr(r, "/meta", "config", &s->config));
+        RT_TRY(ckpt_read_string_attr(r, "/meta", "provenance", &s->prov));
+    }
+    s->step = ckpt_reader_step(r);
+    s->tokens_seen = ckpt_reader_tokens_seen(r);
+    s->bytes = (long long)ckpt_model_bytes(path);
+    return RT_OK;
+}
+
+static void prune_source_free(prune_source *s) {
+    free(s->config);
+    free(s->prov);
+    memset(s, 0, sizeof *s);
+}
+
+/* Opens the model to prune: a training checkpoint or a Hugging Face folder
+ * (weights only), its /config checked before anything is sized by it. */
+static rt_status prune_open(const char *path, ckpt_reader **r) {
+    RT_TRY(ckpt_open(path, r));
+    if (strcmp(ckpt_reader_kind(*r), "hf") != 0)
+        RT_TRY(ckpt_require_kind(*r, "train", "pruning"));
+    return ckpt_check_model(*r);
 }
 
 /* ------------------------------------------------------------- report */
@@ -242,17 +273,13 @@ static rt_status prune_lowrank_run(const prune_opts *o) {
     student_model *m = NULL;
     uint8_t *old_mask = NULL;
     float *out_params = NULL;
-    char *config = NULL, *prov = NULL, *prov_out = NULL;
+    char *prov_out = NULL;
+    prune_source src = {0};
     student_lowrank_stat *stats = NULL;
-    json_t *root = NULL;
     calib_set cs = {0};
     double *acc = NULL;
 
-    if ((st = ckpt_open(o->model, &r)) != RT_OK) goto cleanup;
-    if (strcmp(ckpt_reader_kind(r), "hf") != 0 &&
-        (st = ckpt_require_kind(r, "train", "pruning")) != RT_OK)
-        goto cleanup;
-    if ((st = ckpt_check_model(r)) != RT_OK) goto cleanup;
+    if ((st = prune_open(o->model, &r)) != RT_OK) goto cleanup;
     const student_config c = *ckpt_reader_config(r);
     /* --calib: activation-weighted factors, from a training-mode f32 model's
      * per-layer linear inputs */
@@ -277,13 +304,7 @@ static rt_status prune_lowrank_run(const prune_opts *o) {
                     "tokens of %s\n", cs.n, cs.T, o->calib);
         if ((st = student_prune_calibrate(m, cs.tokens, cs.n, acc)) != RT_OK) goto cleanup;
     }
-    if (ckpt_has(r, "/meta")) {
-        if ((st = ckpt_read_string_attr(r, "/meta", "config", &config)) != RT_OK ||
-            (st = ckpt_read_string_attr(r, "/meta", "provenance", &prov)) != RT_OK)
-            goto cleanup;
-    }
-    const int64_t step = ckpt_reader_step(r), tokens_seen = ckpt_reader_tokens_seen(r);
-    const long long in_bytes = (long long)ckpt_model_bytes(o->model);
+    if ((st = prune_source_read(r, o->model, &src)) != RT_OK) goto cleanup;
     ckpt_reader_close(r);
     r = NULL;
 
@@ -300,29 +321,22 @@ static rt_status prune_lowrank_run(const prune_opts *o) {
     if ((st = student_lowrank_apply(&c, P, &c2, acc, out_params, stats)) != RT_OK) goto cleanup;
 
     /* provenance: what was asked and what each linear got */
-    json_error_t err;
-    root = prov && prov[0] ? json_loads(prov, 0, &err) : json_object();
-    if (!root || !json_is_object(root)) {
-        json_decref(root);
-        root = json_object();
-    }
     json_t *ranks = json_object();
     for (int k = 0; k < STUDENT_LIN_N; k++)
         json_object_set_new(ranks, student_linear_name((student_linear)k),
                             json_integer(c2.rank[k]));
-    json_object_set_new(root, "prune",
-                        json_pack("{s:s, s:s, s:i, s:f, s:f, s:f, s:s?, s:o}", "from",
-                                  o->model, "method", "lowrank", "rank", o->lowrank.rank,
-                                  "rank_ratio", o->lowrank.rank_ratio, "energy",
-                                  o->lowrank.energy, "param_ratio", o->lowrank.param_ratio,
-                                  "calib", o->calib, "ranks", ranks));
-    prov_out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    prov_out = provenance_with(
+        src.prov, json_pack("{s:s, s:s, s:i, s:f, s:f, s:f, s:s?, s:o}", "from", o->model,
+                            "method", "lowrank", "rank", o->lowrank.rank, "rank_ratio",
+                            o->lowrank.rank_ratio, "energy", o->lowrank.energy, "param_ratio",
+                            o->lowrank.param_ratio, "calib", o->calib, "ranks", ranks));
     if (!prov_out) {
         st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for the provenance");
         goto cleanup;
     }
-    ckpt_contents cc = {.kind = "train", .step = step, .tokens_seen = tokens_seen, .cfg = c2,
-                        .params = out_params, .config_text = config, .provenance_json = prov_out};
+    ckpt_contents cc = {.kind = "train", .step = src.step, .tokens_seen = src.tokens_seen,
+                        .cfg = c2, .params = out_params, .config_text = src.config,
+                        .provenance_json = prov_out};
     if ((st = ckpt_save(o->out, &cc)) != RT_OK) goto cleanup;
     const long long out_bytes = file_size(o->out);
     const size_t pb = student_param_count(&c), pa = student_param_count(&c2);
@@ -342,7 +356,7 @@ static rt_status prune_lowrank_run(const prune_opts *o) {
         json_object_set_new(out, "out", json_string(o->out));
         json_object_set_new(out, "method", json_string("lowrank"));
         json_object_set_new(out, "linears", jl);
-        if ((st = print_json_report(out, pb, pa, in_bytes, out_bytes)) != RT_OK) goto cleanup;
+        if ((st = print_json_report(out, pb, pa, src.bytes, out_bytes)) != RT_OK) goto cleanup;
     } else {
         printf("factored %s -> %s (method lowrank)\n", o->model, o->out);
         for (int k = 0; k < STUDENT_LIN_N; k++) {
@@ -368,7 +382,7 @@ static rt_status prune_lowrank_run(const prune_opts *o) {
                        s->rel_error);
             }
         printf("\nparameter count   %zu -> %zu (%.2f%%)\n", pb, pa, 100.0 * frac(pa, pb));
-        printf("file size         %lld -> %lld bytes\n", in_bytes, out_bytes);
+        printf("file size         %lld -> %lld bytes\n", src.bytes, out_bytes);
     }
 
 cleanup:
@@ -376,13 +390,11 @@ cleanup:
     student_destroy(m);
     rt_free_aligned(old_mask);
     rt_free_aligned(out_params);
-    free(config);
-    free(prov);
+    prune_source_free(&src);
     free(prov_out);
     free(stats);
     free(cs.tokens);
     free(acc);
-    json_decref(root);
     return st;
 }
 
@@ -396,7 +408,8 @@ static rt_status prune_run(const prune_opts *o) {
     double *acc = NULL;
     uint8_t *old_mask = NULL;
     student_prune_result pr = {0};
-    char *config = NULL, *prov = NULL, *config_out = NULL, *prov_out = NULL;
+    char *config_out = NULL, *prov_out = NULL;
+    prune_source src = {0};
     student_prune_tensor_stat *ts = NULL;
     ckpt_masks_extras mx = {0};
     ckpt_array *extras = NULL;
@@ -409,11 +422,7 @@ static rt_status prune_run(const prune_opts *o) {
     if (o->calib && !use_calib && !o->json)
         fprintf(stderr, "prune: --calib is not used by --method %s\n", o->method_text);
 
-    if ((st = ckpt_open(o->model, &r)) != RT_OK) goto cleanup;
-    if (strcmp(ckpt_reader_kind(r), "hf") != 0 && /* a Hugging Face folder: weights only */
-        (st = ckpt_require_kind(r, "train", "pruning")) != RT_OK)
-        goto cleanup;
-    if ((st = ckpt_check_model(r)) != RT_OK) goto cleanup; /* before sizing anything by it */
+    if ((st = prune_open(o->model, &r)) != RT_OK) goto cleanup;
     const student_config c = *ckpt_reader_config(r);
     const int L = c.n_layer, F = c.d_ff, H = c.n_head;
     if (student_is_lowrank(&c)) {
@@ -433,13 +442,7 @@ static rt_status prune_run(const prune_opts *o) {
                      o->method == PM_FFN ? "MLP units (ffn)" : "attention heads (heads)");
         goto cleanup;
     }
-    if (ckpt_has(r, "/meta")) {
-        if ((st = ckpt_read_string_attr(r, "/meta", "config", &config)) != RT_OK ||
-            (st = ckpt_read_string_attr(r, "/meta", "provenance", &prov)) != RT_OK)
-            goto cleanup;
-    }
-    const int64_t step = ckpt_reader_step(r), tokens_seen = ckpt_reader_tokens_seen(r);
-    const long long in_bytes = (long long)ckpt_model_bytes(o->model);
+    if ((st = prune_source_read(r, o->model, &src)) != RT_OK) goto cleanup;
     const int had_optimizer = ckpt_has(r, "/optimizer");
     ckpt_reader_close(r);
     r = NULL;
@@ -520,9 +523,9 @@ static rt_status prune_run(const prune_opts *o) {
     if (heads_kept)
         extras[n_extras++] = (ckpt_array){.path = "/prune/heads_kept", .dtype = CKPT_U8,
                                           .ndim = 2, .shape = {L, H}, .data = heads_kept};
-    if (o->method == PM_FFN && config && config[0]) {
+    if (o->method == PM_FFN && src.config && src.config[0]) {
         int found = 0;
-        config_out = ini_set_d_ff(config, c2.d_ff, &found);
+        config_out = ini_set_d_ff(src.config, c2.d_ff, &found);
         if (!config_out) {
             st = rt_fail(RT_ERR_NOMEM, "prune: out of memory rewriting the config text");
             goto cleanup;
@@ -531,14 +534,18 @@ static rt_status prune_run(const prune_opts *o) {
             fprintf(stderr, "prune: %s's config text has no [model] d_ff; /config d_ff = %d is "
                     "what counts\n", o->model, c2.d_ff);
     }
-    prov_out = provenance_add(prov, o, achieved);
+    prov_out = provenance_with(
+        src.prov, json_pack("{s:s, s:s, s:f, s:f, s:s?, s:I}", "from", o->model, "method",
+                            o->method_text, "sparsity", o->sparsity, "sparsity_achieved",
+                            achieved, "calib", o->calib, "calib_tokens",
+                            (json_int_t)o->calib_tokens));
     if (!prov_out) {
         st = rt_fail(RT_ERR_NOMEM, "prune: out of memory for the provenance");
         goto cleanup;
     }
-    ckpt_contents cc = {.kind = "train", .step = step, .tokens_seen = tokens_seen, .cfg = c2,
-                        .params = final, .extras = extras, .n_extras = n_extras,
-                        .config_text = config_out ? config_out : config,
+    ckpt_contents cc = {.kind = "train", .step = src.step, .tokens_seen = src.tokens_seen,
+                        .cfg = c2, .params = final, .extras = extras, .n_extras = n_extras,
+                        .config_text = config_out ? config_out : src.config,
                         .provenance_json = prov_out};
     if ((st = ckpt_save(o->out, &cc)) != RT_OK) goto cleanup;
     const long long out_bytes = file_size(o->out);
@@ -604,7 +611,7 @@ static rt_status prune_run(const prune_opts *o) {
                                       "pruned", (json_int_t)all_gone, "sparsity",
                                       frac(all_gone, all_before)));
         json_object_set_new(root, "input_has_optimizer", json_boolean(had_optimizer));
-        if ((st = print_json_report(root, params_before, params_after, in_bytes, out_bytes)) !=
+        if ((st = print_json_report(root, params_before, params_after, src.bytes, out_bytes)) !=
             RT_OK)
             goto cleanup;
     } else {
@@ -650,7 +657,7 @@ static rt_status prune_run(const prune_opts *o) {
         printf("all parameters    %zu of %zu pruned (%.2f%%)\n", all_gone, all_before,
                100.0 * frac(all_gone, all_before));
         printf("parameter count   %zu -> %zu\n", params_before, params_after);
-        printf("file size         %lld -> %lld bytes%s\n", in_bytes, out_bytes,
+        printf("file size         %lld -> %lld bytes%s\n", src.bytes, out_bytes,
                had_optimizer ? " (the input holds AdamW state, the output does not)" : "");
     }
 
@@ -661,8 +668,7 @@ cleanup:
     free(acc);
     student_prune_result_free(&pr);
     rt_free_aligned(old_mask);
-    free(config);
-    free(prov);
+    prune_source_free(&src);
     free(config_out);
     free(prov_out);
     free(ts);
