@@ -30,15 +30,20 @@ fx=$here/fixtures/hf
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 json_num() { grep -o "\"$1\": *[-0-9.eE+]*" "$tmp/out" | head -1 | sed 's/.*: *//'; }
+# eval_vs_ref MODEL KEY REFS WHAT: `retort eval` of MODEL on val.h5 gives
+# the loss that the PyTorch reference file REFS lists under KEY (1e-5 relative)
+eval_vs_ref() {
+  run eval --model "$1" --data "$fx/val.h5" --json
+  check '[ $rc -eq 0 ]' "eval of $4 exits 0"
+  got=$(json_num loss) want=$(awk -v k="$2" '$1 == k { print $2 }' "$3")
+  echo "$4: retort $got, PyTorch $want"
+  check 'awk -v g="$got" -v w="$want" "BEGIN { d = (g - w) / w; exit !(g != \"\" && d < 1e-5 && d > -1e-5) }"' \
+        "$4: loss $got vs PyTorch $want (1e-5 relative)"
+}
 
 # --- eval matches PyTorch -------------------------------------------------
 for d in f32 f16_bare bf16_sharded; do
-  run eval --model "$fx/$d" --data "$fx/val.h5" --json
-  check '[ $rc -eq 0 ]' "eval $d exits 0"
-  got=$(json_num loss) want=$(awk -v k="$d" '$1 == k { print $2 }' "$fx/losses.txt")
-  echo "eval $d: retort $got, PyTorch $want"
-  check 'awk -v g="$got" -v w="$want" "BEGIN { d = (g - w) / w; exit !(g != \"\" && d < 1e-5 && d > -1e-5) }"' \
-        "eval $d: loss $got vs PyTorch $want (1e-5 relative)"
+  eval_vs_ref "$fx/$d" "$d" "$fx/losses.txt" "the $d folder"
 done
 
 run info "$fx/bf16_sharded"
@@ -110,12 +115,7 @@ check '[ $rc -eq 0 ] && [ -f "$tmp/run8/final.h5" ]' "distill from an int8 deplo
 check 'grep -q "padded back as zeros" "$tmp/err"' "export of a head-pruned model says it pads"
 "$bin" export --model "$fx/f16_bare" --format hf --dtype f16 --out "$tmp/ex_f16" 2>"$tmp/err"
 for d in bf16 heads f16; do
-  run eval --model "$tmp/ex_$d" --data "$fx/val.h5" --json
-  check '[ $rc -eq 0 ]' "eval of the hf export $d exits 0"
-  got=$(json_num loss) want=$(awk -v k="$d" '$1 == k { print $2 }' "$fx/export_losses.txt")
-  echo "export $d: retort eval $got, PyTorch on the export $want"
-  check 'awk -v g="$got" -v w="$want" "BEGIN { d = (g - w) / w; exit !(g != \"\" && d < 1e-5 && d > -1e-5) }"' \
-        "hf export $d: retort $got vs PyTorch $want (1e-5 relative)"
+  eval_vs_ref "$tmp/ex_$d" "$d" "$fx/export_losses.txt" "the hf export $d"
 done
 run eval --model "$tmp/heads.h5" --data "$fx/val.h5" --json
 pruned=$(json_num loss)
