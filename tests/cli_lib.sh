@@ -13,10 +13,6 @@
 #                            when no check failed
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-# Under a RETORT_SANITIZE build, LeakSanitizer ignores Open MPI's
-# process-lifetime allocations (as tests/comm.cmake sets for the MPI tests)
-# and still checks retort's: without it every mpiexec run here exits 1.
-export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/comm_lsan.supp:fast_unwind_on_malloc=0:print_suppressions=0}
 fails=0 checks=0 rc=0
 fail() { echo "FAIL: $*"; echo "  rc=$rc stderr: $(head -c 600 "$tmp/err")"; fails=$((fails + 1)); }
 check() { checks=$((checks + 1)); if ! eval "$1"; then fail "$2"; fi; }

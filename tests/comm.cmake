@@ -4,11 +4,7 @@
 # job fails within its bound with a message naming the dead or stalled rank.
 set(RT_TEST_test_comm_CUSTOM ON)
 set(RT_TEST_test_comm_fault_CUSTOM ON)
-# Under RETORT_SANITIZE, LeakSanitizer ignores Open MPI's own never-freed
-# allocations (full unwinding so its stacks can be attributed) and still
-# checks retort's.
-set(rt_comm_env "OMP_NUM_THREADS=1"
-    "LSAN_OPTIONS=suppressions=${CMAKE_CURRENT_SOURCE_DIR}/comm_lsan.supp:fast_unwind_on_malloc=0")
+set(rt_comm_env "OMP_NUM_THREADS=1")
 
 # name, ranks, teachers
 foreach(layout "np1_k0;1;0" "np2_k1;2;1" "np3_k1;3;1" "np4_k2;4;2" "np3_k0;3;0")

@@ -17,10 +17,6 @@ maker=${2:?usage}
 gen=${3:?usage}
 tmp=$(mktemp -d)
 mnt=""
-# Under a RETORT_SANITIZE build, LeakSanitizer ignores Open MPI's
-# process-lifetime allocations (every `retort train` initializes MPI) and
-# still checks retort's, as tests/comm.cmake and tests/cli_lib.sh do.
-export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/comm_lsan.supp:fast_unwind_on_malloc=0:print_suppressions=0}
 cleanup() { [ -n "$mnt" ] && umount "$mnt" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 fails=0 checks=0 cases=0
