@@ -325,6 +325,10 @@ rt_status student_create(const student_config *c, int batch, student_precision p
     if (batch < 1) return rt_fail(RT_ERR_ARGS, "student: batch must be >= 1 (got %d)", batch);
     if (p != STUDENT_F32 && p != STUDENT_BF16)
         return rt_fail(RT_ERR_ARGS, "student: unknown precision %d", (int)p);
+    if (training & ~(STUDENT_TRAIN | STUDENT_RECOMPUTE) ||
+        training == STUDENT_RECOMPUTE)
+        return rt_fail(RT_ERR_ARGS, "student: training flags %d: use 0, STUDENT_TRAIN or "
+                       "STUDENT_TRAIN | STUDENT_RECOMPUTE", training);
     if (p == STUDENT_BF16 && student_is_lowrank(c))
         return rt_fail(RT_ERR_UNSUPPORTED, "student: a low-rank model runs in f32 only (set "
                        "train.precision = f32, or distill.teacher_precision = f32 for a "
@@ -334,8 +338,9 @@ rt_status student_create(const student_config *c, int batch, student_precision p
     m->cfg = *c;
     m->prec = p;
     m->training = training ? 1 : 0;
+    m->recompute = training & STUDENT_RECOMPUTE ? 1 : 0;
     m->max_B = batch;
-    m->lmul = m->training;
+    m->lmul = m->training && !m->recompute;
     m->n_tensors = student_tensor_count(c);
     m->block_floats = student_block_floats(c);
     m->offset = calloc((size_t)m->n_tensors, sizeof *m->offset);
@@ -373,7 +378,7 @@ rt_status student_create(const student_config *c, int batch, student_precision p
         const size_t L = (size_t)c->n_layer, B = (size_t)batch, T = (size_t)c->seq_len,
                      C = (size_t)c->d_model, F = (size_t)c->d_ff, V = (size_t)c->vocab_size,
                      H = (size_t)c->n_head, A = (size_t)student_attn_width(c);
-        const size_t Lt = m->training ? L : 1, tr = (size_t)m->training;
+        const size_t Lt = m->lmul ? L : 1, tr = (size_t)m->training;
         size_t R = 0, Rmax = 0; /* ranks of the low-rank linears: sum, largest */
         for (int k = 0; k < STUDENT_LIN_N; k++) {
             R += (size_t)c->rank[k];
@@ -760,8 +765,12 @@ static rt_status attn_fwd(student_model *m, student_mm *qk, student_mm *pv, int 
 /* Block l in the f32, bf16 and QAT modes (ops): res2 = res_in +
  * attn(ln_1(res_in)) Wo + bo, then res3 = res2 + gelu(ln_2(res2) Wfc +
  * bfc) Wproj + bproj; the residuals are copied into the c_proj outputs,
- * which accumulate onto them. */
-static rt_status block_fwd(student_model *m, student_plan *pl, const mode_ops *ops, int l, int B) {
+ * which accumulate onto them. `recompute` (the backward of a
+ * STUDENT_RECOMPUTE model) stops once the last activation the block's
+ * backward reads, GELU's output (fake-quantized under QAT), is written:
+ * res3, the block's output, is kept from the forward. */
+static rt_status block_fwd(student_model *m, student_plan *pl, const mode_ops *ops, int l, int B,
+                           int recompute) {
     const student_config *c = &m->cfg;
     const int C = c->d_model, F = c->d_ff, A = student_attn_width(c);
     const size_t M = (size_t)B * c->seq_len, BT = (size_t)m->max_B * c->seq_len,
@@ -794,8 +803,9 @@ static rt_status block_fwd(student_model *m, student_plan *pl, const mode_ops *o
     ops->act_in(m, l, STUDENT_LIN_FC, b.ln2, M * C);
     STUDENT_PROF(m, SPF_MM, RT_TRY(lin_fwd(m, pl, &pl->fc, l, STUDENT_LIN_FC, b.ln2_op, b.fch)));
     STUDENT_PROF(m, SPF_GELU, student_gelu_fwd(b.gelu, b.gelub, b.fch, M * F));
-    STUDENT_PROF(m, SPF_RESID, student_copy(b.res3, b.res2, M * C));
     ops->act_in(m, l, STUDENT_LIN_FCPROJ, b.gelu, M * F);
+    if (recompute) return RT_OK;
+    STUDENT_PROF(m, SPF_RESID, student_copy(b.res3, b.res2, M * C));
     STUDENT_PROF(m, SPF_MM,
                  RT_TRY(lin_fwd(m, pl, &pl->fcproj, l, STUDENT_LIN_FCPROJ, b.gelu_op, b.res3)));
     return RT_OK;
@@ -873,7 +883,7 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
         for (int l = 0; l < L; l++) RT_TRY(block_fwd_int8(m, pl, l, B));
     } else {
         STUDENT_PROF(m, SPF_PACK, RT_TRY(pack_weights(m)));
-        for (int l = 0; l < L; l++) RT_TRY(block_fwd(m, pl, ops, l, B));
+        for (int l = 0; l < L; l++) RT_TRY(block_fwd(m, pl, ops, l, B, 0));
     }
     STUDENT_PROF(m, SPF_LN,
                  student_layernorm_fwd(a->lnf, lnfb, a->lnf_mean, a->lnf_rstd,
@@ -948,9 +958,13 @@ rt_status student_backward(student_model *m, int B) {
                  student_add_inplace(dres, a->hidden_grad + (size_t)(L - 1) * BTC, M * C));
 
     for (int l = L - 1; l >= 0; l--) {
-        const size_t li = (size_t)l;
+        const size_t li = (size_t)l * (size_t)m->lmul;
         block_bufs b;
         block_bufs_get(m, l, &b);
+        /* recomputation: the shared layer still holds the last block's
+         * activations from the forward; the others are made again from
+         * the block's input (res3 of the block before) */
+        if (m->recompute && l < L - 1) RT_TRY(block_fwd(m, pl, ops, l, B, 1));
 
         /* MLP: res3 = res2 + gelu(ln2 Wfc + bfc) Wproj + bproj. Bias
          * gradients come with the bf16 conversion of the same buffer. */
@@ -1072,12 +1086,12 @@ int student_profile_get(const student_model *m, const char **names, double *seco
 
 /* For Wanda / activation-aware pruning (prune.c): the per-layer copies of
  * the matmul inputs exist only in a training-mode f32 model (lmul = 1;
- * bf16 keeps bf16 copies, inference mode one shared layer). */
+ * bf16 keeps bf16 copies, inference and recomputation one shared layer). */
 const float *student_linear_input(student_model *m, int layer, student_linear which,
                                   int64_t *rows) {
     RT_ASSERT(layer >= 0 && layer < m->cfg.n_layer && which >= 0 && which < STUDENT_LIN_N);
     *rows = 0;
-    if (!m->training || m->prec != STUDENT_F32 || m->last_B == 0) return NULL;
+    if (!m->lmul || m->prec != STUDENT_F32 || m->last_B == 0) return NULL;
     const size_t BT = (size_t)m->max_B * m->cfg.seq_len, l = (size_t)layer;
     const size_t BTC = BT * m->cfg.d_model, BTF = BT * m->cfg.d_ff,
                  BTA = BT * (size_t)student_attn_width(&m->cfg);

@@ -30,7 +30,8 @@ struct student_qat {
     float *state;   /* (ST_HDR + 2n) see student_qat_state */
     float *wq;      /* fake-quantized linear weights, packed per layer at woff */
     size_t *woff;   /* (n) */
-    uint8_t *mask;  /* training: per layer (3*M*C + M*F), M = max_B*T */
+    uint8_t *mask;  /* training: per layer (3*M*C + M*F), M = max_B*T; one
+                     * shared layer under recomputation (m->lmul = 0) */
     size_t mask_layer, mc; /* floats per layer of mask; M*max(C, A) */
     int observe_next; /* student_qat_observe_next: the next forward may observe */
     int observing;  /* this forward updates the ranges */
@@ -138,7 +139,7 @@ rt_status student_qat_enable(student_model *m, const student_qat_config *cfg) {
                                                                            : student_attn_width(c));
             q->mc = M * w;
             q->mask_layer = 3 * q->mc + M * (size_t)c->d_ff;
-            q->mask = rt_alloc_aligned(q->mask_layer * (size_t)c->n_layer);
+            q->mask = rt_alloc_aligned(q->mask_layer * (size_t)(m->lmul ? c->n_layer : 1));
             if (!q->mask) goto nomem;
         }
     }
@@ -205,7 +206,7 @@ const float *student_qat_weight(const student_model *m, int l, int k) {
 static uint8_t *mask_of(const student_model *m, int l, int k) {
     const struct student_qat *q = m->qat;
     if (!q->mask) return NULL;
-    return q->mask + (size_t)l * q->mask_layer + (size_t)k * q->mc;
+    return q->mask + (size_t)(l * m->lmul) * q->mask_layer + (size_t)k * q->mc;
 }
 
 /* Quantize-dequantize x in place; mask[i] = 1 where round(x/s)+z was in

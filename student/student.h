@@ -141,6 +141,16 @@ typedef enum { STUDENT_F32, STUDENT_BF16 } student_precision;
 
 typedef struct student_model student_model;
 
+/* student_create's `training`: 0, or STUDENT_TRAIN optionally with
+ * STUDENT_RECOMPUTE (activation recomputation, `train.recompute`): the
+ * forward keeps the activations of one block only, plus every block's
+ * output (student_hidden), and the backward recomputes each block's
+ * forward from its input right before the block's backward (the last
+ * block's are still there). Same kernels in the same order, so the
+ * gradients are bitwise those without it; about one forward more per
+ * step for most of the activation memory. */
+enum { STUDENT_TRAIN = 1, STUDENT_RECOMPUTE = 2 };
+
 /* Allocates and plans a model for micro-batches of up to `batch` rows.
  * training = 0 skips gradients, optimizer state and per-layer backward
  * activations (teacher forward, eval); then student_grads/adam_m/adam_v,
@@ -386,8 +396,9 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
 
 /* Input activations of linear `which` of block `layer` in the last
  * forward: *rows (= B*T of that forward) rows of C floats (F for
- * STUDENT_LIN_FCPROJ), contiguous. Only a training-mode f32 model keeps
- * them for every layer; otherwise, or before the first forward, NULL.
+ * STUDENT_LIN_FCPROJ), contiguous. Only a training-mode f32 model without
+ * STUDENT_RECOMPUTE keeps them for every layer; otherwise, or before the
+ * first forward, NULL.
  * Valid until the next forward. Defined in model.c. */
 const float *student_linear_input(student_model *m, int layer, student_linear which,
                                   int64_t *rows);

@@ -259,8 +259,10 @@ typedef struct {
 } student_plan;
 
 /* Activations, one block; per-layer tensors hold L layers in training mode
- * and one shared layer otherwise (layer stride 0), except res3, which always
- * keeps every layer (hidden states for feature distillation). B is the
+ * and one shared layer otherwise (layer stride 0: inference, and training
+ * with STUDENT_RECOMPUTE, whose backward recomputes them block by block),
+ * except res3, which always keeps every layer (hidden states for feature
+ * distillation, and the block inputs a recomputation starts from). B is the
  * maximum batch; a forward with fewer rows uses the first B*T of each. */
 typedef struct {
     float *encoded;     /* (B, T, C) wte[token] + wpe[t] */
@@ -337,6 +339,7 @@ struct student_model {
     student_acts act;
     uint16_t *act_bf_block;
     student_acts_bf abf;
+    int recompute;         /* STUDENT_RECOMPUTE: training with one shared layer */
     int lmul;              /* 1: per-layer activations (training), 0: shared */
     dnnl_engine_t eng;
     dnnl_stream_t strm;

@@ -9,8 +9,8 @@
  * loss (MSE, cosine, with and without a projection; its own fixture,
  * tests/fixtures/gen_feature_fixture.py), two AdamW steps,
  * the bf16 mode (looser tolerances), and, with no PyTorch involved, central
- * finite differences of the loss and KV-cache decoding against the full
- * forward. Every comparison prints its maximum difference and states its
+ * finite differences of the loss, KV-cache decoding against the full
+ * forward, and activation recomputation against keeping every layer. Every comparison prints its maximum difference and states its
  * tolerance next to the check. */
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
@@ -1251,6 +1251,109 @@ static void test_expf_nonfinite(void) {
     CU_ASSERT(fabsf(student_expf(1.0f) - 2.7182817f) < 1e-6f);
 }
 
+/* --------------------------------------------------- recomputation */
+
+/* Activation recomputation (STUDENT_RECOMPUTE) runs the same kernels in
+ * the same order on the same inputs as keeping every layer's activations
+ * (only the buffers they live in differ), so logits, hidden states, the
+ * loss and every gradient must be equal bit for bit (tolerance 0), in
+ * each mode the model trains in. The loss reads every hidden state as a
+ * feature-map loss does: mean CE + sum_l <hidden_l, w_l>. 3 layers, so
+ * that the backward recomputes two blocks (the last one's activations are
+ * still there from the forward). */
+typedef struct {
+    const char *tag;
+    student_precision prec;
+    int qat, lowrank, B;
+} recompute_case;
+
+static double recompute_step(student_model *m, const student_config *c, const int32_t *tokens,
+                             const int32_t *targets, const float *hw, int B, int qat) {
+    const size_t n = (size_t)B * c->seq_len, nc = n * (size_t)c->d_model;
+    if (qat) student_qat_observe_next(m);
+    CU_ASSERT_EQUAL_FATAL(student_forward(m, tokens, B), RT_OK);
+    double loss = student_loss_ce(student_logits(m), targets, (int)n, c->vocab_size,
+                                  student_dlogits(m), 1.0f / (float)n) / (double)n;
+    for (int l = 0; l < c->n_layer; l++) {
+        const float *h = student_hidden(m, l), *w = hw + (size_t)l * nc;
+        for (size_t i = 0; i < nc; i++) loss += (double)h[i] * w[i];
+        memcpy(student_hidden_grad(m, l), w, nc * sizeof(float));
+    }
+    CU_ASSERT_EQUAL_FATAL(student_backward(m, B), RT_OK);
+    if (qat) student_qat_step_end(m);
+    return loss;
+}
+
+static void recompute_case_run(const recompute_case *rc) {
+    student_config c = {3, 2, 32, 64, 67, 16, 0, {0}};
+    if (rc->lowrank) c.rank[STUDENT_LIN_QKV] = 8, c.rank[STUDENT_LIN_FC] = 4;
+    const int maxB = 3, T = c.seq_len, V = c.vocab_size;
+    const size_t n = (size_t)rc->B * T, nc = n * (size_t)c.d_model;
+    int32_t tokens[3 * 16], targets[3 * 16];
+    float *hw = malloc((size_t)c.n_layer * nc * sizeof *hw);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(hw);
+    uint64_t seed = 77;
+    for (size_t i = 0; i < n; i++) {
+        tokens[i] = (int32_t)(rt_splitmix64(&seed) % (uint64_t)V);
+        targets[i] = (int32_t)(rt_splitmix64(&seed) % (uint64_t)V);
+    }
+    for (size_t i = 0; i < (size_t)c.n_layer * nc; i++)
+        hw[i] = 0.1f * ((float)(rt_splitmix64(&seed) >> 40) / 8388608.0f - 1.0f);
+    student_model *m[2] = {NULL, NULL}; /* 0: every layer kept, 1: recomputed */
+    const student_qat_config qc = {.calib_steps = 1, .freeze = 1};
+    for (int r = 0; r < 2; r++) {
+        CU_ASSERT_EQUAL_FATAL(student_create(&c, maxB, rc->prec, STUDENT_TRAIN |
+                                             (r ? STUDENT_RECOMPUTE : 0), &m[r]), RT_OK);
+        student_init_weights(m[r], 5);
+        if (rc->qat) CU_ASSERT_EQUAL_FATAL(student_qat_enable(m[r], &qc), RT_OK);
+    }
+    /* step 1 (QAT: calibrating), an AdamW step, step 2 on the new weights
+     * (QAT: ranges frozen) */
+    for (int step = 1; step <= 2; step++) {
+        double loss[2];
+        for (int r = 0; r < 2; r++)
+            loss[r] = recompute_step(m[r], &c, tokens, targets, hw, rc->B, rc->qat);
+        int same_h = 1;
+        for (int l = 0; l < c.n_layer; l++)
+            same_h &= memcmp(student_hidden(m[0], l), student_hidden(m[1], l),
+                             nc * sizeof(float)) == 0;
+        const double dz = max_abs_diff(student_logits(m[0]), student_logits(m[1]), n * V);
+        const double dg = max_abs_diff(student_grads(m[0]), student_grads(m[1]),
+                                       student_block_size(m[0]));
+        printf("\n    %s step %d: loss %.9f vs %.9f, max|diff| logits %.1e, gradients %.1e "
+               "(|g| up to %.1e), hidden states %s (tol 0: bitwise)", rc->tag, step, loss[0],
+               loss[1], dz, dg, max_abs(student_grads(m[0]), student_block_size(m[0])),
+               same_h ? "equal" : "DIFFER");
+        CU_ASSERT(loss[0] == loss[1]);
+        CU_ASSERT(same_h);
+        CU_ASSERT(memcmp(student_logits(m[0]), student_logits(m[1]), n * V * sizeof(float)) == 0);
+        CU_ASSERT(memcmp(student_grads(m[0]), student_grads(m[1]),
+                         student_block_size(m[0]) * sizeof(float)) == 0);
+        CU_ASSERT(max_abs(student_grads(m[0]), student_block_size(m[0])) > 0.0);
+        for (int r = 0; r < 2; r++) {
+            student_adamw_step(m[r], 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, step);
+            student_zero_grad(m[r]);
+        }
+    }
+    student_destroy(m[0]);
+    student_destroy(m[1]);
+    free(hw);
+}
+
+static void test_recompute(void) {
+    const recompute_case cases[] = {
+        {"f32", STUDENT_F32, 0, 0, 3},       {"bf16", STUDENT_BF16, 0, 0, 3},
+        {"f32 QAT", STUDENT_F32, 1, 0, 3},   {"f32 low-rank", STUDENT_F32, 0, 1, 3},
+        {"f32 batch 2 of 3", STUDENT_F32, 0, 0, 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) recompute_case_run(&cases[i]);
+    /* recomputation is a training option */
+    student_config c = {3, 2, 32, 64, 67, 16, 0, {0}};
+    student_model *m = NULL;
+    CU_ASSERT_EQUAL(student_create(&c, 1, STUDENT_F32, STUDENT_RECOMPUTE, &m), RT_ERR_ARGS);
+    CU_ASSERT_PTR_NULL(m);
+}
+
 int main(void) {
     if (fx_load() != 0) {
         fprintf(stderr, "test_student: cannot load the fixture from %s\n", RT_FIXTURES_DIR);
@@ -1278,6 +1381,7 @@ int main(void) {
     CU_add_test(s, "bf16 vs torch", test_bf16);
     CU_add_test(s, "KV-cache decoding == full forward", test_kv_cache);
     CU_add_test(s, "overfit one batch (f32, bf16)", test_overfit);
+    CU_add_test(s, "activation recomputation == every layer kept (bitwise)", test_recompute);
     CU_add_test(s, "sequence log-likelihood vs torch", test_seq_logprob);
     CU_add_test(s, "argument errors", test_errors);
     CU_basic_set_mode(CU_BRM_VERBOSE);
