@@ -432,6 +432,7 @@ rt_status student_create(const student_config *c, int batch, student_precision p
                          total * sizeof(float) >> 20);
             goto cleanup;
         }
+        m->act_bytes = total * sizeof(float);
         float *q = m->act_block;
         for (size_t i = 0; i < sizeof e / sizeof e[0]; i++) {
             *e[i].ptr = e[i].n ? q : NULL;
@@ -458,6 +459,7 @@ rt_status student_create(const student_config *c, int batch, student_precision p
                 st = rt_fail(RT_ERR_NOMEM, "student: out of memory for bf16 activations");
                 goto cleanup;
             }
+            m->act_bytes += totb * sizeof(uint16_t);
             uint16_t *h = m->act_bf_block;
             for (size_t i = 0; i < sizeof eb / sizeof eb[0]; i++) {
                 *eb[i].ptr = eb[i].n ? h : NULL;
@@ -483,6 +485,7 @@ cleanup:
 /* ----------------------------------------------------------- accessors */
 
 const student_config *student_cfg(const student_model *m) { return &m->cfg; }
+size_t student_activation_bytes(const student_model *m) { return m->act_bytes; }
 student_precision student_prec(const student_model *m) { return m->prec; }
 int student_max_batch(const student_model *m) { return m->max_B; }
 size_t student_block_size(const student_model *m) { return m->block_floats; }

@@ -163,6 +163,10 @@ rt_status student_create(const student_config *c, int batch, student_precision p
 void student_destroy(student_model *m); /* NULL-safe */
 
 const student_config *student_cfg(const student_model *m);
+/* Bytes of the activation blocks (f32 and bf16), sized at creation by the
+ * batch, precision, training and STUDENT_RECOMPUTE (pages are touched by
+ * the first forward and backward). */
+size_t student_activation_bytes(const student_model *m);
 student_precision student_prec(const student_model *m);
 int student_max_batch(const student_model *m);
 /* Floats in each of the parameter/gradient/moment blocks

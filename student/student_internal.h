@@ -336,6 +336,7 @@ struct student_model {
     size_t pk_off[STUDENT_LIN_N + 1][2], pk_layer, pk_bytes;
     int pack_stale;        /* params changed since the packed copies were written */
     float *act_block;
+    size_t act_bytes;      /* act_block and act_bf_block together */
     student_acts act;
     uint16_t *act_bf_block;
     student_acts_bf abf;

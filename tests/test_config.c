@@ -330,6 +330,11 @@ static void test_errors(void) {
     const char *x5[] = {"train.micro_batch=16"};
     expect_error(trainer_config_load(NULL, x5, 1, &c), RT_ERR_ARGS, "train.micro_batch",
                  "train.batch", NULL);
+    const char *x6[] = {"prune.method=wanda", "prune.schedule=gradual", "prune.end_step=10",
+                        "train.recompute=true"};
+    expect_error(trainer_config_load(NULL, x6, 4, &c), RT_ERR_ARGS, "prune.method = wanda",
+                 "train.recompute", NULL);
+    CU_ASSERT_EQUAL(trainer_config_load(NULL, x6, 3, &c), RT_OK); /* without recompute */
     printf("\n");
 }
 

@@ -1,10 +1,11 @@
 # `retort train` end to end (tests/train_*.sh): data-parallel equivalence
 # and distillation metrics, exact resume after SIGKILL (plain and with a
-# teacher rank), elastic resume, and the start-up and fault errors.
+# teacher rank), elastic resume, the start-up and fault errors, and
+# activation recomputation (train_recompute: same checkpoints bit for bit).
 foreach(t "train_dp" "train_prune_recovery" "train_prune_gradual" "train_prune_lowrank" "train_prune_codebook" "train_resume_plain;train_resume.sh;plain"
           "train_resume_distill;train_resume.sh;distill" "train_errors" "train_fault"
           "train_provenance" "train_qat" "train_distill_helps" "train_labels" "train_signals"
-          "train_tcp" "train_soak")
+          "train_tcp" "train_soak" "train_recompute")
   list(GET t 0 name)
   list(LENGTH t len)
   if(len GREATER 1)

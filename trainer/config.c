@@ -109,6 +109,12 @@ static const trainer_config_key keys[] = {
            "tensor that hold the same value (train.init from `retort export --codebook`) "
            "form a cluster whose members all get the sum of their gradients, so they move "
            "together and the model stays a codebook of at most as many values."),
+    K_BOOL("train", "recompute", train.recompute, "false",
+           "Activation recomputation (gradient checkpointing per block): the forward keeps "
+           "only each block's output and the activations of one block, and the backward "
+           "recomputes each block's forward right before its backward. Same results bit for "
+           "bit, for most of the activation memory at the cost of about one more forward per "
+           "step. Not with prune.method = wanda and prune.schedule = gradual."),
 
     K_INT("distill", "teachers", distill.teachers, "0", 0, 65536,
           "Teacher ranks (the first world ranks); 0 = plain training without a teacher."),
@@ -770,6 +776,10 @@ rt_status trainer_config_validate(trainer_config *c) {
         if (c->prune.method == TRAINER_PRUNE_WANDA && c->train.precision == TRAINER_PRECISION_BF16)
             return rt_fail(RT_ERR_ARGS, "prune.method = wanda with prune.schedule = gradual reads "
                            "the f32 inputs of the linear layers: set train.precision = f32");
+        if (c->prune.method == TRAINER_PRUNE_WANDA && c->train.recompute)
+            return rt_fail(RT_ERR_ARGS, "prune.method = wanda with prune.schedule = gradual reads "
+                           "every layer's linear inputs, which train.recompute = true does not "
+                           "keep: set train.recompute = false");
         if (c->prune.end_step <= c->prune.start_step)
             return rt_fail(RT_ERR_ARGS, "prune.end_step = %lld must be above prune.start_step "
                            "= %lld for prune.schedule = gradual",

@@ -68,6 +68,7 @@ typedef struct {
         int64_t log_every;
         char init[TRAINER_STR_MAX]; /* "" = random init, else a checkpoint to start from */
         bool shared_weights;        /* keep each linear weight's equal values equal */
+        bool recompute;             /* recompute each block's activations in backward */
     } train;
     struct {
         int teachers;                  /* teacher ranks; 0 = plain training */

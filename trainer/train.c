@@ -1042,7 +1042,7 @@ static rt_status student_setup(student_run *s, const char *resume_arg) {
     RT_TRY(student_create(&s->mc, s->rs.mb,
                           c->train.precision == TRAINER_PRECISION_BF16 ? STUDENT_BF16
                                                                         : STUDENT_F32,
-                          1, &s->m));
+                          STUDENT_TRAIN | (c->train.recompute ? STUDENT_RECOMPUTE : 0), &s->m));
     if (s->distill)
         RT_TRY(feature_proj_init(&s->fp, c->distill.n_feature_pairs, s->mc.d_model,
                                  s->tc.d_model, (int64_t)s->rs.mb * s->rs.T,
@@ -1179,6 +1179,10 @@ static rt_status student_train(student_run *s, int *stopped) {
                              s->mc.n_head, s->mc.d_ff, s->mc.vocab_size, s->mc.seq_len, rs->R,
                              rs->b, c->distill.teachers, (long long)steps,
                              (long long)data_sampler_n_windows(s->sampler));
+        trainer_metrics_note(s->metrics, "student activations: %.2f MiB per student rank "
+                             "(train.recompute = %s)",
+                             (double)student_activation_bytes(s->m) / 1048576.0,
+                             c->train.recompute ? "true" : "false");
     }
     if (s->start_step >= steps) {
         trainer_metrics_note(s->metrics, "%s is at step %lld of %lld: nothing left to train",
