@@ -25,14 +25,26 @@
 
 /* Per thread: e, V floats (exponentials, JSD terms, the top-k heap's
  * values), idx, V int32 (the heap's ids), in, V bytes (top-k membership,
- * all zero between uses), then `extra` bytes for the sampled soft labels
+ * all zero between uses), bmax, one float per TOPK_BLOCK tokens (the
+ * top-k's block maxima), then `extra` bytes for the sampled soft labels
  * (labels.c: their draws and counts), 0 until student_loss_ws_reserve. */
 struct student_loss_ws {
     int V, n_threads;
-    size_t extra;  /* bytes per thread after the 9 V of the rows */
+    size_t extra;  /* bytes per thread after the rows (ws_rows_bytes) */
     size_t stride; /* bytes per thread, a multiple of 64 */
     unsigned char *block;
 };
+
+/* Logits per block of the teacher top-k's prefilter (one maximum each). */
+#define TOPK_BLOCK 64
+
+static size_t topk_blocks(size_t V) { return (V + TOPK_BLOCK - 1) / TOPK_BLOCK; }
+/* Where bmax starts in a thread's rows, and the rows' bytes (multiples of
+ * 64). V < 2^31 and a few hundred threads cannot overflow a size_t. */
+static size_t ws_bmax_offset(size_t V) { return (V * 9 + 63) / 64 * 64; }
+static size_t ws_rows_bytes(size_t V) {
+    return (ws_bmax_offset(V) + topk_blocks(V) * sizeof(float) + 63) / 64 * 64;
+}
 
 
 rt_status student_loss_ws_create(int V, student_loss_ws **out) {
@@ -42,8 +54,7 @@ rt_status student_loss_ws_create(int V, student_loss_ws **out) {
     if (!w) return rt_fail(RT_ERR_NOMEM, "student: out of memory for the loss workspace");
     w->V = V;
     w->n_threads = omp_get_max_threads();
-    /* 9 bytes per token; V < 2^31 and a few hundred threads cannot overflow */
-    w->stride = ((size_t)V * 9 + 63) / 64 * 64;
+    w->stride = ws_rows_bytes((size_t)V);
     w->block = rt_alloc_aligned(w->stride * (size_t)w->n_threads);
     if (!w->block) {
         free(w);
@@ -57,7 +68,7 @@ rt_status student_loss_ws_create(int V, student_loss_ws **out) {
 
 rt_status student_loss_ws_reserve(student_loss_ws *w, size_t extra) {
     if (extra <= w->extra) return RT_OK;
-    const size_t rows = ((size_t)w->V * 9 + 63) / 64 * 64;
+    const size_t rows = ws_rows_bytes((size_t)w->V);
     size_t stride, total;
     if (__builtin_add_overflow(rows, (extra + 63) / 64 * 64, &stride) ||
         __builtin_mul_overflow(stride, (size_t)w->n_threads, &total))
@@ -86,7 +97,8 @@ student_ws_rows student_loss_ws_thread(const student_loss_ws *w) {
     unsigned char *b = w->block + w->stride * (size_t)omp_get_thread_num();
     const size_t V = (size_t)w->V;
     return (student_ws_rows){(float *)b, (int32_t *)(b + 4 * V), b + 8 * V,
-                             w->extra ? b + (V * 9 + 63) / 64 * 64 : NULL, w->extra};
+                             (float *)(b + ws_bmax_offset(V)),
+                             w->extra ? b + ws_rows_bytes(V) : NULL, w->extra};
 }
 
 int student_loss_ws_vocab(const student_loss_ws *w) { return w ? w->V : 0; }
@@ -203,8 +215,138 @@ static void sift_down(float *hv, int32_t *hi, int n, int i) {
     }
 }
 
-/* Logits tested at once against the heap's root in the top-k scan. */
-#define TOPK_BLOCK 64
+/* The k-th largest of a[0..n) (1 <= k <= n), which it reorders: Wirth's
+ * selection, expected O(n). A NaN stops its scans like any value, so it
+ * stays within a[0..n); the result is then not a true k-th largest, which
+ * the caller's count of candidates catches (topk_heap_fill). */
+static float kth_largest(float *a, int n, int k) {
+    int l = 0, r = n - 1;
+    const int t = k - 1;
+    while (l < r) {
+        const float x = a[t];
+        int i = l, j = r;
+        do {
+            while (a[i] > x) i++;
+            while (x > a[j]) j--;
+            if (i <= j) {
+                const float v = a[i];
+                a[i] = a[j], a[j] = v;
+                i++, j--;
+            }
+        } while (i <= j);
+        if (j < t) l = i;
+        if (t < i) r = j;
+    }
+    return a[t];
+}
+
+/* The top-k scan works on 16 lanes: a block of TOPK_BLOCK = 4 x 16 logits
+ * is four vectors, reduced across them element-wise and across the lanes
+ * once per block (a halving tree: GCC's `omp simd` reductions end in a
+ * chain of 16 scalar operations, which at one per 64 logits cost as much
+ * as the exponentials). */
+enum { TOPK_LANES = 16 };
+_Static_assert(TOPK_BLOCK == 4 * TOPK_LANES, "a top-k block is four vectors of lanes");
+
+static float max_lanes(const float *v) {
+    float t[TOPK_LANES];
+    memcpy(t, v, sizeof t);
+    for (int w = TOPK_LANES / 2; w >= 1; w /= 2) {
+#pragma omp simd
+        for (int l = 0; l < w; l++) t[l] = t[l + w] > t[l] ? t[l + w] : t[l];
+    }
+    return t[0];
+}
+
+/* Rescales the sum so far when the maximum it runs against rises from *m
+ * to bm (a few times per row; nothing was summed while *m = -inf). */
+static void topk_raise_max(double *acc, float *m, float bm, float invT) {
+    if (!(bm > *m)) return;
+    const double f = *m == -INFINITY ? 0.0 : exp(((double)*m - (double)bm) * (double)invT);
+#pragma omp simd
+    for (int l = 0; l < TOPK_LANES; l++) acc[l] *= f;
+    *m = bm;
+}
+
+/* One pass over a row of V logits, read from memory once: the maximum of
+ * every TOPK_BLOCK logits into bmax, the row's maximum into *mx, and the
+ * sum of exp((z - *mx) * invT), returned. The sum runs against the maximum
+ * so far and is rescaled when it rises, so the exponentials are computed
+ * while the block is in registers rather than in a second pass; its terms
+ * differ from those of a sum against the final maximum by float rounding
+ * only. Per lane, the four terms of a block are summed in float and the
+ * blocks in double. Blocks of -inf add nothing. */
+static double topk_scan_blocks(const float *z, int V, float invT, float *bmax, float *mx) {
+    double acc[TOPK_LANES] = {0};
+    float m = -INFINITY;
+    const int full = V / TOPK_BLOCK;
+    for (int b = 0; b < full; b++) {
+        const float *zb = z + (size_t)b * TOPK_BLOCK;
+        float v[TOPK_LANES];
+#pragma omp simd
+        for (int l = 0; l < TOPK_LANES; l++) {
+            const float a = zb[l + 16] > zb[l] ? zb[l + 16] : zb[l];
+            const float c = zb[l + 48] > zb[l + 32] ? zb[l + 48] : zb[l + 32];
+            v[l] = c > a ? c : a;
+        }
+        bmax[b] = max_lanes(v);
+        topk_raise_max(acc, &m, bmax[b], invT);
+        if (m == -INFINITY) continue;
+#pragma omp simd
+        for (int l = 0; l < TOPK_LANES; l++)
+            acc[l] += (double)(student_expf((zb[l] - m) * invT) + student_expf((zb[l + 16] - m) * invT) +
+                               student_expf((zb[l + 32] - m) * invT) +
+                               student_expf((zb[l + 48] - m) * invT));
+    }
+    if (full * TOPK_BLOCK < V) { /* the last, shorter block */
+        const float *zb = z + (size_t)full * TOPK_BLOCK;
+        const int len = V - full * TOPK_BLOCK;
+        bmax[full] = row_max(zb, len);
+        topk_raise_max(acc, &m, bmax[full], invT);
+        if (m > -INFINITY)
+            for (int j = 0; j < len; j++) acc[0] += (double)student_expf((zb[j] - m) * invT);
+    }
+    double s = 0.0;
+    for (int l = 0; l < TOPK_LANES; l++) s += acc[l];
+    *mx = m;
+    return s;
+}
+
+/* Fills the heap (hv, hi) with the k best logits >= theta of the blocks
+ * whose maximum is >= theta, and returns how many candidates it saw (at
+ * most k are kept; fewer than k means the heap is not full). Candidates
+ * come in id order: the first k fill the heap, a later one enters when
+ * strictly above the root (a tie ranks below: its id is larger). With
+ * theta = -inf every logit, NaN included, is a candidate. */
+static int topk_heap_fill(const float *z, int V, const float *bmax, float theta, int k, float *hv,
+                          int32_t *hi) {
+    int n = 0;
+    const int nb = (int)topk_blocks((size_t)V);
+    for (int b = 0; b < nb; b++) {
+        if (bmax[b] < theta) continue;
+        const int j1 = (b + 1) * TOPK_BLOCK < V ? (b + 1) * TOPK_BLOCK : V;
+        for (int j = b * TOPK_BLOCK; j < j1; j++) {
+            if (z[j] < theta) continue;
+            if (n < k) {
+                /* push, then restore the heap by sifting up */
+                int c = n++;
+                hv[c] = z[j], hi[c] = j;
+                while (c > 0) {
+                    int par = (c - 1) / 2;
+                    if (!ranks_below(hv[c], hi[c], hv[par], hi[par])) break;
+                    float tv = hv[c];
+                    int32_t ti = hi[c];
+                    hv[c] = hv[par], hi[c] = hi[par], hv[par] = tv, hi[par] = ti;
+                    c = par;
+                }
+            } else if (z[j] > hv[0]) {
+                hv[0] = z[j], hi[0] = j;
+                sift_down(hv, hi, k, 0);
+            }
+        }
+    }
+    return n;
+}
 
 rt_status student_teacher_topk(student_loss_ws *ws, const float *logits, int n_pos, int V, float T,
                                int k, int32_t *ids, float *logp, float *tail) {
@@ -232,41 +374,25 @@ rt_status student_teacher_topk(student_loss_ws *ws, const float *logits, int n_p
                 tail[i] = 0.0f;
                 continue;
             }
-            int j = 0;
-            for (int n = 0; n < k; n++, j++) {
-                /* push, then restore the heap by sifting up */
-                int c = n;
-                hv[c] = z[j], hi[c] = j;
-                while (c > 0) {
-                    int par = (c - 1) / 2;
-                    if (!ranks_below(hv[c], hi[c], hv[par], hi[par])) break;
-                    float tv = hv[c];
-                    int32_t ti = hi[c];
-                    hv[c] = hv[par], hi[c] = hi[par], hv[par] = tv, hi[par] = ti;
-                    c = par;
-                }
+            /* Prefilter: theta = the k-th largest block maximum. k blocks
+             * hold a logit >= theta, so the top k are all >= theta and lie
+             * in blocks whose maximum is >= theta: about k blocks, and
+             * about k logits in them, instead of a heap fed by a scan of
+             * the whole row (k ln(V / k) insertions on a row in random
+             * order). With no more blocks than k, every logit is a
+             * candidate. */
+            const int nb = (int)topk_blocks((size_t)V);
+            float mx;
+            const double s = topk_scan_blocks(z, V, invT, r.bmax, &mx);
+            float theta = -INFINITY;
+            if (nb > k) {
+                memcpy(hv, r.bmax, (size_t)nb * sizeof *hv); /* the heap's row as scratch */
+                theta = kth_largest(hv, nb, k);
             }
-            /* The row's max comes from the same pass, block by block. Every
-             * id in the heap is below j, so z[j] enters only when it is
-             * strictly above the root (a tie ranks below): a block whose
-             * max is not above the root is passed over (a NaN max is not
-             * "<=", so such a block takes the element-wise path). */
-            float mx = row_max(z, j);
-            while (j < V) {
-                const int end = j + TOPK_BLOCK < V ? j + TOPK_BLOCK : V;
-                const float bm = row_max(z + j, end - j);
-                mx = bm > mx ? bm : mx;
-                if (bm <= hv[0]) {
-                    j = end;
-                    continue;
-                }
-                for (; j < end; j++)
-                    if (z[j] > hv[0]) {
-                        hv[0] = z[j], hi[0] = j;
-                        sift_down(hv, hi, k, 0);
-                    }
-            }
-            const double s = row_sumexp(z, V, mx, invT);
+            /* NaN logits can leave fewer than k candidates (a NaN may
+             * or may not be a block maximum): then every logit is one */
+            if (topk_heap_fill(z, V, r.bmax, theta, k, hv, hi) < k)
+                topk_heap_fill(z, V, r.bmax, -INFINITY, k, hv, hi);
             const float logs = (float)log(s);
             /* pop the worst to the back: descending order */
             double s_top = 0.0;

@@ -243,7 +243,7 @@ float student_lr_at(int64_t step, float lr, int64_t warmup, int64_t total, float
  * RT_ERR_FORMAT when a soft-label id lies outside [0, V). A workspace
  * serves one kernel call at a time. */
 typedef struct student_loss_ws student_loss_ws;
-/* RT_ERR_NOMEM when the 9 * V bytes per thread cannot be allocated. */
+/* RT_ERR_NOMEM when the 9.06 * V bytes per thread cannot be allocated. */
 rt_status student_loss_ws_create(int V, student_loss_ws **out);
 void student_loss_ws_free(student_loss_ws *ws); /* NULL is a no-op */
 /* Grows each thread's scratch by `extra` bytes (kept when already that

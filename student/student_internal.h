@@ -77,12 +77,14 @@ rt_status student_mm_pack(student_mm *mm, dnnl_stream_t strm, const float *plain
 
 /* This OpenMP thread's rows of a loss workspace (loss.c), for the kernels
  * of loss.c and labels.c: e (V floats), idx (V int32), in (V bytes, all
- * zero between uses), and the `extra` bytes student_loss_ws_reserve added
- * (NULL when none). */
+ * zero between uses), bmax (one float per 64 tokens: the teacher top-k's
+ * block maxima), and the `extra` bytes student_loss_ws_reserve added (NULL
+ * when none). */
 typedef struct {
     float *e;
     int32_t *idx;
     uint8_t *in;
+    float *bmax;
     unsigned char *extra;
     size_t extra_bytes;
 } student_ws_rows;

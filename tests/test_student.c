@@ -423,9 +423,12 @@ static void test_loss_ce(void) {
 
 /* Teacher top-k against a brute-force reference (sort by logit descending,
  * id ascending on ties) on rows full of ties, a row of equal logits, rising
- * and falling rows and a -inf, with V not a multiple of the kernel's scan
- * block and k from 1 to V - 1: ids exactly, log-probabilities and tail
- * against double sums (tol 1e-5). */
+ * and falling rows, a -inf, Gaussian logits and a row whose 64-logit blocks
+ * all share their maximum (the prefilter's threshold ties), with V not a
+ * multiple of the kernel's block, V = 1000 and 5000 (16 and 79 blocks) and
+ * k from 1 to V - 1 (below, at and above the block count): ids exactly,
+ * log-probabilities and tail against double sums (tol 1e-5); a row with
+ * NaNs must still give ids inside the vocabulary. */
 static const float *topk_ref_row;
 static int topk_ref_cmp(const void *a, const void *b) {
     const int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
@@ -434,54 +437,70 @@ static int topk_ref_cmp(const void *a, const void *b) {
 }
 
 static void test_teacher_topk_ties(void) {
-    const int n = 6, V = 1000;
+    const int n = 8;
     const float T = 2.0f;
-    float *z = malloc((size_t)n * V * sizeof *z);
-    uint64_t r = 99;
-    for (int j = 0; j < V; j++) {
-        r = r * 6364136223846793005ULL + 1442695040888963407ULL;
-        z[0 * V + j] = (float)((r >> 33) % 8);       /* 8 values: ties everywhere */
-        z[1 * V + j] = 1.5f;                          /* all equal */
-        z[2 * V + j] = 0.01f * (float)j;              /* rising: every logit enters */
-        z[3 * V + j] = -0.01f * (float)j;             /* falling */
-        z[4 * V + j] = (float)((r >> 40) % 3) - (j == 700 ? INFINITY : 0.0f);
-        z[5 * V + j] = j % 97 == 0 ? 5.0f : -2.0f;   /* a few equal peaks */
-    }
-    const int ks[4] = {1, 5, 64, V - 1};
-    int32_t *ids = malloc((size_t)n * V * sizeof *ids), *ord = malloc((size_t)V * sizeof *ord);
-    float *lp = malloc((size_t)n * V * sizeof *lp), *tail = malloc((size_t)n * sizeof *tail);
-    int id_bad = 0;
+    int id_bad = 0, nan_bad = 0;
     double worst = 0.0;
-    student_loss_ws *ws = NULL; /* this test's vocabulary, not the fixture's */
-    CU_ASSERT_FATAL(student_loss_ws_create(V, &ws) == RT_OK);
-    for (int q = 0; q < 4; q++) {
-        const int k = ks[q];
-        CU_ASSERT_FATAL(student_teacher_topk(ws, z, n, V, T, k, ids, lp, tail) == RT_OK);
-        for (int i = 0; i < n; i++) {
-            const float *row = z + (size_t)i * V;
-            for (int j = 0; j < V; j++) ord[j] = j;
-            topk_ref_row = row;
-            qsort(ord, (size_t)V, sizeof *ord, topk_ref_cmp);
-            double mx = row[ord[0]], s = 0.0, s_top = 0.0;
-            for (int j = 0; j < V; j++) s += exp(((double)row[j] - mx) / T);
-            for (int c = 0; c < k; c++) {
-                id_bad += ids[(size_t)i * k + c] != ord[c];
-                const double want = ((double)row[ord[c]] - mx) / T - log(s);
-                s_top += exp(want);
-                worst = fmax(worst, fabs((double)lp[(size_t)i * k + c] - want));
-            }
-            worst = fmax(worst, fabs((double)tail[i] - (1.0 - s_top)));
+    /* 16 and 79 blocks of the kernel's prefilter (64 logits); k below,
+     * at and above the block count, where every logit is a candidate */
+    const int Vs[2] = {1000, 5000};
+    for (int q_v = 0; q_v < 2; q_v++) {
+        const int V = Vs[q_v];
+        float *z = malloc((size_t)(n + 1) * V * sizeof *z);
+        uint64_t r = 99;
+        for (int j = 0; j < V; j++) {
+            r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+            const double u1 = ((double)(r >> 11) + 1.0) * 0x1.0p-53, u2 = (double)(j % 7) / 7.0;
+            z[0 * V + j] = (float)((r >> 33) % 8);       /* 8 values: ties everywhere */
+            z[1 * V + j] = 1.5f;                          /* all equal */
+            z[2 * V + j] = 0.01f * (float)j;              /* rising: every logit enters */
+            z[3 * V + j] = -0.01f * (float)j;             /* falling */
+            z[4 * V + j] = (float)((r >> 40) % 3) - (j == 700 ? INFINITY : 0.0f);
+            z[5 * V + j] = j % 97 == 0 ? 5.0f : -2.0f;   /* a few equal peaks */
+            z[6 * V + j] = (float)(3.0 * sqrt(-2.0 * log(u1)) * cos(6.283185307 * u2));
+            /* every block's maximum ties (the prefilter's threshold), below it noise */
+            z[7 * V + j] = j % 64 == 5 ? 3.0f : (float)((r >> 45) % 5) - 4.0f;
+            /* NaNs: only checked to give ids in [0, V) */
+            z[8 * V + j] = j % 3 == 0 ? NAN : (float)((r >> 38) % 11);
         }
+        const int ks[7] = {1, 5, 15, 16, 64, 80, V - 1};
+        int32_t *ids = malloc((size_t)(n + 1) * V * sizeof *ids), *ord = malloc((size_t)V * sizeof *ord);
+        float *lp = malloc((size_t)(n + 1) * V * sizeof *lp), *tail = malloc((size_t)(n + 1) * sizeof *tail);
+        student_loss_ws *ws = NULL; /* this test's vocabulary, not the fixture's */
+        CU_ASSERT_FATAL(student_loss_ws_create(V, &ws) == RT_OK);
+        for (int q = 0; q < 7; q++) {
+            const int k = ks[q];
+            CU_ASSERT_FATAL(student_teacher_topk(ws, z, n + 1, V, T, k, ids, lp, tail) == RT_OK);
+            for (int i = 0; i < n; i++) {
+                const float *row = z + (size_t)i * V;
+                for (int j = 0; j < V; j++) ord[j] = j;
+                topk_ref_row = row;
+                qsort(ord, (size_t)V, sizeof *ord, topk_ref_cmp);
+                double mx = row[ord[0]], s = 0.0, s_top = 0.0;
+                for (int j = 0; j < V; j++) s += exp(((double)row[j] - mx) / T);
+                for (int c = 0; c < k; c++) {
+                    id_bad += ids[(size_t)i * k + c] != ord[c];
+                    const double want = ((double)row[ord[c]] - mx) / T - log(s);
+                    s_top += exp(want);
+                    worst = fmax(worst, fabs((double)lp[(size_t)i * k + c] - want));
+                }
+                worst = fmax(worst, fabs((double)tail[i] - (1.0 - s_top)));
+            }
+            for (int c = 0; c < k; c++) nan_bad += (uint32_t)ids[(size_t)n * k + c] >= (uint32_t)V;
+        }
+        student_loss_ws_free(ws);
+        free(z);
+        free(ids);
+        free(ord);
+        free(lp);
+        free(tail);
     }
-    printf("\n    top-k with ties: %d id mismatches, max |diff| %.2e (tol 1e-5)", id_bad, worst);
+    printf("\n    top-k with ties, V 1000 and 5000: %d id mismatches, max |diff| %.2e (tol 1e-5); "
+           "%d ids out of range on a row with NaNs",
+           id_bad, worst, nan_bad);
     CU_ASSERT_EQUAL(id_bad, 0);
     CU_ASSERT(worst <= 1e-5);
-    student_loss_ws_free(ws);
-    free(z);
-    free(ids);
-    free(ord);
-    free(lp);
-    free(tail);
+    CU_ASSERT_EQUAL(nan_bad, 0);
 }
 
 static void test_loss_kd(void) {
