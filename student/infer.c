@@ -18,7 +18,7 @@ typedef struct {
     int n; /* rows */
     student_mm qkv, attproj, fc, fcproj;
     student_mm lr_a[STUDENT_LIN_N], lr_b[STUDENT_LIN_N]; /* low-rank linears: x W_a, t W_b + b */
-    student_qlin *q8; /* int8 model: the int8 layers (and, for n = 1, the bf16 head) */
+    student_qlin *q8; /* int8 model: the int8 layers (and, for n = 1, the head) */
 } row_plan;
 
 struct student_kv {
@@ -37,7 +37,6 @@ struct student_kv {
     uint16_t *ln_bf, *atty_bf, *gelu_bf; /* bf16 mode copies (max_len, C|C|F) */
     int int8;        /* made for an int8 model */
     uint8_t *q8s;    /* int8: (max_len, C + F) quantized activations */
-    uint16_t *q8bf;  /* int8: (1, C) the head's input in bf16 */
     int n_threads;
     row_plan one;    /* n = 1 */
     row_plan many;   /* the last n > 1 (a prompt), kept for the next of that length */
@@ -113,7 +112,6 @@ void student_infer_destroy(student_kv *kv) {
     free(kv->atty_bf);
     free(kv->gelu_bf);
     free(kv->q8s);
-    free(kv->q8bf);
     free(kv);
 }
 
@@ -163,8 +161,7 @@ rt_status student_infer_create(const student_model *m, int max_len, student_kv *
     }
     if (kv->int8) {
         kv->q8s = malloc(n * (F + (A > C ? A : C))); /* as quant.c's scratch */
-        kv->q8bf = malloc(C * sizeof(uint16_t));
-        ok = ok && kv->q8s && kv->q8bf;
+        ok = ok && kv->q8s;
     }
     if (!ok) {
         st = rt_fail(RT_ERR_NOMEM, "student: out of memory for a KV cache of %d positions",
@@ -325,7 +322,7 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
         student_layernorm_fwd(kv->ln, kv->ln_bf, NULL, NULL, xl, P + m->offset[nt - 2],
                               P + m->offset[nt - 1], 1, C);
         if (kv->int8)
-            st = student_qlin_head(m, kv->one.q8, kv->ln, kv->q8bf, logits_last);
+            st = student_qlin_head(m, kv->one.q8, kv->ln, kv->q8s, logits_last);
         else
             st = student_mm_run(&kv->head, m->strm, bf ? (const void *)kv->ln_bf : kv->ln, W(0),
                                 NULL, logits_last);

@@ -21,7 +21,7 @@
  * linear layers run int8, c_attn writing its output in bf16, so the
  * attention batches reuse the bf16 mode's operand layout (qk_bf, pv_bf);
  * c_fc's primitive applies GELU and c_proj's input quantizer itself; the
- * LM head is bf16 on a packed copy of wte.
+ * LM head is int8 on a packed int8 copy of wte.
  *
  * How the modes are kept apart, so that one reads top to bottom: where the
  * matmul operands live (f32 activations or their bf16 copies) is decided
@@ -894,7 +894,7 @@ rt_status student_forward(student_model *m, const int32_t *inputs, int B) {
                                        P + m->offset[nt - 1], (int64_t)M, C));
     if (m->q8)
         STUDENT_PROF(m, SPF_HEAD,
-                     RT_TRY(student_qlin_head(m, pl->q8, a->lnf, student_int8_scratch_bf(m),
+                     RT_TRY(student_qlin_head(m, pl->q8, a->lnf, student_int8_scratch(m),
                                               a->logits)));
     else
         STUDENT_PROF(m, SPF_HEAD,

@@ -20,17 +20,27 @@
  * creation; runtime scales (DNNL_RUNTIME_F32_VAL) drop to gemm:jit, which
  * is several times slower on this hardware.
  *
- * The LM head (tied to wte) runs in bf16 with f32 accumulation: it is the
- * largest matmul of a small model and per-tensor int8 of the final
- * LayerNorm's output would cost accuracy the other layers do not; bf16
- * costs none that matters and runs on the same AMX units.
+ * The LM head (tied to wte) runs int8 too: wte quantized per row (per
+ * output column of the head, the per-row int8 an int8 deploy file stores
+ * it in), its input (the final LayerNorm's output) quantized dynamically
+ * with ONE symmetric scale per call (student_int8_head_rows rows, never
+ * across two sequences, so a row's logits do not depend on the rest of
+ * the batch). The call's scale is a runtime scalar multiplied in by a
+ * binary post-op; the per-vocab weight scales are the output scales fixed
+ * at creation, and the u8 shift is the bias -128 * rowsum(w8). That keeps
+ * the head on the VNNI brgemm kernel: per-row (per-token) input scales
+ * would need a per-row output scale or a per-row binary post-op, and
+ * oneDNN 2.6 runs both on slow reference paths (a standalone loop at
+ * 256x768x50257 did not finish in a minute). At GPT-2-small's shape the
+ * int8 head takes about half the CPU time of the bf16 one it replaced
+ * (standalone loop, 1,024 rows, 2 threads: 100 vs 195 ms CPU).
  *
  * Around the linear layers, an int8 forward keeps to few passes: c_attn
  * writes bf16 (the attention batches run in bf16, on dense per-head planes
  * split out of its output), c_fc's primitive ends in GELU and c_proj's
  * input quantizer (u8 out, no f32 hidden layer), the c_projs add the
- * residual in their epilogue, and the head runs on a packed copy of wte in
- * 64-row blocks. Measured with `retort bench infer --profile` and
+ * residual in their epilogue, and the head runs on a packed int8 copy of
+ * wte in blocks of rows. Measured with `retort bench infer --profile` and
  * tests/bench/bench_infer.sh.
  *
  * Dynamic activations (student_int8_set with aq == NULL, `retort export
@@ -75,15 +85,22 @@ typedef struct {
     qpacks packs;
 } qlayer;
 
+/* The LM head: wte (V, C) quantized per row, i.e. the weights (C, V) of
+ * logits = x wte^T quantized per output column. */
+typedef struct {
+    int8_t *w8;  /* (V, C) row-major = (C, V) in oneDNN's ba layout */
+    float *sw;   /* (V) row scales: the head's output scales */
+    float *bias; /* (V) -128 * rowsum(w8): the u8 shift of the input, before the scales */
+    qpacks packs;
+} qhead;
+
 struct student_int8 {
     int n;            /* 4 * n_layer */
     int dynamic;      /* per-token activation scales at run time */
     qlayer *lay;      /* (n) the linears; of a low-rank one, its first factor x W_a */
     qlayer *lay2;     /* (n) of a low-rank linear its second factor t W_b (K = 0 when dense) */
-    uint16_t *wte_bf; /* (V, C) bf16 copy of the (dequantized) wte for the head */
-    qpacks head_packs;    /* wte_bf as (C, V) in the layouts the head primitives want */
+    qhead head;       /* the LM head */
     uint8_t *scratch; /* (max_B*T*(C+F)) quantized activations of a forward */
-    uint16_t *scratch_bf; /* (max_B*T*C) the head's input in bf16 */
     uint16_t *qkv_bf; /* (max_B*T*3A) c_attn's output of a forward */
     uint16_t *heads_bf; /* (3, max_B, H, T, hs) the same per head: the attention operands */
     uint16_t *att_bf; /* (max_B*H*T*T) softmax probabilities, the P V operand */
@@ -103,10 +120,13 @@ struct student_qlin {
     dnnl_memory_t *wei;     /* (n) borrowed from the layer's packs */
     dnnl_memory_t src[STUDENT_LIN_N], dst[STUDENT_LIN_N];
     dnnl_memory_t res[STUDENT_LIN_N]; /* STUDENT_QLIN_RESID: the c_proj residual inputs */
-    /* the head over blocks of head_rows() rows, then the rest: (rows, C)
-     * bf16 x packed wte^T -> (rows, V) f32 */
+    /* the head over blocks of student_int8_head_rows() rows of a
+     * sequence, then the sequence's rest: (rows, C) u8 x packed int8 wte^T
+     * -> (rows, V) f32, times the block's input scale head_s */
     dnnl_primitive_t head[2];
-    dnnl_memory_t head_src[2], head_wei[2], head_dst[2]; /* head_wei borrowed from head_packs */
+    dnnl_memory_t head_src[2], head_wei[2], head_dst[2]; /* head_wei borrowed from head.packs */
+    dnnl_memory_t head_bias, head_scale; /* views of qhead.bias and of head_s */
+    float head_s;
     /* dynamic mode: the int32 sums (M, max N), the row scales (M) and c_fc's
      * f32 output (M, F) */
     int32_t *acc;
@@ -217,10 +237,11 @@ void student_int8_free(student_model *m) {
     for (int i = 0; s->lay2 && i < s->n; i++) free_layer(&s->lay2[i]);
     free(s->lay);
     free(s->lay2);
-    free_packs(&s->head_packs);
-    rt_free_aligned(s->wte_bf);
+    free_packs(&s->head.packs);
+    free(s->head.w8);
+    free(s->head.sw);
+    free(s->head.bias);
     rt_free_aligned(s->scratch);
-    rt_free_aligned(s->scratch_bf);
     rt_free_aligned(s->qkv_bf);
     rt_free_aligned(s->heads_bf);
     rt_free_aligned(s->att_bf);
@@ -231,9 +252,6 @@ void student_int8_free(student_model *m) {
 int student_int8_enabled(const student_model *m) { return m->q8 != NULL; }
 int student_int8_dynamic(const student_model *m) { return m->q8 && m->q8->dynamic; }
 uint8_t *student_int8_scratch(const student_model *m) { return m->q8 ? m->q8->scratch : NULL; }
-uint16_t *student_int8_scratch_bf(const student_model *m) {
-    return m->q8 ? m->q8->scratch_bf : NULL;
-}
 uint16_t *student_int8_qkv_bf(const student_model *m) { return m->q8 ? m->q8->qkv_bf : NULL; }
 uint16_t *student_int8_heads_bf(const student_model *m) { return m->q8 ? m->q8->heads_bf : NULL; }
 uint16_t *student_int8_att_bf(const student_model *m) { return m->q8 ? m->q8->att_bf : NULL; }
@@ -289,6 +307,23 @@ nomem:
     return rt_fail(RT_ERR_NOMEM, "student: out of memory for the int8 weights");
 }
 
+/* The head from wte (V, C), which gets the dequantized rows the head
+ * computes with (as qlayer_init does for the linears; for an int8 deploy
+ * file, whose wte is stored so, the same values). */
+static void head_init(qhead *h, float *wte, int64_t V, int64_t C) {
+    student_quantize_rows(wte, V, C, h->w8, h->sw);
+#pragma omp parallel for schedule(static)
+    for (int64_t v = 0; v < V; v++) {
+        int64_t rs = 0;
+        for (int64_t c = 0; c < C; c++) {
+            rs += h->w8[v * C + c];
+            wte[v * C + c] = h->sw[v] * (float)h->w8[v * C + c];
+        }
+        /* exact in f32 while 128 * 127 * C < 2^24 (C <= 1,032), to 2^-24 beyond */
+        h->bias[v] = -128.0f * (float)rs;
+    }
+}
+
 rt_status student_int8_set(student_model *m, const int8_t *const *w8, const float *const *wscale,
                            const student_act_quant *aq) {
     const student_config *c = &m->cfg;
@@ -320,15 +355,16 @@ rt_status student_int8_set(student_model *m, const int8_t *const *w8, const floa
     s->dynamic = aq == NULL;
     s->lay = calloc((size_t)n, sizeof *s->lay);
     s->lay2 = calloc((size_t)n, sizeof *s->lay2);
-    s->wte_bf = rt_alloc_aligned((size_t)c->vocab_size * C * sizeof(uint16_t));
-    /* c_fc's input and output, or attn.c_proj's input (A wide) */
+    s->head.w8 = malloc((size_t)c->vocab_size * (size_t)C);
+    s->head.sw = malloc((size_t)c->vocab_size * sizeof(float));
+    s->head.bias = malloc((size_t)c->vocab_size * sizeof(float));
+    /* c_fc's input and output, or attn.c_proj's input (A wide); the head's input */
     s->scratch = rt_alloc_aligned(rows * (size_t)(F + (A > C ? A : C)));
-    s->scratch_bf = rt_alloc_aligned(rows * (size_t)C * sizeof(uint16_t));
     s->qkv_bf = rt_alloc_aligned(rows * 3 * (size_t)A * sizeof(uint16_t));
     s->heads_bf = rt_alloc_aligned(rows * 3 * (size_t)A * sizeof(uint16_t));
     s->att_bf = rt_alloc_aligned(rows * (size_t)c->n_head * (size_t)c->seq_len * sizeof(uint16_t));
-    if (!s->lay || !s->lay2 || !s->wte_bf || !s->scratch || !s->scratch_bf || !s->qkv_bf || !s->heads_bf ||
-        !s->att_bf)
+    if (!s->lay || !s->lay2 || !s->head.w8 || !s->head.sw || !s->head.bias || !s->scratch ||
+        !s->qkv_bf || !s->heads_bf || !s->att_bf)
         goto nomem;
     for (int l = 0; l < L; l++)
         for (int k = 0; k < 4; k++) {
@@ -357,7 +393,7 @@ rt_status student_int8_set(student_model *m, const int8_t *const *w8, const floa
                                   m->params + m->tensors[tb].offset, &m->tensors[tb])) != RT_OK)
                 goto fail;
         }
-    student_to_bf16(s->wte_bf, m->params + m->offset[0], (size_t)c->vocab_size * C);
+    head_init(&s->head, m->params + m->offset[0], c->vocab_size, C);
     m->q8 = s;
     m->bf_stale = 1;
     return RT_OK;
@@ -426,6 +462,8 @@ void student_qlin_destroy(student_qlin *q) {
         if (q->head_src[j]) dnnl_memory_destroy(q->head_src[j]);
         if (q->head_dst[j]) dnnl_memory_destroy(q->head_dst[j]);
     }
+    if (q->head_bias) dnnl_memory_destroy(q->head_bias);
+    if (q->head_scale) dnnl_memory_destroy(q->head_scale);
     free(q->prim);
     free(q->prim2);
     free(q->wei2);
@@ -439,48 +477,69 @@ void student_qlin_destroy(student_qlin *q) {
     free(q);
 }
 
-/* Rows per LM head call. The head has the smallest K of the model's
- * matmuls and the widest f32 output, so it is bound by writing logits;
- * oneDNN's brgemm walks a whole (M, 64) column strip before the next, and
- * on a 4096-wide output 64-row blocks ran it 10-35% faster than one call
- * over 512 rows (OMP_NUM_THREADS=1, 512x128x4096: 1.0-1.4 ms vs 1.5-1.7
- * ms, measured with a standalone oneDNN loop when this was written). A
- * head whose bf16 weights outgrow the caches streams them once per call
- * instead: at GPT-2's 50,257 x 768 (77 MB) 256-row calls take 16% less
- * CPU time than 64-row ones (1,024 rows: 83 vs 99 ms per thread, 2
- * threads, standalone oneDNN loop; no gain beyond 256). */
-static int64_t head_rows(const student_model *m) {
-    const size_t wte_bf = (size_t)m->cfg.vocab_size * (size_t)m->cfg.d_model * 2;
-    return wte_bf > ((size_t)8 << 20) ? 256 : 64;
+/* Rows per LM head call, and so per input scale. The head has the
+ * smallest K of the model's matmuls and the widest f32 output, so it is
+ * bound by writing logits; oneDNN's brgemm walks a whole (M, 64) column
+ * strip before the next, and on a 4096-wide output 64-row blocks ran it
+ * 10-35% faster than one call over 512 rows (bf16, OMP_NUM_THREADS=1,
+ * 512x128x4096: 1.0-1.4 ms vs 1.5-1.7 ms, measured with a standalone
+ * oneDNN loop when this was written). A head whose weights outgrow the
+ * caches streams them once per call instead: at GPT-2's 50,257 x 768
+ * 256-row calls took 16% less CPU time than 64-row ones in bf16 (1,024
+ * rows: 83 vs 99 ms per thread, 2 threads), and in int8 128-row calls
+ * 25% more than 256-row ones, 512 and 1,024 no less (standalone loop). */
+int64_t student_int8_head_rows(const student_model *m) {
+    const size_t wte = (size_t)m->cfg.vocab_size * (size_t)m->cfg.d_model;
+    return wte > ((size_t)8 << 20) ? 256 : 64;
 }
 
-/* The bf16 LM head primitive j for `rows` rows: weights in the layout
- * oneDNN picks (format_tag_any), packed once from wte_bf, so that no run
- * reorders them (a plain transposed wte costs the brgemm kernel a copy per
- * run). */
+/* The int8 LM head primitive j for `rows` rows: weights in the layout
+ * oneDNN picks (format_tag_any), packed once from head.w8, so that no run
+ * reorders them; dst = head_s * sw[v] * (acc + bias[v]). */
 static rt_status head_create(const student_model *m, student_qlin *q, int j, int64_t rows) {
     rt_status st = RT_OK;
     struct student_int8 *s = m->q8;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
     dnnl_primitive_desc_t pd = NULL;
     const int64_t C = m->cfg.d_model, V = m->cfg.vocab_size;
-    dnnl_memory_desc_t smd, wmd, dmd, pmd;
-    const dnnl_dims_t sd = {rows, C}, wd = {C, V}, dd = {rows, V};
-    STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&smd, 2, sd, dnnl_bf16, dnnl_ab));
-    STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, 2, wd, dnnl_bf16, dnnl_format_tag_any));
-    STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&pmd, 2, wd, dnnl_bf16, dnnl_ba));
+    dnnl_memory_desc_t smd, wmd, bmd, dmd, pmd, scmd;
+    const dnnl_dims_t sd = {rows, C}, wd = {C, V}, bd = {1, V}, dd = {rows, V}, scd = {1, 1};
+    STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&smd, 2, sd, dnnl_u8, dnnl_ab));
+    STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, 2, wd, dnnl_s8, dnnl_format_tag_any));
+    STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&pmd, 2, wd, dnnl_s8, dnnl_ba));
+    STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&bmd, 2, bd, dnnl_f32, dnnl_ab));
     STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&dmd, 2, dd, dnnl_f32, dnnl_ab));
+    STUDENT_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&scmd, 2, scd, dnnl_f32, dnnl_ab));
     dnnl_matmul_desc_t desc;
-    STUDENT_DNNL_CHECK(dnnl_matmul_desc_init(&desc, &smd, &wmd, NULL, &dmd));
-    STUDENT_DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, NULL, m->eng, NULL));
-    st = get_pack(m, &s->head_packs, &pmd, s->wte_bf,
+    STUDENT_DNNL_CHECK(dnnl_matmul_desc_init(&desc, &smd, &wmd, &bmd, &dmd));
+    STUDENT_DNNL_CHECK(dnnl_primitive_attr_create(&attr));
+    STUDENT_DNNL_CHECK(dnnl_primitive_attr_set_output_scales(attr, V, 1 << 1, s->head.sw));
+    STUDENT_DNNL_CHECK(dnnl_post_ops_create(&po));
+    STUDENT_DNNL_CHECK(dnnl_post_ops_append_binary(po, dnnl_binary_mul, &scmd));
+    STUDENT_DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, po));
+    STUDENT_DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, m->eng, NULL));
+    st = get_pack(m, &s->head.packs, &pmd, s->head.w8,
                   dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), &q->head_wei[j]);
     if (st != RT_OK) goto cleanup;
     STUDENT_DNNL_CHECK(dnnl_primitive_create(&q->head[j], pd));
     STUDENT_DNNL_CHECK(dnnl_memory_create(&q->head_src[j], &smd, m->eng, DNNL_MEMORY_NONE));
     STUDENT_DNNL_CHECK(dnnl_memory_create(&q->head_dst[j], &dmd, m->eng, DNNL_MEMORY_NONE));
+    if (!q->head_bias)
+        STUDENT_DNNL_CHECK(dnnl_memory_create(&q->head_bias, &bmd, m->eng, s->head.bias));
+    if (!q->head_scale)
+        STUDENT_DNNL_CHECK(dnnl_memory_create(&q->head_scale, &scmd, m->eng, &q->head_s));
 cleanup:
     if (pd) dnnl_primitive_desc_destroy(pd);
+    if (po) dnnl_post_ops_destroy(po);
+    if (attr) dnnl_primitive_attr_destroy(attr);
     return st;
+}
+
+/* Rows of one sequence in a head call of M rows: a forward's (M = B*T)
+ * or the one row of a generation step. */
+static int64_t head_seq_rows(const student_model *m, int64_t M) {
+    return M < m->cfg.seq_len ? M : m->cfg.seq_len;
 }
 
 rt_status student_qlin_create(const student_model *m, int64_t M, int flags, student_qlin **out) {
@@ -626,9 +685,10 @@ rt_status student_qlin_create(const student_model *m, int64_t M, int flags, stud
         attr = NULL;
     }
     if (flags & STUDENT_QLIN_HEAD) {
-        const int64_t hr = head_rows(m), full = M >= hr ? hr : 0, rest = M % hr;
-        if (full) st = head_create(m, q, 0, full);
-        if (st == RT_OK && rest) st = head_create(m, q, 1, rest);
+        const int64_t hr = student_int8_head_rows(m), seq = head_seq_rows(m, M);
+        RT_ASSERT(M % seq == 0);
+        if (seq >= hr) st = head_create(m, q, 0, hr);
+        if (st == RT_OK && seq % hr) st = head_create(m, q, 1, seq % hr);
     }
 cleanup:
     if (pd) dnnl_primitive_desc_destroy(pd);
@@ -817,21 +877,29 @@ rt_status student_qlin_mlp(const student_model *m, student_qlin *q, int l, const
 }
 
 rt_status student_qlin_head(const student_model *m, student_qlin *q, const float *x,
-                            uint16_t *scratch_bf, float *logits) {
+                            uint8_t *scratch, float *logits) {
     rt_status st = RT_OK;
     const int64_t C = m->cfg.d_model, V = m->cfg.vocab_size;
     RT_ASSERT(q->flags & STUDENT_QLIN_HEAD);
-    const int64_t hr = head_rows(m);
-    student_to_bf16(scratch_bf, x, (size_t)(q->M * C));
+    const int64_t hr = student_int8_head_rows(m), seq = head_seq_rows(m, q->M);
     for (int64_t r = 0; r < q->M;) {
-        const int j = q->M - r >= hr ? 0 : 1;
-        STUDENT_DNNL_CHECK(dnnl_memory_set_data_handle(q->head_src[j], scratch_bf + r * C));
+        /* a block of hr rows, or the rest of the sequence */
+        const int64_t n = seq - r % seq >= hr ? hr : seq - r % seq;
+        const int j = n == hr ? 0 : 1;
+        /* the block's rows as one row of n*C values: one scale max|x| / 127 */
+        student_quantize_act_rows(x + r * C, 1, n * C, scratch + r * C, &q->head_s);
+        STUDENT_DNNL_CHECK(dnnl_memory_set_data_handle(q->head_src[j], scratch + r * C));
         STUDENT_DNNL_CHECK(dnnl_memory_set_data_handle(q->head_dst[j], logits + r * V));
-        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, q->head_src[j]},
+        dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, q->head_src[j]},
                                    {DNNL_ARG_WEIGHTS, q->head_wei[j]},
-                                   {DNNL_ARG_DST, q->head_dst[j]}};
-        STUDENT_DNNL_CHECK(dnnl_primitive_execute(q->head[j], m->strm, 3, args));
-        r += j == 0 ? hr : q->M - r;
+                                   {DNNL_ARG_BIAS, q->head_bias},
+                                   {DNNL_ARG_DST, q->head_dst[j]},
+                                   {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
+                                    q->head_scale}};
+        STUDENT_DNNL_CHECK(dnnl_primitive_execute(q->head[j], m->strm, 5, args));
+        /* head_s is read when the primitive runs: wait before the next block's */
+        STUDENT_DNNL_CHECK(dnnl_stream_wait(m->strm));
+        r += n;
     }
 cleanup:
     return st;

@@ -254,7 +254,7 @@ typedef struct {
     student_mm att_dv[STUDENT_ATT_BLOCKS]; /* dV (+)= P^T dO */
     student_mm att_dq[STUDENT_ATT_BLOCKS]; /* dQ = dS K */
     student_mm att_dk[STUDENT_ATT_BLOCKS]; /* dK (+)= dS^T Q */
-    /* int8 mode: the linear layers and the bf16 head for M rows (quant.c),
+    /* int8 mode: the linear layers and the LM head for M rows (quant.c),
      * and the attention batches in bf16 (qk, pv are f32 in an f32 model) */
     struct student_qlin *q8;
     student_mm qk_bf[STUDENT_ATT_BLOCKS], pv_bf[STUDENT_ATT_BLOCKS]; /* per query block */
@@ -378,11 +378,11 @@ static inline float student_qround(float v) {
 /* The int8 primitives of the 4 * n_layer linear layers for M rows, one per
  * layer because oneDNN 2.6 keeps int8 matmuls on its AMX/VNNI brgemm
  * kernels only with output scales fixed at creation (runtime scales fall
- * back to gemm:jit), plus the bf16 LM head with STUDENT_QLIN_HEAD. c_fc's
+ * back to gemm:jit), plus the int8 LM head with STUDENT_QLIN_HEAD. c_fc's
  * primitive ends in GELU and c_proj's input quantizer (u8 out), so the
  * MLP runs as one call (student_qlin_mlp). */
 enum {
-    STUDENT_QLIN_HEAD = 1,     /* with the bf16 LM head */
+    STUDENT_QLIN_HEAD = 1,     /* with the LM head */
     STUDENT_QLIN_QKV_BF16 = 2, /* c_attn writes bf16 (the attention operands), not f32 */
     STUDENT_QLIN_RESID = 4,    /* the c_projs add a residual tensor, not dst's contents */
 };
@@ -402,14 +402,17 @@ rt_status student_qlin_run(const student_model *m, student_qlin *q, int l, int k
  * M*(C+F) bytes. */
 rt_status student_qlin_mlp(const student_model *m, student_qlin *q, int l, const float *x,
                            uint8_t *scratch, const float *res, float *dst);
-/* logits (M, V) = x (M, C) wte^T in bf16; x converted into scratch_bf. */
+/* logits (M, V) = x (M, C) wte^T in int8: x quantized into scratch (M*C
+ * bytes) with one scale per block of student_int8_head_rows rows of a
+ * sequence (M = B*T: sequences of T rows; M = 1: one row). */
 rt_status student_qlin_head(const student_model *m, student_qlin *q, const float *x,
-                            uint16_t *scratch_bf, float *logits);
-/* The model's own scratch for student_forward: (max_B*T*(max(A, C)+F)) bytes,
- * (max_B*T*C) bf16 for the head's input, and the bf16 attention operands:
+                            uint8_t *scratch, float *logits);
+int64_t student_int8_head_rows(const student_model *m);
+/* The model's own scratch for student_forward: (max_B*T*(max(A, C)+F))
+ * bytes (quantized activations, the head's input included), and the bf16
+ * attention operands:
  * qkv (max_B*T*3A) and the probabilities (max_B*H*T*T). */
 uint8_t *student_int8_scratch(const student_model *m);
-uint16_t *student_int8_scratch_bf(const student_model *m);
 uint16_t *student_int8_qkv_bf(const student_model *m);
 /* (3, max_B, H, T, hs) bf16: Q, K and V of each (b, h) as dense (T, hs)
  * planes. oneDNN 2.6 runs the attention batches on AMX brgemm only for
