@@ -51,6 +51,12 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static double bench_peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
+}
+
 /* ---------------------------------------------------------- bench peak */
 
 /* The default shape of the peak measurement: large enough for oneDNN's
@@ -176,6 +182,9 @@ static const cli_option student_options[] = {
      .help = "Untimed steps first (oneDNN JIT, page faults)."},
     {.name = "bf16", .type = CLI_BOOL,
      .help = "bf16 matmuls with f32 accumulation and f32 master weights (default f32)."},
+    {.name = "recompute", .type = CLI_BOOL,
+     .help = "Activation recomputation per block (train.recompute): keep one block's "
+             "activations and recompute each block's forward before its backward."},
     {.name = "temperature", .type = CLI_REAL, .metavar = "T", .def = "2", .min = 0.01, .max = 100,
      .help = "Distillation temperature."},
     {.name = "alpha", .type = CLI_REAL, .metavar = "A", .def = "0.5", .min = 0, .max = 1,
@@ -201,8 +210,9 @@ static const cli_spec student_spec = {
         "alpha*T^2*KL(p_T || q_T) + (1-alpha)*CE against random dense teacher soft labels, "
         "backward, gradient clipping to norm 1 and AdamW. Reports tokens/s, step time, a "
         "per-phase breakdown, achieved GFLOP/s (6*N*tokens + attention) and its fraction of "
-        "the matmul peak of the precision run (see 'retort bench peak'). Threads: "
-        "OMP_NUM_THREADS.",
+        "the matmul peak of the precision run (see 'retort bench peak'), the model's "
+        "activation memory and the process's peak RSS (which includes the random soft "
+        "labels: tokens x topk floats). Threads: OMP_NUM_THREADS.",
     .options = student_options,
     .max_positional = 0,
     .epilog = "example:\n  retort bench student --layers 4 --dim 256 --heads 4 --ff 1024 "
@@ -228,14 +238,16 @@ int trainer_bench_student(int argc, char **argv) {
     };
     const int B = (int)cli_int(a, "batch"), steps = (int)cli_int(a, "steps"),
               warmup = (int)cli_int(a, "warmup"), json = cli_flag(a, "json");
-    const int bf16 = cli_flag(a, "bf16"), profile = cli_flag(a, "profile");
+    const int bf16 = cli_flag(a, "bf16"), profile = cli_flag(a, "profile"),
+              recompute = cli_flag(a, "recompute");
     const float T = (float)cli_real(a, "temperature"), alpha = (float)cli_real(a, "alpha");
     int k = (int)cli_int(a, "topk");
     uint64_t seed = (uint64_t)cli_int(a, "seed");
     if (k == 0 || k > c.vocab_size) k = c.vocab_size;
     const int n = B * c.seq_len, V = c.vocab_size;
 
-    if ((st = student_create(&c, B, bf16 ? STUDENT_BF16 : STUDENT_F32, 1, &m)) != RT_OK)
+    if ((st = student_create(&c, B, bf16 ? STUDENT_BF16 : STUDENT_F32,
+                             STUDENT_TRAIN | (recompute ? STUDENT_RECOMPUTE : 0), &m)) != RT_OK)
         goto cleanup;
     student_init_weights(m, seed);
     tokens = malloc((size_t)n * sizeof *tokens);
@@ -318,6 +330,8 @@ int trainer_bench_student(int argc, char **argv) {
         const double opt_bytes = (double)student_param_count(&c) *
                                  (36.0 + (bf16 ? 2.0 : 0.0) + 8.0 * n_clipped / steps);
         const double opt_gbs = opt_bytes / (ph[PH_OPT] / steps) * 1e-9;
+        const double act_mb = (double)student_activation_bytes(m) * 1e-6,
+                     rss_mb = bench_peak_rss_mb() * 1.048576;
         if (json) {
             printf("{\"target\": \"student\", \"impl\": \"retort\", \"precision\": \"%s\", "
                    "\"layers\": %d, \"dim\": %d, \"heads\": %d, \"ff\": %d, \"vocab\": %d, "
@@ -327,13 +341,16 @@ int trainer_bench_student(int argc, char **argv) {
                    "\"gflop_per_s\": %.1f, \"peak_gflop_per_s\": %.1f, \"peak_measured\": %s, "
                    "\"fraction_of_peak\": %.4f, \"best_step_ms\": %.3f, "
                    "\"cpu_step_ms\": %.3f, \"peak_cpu_gflop_per_s\": %.1f, "
-                   "\"fraction_of_peak_cpu\": %.4f, \"optimizer_gb_per_s\": %.2f, \"phase_ms\": {",
+                   "\"fraction_of_peak_cpu\": %.4f, \"optimizer_gb_per_s\": %.2f, "
+                   "\"recompute\": %s, \"activation_mb\": %.1f, \"peak_rss_mb\": %.1f, "
+                   "\"phase_ms\": {",
                    bf16 ? "bf16" : "f32", c.n_layer, c.d_model, c.n_head, c.d_ff, V, c.seq_len, B,
                    steps, warmup, omp_get_max_threads(), k, student_param_count(&c), n,
                    1e3 * step_s, tok / step_s, flops * 1e-9, flops * 1e-9 / step_s, peak,
                    cli_real(a, "peak") > 0.0 ? "false" : "true", flops * 1e-9 / step_s / peak,
                    1e3 * t_best, 1e3 * cpu_step_s, cpu_peak,
-                   flops * 1e-9 / cpu_step_s / cpu_peak, opt_gbs);
+                   flops * 1e-9 / cpu_step_s / cpu_peak, opt_gbs,
+                   recompute ? "true" : "false", act_mb, rss_mb);
             for (int p = 0; p < N_PHASES; p++)
                 printf("%s\"%s\": %.3f", p ? ", " : "", phase_names[p], 1e3 * ph[p] / steps);
             printf("}");
@@ -366,6 +383,8 @@ int trainer_bench_student(int argc, char **argv) {
                        p == PH_OPT ? "" : "\n");
             printf(" (%.2f GB/s: %.0f MB of parameters, gradients and moments)\n", opt_gbs,
                    opt_bytes * 1e-6);
+            printf("  activations %.0f MB%s, peak RSS %.0f MB\n", act_mb,
+                   recompute ? " (recomputed per block)" : "", rss_mb);
             if (profile) {
                 const char *names[32];
                 double sec[32];
@@ -597,12 +616,6 @@ static const cli_spec data_spec = {
     .epilog = "example:\n  retort bench data --tokens 5000000000 --seq 1024 --batch 8 --json   "
               "# a 10 GB shard\n",
 };
-
-static double bench_peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
-}
 
 int trainer_bench_data(int argc, char **argv) {
     cli_args *a = NULL;
