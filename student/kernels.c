@@ -182,20 +182,22 @@ void student_colsum_add(float *db, uint16_t *d_bf, const float *d, int64_t rows,
     }
 }
 
-void student_attn_softmax(float *att, uint16_t *att_bf, int64_t planes, int T, int nb,
-                          float scale) {
+void student_attn_softmax(float *att, uint16_t *att_bf, int64_t planes, int T, int i0, int i1,
+                          int nb, float scale) {
+    const float c = scale * 1.44269504088896341f; /* exp(scale x) = 2^(c x) */
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t p = 0; p < planes; p++) {
-        for (int i = 0; i < T; i++) {
+        for (int i = i0; i < i1; i++) {
             float *a = att + (p * T + i) * (int64_t)T;
             const int n = i + 1, end = student_att_row_end(T, nb, i); /* keys 0..i visible */
             float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
             for (int s = 0; s < n; s++) mx = a[s] > mx ? a[s] : mx;
+            const float cm = c * mx;
             float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
             for (int s = 0; s < n; s++) {
-                float e = student_expf(scale * (a[s] - mx));
+                float e = student_exp2_nonpos(a[s] * c - cm);
                 a[s] = e;
                 sum += e;
             }

@@ -747,17 +747,16 @@ static rt_status attn_fwd(student_model *m, student_mm *qk, student_mm *pv, int 
     const int T = c->seq_len, H = c->n_head;
     const size_t A = (size_t)student_attn_width(c);
     const float scale = 1.0f / sqrtf((float)student_head_dim(c));
+    /* block by block, so that a block's scores and probabilities are
+     * still in the caches when the softmax and P V read them */
     for (int j = 0; j < nb; j++) {
         int q0, q1;
         student_att_block(T, nb, j, &q0, &q1);
         STUDENT_PROF(m, SPF_ATT_MM,
                      RT_TRY(student_mm_run(&qk[j], m->strm, elem(q_op, (size_t)q0 * q_rs, es),
                                            k_op, NULL, att + (size_t)q0 * T)));
-    }
-    STUDENT_PROF(m, SPF_SOFTMAX, student_attn_softmax(att, attb, (int64_t)B * H, T, nb, scale));
-    for (int j = 0; j < nb; j++) {
-        int q0, q1;
-        student_att_block(T, nb, j, &q0, &q1);
+        STUDENT_PROF(m, SPF_SOFTMAX,
+                     student_attn_softmax(att, attb, (int64_t)B * H, T, q0, q1, nb, scale));
         STUDENT_PROF(m, SPF_ATT_MM,
                      RT_TRY(student_mm_run(&pv[j], m->strm, elem(att_op, (size_t)q0 * T, es),
                                            v_op, NULL, atty + (size_t)q0 * A)));
