@@ -43,60 +43,125 @@ static int by_value(const void *a, const void *b) {
 }
 
 /* Per-thread scratch, from the loss workspace: e (V) exponentials, in (V)
- * top-k marks (all zero between uses), u (n) draws, c (n) distinct tokens
- * with counts. */
+ * top-k marks (all zero between uses), blk (one per STUDENT_WS_BLOCK
+ * tokens) each block's mass outside the marks, u (n) draws, c (n)
+ * distinct tokens with counts. */
 typedef struct {
     float *e;
     uint8_t *in;
+    float *blk;
     double *u;
     label_count *c;
 } sample_scratch;
 
-/* One position: see student_teacher_sample. */
+/* e = exp((z - mx) * invT) for the V logits of a row, the sum of each
+ * block into blk (float sums of 64 terms), returning the row's sum
+ * (double over blocks). */
+static double sample_exps(const float *z, int V, float mx, float invT, const sample_scratch *w) {
+    _Static_assert(STUDENT_WS_BLOCK == 64 && STUDENT_WS_LANES == 16, "four vectors of 16");
+    float *restrict e = w->e, *restrict blk = w->blk;
+    double all = 0.0;
+    const int full = V / STUDENT_WS_BLOCK;
+    for (int b = 0; b < full; b++) {
+        const float *zb = z + (size_t)b * STUDENT_WS_BLOCK;
+        float *eb = e + (size_t)b * STUDENT_WS_BLOCK;
+        float ea[STUDENT_WS_LANES];
+        /* the block's four vectors, written out: GCC does not vectorize
+         * the lanes around an inner loop over them */
+#pragma omp simd
+        for (int l = 0; l < STUDENT_WS_LANES; l++) {
+            const float x0 = student_expf((zb[l] - mx) * invT);
+            const float x1 = student_expf((zb[l + 16] - mx) * invT);
+            const float x2 = student_expf((zb[l + 32] - mx) * invT);
+            const float x3 = student_expf((zb[l + 48] - mx) * invT);
+            eb[l] = x0, eb[l + 16] = x1, eb[l + 32] = x2, eb[l + 48] = x3;
+            ea[l] = (x0 + x1) + (x2 + x3);
+        }
+        blk[b] = student_lanes_sum(ea);
+        all += (double)blk[b];
+    }
+    if (full * STUDENT_WS_BLOCK < V) { /* the last, shorter block */
+        float sa = 0.0f;
+        for (int j = full * STUDENT_WS_BLOCK; j < V; j++) {
+            e[j] = student_expf((z[j] - mx) * invT);
+            sa += e[j];
+        }
+        blk[full] = sa;
+        all += (double)sa;
+    }
+    return all;
+}
+
+/* One position: see student_teacher_sample. The draws u (sorted, in (0,
+ * s_out]) are inverted through the cumulative mass outside the marks,
+ * block by block: a block is entered only when a draw falls below the
+ * running sum plus its blk, and within it draw u goes to the first token
+ * whose partial sum reaches it. The block's own total (blk) bounds every
+ * partial sum inside it, and what rounding leaves over goes to the
+ * block's last token with mass, so every draw lands on a token with
+ * mass, in the block the block sums assign it to. (The sums differ from
+ * one running sum over the row by rounding: a draw within that of a
+ * boundary between two tokens may go to the other one.) */
 static void sample_row(const float *z, int V, float invT, int k, const int32_t *tk_ids,
                        const float *tk_logp, int n, uint64_t seed, int32_t *ids, float *logp,
                        const sample_scratch *w) {
     const int W = k + n;
     float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
     for (int j = 0; j < V; j++) mx = z[j] > mx ? z[j] : mx;
-    double s = 0.0;
-    for (int j = 0; j < V; j++) {
-        w->e[j] = student_expf((z[j] - mx) * invT);
-        s += w->e[j];
-    }
     for (int j = 0; j < k; j++) {
         ids[j] = tk_ids[j];
         logp[j] = tk_logp[j];
         w->in[tk_ids[j]] = 1;
     }
-    /* the mass outside the exact entries, summed in the order of the
-     * sweep below so that the last draw lands inside it */
+    const double s = sample_exps(z, V, mx, invT, w);
+    /* the blocks of the exact entries keep only the mass outside them,
+     * summed again rather than subtracted (no cancellation) */
+    for (int t = 0; t < k; t++) {
+        const int b = tk_ids[t] / STUDENT_WS_BLOCK;
+        const int j1 = (b + 1) * STUDENT_WS_BLOCK < V ? (b + 1) * STUDENT_WS_BLOCK : V;
+        float so = 0.0f;
+        for (int j = b * STUDENT_WS_BLOCK; j < j1; j++) so += w->in[j] ? 0.0f : w->e[j];
+        w->blk[b] = so;
+    }
+    const int nb = student_ws_blocks(V);
     double s_out = 0.0;
-    for (int j = 0; j < V; j++)
-        if (!w->in[j]) s_out += w->e[j];
+    for (int b = 0; b < nb; b++) s_out += (double)w->blk[b];
     int n_dist = 0;
     if (s_out > 0.0) {
         uint64_t st = seed;
         for (int i = 0; i < n; i++) w->u[i] = rt_uniform01(&st) * s_out; /* (0, s_out] */
         qsort(w->u, (size_t)n, sizeof *w->u, by_value);
-        double acc = 0.0;
-        int i = 0, last = -1;
-        for (int j = 0; j < V && i < n; j++) {
-            if (w->in[j] || w->e[j] <= 0.0f) continue;
-            acc += w->e[j];
-            last = j;
-            int c = 0;
-            while (i < n && w->u[i] <= acc) i++, c++;
-            if (c) w->c[n_dist++] = (label_count){j, c};
+        double cum = 0.0; /* the sum of blk before block b, added as s_out was */
+        int i = 0;
+        for (int b = 0; b < nb && i < n; b++) {
+            const double hi = cum + (double)w->blk[b];
+            if (w->blk[b] > 0.0f && w->u[i] <= hi) {
+                const int j1 = (b + 1) * STUDENT_WS_BLOCK < V ? (b + 1) * STUDENT_WS_BLOCK : V;
+                double acc = cum;
+                int last = -1;
+                for (int j = b * STUDENT_WS_BLOCK; j < j1 && i < n && w->u[i] <= hi; j++) {
+                    if (w->in[j] || w->e[j] <= 0.0f) continue;
+                    acc += w->e[j];
+                    last = j;
+                    int c = 0;
+                    while (i < n && w->u[i] <= acc && w->u[i] <= hi) i++, c++;
+                    if (c) w->c[n_dist++] = (label_count){j, c};
+                }
+                /* draws the partial sums left short of the block's total:
+                 * the loop then saw the whole block, which has mass */
+                int c = 0;
+                while (i < n && w->u[i] <= hi) i++, c++;
+                RT_ASSERT(c == 0 || last >= 0);
+                if (c && n_dist > 0 && w->c[n_dist - 1].id == last)
+                    w->c[n_dist - 1].count += c;
+                else if (c)
+                    w->c[n_dist++] = (label_count){last, c};
+            }
+            cum = hi;
         }
-        /* rounding can leave draws just above the last partial sum: they
-         * belong to the last token with mass */
-        if (i < n && last >= 0) {
-            if (n_dist > 0 && w->c[n_dist - 1].id == last)
-                w->c[n_dist - 1].count += n - i;
-            else
-                w->c[n_dist++] = (label_count){last, n - i};
-        }
+        /* the last block's bound is s_out itself, which bounds every draw */
+        RT_ASSERT(i == n);
         qsort(w->c, (size_t)n_dist, sizeof *w->c, by_count);
     }
     const double m = s_out / s; /* probability mass the draws stand for */
@@ -135,7 +200,7 @@ rt_status student_teacher_sample(student_loss_ws *ws, const float *logits, int n
     {
         const student_ws_rows r = student_loss_ws_thread(ws);
         /* the doubles first: the extra area starts 64-byte aligned */
-        const sample_scratch w = {r.e, r.in, (double *)r.extra,
+        const sample_scratch w = {r.e, r.in, r.blk, (double *)r.extra,
                                   (label_count *)(r.extra + (size_t)n_samples * sizeof(double))};
 #pragma omp for schedule(static)
         for (int i = 0; i < n_pos; i++)

@@ -25,8 +25,8 @@
 
 /* Per thread: e, V floats (exponentials, JSD terms, the top-k heap's
  * values), idx, V int32 (the heap's ids), in, V bytes (top-k membership,
- * all zero between uses), bmax, one float per TOPK_BLOCK tokens (the
- * top-k's block maxima), then `extra` bytes for the sampled soft labels
+ * all zero between uses), blk, one float per STUDENT_WS_BLOCK tokens
+ * (block maxima or sums of the label kernels), then `extra` bytes for the sampled soft labels
  * (labels.c: their draws and counts), 0 until student_loss_ws_reserve. */
 struct student_loss_ws {
     int V, n_threads;
@@ -35,15 +35,11 @@ struct student_loss_ws {
     unsigned char *block;
 };
 
-/* Logits per block of the teacher top-k's prefilter (one maximum each). */
-#define TOPK_BLOCK 64
-
-static size_t topk_blocks(size_t V) { return (V + TOPK_BLOCK - 1) / TOPK_BLOCK; }
-/* Where bmax starts in a thread's rows, and the rows' bytes (multiples of
+/* Where blk starts in a thread's rows, and the rows' bytes (multiples of
  * 64). V < 2^31 and a few hundred threads cannot overflow a size_t. */
-static size_t ws_bmax_offset(size_t V) { return (V * 9 + 63) / 64 * 64; }
+static size_t ws_blk_offset(size_t V) { return (V * 9 + 63) / 64 * 64; }
 static size_t ws_rows_bytes(size_t V) {
-    return (ws_bmax_offset(V) + topk_blocks(V) * sizeof(float) + 63) / 64 * 64;
+    return (ws_blk_offset(V) + (size_t)student_ws_blocks((int)V) * sizeof(float) + 63) / 64 * 64;
 }
 
 
@@ -97,7 +93,7 @@ student_ws_rows student_loss_ws_thread(const student_loss_ws *w) {
     unsigned char *b = w->block + w->stride * (size_t)omp_get_thread_num();
     const size_t V = (size_t)w->V;
     return (student_ws_rows){(float *)b, (int32_t *)(b + 4 * V), b + 8 * V,
-                             (float *)(b + ws_bmax_offset(V)),
+                             (float *)(b + ws_blk_offset(V)),
                              w->extra ? b + ws_rows_bytes(V) : NULL, w->extra};
 }
 
@@ -240,36 +236,18 @@ static float kth_largest(float *a, int n, int k) {
     return a[t];
 }
 
-/* The top-k scan works on 16 lanes: a block of TOPK_BLOCK = 4 x 16 logits
- * is four vectors, reduced across them element-wise and across the lanes
- * once per block (a halving tree: GCC's `omp simd` reductions end in a
- * chain of 16 scalar operations, which at one per 64 logits cost as much
- * as the exponentials). */
-enum { TOPK_LANES = 16 };
-_Static_assert(TOPK_BLOCK == 4 * TOPK_LANES, "a top-k block is four vectors of lanes");
-
-static float max_lanes(const float *v) {
-    float t[TOPK_LANES];
-    memcpy(t, v, sizeof t);
-    for (int w = TOPK_LANES / 2; w >= 1; w /= 2) {
-#pragma omp simd
-        for (int l = 0; l < w; l++) t[l] = t[l + w] > t[l] ? t[l + w] : t[l];
-    }
-    return t[0];
-}
-
 /* Rescales the sum so far when the maximum it runs against rises from *m
  * to bm (a few times per row; nothing was summed while *m = -inf). */
 static void topk_raise_max(double *acc, float *m, float bm, float invT) {
     if (!(bm > *m)) return;
     const double f = *m == -INFINITY ? 0.0 : exp(((double)*m - (double)bm) * (double)invT);
 #pragma omp simd
-    for (int l = 0; l < TOPK_LANES; l++) acc[l] *= f;
+    for (int l = 0; l < STUDENT_WS_LANES; l++) acc[l] *= f;
     *m = bm;
 }
 
 /* One pass over a row of V logits, read from memory once: the maximum of
- * every TOPK_BLOCK logits into bmax, the row's maximum into *mx, and the
+ * every STUDENT_WS_BLOCK logits into bmax, the row's maximum into *mx, and the
  * sum of exp((z - *mx) * invT), returned. The sum runs against the maximum
  * so far and is rescaled when it rises, so the exponentials are computed
  * while the block is in registers rather than in a second pass; its terms
@@ -277,37 +255,37 @@ static void topk_raise_max(double *acc, float *m, float bm, float invT) {
  * only. Per lane, the four terms of a block are summed in float and the
  * blocks in double. Blocks of -inf add nothing. */
 static double topk_scan_blocks(const float *z, int V, float invT, float *bmax, float *mx) {
-    double acc[TOPK_LANES] = {0};
+    double acc[STUDENT_WS_LANES] = {0};
     float m = -INFINITY;
-    const int full = V / TOPK_BLOCK;
+    const int full = V / STUDENT_WS_BLOCK;
     for (int b = 0; b < full; b++) {
-        const float *zb = z + (size_t)b * TOPK_BLOCK;
-        float v[TOPK_LANES];
+        const float *zb = z + (size_t)b * STUDENT_WS_BLOCK;
+        float v[STUDENT_WS_LANES];
 #pragma omp simd
-        for (int l = 0; l < TOPK_LANES; l++) {
+        for (int l = 0; l < STUDENT_WS_LANES; l++) {
             const float a = zb[l + 16] > zb[l] ? zb[l + 16] : zb[l];
             const float c = zb[l + 48] > zb[l + 32] ? zb[l + 48] : zb[l + 32];
             v[l] = c > a ? c : a;
         }
-        bmax[b] = max_lanes(v);
+        bmax[b] = student_lanes_max(v);
         topk_raise_max(acc, &m, bmax[b], invT);
         if (m == -INFINITY) continue;
 #pragma omp simd
-        for (int l = 0; l < TOPK_LANES; l++)
+        for (int l = 0; l < STUDENT_WS_LANES; l++)
             acc[l] += (double)(student_expf((zb[l] - m) * invT) + student_expf((zb[l + 16] - m) * invT) +
                                student_expf((zb[l + 32] - m) * invT) +
                                student_expf((zb[l + 48] - m) * invT));
     }
-    if (full * TOPK_BLOCK < V) { /* the last, shorter block */
-        const float *zb = z + (size_t)full * TOPK_BLOCK;
-        const int len = V - full * TOPK_BLOCK;
+    if (full * STUDENT_WS_BLOCK < V) { /* the last, shorter block */
+        const float *zb = z + (size_t)full * STUDENT_WS_BLOCK;
+        const int len = V - full * STUDENT_WS_BLOCK;
         bmax[full] = row_max(zb, len);
         topk_raise_max(acc, &m, bmax[full], invT);
         if (m > -INFINITY)
             for (int j = 0; j < len; j++) acc[0] += (double)student_expf((zb[j] - m) * invT);
     }
     double s = 0.0;
-    for (int l = 0; l < TOPK_LANES; l++) s += acc[l];
+    for (int l = 0; l < STUDENT_WS_LANES; l++) s += acc[l];
     *mx = m;
     return s;
 }
@@ -321,11 +299,11 @@ static double topk_scan_blocks(const float *z, int V, float invT, float *bmax, f
 static int topk_heap_fill(const float *z, int V, const float *bmax, float theta, int k, float *hv,
                           int32_t *hi) {
     int n = 0;
-    const int nb = (int)topk_blocks((size_t)V);
+    const int nb = student_ws_blocks(V);
     for (int b = 0; b < nb; b++) {
         if (bmax[b] < theta) continue;
-        const int j1 = (b + 1) * TOPK_BLOCK < V ? (b + 1) * TOPK_BLOCK : V;
-        for (int j = b * TOPK_BLOCK; j < j1; j++) {
+        const int j1 = (b + 1) * STUDENT_WS_BLOCK < V ? (b + 1) * STUDENT_WS_BLOCK : V;
+        for (int j = b * STUDENT_WS_BLOCK; j < j1; j++) {
             if (z[j] < theta) continue;
             if (n < k) {
                 /* push, then restore the heap by sifting up */
@@ -381,18 +359,18 @@ rt_status student_teacher_topk(student_loss_ws *ws, const float *logits, int n_p
              * the whole row (k ln(V / k) insertions on a row in random
              * order). With no more blocks than k, every logit is a
              * candidate. */
-            const int nb = (int)topk_blocks((size_t)V);
+            const int nb = student_ws_blocks(V);
             float mx;
-            const double s = topk_scan_blocks(z, V, invT, r.bmax, &mx);
+            const double s = topk_scan_blocks(z, V, invT, r.blk, &mx);
             float theta = -INFINITY;
             if (nb > k) {
-                memcpy(hv, r.bmax, (size_t)nb * sizeof *hv); /* the heap's row as scratch */
+                memcpy(hv, r.blk, (size_t)nb * sizeof *hv); /* the heap's row as scratch */
                 theta = kth_largest(hv, nb, k);
             }
             /* NaN logits can leave fewer than k candidates (a NaN may
              * or may not be a block maximum): then every logit is one */
-            if (topk_heap_fill(z, V, r.bmax, theta, k, hv, hi) < k)
-                topk_heap_fill(z, V, r.bmax, -INFINITY, k, hv, hi);
+            if (topk_heap_fill(z, V, r.blk, theta, k, hv, hi) < k)
+                topk_heap_fill(z, V, r.blk, -INFINITY, k, hv, hi);
             const float logs = (float)log(s);
             /* pop the worst to the back: descending order */
             double s_top = 0.0;

@@ -75,16 +75,47 @@ rt_status student_mm_pack(student_mm *mm, dnnl_stream_t strm, const float *plain
 
 /* ------------------------------------------------- loss workspace rows */
 
+/* The teacher's label kernels (top-k in loss.c, sampled labels in
+ * labels.c) walk a row of logits in blocks of STUDENT_WS_BLOCK = four
+ * vectors of STUDENT_WS_LANES floats, reduced across the vectors element
+ * by element and across the lanes once per block by a halving tree
+ * (student_lanes_max/sum): GCC's `omp simd` reductions end in a chain of
+ * 16 dependent scalar operations, which at one per 64 logits cost as much
+ * as the exponentials. */
+enum { STUDENT_WS_LANES = 16, STUDENT_WS_BLOCK = 4 * STUDENT_WS_LANES };
+
+static inline int student_ws_blocks(int V) { return (V + STUDENT_WS_BLOCK - 1) / STUDENT_WS_BLOCK; }
+
+static inline float student_lanes_max(const float *v) {
+    float t[STUDENT_WS_LANES];
+    memcpy(t, v, sizeof t);
+    for (int w = STUDENT_WS_LANES / 2; w >= 1; w /= 2) {
+#pragma omp simd
+        for (int l = 0; l < w; l++) t[l] = t[l + w] > t[l] ? t[l + w] : t[l];
+    }
+    return t[0];
+}
+
+static inline float student_lanes_sum(const float *v) {
+    float t[STUDENT_WS_LANES];
+    memcpy(t, v, sizeof t);
+    for (int w = STUDENT_WS_LANES / 2; w >= 1; w /= 2) {
+#pragma omp simd
+        for (int l = 0; l < w; l++) t[l] += t[l + w];
+    }
+    return t[0];
+}
+
 /* This OpenMP thread's rows of a loss workspace (loss.c), for the kernels
  * of loss.c and labels.c: e (V floats), idx (V int32), in (V bytes, all
- * zero between uses), bmax (one float per 64 tokens: the teacher top-k's
- * block maxima), and the `extra` bytes student_loss_ws_reserve added (NULL
- * when none). */
+ * zero between uses), blk (one float per STUDENT_WS_BLOCK tokens: the
+ * top-k's block maxima, the sampler's block sums), and the `extra` bytes
+ * student_loss_ws_reserve added (NULL when none). */
 typedef struct {
     float *e;
     int32_t *idx;
     uint8_t *in;
-    float *bmax;
+    float *blk;
     unsigned char *extra;
     size_t extra_bytes;
 } student_ws_rows;

@@ -503,6 +503,93 @@ static void test_teacher_topk_ties(void) {
     CU_ASSERT_EQUAL(nan_bad, 0);
 }
 
+/* The sampled schemes at a vocabulary of many blocks (V = 1000: 15 blocks
+ * of the kernel's 64 and a short one): over 409,600 draws from one row of
+ * Gaussian logits, every token's count against n p_j computed here in
+ * double (p restricted to the tokens outside the exact top-k for
+ * topk+sample), within 5 standard errors + 1; no draw may be an exact
+ * entry's id, and the counts must add up to the draws. */
+static void test_sample_counts(void) {
+    const int V = 1000, n = 64, ns = 128, M = 50;
+    const float T = 2.0f;
+    float *z = malloc((size_t)n * V * sizeof *z);
+    uint64_t r = 5;
+    for (int j = 0; j < V; j++) {
+        const double u1 = ((double)(rt_splitmix64(&r) >> 11) + 1.0) * 0x1.0p-53;
+        const double u2 = (double)(rt_splitmix64(&r) >> 11) * 0x1.0p-53;
+        z[j] = (float)(2.0 * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+    }
+    for (int i = 1; i < n; i++) memcpy(z + (size_t)i * V, z, (size_t)V * sizeof *z);
+    student_loss_ws *ws = NULL;
+    CU_ASSERT_FATAL(student_loss_ws_create(V, &ws) == RT_OK);
+    CU_ASSERT_FATAL(student_loss_ws_reserve(ws, student_teacher_sample_bytes(ns)) == RT_OK);
+    const int kx_of[2] = {0, 5};
+    int32_t *tk_ids = malloc((size_t)n * 5 * sizeof *tk_ids), *ids = malloc((size_t)n * (5 + ns) * sizeof *ids);
+    float *tk_lp = malloc((size_t)n * 5 * sizeof *tk_lp), *tail = malloc((size_t)n * sizeof *tail);
+    float *lp = malloc((size_t)n * (5 + ns) * sizeof *lp);
+    double *count = malloc((size_t)V * sizeof *count);
+    uint64_t *seeds = malloc((size_t)n * sizeof *seeds);
+    for (int q = 0; q < 2; q++) {
+        const int kx = kx_of[q], W = kx + ns;
+        if (kx) CU_ASSERT_FATAL(student_teacher_topk(ws, z, n, V, T, kx, tk_ids, tk_lp, tail) == RT_OK);
+        memset(count, 0, (size_t)V * sizeof *count);
+        int bad_id = 0;
+        double total = 0.0;
+        for (int t = 0; t < M; t++) {
+            for (int i = 0; i < n; i++) seeds[i] = rt_seed_derive(1000 + (uint64_t)t, (uint64_t)i);
+            CU_ASSERT_FATAL(student_teacher_sample(ws, z, n, V, T, kx, tk_ids, tk_lp, ns, seeds,
+                                                   ids, lp) == RT_OK);
+            for (int i = 0; i < n; i++) {
+                double m = 1.0; /* the mass the draws stand for */
+                for (int e = 0; e < kx; e++) m -= exp((double)lp[(size_t)i * W + e]);
+                for (int e = kx; e < W; e++) {
+                    const double l = lp[(size_t)i * W + e];
+                    if (l == -INFINITY) continue;
+                    const int32_t id = ids[(size_t)i * W + e];
+                    for (int x = 0; x < kx; x++) bad_id += id == tk_ids[x];
+                    const double c = round(exp(l) * ns / m);
+                    count[id] += c;
+                    total += c;
+                }
+            }
+        }
+        /* the reference: p = softmax(z / T) outside the exact ids */
+        double mx = z[0], s_out = 0.0;
+        for (int j = 1; j < V; j++) mx = fmax(mx, z[j]);
+        int beyond = 0;
+        double worst = 0.0;
+        for (int pass = 0; pass < 2; pass++)
+            for (int j = 0; j < V; j++) {
+                int exact = 0;
+                for (int x = 0; x < kx; x++) exact |= tk_ids[x] == j;
+                const double w = exact ? 0.0 : exp(((double)z[j] - mx) / T);
+                if (pass == 0) {
+                    s_out += w;
+                    continue;
+                }
+                const double N = (double)M * n * ns, p = w / s_out;
+                const double dev = fabs(count[j] - N * p) / (5.0 * sqrt(N * p * (1.0 - p)) + 1.0);
+                worst = fmax(worst, dev);
+                beyond += dev > 1.0;
+            }
+        printf("\n    %s at V %d: %.0f draws, worst |count - n p| / (5 SE + 1) %.2f, %d tokens "
+               "beyond, %d draws of exact ids",
+               kx ? "topk+sample" : "sample", V, total, worst, beyond, bad_id);
+        CU_ASSERT_EQUAL(beyond, 0);
+        CU_ASSERT_EQUAL(bad_id, 0);
+        CU_ASSERT(total == (double)M * n * ns);
+    }
+    student_loss_ws_free(ws);
+    free(z);
+    free(tk_ids);
+    free(ids);
+    free(tk_lp);
+    free(tail);
+    free(lp);
+    free(count);
+    free(seeds);
+}
+
 static void test_loss_kd(void) {
     const int n = fx.B * fx.T, V = fx.V, k = fx.kd_k;
     const float T = fx.kd_T;
@@ -1390,6 +1477,7 @@ int main(void) {
     CU_add_test(s, "cross-entropy kernel", test_loss_ce);
     CU_add_test(s, "distillation kernels vs torch", test_loss_kd);
     CU_add_test(s, "teacher top-k vs brute force, with ties", test_teacher_topk_ties);
+    CU_add_test(s, "sampled labels at V 1000: counts vs n p", test_sample_counts);
     CU_add_test(s, "loss kernels: workspace, no allocation, statuses", test_loss_workspace);
     CU_add_test(s, "feature loss vs torch, finite differences", test_feature_loss);
     CU_add_test(s, "sparse sampled soft labels: KL and gradient vs torch", test_loss_sparse);
