@@ -272,7 +272,8 @@ static double topk_scan_blocks(const float *z, int V, float invT, float *bmax, f
         if (m == -INFINITY) continue;
 #pragma omp simd
         for (int l = 0; l < STUDENT_WS_LANES; l++)
-            acc[l] += (double)(student_expf((zb[l] - m) * invT) + student_expf((zb[l + 16] - m) * invT) +
+            acc[l] += (double)(student_expf((zb[l] - m) * invT) +
+                               student_expf((zb[l + 16] - m) * invT) +
                                student_expf((zb[l + 32] - m) * invT) +
                                student_expf((zb[l + 48] - m) * invT));
     }

@@ -789,11 +789,13 @@ static const cli_spec teacher_spec = {
 /* The run config's label settings with the options given applied through
  * the config's parser; the feature map's pairs parsed as validation would. */
 static rt_status bench_teacher_distill(const cli_args *a, trainer_config *cfg) {
-    static const char *const keys[][2] = {{"labels", "labels"},         {"topk", "topk"},
-                                          {"samples", "samples"},       {"hidden", "hidden"},
-                                          {"temperature", "temperature"}, {"feature-map", "feature_map"}};
+    static const char *const keys[][2] = {
+        {"labels", "labels"}, {"topk", "topk"},           {"samples", "samples"},
+        {"hidden", "hidden"}, {"temperature", "temperature"}, {"feature-map", "feature_map"},
+    };
     trainer_config_defaults(cfg);
-    cfg->distill.teacher_precision = cli_flag(a, "f32") ? TRAINER_PRECISION_F32 : TRAINER_PRECISION_BF16;
+    cfg->distill.teacher_precision =
+        cli_flag(a, "f32") ? TRAINER_PRECISION_F32 : TRAINER_PRECISION_BF16;
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         char origin[64];
         snprintf(origin, sizeof origin, "bench teacher --%s", keys[i][0]);
@@ -824,7 +826,7 @@ int trainer_bench_teacher(int argc, char **argv) {
     const student_precision prec =
         cfg.distill.teacher_precision == TRAINER_PRECISION_BF16 ? STUDENT_BF16 : STUDENT_F32;
     static const char *const shape_opts[] = {"layers", "dim", "heads", "ff", "vocab"};
-    for (int i = 0; path && i < 5; i++)
+    for (size_t i = 0; path && i < sizeof shape_opts / sizeof shape_opts[0]; i++)
         if (cli_has(a, shape_opts[i])) {
             st = rt_fail(RT_ERR_ARGS, "bench teacher: --%s is for random weights; --model %s "
                          "brings its own shape", shape_opts[i], path);
