@@ -4,7 +4,8 @@
 # shares in [0, 1], the label width and record size each scheme implies),
 # --f32 and --model (a checkpoint made by test_eval --make-fixtures) change
 # what they should, and bad options are one-line errors with a non-zero
-# exit that name the culprit. Speed itself is not tested (a benchmark).
+# exit that name the culprit; the record is also compressed (wire bytes).
+# Speed itself is not tested (a benchmark).
 # Usage: cli_bench_teacher.sh RETORT TEST_EVAL
 set -u
 bin=${1:?usage: cli_bench_teacher.sh path/to/retort path/to/test_eval}
@@ -27,9 +28,12 @@ sane() {
   check '[ $rc -eq 0 ]' "$w: exits 0"
   check '[ "$(field target)" = teacher ]' "$w: one JSON object with target teacher"
   for f in tokens_per_s forward_tokens_per_s batch_ms forward_ms gflop_per_s \
-           fraction_of_peak fraction_of_peak_cpu peak_rss_mb record_bytes_per_token; do
+           fraction_of_peak fraction_of_peak_cpu peak_rss_mb record_bytes_per_token \
+           wire_bytes_per_token; do
     check "awk -v v=\"\$(field $f)\" 'BEGIN { exit !(v + 0 > 0) }'" "$w: $f > 0"
   done
+  check "awk -v v=\"\$(field compress_ms)\" 'BEGIN { exit !(v != \"\" && v >= 0) }'" \
+    "$w: compress_ms >= 0"
   for f in labels_share labels_share_cpu; do
     check "awk -v v=\"\$(field $f)\" 'BEGIN { exit !(v != \"\" && v >= 0 && v <= 1) }'" \
       "$w: $f in [0, 1]"
@@ -74,6 +78,8 @@ run bench teacher "${tiny[@]}" --f32 --temperature 1.5 --samples 7 --labels samp
 sane "f32"
 check '[ "$(field precision)" = f32 ] && [ "$(field peak_type)" = f32 ]' "--f32 runs f32"
 check '[ "$(field temperature)" = 1.5 ] && [ "$(field label_width)" = 7 ]' "--temperature and --samples reach the teacher"
+run bench teacher "${tiny[@]}" --zstd-level 1 --json
+check '[ "$(field zstd_level)" = 1 ]' "--zstd-level reaches the codec"
 run bench teacher "${tiny[@]}"
 check '[ $rc -eq 0 ] && grep -q "labels .*% of the batch" "$tmp/out"' "text output names the labels' share"
 
@@ -95,6 +101,7 @@ run bench teacher "${tiny[@]}" --feature-map x;    expect_error "--feature-map" 
 run bench teacher "${tiny[@]}" --feature-map 1:3;  expect_error "feature layer" "feature map past the last layer"
 run bench teacher "${tiny[@]}" --labels sample --samples 300; expect_error "samples" "more draws than the vocabulary"
 run bench teacher "${tiny[@]}" --batch 0;          expect_error "--batch" "--batch 0"
+run bench teacher "${tiny[@]}" --zstd-level 99;    expect_error "--zstd-level" "--zstd-level 99"
 run bench teacher --dim 30 --heads 4 --vocab 300 --seq 16; expect_error "30" "--heads not dividing --dim"
 run bench teacher --model "$tmp/no/such.h5";       expect_error "$tmp/no/such.h5" "missing --model"
 run bench teacher --model "$fx/model.h5" --dim 64; expect_error "--dim" "a shape option with --model"

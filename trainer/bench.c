@@ -712,8 +712,9 @@ cleanup:
 /* `retort bench teacher`: what a teacher rank does per micro-batch
  * (trainer/train.c, teacher_serve): teacher_run, the forward then the
  * record's labels in the run's scheme, written into a comm_record laid out
- * by trainer_record_shape, as a teacher rank sends it (compression and the
- * stream are not timed). The label settings start from the config's
+ * by trainer_record_shape, then the record's compression (comm_codec at
+ * distill.zstd_level, as comm_stream_send encodes it; reported apart, as
+ * RETORT_TEACHER_STATS does). MPI is not involved. The label settings start from the config's
  * defaults and each option goes through the config's own parser
  * (trainer_config_set), so the names, bounds and messages are those of
  * `retort train`; trainer_teacher_config turns them into the teacher's
@@ -756,6 +757,8 @@ static const cli_option teacher_options[] = {
      .help = "distill.hidden, int8 or bf16, for --labels hidden (default: the config's)."},
     {.name = "temperature", .type = CLI_REAL, .metavar = "T",
      .help = "distill.temperature (default: the config's)."},
+    {.name = "zstd-level", .type = CLI_INT, .metavar = "L",
+     .help = "distill.zstd_level of the records' compression (default: the config's)."},
     {.name = "feature-map", .type = CLI_STRING, .metavar = "PAIRS",
      .help = "distill.feature_map, \"s1:t2,s3:t5\": the teacher also copies its hidden states "
              "after blocks t into the record."},
@@ -792,6 +795,7 @@ static rt_status bench_teacher_distill(const cli_args *a, trainer_config *cfg) {
     static const char *const keys[][2] = {
         {"labels", "labels"}, {"topk", "topk"},           {"samples", "samples"},
         {"hidden", "hidden"}, {"temperature", "temperature"}, {"feature-map", "feature_map"},
+        {"zstd-level", "zstd_level"},
     };
     trainer_config_defaults(cfg);
     cfg->distill.teacher_precision =
@@ -813,6 +817,7 @@ int trainer_bench_teacher(int argc, char **argv) {
     rt_status st = RT_OK;
     student_model *m = NULL;
     teacher *t = NULL;
+    comm_codec *codec = NULL;
     int32_t *tokens = NULL;
     int64_t *starts = NULL;
     comm_record rec;
@@ -863,17 +868,27 @@ int trainer_bench_teacher(int argc, char **argv) {
     }
     for (int i = 0; i < n; i++) tokens[i] = (int32_t)(rt_splitmix64(&seed) % (uint64_t)V);
     for (int r = 0; r < B; r++) starts[r] = (int64_t)r * T;
+    memcpy(rec.starts, starts, (size_t)B * sizeof *starts);
+    rec.temperature = tc.temperature;
+    if ((st = comm_codec_create(cfg.distill.zstd_level, &codec)) != RT_OK) goto cleanup;
     const student_peak_kind pk = prec == STUDENT_BF16 ? STUDENT_PEAK_BF16 : STUDENT_PEAK_F32;
     double peak = 0.0, cpu_peak = 0.0;
     if ((st = bench_peak_of(pk, cli_real(a, "peak"), &peak, &cpu_peak)) != RT_OK) goto cleanup;
 
     double best_fwd_cpu = 0.0; /* the best forward's CPU time, as bench student/infer */
+    double zip_s = 0.0, zip_cpu = 0.0;
+    size_t wire_bytes = 0;
     for (int s = 0; s < warmup + steps; s++) {
         if (s == warmup) teacher_stats_reset(t);
         const teacher_stats before = teacher_get_stats(t);
         if ((st = teacher_run(t, tokens, B, seed, s, starts, &out)) != RT_OK) goto cleanup;
         const double fc = teacher_get_stats(t).forward_cpu_s - before.forward_cpu_s;
         if (s >= warmup && (best_fwd_cpu == 0.0 || fc < best_fwd_cpu)) best_fwd_cpu = fc;
+        rec.step = s;
+        const double z0 = now_s(), zc0 = student_cpu_seconds();
+        const void *wire = NULL;
+        if ((st = comm_codec_encode(codec, &rec, &wire, &wire_bytes)) != RT_OK) goto cleanup;
+        if (s >= warmup) zip_s += now_s() - z0, zip_cpu += student_cpu_seconds() - zc0;
     }
     {
         const teacher_stats ts = teacher_get_stats(t);
@@ -886,6 +901,8 @@ int trainer_bench_teacher(int argc, char **argv) {
         const double gf = flops / fwd * 1e-9, gf_cpu = flops / (best_fwd_cpu / threads) * 1e-9;
         const char *scheme = trainer_labels_scheme_name(tc.labels);
         const double rec_bytes = (double)comm_record_raw_bytes(&rec) / n;
+        /* zstd runs on one thread: its CPU time is not divided */
+        const double zip = zip_s / steps, zip_c = zip_cpu / steps;
         if (json) {
             printf("{\"target\": \"teacher\", \"model\": \"%s\", \"precision\": \"%s\", "
                    "\"labels\": \"%s\", \"topk\": %d, \"samples\": %d, \"label_width\": %d, "
@@ -896,6 +913,8 @@ int trainer_bench_teacher(int argc, char **argv) {
                    "\"forward_ms\": %.3f, \"forward_tokens_per_s\": %.1f, \"labels_ms\": %.3f, "
                    "\"labels_share\": %.4f, \"forward_cpu_ms\": %.3f, \"labels_cpu_ms\": %.3f, "
                    "\"labels_share_cpu\": %.4f, \"record_bytes_per_token\": %.1f, "
+                   "\"zstd_level\": %d, \"compress_ms\": %.3f, \"compress_cpu_ms\": %.3f, "
+                   "\"wire_bytes_per_token\": %.1f, "
                    "\"gflop_per_batch\": %.6f, \"gflop_per_s\": %.3f, \"peak_type\": \"%s\", "
                    "\"peak_gflop_per_s\": %.1f, \"peak_measured\": %s, "
                    "\"fraction_of_peak\": %.6f, \"best_forward_cpu_ms\": %.3f, "
@@ -906,7 +925,8 @@ int trainer_bench_teacher(int argc, char **argv) {
                    c.d_model, c.n_head, c.d_ff, V, T, B, threads, steps, warmup,
                    student_param_count(&c), n, 1e3 * tot, n / tot, 1e3 * fwd, n / fwd, 1e3 * lab,
                    lab / tot, 1e3 * fwd_cpu, 1e3 * lab_cpu, lab_cpu / (fwd_cpu + lab_cpu),
-                   rec_bytes, flops * 1e-9, gf, student_peak_name(pk), peak,
+                   rec_bytes, cfg.distill.zstd_level, 1e3 * zip, 1e3 * zip_c,
+                   (double)wire_bytes / n, flops * 1e-9, gf, student_peak_name(pk), peak,
                    cli_real(a, "peak") > 0.0 ? "false" : "true", gf / peak,
                    1e3 * best_fwd_cpu / threads, cpu_peak, gf_cpu / cpu_peak, bench_peak_rss_mb());
         } else {
@@ -928,10 +948,14 @@ int trainer_bench_teacher(int argc, char **argv) {
                    "forward %.1f%% of the peak in CPU time (%.1f)\n",
                    1e3 * fwd_cpu, 1e3 * lab_cpu, 100.0 * lab_cpu / (fwd_cpu + lab_cpu),
                    100.0 * gf_cpu / cpu_peak, cpu_peak);
+            printf("  compress %10.2f ms  (zstd level %d, one thread: %.2f ms CPU) to %.1f wire "
+                   "bytes per token\n",
+                   1e3 * zip, cfg.distill.zstd_level, 1e3 * zip_c, (double)wire_bytes / n);
             printf("  peak RSS %.1f MB\n", bench_peak_rss_mb());
         }
     }
 cleanup:
+    comm_codec_destroy(codec);
     teacher_destroy(t);
     student_destroy(m);
     comm_record_free(&rec);
