@@ -122,5 +122,15 @@ run export --model "$missing" --format deploy --int8 --out "$tmp/o.h5"; expect n
 run info "$missing";                                        expect nonzero err "does-not-exist" "info"
 [ ! -e "$tmp/o.h5" ] || fail "a failed command left $tmp/o.h5 behind"
 
+# docs/CONFIG.md holds the config-key list of `retort train --help` verbatim
+# (its fenced block after "regenerate with"): a key added without its doc fails here.
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+checks=$((checks + 1))
+run train --help
+sed -n '/^config keys/,$p' "$tmp/out" >"$tmp/keys.help"
+awk '/regenerate/ { r = 1 } r && /^```$/ { n++; next } r && n == 1' "$here/../docs/CONFIG.md" >"$tmp/keys.doc"
+[ -s "$tmp/keys.help" ] && cmp -s "$tmp/keys.help" "$tmp/keys.doc" ||
+  fail "docs/CONFIG.md's key list differs from 'retort train --help' (regenerate it as the doc says): $(diff "$tmp/keys.doc" "$tmp/keys.help" | head -5 | tr '\n' ' ')"
+
 echo "cli_errors: $checks checks, $fails failures"
 [ "$fails" -eq 0 ]
