@@ -183,13 +183,18 @@ void student_quantize_act_rows(const float *x, int64_t R, int64_t K, uint8_t *q,
 #pragma omp parallel for schedule(static) if (R * K >= 65536)
     for (int64_t r = 0; r < R; r++) {
         const float *xr = x + r * K;
+        uint8_t *qr = q + r * K;
         float mx = 0.0f;
+        /* omp simd: gcc vectorizes neither loop without it (1.5 ns per
+         * value, the LM head's whole input in one row of a block) */
+#pragma omp simd reduction(max : mx)
         for (int64_t k = 0; k < K; k++) mx = fabsf(xr[k]) > mx ? fabsf(xr[k]) : mx;
         const float s = mx > FLT_MIN ? mx / 127.0f : 1.0f;
         const float inv = 1.0f / s;
         scale[r] = s;
+#pragma omp simd
         for (int64_t k = 0; k < K; k++)
-            q[r * K + k] = (uint8_t)(int32_t)(clamp_round(xr[k] * inv, -127.0f, 127.0f) + 128.0f);
+            qr[k] = (uint8_t)(int32_t)(clamp_round(xr[k] * inv, -127.0f, 127.0f) + 128.0f);
     }
 }
 
