@@ -759,22 +759,30 @@ cleanup:
  * added to the residual (res, or dst itself when res is NULL) into dst. */
 enum { DYN_F32, DYN_BF16, DYN_GELU, DYN_RESID };
 
+static inline float dyn_y(float s, const qlayer *ql, const int32_t *a, int64_t n) {
+    return s * ql->sw[n] * (float)(a[n] - ql->cs128[n]) + ql->b[n];
+}
+
 static void dyn_epilogue(const student_qlin *q, const qlayer *ql, int out, const float *res,
                          void *dst) {
     const int64_t M = q->M, N = ql->N;
+    /* one loop per output kind, so that each vectorizes (omp simd) */
 #pragma omp parallel for schedule(static) if (M * N >= 65536)
     for (int64_t r = 0; r < M; r++) {
         const int32_t *a = q->acc + r * N;
         const float s = q->rs[r];
         float *yf = (float *)dst + r * N;
-        for (int64_t n = 0; n < N; n++) {
-            const float y = s * ql->sw[n] * (float)(a[n] - ql->cs128[n]) + ql->b[n];
-            if (out == DYN_F32 || out == DYN_GELU)
-                yf[n] = y;
-            else if (out == DYN_BF16)
-                ((uint16_t *)dst)[r * N + n] = student_f2bf(y);
-            else
-                yf[n] = (res ? res[r * N + n] : yf[n]) + y;
+        if (out == DYN_BF16) {
+            uint16_t *yb = (uint16_t *)dst + r * N;
+#pragma omp simd
+            for (int64_t n = 0; n < N; n++) yb[n] = student_f2bf(dyn_y(s, ql, a, n));
+        } else if (out == DYN_RESID) {
+            const float *rr = res ? res + r * N : yf;
+#pragma omp simd
+            for (int64_t n = 0; n < N; n++) yf[n] = rr[n] + dyn_y(s, ql, a, n);
+        } else {
+#pragma omp simd
+            for (int64_t n = 0; n < N; n++) yf[n] = dyn_y(s, ql, a, n);
         }
     }
     if (out == DYN_GELU) student_gelu_fwd((float *)dst, NULL, (const float *)dst, (size_t)(M * N));
