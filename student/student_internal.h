@@ -474,7 +474,13 @@ uint16_t *student_int8_qkv_bf(const student_model *m);
 /* (3, max_B, H, T, hs) bf16: Q, K and V of each (b, h) as dense (T, hs)
  * planes. oneDNN 2.6 runs the attention batches on AMX brgemm only for
  * dense planes; head slices of the fused (B, T, 3A) buffer drop to
- * gemm:jit, 2-3x slower (standalone loop, B=4 H=4 T=128 hs=64). */
+ * gemm:jit, 2-3x slower (standalone loop, B=4 H=4 T=128 hs=64). Without
+ * AMX (AVX-512 bf16) they run gemm:jit either way: brgemm wants every
+ * operand without padding between planes, which a causal block's key
+ * prefix of a plane has, and on dense copies it was no faster (12 planes
+ * of 128 x 64 x 896: gemm:jit 455 GFLOP/s per CPU-second on 1 thread,
+ * brgemm 354-365 on 2; standalone oneDNN loop), about the bf16 peak of
+ * `retort bench peak` per CPU-second. */
 uint16_t *student_int8_heads_bf(const student_model *m);
 /* qkv (B, T, 3, H, hs) -> heads (3, B, H, T, hs), bf16. */
 void student_int8_split_heads(uint16_t *heads, const uint16_t *qkv, int B, int T, int H, int hs);
