@@ -247,14 +247,17 @@ static void topk_raise_max(double *acc, float *m, float bm, float invT) {
 }
 
 /* One pass over a row of V logits, read from memory once: the maximum of
- * every STUDENT_WS_BLOCK logits into bmax, the row's maximum into *mx, and the
+ * every STUDENT_WS_BLOCK logits into bmax, when gmax is not NULL the
+ * STUDENT_WS_LANES maxima of 4 logits each (one lane) of every full block
+ * into gmax, the row's maximum into *mx, and the
  * sum of exp((z - *mx) * invT), returned. The sum runs against the maximum
  * so far and is rescaled when it rises, so the exponentials are computed
  * while the block is in registers rather than in a second pass; its terms
  * differ from those of a sum against the final maximum by float rounding
  * only. Per lane, the four terms of a block are summed in float and the
  * blocks in double. Blocks of -inf add nothing. */
-static double topk_scan_blocks(const float *z, int V, float invT, float *bmax, float *mx) {
+static double topk_scan_blocks(const float *z, int V, float invT, float *bmax, float *gmax,
+                               float *mx) {
     double acc[STUDENT_WS_LANES] = {0};
     float m = -INFINITY;
     const int full = V / STUDENT_WS_BLOCK;
@@ -268,6 +271,7 @@ static double topk_scan_blocks(const float *z, int V, float invT, float *bmax, f
             v[l] = c > a ? c : a;
         }
         bmax[b] = student_lanes_max(v);
+        if (gmax) memcpy(gmax + (size_t)b * STUDENT_WS_LANES, v, sizeof v);
         topk_raise_max(acc, &m, bmax[b], invT);
         if (m == -INFINITY) continue;
 #pragma omp simd
@@ -358,15 +362,21 @@ rt_status student_teacher_topk(student_loss_ws *ws, const float *logits, int n_p
              * in blocks whose maximum is >= theta: about k blocks, and
              * about k logits in them, instead of a heap fed by a scan of
              * the whole row (k ln(V / k) insertions on a row in random
-             * order). With no more blocks than k, every logit is a
-             * candidate. */
+             * order). With no more blocks than k, the same with the
+             * maxima of 4 logits (16 per block), and with fewer than 2k
+             * of those, every logit is a candidate. The maxima are
+             * selected in the heap's row, free until then. */
             const int nb = student_ws_blocks(V);
+            const int ng = V / STUDENT_WS_BLOCK * STUDENT_WS_LANES;
+            const int by_groups = nb <= k && ng >= 2 * k; /* else the selection costs more */
             float mx;
-            const double s = topk_scan_blocks(z, V, invT, r.blk, &mx);
+            const double s = topk_scan_blocks(z, V, invT, r.blk, by_groups ? hv : NULL, &mx);
             float theta = -INFINITY;
             if (nb > k) {
-                memcpy(hv, r.blk, (size_t)nb * sizeof *hv); /* the heap's row as scratch */
+                memcpy(hv, r.blk, (size_t)nb * sizeof *hv);
                 theta = kth_largest(hv, nb, k);
+            } else if (by_groups) {
+                theta = kth_largest(hv, ng, k);
             }
             /* NaN logits can leave fewer than k candidates (a NaN may
              * or may not be a block maximum): then every logit is one */
