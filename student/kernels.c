@@ -9,6 +9,7 @@
  * count. All of them are memory-bound and a small part of a step. */
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 
 #include "student_internal.h"
 
@@ -182,40 +183,130 @@ void student_colsum_add(float *db, uint16_t *d_bf, const float *d, int64_t rows,
     }
 }
 
+#if defined(__AVX512F__) && defined(__AVX512BF16__)
+#define SOFTMAX_ROW_BF16 1
+#include <immintrin.h>
+/* 2^t on 16 lanes for t <= 0, the vector form of student_exp2_nonpos
+ * (same polynomial): n = round(t), 2^n p(t - n) through vscalefps. Below
+ * -127 it returns 2^-127 p, a denormal, instead of 0 (the caller zeroes
+ * masked keys itself; a visible key that far below the row's maximum
+ * weighs under 1e-38 either way); NaN stays NaN (vmaxps returns its second
+ * operand when one is NaN). */
+static inline __m512 exp2_nonpos_x16(__m512 t) {
+    t = _mm512_max_ps(_mm512_set1_ps(-127.0f), t);
+    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_sub_ps(t, n);
+    __m512 p = _mm512_set1_ps(1.535336188319500e-4f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339887440266574e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618437357674640e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550332471162809e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402264791363012e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931472028550421e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* One row of student_attn_softmax's inference case (bf16 probabilities
+ * only): h[0..end) <- bf16(softmax(c' a[0..n))) with keys n.. zero, in
+ * 16-column vectors, the last one masked. e: the row's exponentials (the
+ * thread's scratch row, so that the scores' cache lines stay clean);
+ * next: the next row's scores, prefetched while the exponentials of this
+ * one are computed (each row of a T = 1,024 plane is its own 4 KiB page,
+ * where the hardware prefetcher starts cold). */
+static void softmax_row_bf16(uint16_t *h, float *e, const float *a, const float *next, int n,
+                             int end, float c) {
+    const int nv = (n + 15) / 16, tail = n - 16 * (nv - 1); /* lanes of the last vector */
+    const __mmask16 last = (__mmask16)(0xffffu >> (16 - tail));
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    __m512 m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+    int v = 0;
+    for (; v + 4 < nv; v += 4) {
+        m0 = _mm512_max_ps(m0, _mm512_loadu_ps(a + 16 * v));
+        m1 = _mm512_max_ps(m1, _mm512_loadu_ps(a + 16 * v + 16));
+        m2 = _mm512_max_ps(m2, _mm512_loadu_ps(a + 16 * v + 32));
+        m3 = _mm512_max_ps(m3, _mm512_loadu_ps(a + 16 * v + 48));
+    }
+    for (; v + 1 < nv; v++) m0 = _mm512_max_ps(m0, _mm512_loadu_ps(a + 16 * v));
+    m0 = _mm512_max_ps(m0, _mm512_mask_loadu_ps(ninf, last, a + 16 * v));
+    m0 = _mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3));
+    const float cm = c * _mm512_reduce_max_ps(m0);
+    const __m512 vc = _mm512_set1_ps(c), vcm = _mm512_set1_ps(cm);
+    __m512 sum = _mm512_setzero_ps();
+    for (v = 0; v + 1 < nv; v++) {
+        _mm_prefetch((const char *)(next + 16 * v), _MM_HINT_T0);
+        const __m512 y = exp2_nonpos_x16(_mm512_fmsub_ps(_mm512_loadu_ps(a + 16 * v), vc, vcm));
+        _mm512_storeu_ps(e + 16 * v, y);
+        sum = _mm512_add_ps(sum, y);
+    }
+    _mm_prefetch((const char *)(next + 16 * v), _MM_HINT_T0);
+    _mm_prefetch((const char *)(next + 16 * v + 16), _MM_HINT_T0);
+    __m512 y = exp2_nonpos_x16(_mm512_fmsub_ps(_mm512_mask_loadu_ps(ninf, last, a + 16 * v), vc, vcm));
+    y = _mm512_maskz_mov_ps(last, y);
+    _mm512_storeu_ps(e + 16 * v, y);
+    sum = _mm512_add_ps(sum, y);
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (v = 0; v + 1 < nv; v++)
+        _mm256_storeu_si256((__m256i *)(h + 16 * v),
+                            (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(e + 16 * v), inv)));
+    /* the last vector: its columns up to the row's end (the plane's last
+     * rows need not have 16 columns left) */
+    const int room = end - 16 * v;
+    const __mmask16 out = (__mmask16)(0xffffu >> (16 - (room < 16 ? room : 16)));
+    _mm256_mask_storeu_epi16(h + 16 * v, out,
+                             (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(e + 16 * v), inv)));
+    for (int s = 16 * nv; s < end; s++) h[s] = 0;
+}
+#else
+#define SOFTMAX_ROW_BF16 0
+#endif
+
 void student_attn_softmax(float *att, uint16_t *att_bf, int64_t planes, int T, int i0, int i1,
-                          int nb, float scale) {
+                          int nb, float scale, int keep_f32) {
     const float c = scale * 1.44269504088896341f; /* exp(scale x) = 2^(c x) */
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t p = 0; p < planes; p++) {
-        for (int i = i0; i < i1; i++) {
-            float *a = att + (p * T + i) * (int64_t)T;
-            const int n = i + 1, end = student_att_row_end(T, nb, i); /* keys 0..i visible */
-            float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-            for (int s = 0; s < n; s++) mx = a[s] > mx ? a[s] : mx;
-            const float cm = c * mx;
-            float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-            for (int s = 0; s < n; s++) {
-                float e = student_exp2_nonpos(a[s] * c - cm);
-                a[s] = e;
-                sum += e;
-            }
-            const float inv = 1.0f / sum;
-            uint16_t *h = att_bf ? att_bf + (p * T + i) * (int64_t)T : NULL;
-            if (h) {
-#pragma omp simd
-                for (int s = 0; s < n; s++) {
-                    a[s] *= inv;
-                    h[s] = student_f2bf(a[s]);
+    /* inference (bf16 probabilities only) on a CPU with AVX-512 BF16 */
+    const int row_bf16 = SOFTMAX_ROW_BF16 && att_bf && !keep_f32;
+#pragma omp parallel
+    {
+        float *scratch = row_bf16 ? malloc((size_t)(T + 16) * sizeof *scratch) : NULL;
+#pragma omp for collapse(2) schedule(static)
+        for (int64_t p = 0; p < planes; p++) {
+            for (int i = i0; i < i1; i++) {
+                float *a = att + (p * T + i) * (int64_t)T;
+                const int n = i + 1, end = student_att_row_end(T, nb, i); /* keys 0..i visible */
+                uint16_t *h = att_bf ? att_bf + (p * T + i) * (int64_t)T : NULL;
+#if SOFTMAX_ROW_BF16
+                if (scratch) {
+                    softmax_row_bf16(h, scratch, a, a + T, n, end, c);
+                    continue;
                 }
-                for (int s = n; s < end; s++) h[s] = 0;
-            } else {
+#endif
+                float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+                for (int s = 0; s < n; s++) mx = a[s] > mx ? a[s] : mx;
+                const float cm = c * mx;
+                float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+                for (int s = 0; s < n; s++) {
+                    float e = student_exp2_nonpos(a[s] * c - cm);
+                    a[s] = e;
+                    sum += e;
+                }
+                const float inv = 1.0f / sum;
+                if (h) {
 #pragma omp simd
-                for (int s = 0; s < n; s++) a[s] *= inv;
+                    for (int s = 0; s < n; s++) {
+                        a[s] *= inv;
+                        h[s] = student_f2bf(a[s]);
+                    }
+                    for (int s = n; s < end; s++) h[s] = 0;
+                } else {
+#pragma omp simd
+                    for (int s = 0; s < n; s++) a[s] *= inv;
+                }
+                for (int s = n; s < end; s++) a[s] = 0.0f;
             }
-            for (int s = n; s < end; s++) a[s] = 0.0f;
         }
+        free(scratch);
     }
 }
 

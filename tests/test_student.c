@@ -1375,6 +1375,97 @@ static void test_exp2_nonpos(void) {
     CU_ASSERT_EQUAL(student_exp2_nonpos(0.0f), 1.0f);
 }
 
+/* The causal attention softmax, student_attn_softmax, in its three cases:
+ * f32 probabilities (training and f32 inference), f32 + bf16 (bf16
+ * training) and bf16 only (int8 inference, the vectorized row kernel where
+ * the CPU has AVX-512 BF16), against a softmax computed in double over the
+ * same scores. Shapes: T = 1,024 in 8 blocks (the GPT-2-small case), T = 40
+ * (5 blocks of 8: rows end off the 16-column vectors) and T = 5 (rows
+ * shorter than one vector). Scores span [-40, 40] so that some
+ * probabilities underflow. Bounds: f32 3e-6 relative + 1e-30 (measured
+ * about 5e-7: the exp polynomial and the sum's rounding); bf16 that plus
+ * 2^-8 relative (rounding to 8 significant bits; measured up to 0.996 of
+ * the bound, so nothing looser would catch a biased rounding); keys after the
+ * row's own (masked) exactly 0; columns past the row's block end not
+ * written. */
+static double bf2f(uint16_t b) {
+    union { uint32_t u; float f; } v = {(uint32_t)b << 16};
+    return v.f;
+}
+
+static void softmax_case(int T, int planes, int keep_f32, int with_bf) {
+    const int nb = student_att_blocks(T);
+    const size_t n = (size_t)planes * T * T;
+    float *x = malloc(n * sizeof *x), *a = malloc(n * sizeof *a);
+    uint16_t *h = malloc(n * sizeof *h);
+    CU_ASSERT_FATAL(x && a && h);
+    uint64_t seed = (uint64_t)(T * 8 + keep_f32 * 2 + with_bf);
+    for (size_t i = 0; i < n; i++) x[i] = (float)(80.0 * rt_uniform01(&seed) - 40.0);
+    memcpy(a, x, n * sizeof *a);
+    for (size_t i = 0; i < n; i++) h[i] = 0x1234; /* not a value any case writes */
+    const float scale = 0.125f;
+    for (int j = 0; j < nb; j++) {
+        int q0, q1;
+        student_att_block(T, nb, j, &q0, &q1);
+        student_attn_softmax(a, with_bf ? h : NULL, planes, T, q0, q1, nb, scale, keep_f32);
+    }
+    double worst_f = 0, worst_b = 0;
+    int masked_bad = 0, past_bad = 0;
+    double *ref = malloc((size_t)T * sizeof *ref);
+    for (int p = 0; p < planes; p++)
+        for (int i = 0; i < T; i++) {
+            const size_t row = ((size_t)p * T + i) * T;
+            const int end = student_att_row_end(T, nb, i);
+            double mx = -INFINITY, sum = 0;
+            for (int s = 0; s <= i; s++) mx = fmax(mx, (double)x[row + s]);
+            for (int s = 0; s <= i; s++) sum += ref[s] = exp(scale * ((double)x[row + s] - mx));
+            for (int s = 0; s <= i; s++) {
+                const double want = ref[s] / sum, tol_f = 3e-6 * want + 1e-30,
+                             tol_b = (0x1p-8 + 3e-6) * want + 1e-30;
+                if (keep_f32 || !with_bf)
+                    worst_f = fmax(worst_f, fabs(a[row + s] - want) / tol_f);
+                if (with_bf) worst_b = fmax(worst_b, fabs(bf2f(h[row + s]) - want) / tol_b);
+            }
+            for (int s = i + 1; s < end; s++) {
+                if ((keep_f32 || !with_bf) && a[row + s] != 0.0f) masked_bad++;
+                if (with_bf && h[row + s] != 0) masked_bad++;
+            }
+            for (int s = end; s < T; s++) {
+                if (a[row + s] != x[row + s]) past_bad++;
+                if (h[row + s] != 0x1234) past_bad++;
+            }
+        }
+    printf("\n    T %d keep_f32 %d bf16 %d: worst |p - ref| / tol f32 %.3f bf16 %.3f", T, keep_f32,
+           with_bf, worst_f, worst_b);
+    CU_ASSERT(worst_f <= 1.0);
+    CU_ASSERT(worst_b <= 1.0);
+    CU_ASSERT_EQUAL(masked_bad, 0);
+    CU_ASSERT_EQUAL(past_bad, 0);
+    free(ref);
+    free(x);
+    free(a);
+    free(h);
+}
+
+static void test_attn_softmax(void) {
+    const int shapes[3][2] = {{1024, 2}, {40, 3}, {5, 2}}; /* T, planes */
+    for (int k = 0; k < 3; k++) {
+        softmax_case(shapes[k][0], shapes[k][1], 1, 0); /* f32 */
+        softmax_case(shapes[k][0], shapes[k][1], 1, 1); /* f32 + bf16 */
+        softmax_case(shapes[k][0], shapes[k][1], 0, 1); /* bf16 only */
+    }
+    /* a NaN score makes its row NaN in every case, not a finite guess */
+    for (int keep = 0; keep < 2; keep++) {
+        float a[4 * 4];
+        uint16_t h[4 * 4];
+        for (int i = 0; i < 16; i++) a[i] = 0.5f;
+        a[3 * 4 + 1] = NAN;
+        student_attn_softmax(a, h, 1, 4, 0, 4, 1, 1.0f, keep);
+        CU_ASSERT(isnan(bf2f(h[3 * 4 + 0])) && isnan(bf2f(h[3 * 4 + 3])));
+        CU_ASSERT(bf2f(h[0]) == 1.0f); /* row 0 sees one key */
+    }
+}
+
 /* --------------------------------------------------- recomputation */
 
 /* Activation recomputation (STUDENT_RECOMPUTE) runs the same kernels in
@@ -1490,6 +1581,7 @@ int main(void) {
     CU_pSuite s = CU_add_suite("student", NULL, NULL);
     CU_add_test(s, "student_expf on NaN and infinities", test_expf_nonfinite);
     CU_add_test(s, "student_exp2_nonpos against exp2", test_exp2_nonpos);
+    CU_add_test(s, "attention softmax (f32, f32 + bf16, bf16 only) vs double", test_attn_softmax);
     CU_add_test(s, "forward f32 vs torch", test_forward_f32);
     CU_add_test(s, "backward f32 vs torch (every gradient)", test_backward_f32);
     CU_add_test(s, "finite differences", test_finite_difference);
