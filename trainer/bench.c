@@ -433,7 +433,7 @@ static const cli_option infer_options[] = {
     {.name = "warmup", .type = CLI_INT, .metavar = "N", .def = "1", .min = 0, .max = 100000,
      .help = "Untimed runs of each first (oneDNN JIT, page faults)."},
     {.name = "bf16", .type = CLI_BOOL,
-     .help = "Run an f32 file's matmuls in bf16 (int8 files always run their int8 layers and head)."},
+     .help = "Run an f32 file's matmuls in bf16 (int8 files run int8 layers and an int8 head)."},
     {.name = "seed", .type = CLI_INT, .metavar = "S", .def = "1234", .help = "Seed of the tokens."},
     {.name = "profile", .type = CLI_BOOL,
      .help = "Also report the prompt forward's time per kernel class (ms per forward)."},
