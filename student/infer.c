@@ -5,20 +5,32 @@
  * matmul plus attention over the cache instead of a forward over the whole
  * prefix. The n new rows go through the same oneDNN matmuls as training
  * (primitives for n = 1 are kept, and those of the last prompt length, so
- * that a repeated prompt length only executes primitives). Attention is a hand-written loop
- * over (head, query row): with one query row a GEMM has nothing to block.
- * Only the last row goes through the final LayerNorm and the LM head. */
+ * that a repeated prompt length only executes primitives). A prompt into
+ * an empty cache attends as the full forward does, in the causal
+ * staircase of query blocks (student_att_blocks over its n rows): S = Q
+ * K^T over the cached keys, student_attn_softmax, Y = P V, all in oneDNN
+ * matmuls. Single tokens, and rows added to a cache that holds some
+ * already, go through a hand-written loop over (head, query row): with one
+ * query row a GEMM has nothing to block. Only the last row goes through
+ * the final LayerNorm and the LM head. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 
 #include "student_internal.h"
 
+enum { PROMPT_ATT_MAX_FLOATS = 64 << 20 }; /* 256 MiB of prompt score planes */
+
 typedef struct {
     int n; /* rows */
     student_mm qkv, attproj, fc, fcproj;
     student_mm lr_a[STUDENT_LIN_N], lr_b[STUDENT_LIN_N]; /* low-rank linears: x W_a, t W_b + b */
     student_qlin *q8; /* int8 model: the int8 layers (and, for n = 1, the head) */
+    /* n > 1, a prompt into an empty cache: the attention of its nb query
+     * blocks (f32, on the cache) and their (H, n, n) score planes */
+    int att_nb;
+    student_mm qk[STUDENT_ATT_BLOCKS], pv[STUDENT_ATT_BLOCKS];
+    float *att;
 } row_plan;
 
 struct student_kv {
@@ -52,22 +64,71 @@ static void row_plan_destroy(row_plan *p) {
         student_mm_destroy(&p->lr_a[k]);
         student_mm_destroy(&p->lr_b[k]);
     }
+    for (int j = 0; j < STUDENT_ATT_BLOCKS; j++) {
+        student_mm_destroy(&p->qk[j]);
+        student_mm_destroy(&p->pv[j]);
+    }
+    free(p->att);
+    p->att = NULL;
     student_qlin_destroy(p->q8);
     p->q8 = NULL;
     p->n = 0;
+    p->att_nb = 0;
 }
 
-static rt_status row_plan_create(const student_model *m, int n, row_plan *p) {
-    rt_status st;
+/* The attention matmuls of a prompt's query block [q0, q1) against the
+ * keys [0, q1) of a cache of max_len positions, batched over heads: which
+ * 0 is S = Q K^T (Q a head slice of the qkv rows, K^T the layer's cached
+ * keys transposed, S the block's rows of the (H, n, n) planes), which 1 is
+ * Y = P V (P those rows, V the cached values, Y the heads' slices of the
+ * (n, A) attention output). */
+static void prompt_att_shape(student_mm_shape *s, const student_config *c, int max_len, int n,
+                             int which, int q0, int q1) {
+    const int64_t H = c->n_head, hs = student_head_dim(c), A = student_attn_width(c),
+                  ml = max_len, Tq = q1 - q0, Tk = q1, nn = (int64_t)n * n;
+    const int64_t q[3] = {H, Tq, hs}, q_s[3] = {hs, 3 * A, 1};
+    const int64_t kt[3] = {H, hs, Tk}, kt_s[3] = {ml * hs, 1, hs};
+    const int64_t p[3] = {H, Tq, Tk}, p_s[3] = {nn, n, 1};
+    const int64_t v[3] = {H, Tk, hs}, v_s[3] = {ml * hs, hs, 1};
+    const int64_t y_s[3] = {hs, A, 1};
+    const int64_t *d[3] = {q, kt, p}, *st[3] = {q_s, kt_s, p_s};
+    if (which == 1) d[0] = p, st[0] = p_s, d[1] = v, st[1] = v_s, d[2] = q, st[2] = y_s;
+    memset(s, 0, sizeof *s);
+    s->ndims = 3;
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < 3; k++) s->dims[i][k] = d[i][k], s->strides[i][k] = st[i][k];
+    s->dt = dnnl_f32;
+}
+
+static rt_status row_plan_create(const student_model *m, int n, int max_len, row_plan *p) {
+    rt_status st = RT_OK;
     const int64_t C = m->cfg.d_model, F = m->cfg.d_ff, A = student_attn_width(&m->cfg);
     const dnnl_data_type_t dt = m->prec == STUDENT_BF16 ? dnnl_bf16 : dnnl_f32;
     student_mm_shape s;
     memset(p, 0, sizeof *p);
     p->n = n;
+    /* the score planes are n^2 per head: past 256 MiB (a long context) the
+     * prompt attends through the per-row loop instead */
+    if (n > 1 && (size_t)m->cfg.n_head * (size_t)n * (size_t)n <= PROMPT_ATT_MAX_FLOATS) {
+        p->att = malloc((size_t)m->cfg.n_head * (size_t)n * (size_t)n * sizeof *p->att);
+        if (!p->att) {
+            st = rt_fail(RT_ERR_NOMEM, "student: out of memory for the attention of a %d-token "
+                                       "prompt", n);
+            goto cleanup;
+        }
+        p->att_nb = student_att_blocks(n);
+        for (int j = 0; j < p->att_nb; j++) {
+            int q0, q1;
+            student_att_block(n, p->att_nb, j, &q0, &q1);
+            prompt_att_shape(&s, &m->cfg, max_len, n, 0, q0, q1);
+            if ((st = student_mm_create(&p->qk[j], m->eng, &s)) != RT_OK) goto cleanup;
+            prompt_att_shape(&s, &m->cfg, max_len, n, 1, q0, q1);
+            if ((st = student_mm_create(&p->pv[j], m->eng, &s)) != RT_OK) goto cleanup;
+        }
+    }
     if (m->q8) { /* the f32 linear primitives are not needed */
         st = student_qlin_create(m, n, n == 1 ? STUDENT_QLIN_HEAD : 0, &p->q8);
-        if (st != RT_OK) p->n = 0;
-        return st;
+        goto cleanup;
     }
     student_mm_shape_2d(&s, n, C, 3 * A, 0, 0, dt, 1, 0);
     if ((st = student_mm_create(&p->qkv, m->eng, &s)) != RT_OK) goto cleanup;
@@ -168,7 +229,7 @@ rt_status student_infer_create(const student_model *m, int max_len, student_kv *
                      max_len);
         goto cleanup;
     }
-    if ((st = row_plan_create(m, 1, &kv->one)) != RT_OK) goto cleanup;
+    if ((st = row_plan_create(m, 1, max_len, &kv->one)) != RT_OK) goto cleanup;
     if (!kv->int8) {
         student_mm_shape s;
         student_mm_shape_2d(&s, 1, c->d_model, c->vocab_size, 0, 1,
@@ -225,6 +286,25 @@ static void attend(student_kv *kv, const student_config *c, int l, int n) {
         }
 }
 
+/* Causal attention of a prompt, the n rows of an empty cache, over layer
+ * l's cached keys and values, in the plan's query blocks. */
+static rt_status attend_prompt(student_model *m, student_kv *kv, row_plan *pl, int l, int n) {
+    const student_config *c = &m->cfg;
+    const size_t A = (size_t)student_attn_width(c), H = (size_t)c->n_head,
+                 layer = (size_t)l * H * (size_t)kv->max_len * (size_t)student_head_dim(c);
+    const float scale = 1.0f / sqrtf((float)student_head_dim(c));
+    for (int j = 0; j < pl->att_nb; j++) {
+        int q0, q1;
+        student_att_block(n, pl->att_nb, j, &q0, &q1);
+        RT_TRY(student_mm_run(&pl->qk[j], m->strm, kv->qkv + (size_t)q0 * 3 * A, kv->kc + layer,
+                              NULL, pl->att + (size_t)q0 * n));
+        student_attn_softmax(pl->att, NULL, (int64_t)H, n, q0, q1, pl->att_nb, scale, 1);
+        RT_TRY(student_mm_run(&pl->pv[j], m->strm, pl->att + (size_t)q0 * n, kv->vc + layer, NULL,
+                              kv->atty + (size_t)q0 * A));
+    }
+    return RT_OK;
+}
+
 rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *tokens, int n,
                              float *logits_last) {
     rt_status st = RT_OK;
@@ -250,7 +330,7 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
          * (bench and eval repeat one), so the loop only executes */
         if (kv->many.n != n) {
             row_plan_destroy(&kv->many);
-            if ((st = row_plan_create(m, n, &kv->many)) != RT_OK) return st;
+            if ((st = row_plan_create(m, n, kv->max_len, &kv->many)) != RT_OK) return st;
         }
         pl = &kv->many;
     }
@@ -302,7 +382,11 @@ rt_status student_infer_step(student_model *m, student_kv *kv, const int32_t *to
                 memcpy(kv->vc + dst, kv->qkv + (size_t)i * 3 * A + 2 * A + h * hs,
                        hs * sizeof(float));
             }
-        attend(kv, c, l, n);
+        if (pl->att_nb && kv->len == 0) {
+            if ((st = attend_prompt(m, kv, pl, l, n)) != RT_OK) goto cleanup;
+        } else {
+            attend(kv, c, l, n);
+        }
         if (bf) student_to_bf16(kv->atty_bf, kv->atty, (size_t)n * A);
         LIN(attproj, STUDENT_LIN_ATTPROJ, bf ? (const void *)kv->atty_bf : kv->atty, kv->x);
         student_layernorm_fwd(kv->ln, kv->ln_bf, NULL, NULL, kv->x, P + student_off(m, l, STUDENT_LN2W),

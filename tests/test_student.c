@@ -1199,11 +1199,19 @@ static void check_kv(student_precision prec, double tol_abs, double tol_rel) {
     double worst = 0.0;
     for (int b = 0; b < fx.B; b++) {
         const int32_t *seq = tokens + (size_t)b * T;
-        const int prompt = b == 0 ? 1 : (b == 1 ? 5 : T); /* 1-token, 5-token and full prompts */
+        /* 1-token, 5-token and full prompts (the prompts of more than one
+         * token attend through the query-block matmuls) */
+        const int prompt = b == 0 ? 1 : (b == 1 ? 5 : T);
         student_infer_reset(kv);
         CU_ASSERT_EQUAL_FATAL(student_infer_step(m, kv, seq, prompt, lg), RT_OK);
         worst = fmax(worst, max_abs_diff(lg, full + ((size_t)b * T + prompt - 1) * V, (size_t)V));
-        for (int t = prompt; t < T; t++) {
+        int t = prompt;
+        if (b == 1) { /* 3 more rows at once onto a cache that holds 5: the per-row loop */
+            CU_ASSERT_EQUAL_FATAL(student_infer_step(m, kv, seq + t, 3, lg), RT_OK);
+            t += 3;
+            worst = fmax(worst, max_abs_diff(lg, full + ((size_t)b * T + t - 1) * V, (size_t)V));
+        }
+        for (; t < T; t++) {
             CU_ASSERT_EQUAL_FATAL(student_infer_step(m, kv, seq + t, 1, lg), RT_OK);
             worst = fmax(worst, max_abs_diff(lg, full + ((size_t)b * T + t) * V, (size_t)V));
         }
