@@ -23,6 +23,25 @@ check '[ $rc -eq 0 ]' "eval on the fixtures exits 0"
 run generate --model "$m" --tokenizer "$tok" --prompt "the" --max-new-tokens 3 --temperature 0
 check '[ $rc -eq 0 ]' "generate on the fixtures exits 0"
 
+# A full context (the fixture's seq_len is 16; "the" is 2 tokens): greedy
+# decoding stops after 15 new tokens and says why; --context-shift goes on
+# to all 50, restarting 4 times from the last 8 tokens, and its first 15
+# tokens are the same (the shift only changes what comes after).
+ids_of() { python3 -c 'import json,sys; print(" ".join(map(str, json.load(open(sys.argv[1]))["ids"])))' "$1"; }
+run generate --model "$m" --tokenizer "$tok" --prompt "the" --max-new-tokens 50 --temperature 0 --json
+check '[ $rc -eq 0 ]' "generate into a full context exits 0"
+check 'grep -q "context is full (seq_len 16 tokens); stopping" "$tmp/err"' "generate says the context is full"
+plain=$(ids_of "$tmp/out")
+check '[ $(echo $plain | wc -w) -eq 15 ]' "generate stops after seq_len - prompt + 1 = 15 tokens (got $(echo $plain | wc -w))"
+run generate --model "$m" --tokenizer "$tok" --prompt "the" --max-new-tokens 50 --temperature 0 --json --context-shift
+check '[ $rc -eq 0 ]' "generate --context-shift exits 0"
+check 'grep -q "filled 4 times; each time generation went on from the last 8 tokens" "$tmp/err"' \
+  "generate --context-shift says how often it shifted"
+shifted=$(ids_of "$tmp/out")
+check '[ $(echo $shifted | wc -w) -eq 50 ]' "generate --context-shift makes all 50 tokens"
+check '[ "$(echo $shifted | cut -d" " -f1-15)" = "$plain" ]' \
+  "generate --context-shift: the tokens before the first shift are unchanged"
+
 # Bad files, each as --model, --data and --teacher of eval, and for generate.
 missing=$tmp/no/such.h5
 printf 'this is not an HDF5 file\n' >"$tmp/text.h5"

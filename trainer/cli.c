@@ -685,6 +685,9 @@ static const cli_option generate_options[] = {
      .help = "Random seed; the same seed, model and prompt give the same text."},
     {.name = "tokenizer", .type = CLI_STRING, .metavar = "DIR", .def = "data/",
      .help = "Folder with the vocab.json and merges.txt the model was trained with."},
+    {.name = "context-shift", .type = CLI_BOOL,
+     .help = "When the context (seq_len tokens) is full, go on from its last half (one "
+             "prompt step recomputes it) instead of stopping; said on stderr."},
     {.name = "json", .type = CLI_BOOL,
      .help = "Print one JSON object instead of the text: prompt_ids, ids (the new tokens), "
              "logprobs (the model's log-probability of each new token, before temperature) "

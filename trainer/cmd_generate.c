@@ -4,9 +4,11 @@
  * in one step, then one token per step, so a new token costs one row of
  * every matmul instead of a forward over the whole prefix. The cache holds
  * seq_len positions (the learned position embeddings), so generation stops
- * when the context is full rather than sliding the window: a slid window
- * would need the cache recomputed, and quietly changing the context is not
- * what a user asking for "the model's continuation" expects.
+ * when the context is full: quietly changing the context is not what a
+ * user asking for "the model's continuation" expects. --context-shift asks
+ * for it: a full cache restarts from the last half of the tokens (prompt
+ * tail and text so far) in one prompt step, as often as needed, and
+ * stderr says how many times.
  *
  * Sampling is deterministic in --seed: rt_rand.h's xoshiro256** stream
  * seeded through splitmix64 (our own, so the text does not depend on the C
@@ -115,6 +117,24 @@ static rt_status print_json(const int32_t *ctx, int n_ctx, const data_ids *gen,
     return RT_OK;
 }
 
+/* Restarts the cache kv from the last `keep` tokens of the prompt ctx
+ * followed by the generated tokens gen (keep <= the cache's positions),
+ * leaving the next token's logits in `logits`. */
+static rt_status shift_context(student_model *m, student_kv *kv, const int32_t *ctx, int n_ctx,
+                               const data_ids *gen, int keep, float *logits) {
+    int32_t *w = malloc((size_t)keep * sizeof *w);
+    if (!w) return rt_fail(RT_ERR_NOMEM, "generate: out of memory for a %d-token context", keep);
+    const size_t from_gen = gen->n < (size_t)keep ? gen->n : (size_t)keep;
+    const size_t from_ctx = (size_t)keep - from_gen; /* the rest from the prompt's end */
+    RT_ASSERT(from_ctx <= (size_t)n_ctx);
+    memcpy(w, ctx + (size_t)n_ctx - from_ctx, from_ctx * sizeof *w);
+    memcpy(w + from_ctx, gen->ids + gen->n - from_gen, from_gen * sizeof *w);
+    student_infer_reset(kv);
+    const rt_status st = student_infer_step(m, kv, w, keep, logits);
+    free(w);
+    return st;
+}
+
 /* -------------------------------------------------------------- command */
 
 int trainer_cmd_generate(int argc, char **argv) {
@@ -125,7 +145,8 @@ int trainer_cmd_generate(int argc, char **argv) {
     const char *tok_dir = cli_str(a, "tokenizer");
     const int64_t max_new = cli_int(a, "max-new-tokens");
     const double temperature = cli_real(a, "temperature");
-    const int top_k = (int)cli_int(a, "top-k"), json = cli_flag(a, "json");
+    const int top_k = (int)cli_int(a, "top-k"), json = cli_flag(a, "json"),
+              shift = cli_flag(a, "context-shift");
     rt_xoshiro rng;
     uint64_t seed = (uint64_t)cli_int(a, "seed");
     rt_xoshiro_seed(&rng, &seed);
@@ -167,7 +188,7 @@ int trainer_cmd_generate(int argc, char **argv) {
     }
     logits = malloc((size_t)V * sizeof *logits);
     work = malloc((size_t)V * sizeof *work);
-    lp = malloc((size_t)(max_new < max_len ? max_new : max_len) * sizeof *lp);
+    lp = malloc((size_t)max_new * sizeof *lp);
     if (!logits || !work || !lp) {
         st = rt_fail(RT_ERR_NOMEM, "generate: out of memory for %d logits", V);
         goto cleanup;
@@ -182,6 +203,8 @@ int trainer_cmd_generate(int argc, char **argv) {
     if ((st = student_infer_step(m, kv, ctx, n_ctx, logits)) != RT_OK) goto cleanup;
     const double t1 = now_s();
     const char *why = "max-new-tokens";
+    int shifts = 0;
+    const int keep = max_len / 2 > 0 ? max_len / 2 : 1; /* tokens kept by a context shift */
     for (int64_t i = 0; i < max_new; i++) {
         const int32_t next = sample(logits, V, temperature, top_k, &rng, work);
         if (next == eot) {
@@ -201,10 +224,18 @@ int trainer_cmd_generate(int argc, char **argv) {
         }
         printed = len;
         if (i + 1 == max_new) break;
-        /* The token just sampled needs one more cache row to be fed back. */
+        /* The token just sampled needs one more cache row to be fed back;
+         * a full cache shifts: it restarts from the last `keep` tokens of
+         * the prompt and the text so far (one prompt forward). */
         if (student_infer_len(kv) >= max_len) {
-            why = "context full";
-            break;
+            if (!shift) {
+                why = "context full";
+                break;
+            }
+            if ((st = shift_context(m, kv, ctx, n_ctx, &gen, keep, logits)) != RT_OK)
+                goto cleanup;
+            shifts++;
+            continue;
         }
         if ((st = student_infer_step(m, kv, &next, 1, logits)) != RT_OK) goto cleanup;
     }
@@ -213,8 +244,15 @@ int trainer_cmd_generate(int argc, char **argv) {
     if (!json && isatty(STDOUT_FILENO)) putchar('\n'); /* end the text before stderr lines */
     fflush(stdout);
     if (strcmp(why, "context full") == 0)
-        fprintf(stderr, "generate: the context is full (seq_len %d tokens); stopping\n",
+        fprintf(stderr,
+                "generate: the context is full (seq_len %d tokens); stopping "
+                "(--context-shift goes on from its last half)\n",
                 max_len);
+    if (shifts)
+        fprintf(stderr,
+                "generate: the context (seq_len %d tokens) filled %d time%s; each time "
+                "generation went on from the last %d tokens\n",
+                max_len, shifts, shifts == 1 ? "" : "s", keep);
     fprintf(stderr,
             "generate: %d prompt tokens (%.3f s), %zu new tokens, %.1f tokens/s, stopped at %s\n",
             n_ctx, t1 - t0, gen.n, t2 > t1 ? (double)gen.n / (t2 - t1) : 0.0, why);
