@@ -553,6 +553,14 @@ static void int8_matches_qat(int asym) {
         CU_ASSERT_FATAL(student_infer_step(q, kv, in + t, 1, lg) == RT_OK);
         dk = fmax(dk, maxdiff(lg, student_logits(q) + (size_t)t * V, (size_t)V, NULL));
     }
+    /* an 11-token prompt: the prompt attention's 2 uneven query blocks */
+    student_infer_reset(kv);
+    CU_ASSERT_FATAL(student_infer_step(q, kv, in, 11, lg) == RT_OK);
+    dk = fmax(dk, maxdiff(lg, student_logits(q) + 10 * (size_t)V, (size_t)V, NULL));
+    for (int t = 11; t < T; t++) {
+        CU_ASSERT_FATAL(student_infer_step(q, kv, in + t, 1, lg) == RT_OK);
+        dk = fmax(dk, maxdiff(lg, student_logits(q) + (size_t)t * V, (size_t)V, NULL));
+    }
     printf(", KV path vs full forward %.2e", dk);
     /* the KV path attends in f32, the full forward in bf16 (above), and
      * its head quantizes its one row with that row's own scale, not the
