@@ -757,7 +757,7 @@ static rt_status attn_fwd(student_model *m, student_mm *qk, student_mm *pv, int 
                                            k_op, NULL, att + (size_t)q0 * T)));
         STUDENT_PROF(m, SPF_SOFTMAX,
                      student_attn_softmax(att, attb, (int64_t)B * H, T, q0, q1, nb, scale,
-                                          !m->q8));
+                                          m->training));
         STUDENT_PROF(m, SPF_ATT_MM,
                      RT_TRY(student_mm_run(&pv[j], m->strm, elem(att_op, (size_t)q0 * T, es),
                                            v_op, NULL, atty + (size_t)q0 * A)));
