@@ -24,13 +24,14 @@
 
 /* Bounds on config.json values, checked before anything is sized from
  * them (a real GPT-2 XL is 48 layers, 25 heads, 1600 wide, 50257 tokens,
- * 1024 positions). */
+ * 1024 positions). n_positions is retort's own context limit: above it the
+ * error names the key (student_config_validate would name model.seq_len). */
 #define CKPT_HF_MAX_LAYERS 1024
 #define CKPT_HF_MAX_HEADS 1024
 #define CKPT_HF_MAX_WIDTH 65536
 #define CKPT_HF_MAX_FF (4 * 65536)
 #define CKPT_HF_MAX_VOCAB (1 << 22)
-#define CKPT_HF_MAX_POSITIONS (1 << 20)
+#define CKPT_HF_MAX_POSITIONS STUDENT_MAX_SEQ_LEN
 /* Largest config.json / index file read. */
 #define CKPT_HF_MAX_JSON (16u << 20)
 

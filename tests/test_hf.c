@@ -22,6 +22,7 @@
 #include "ckpt.h"
 #include "ckpt_hf.h"
 #include "ckpt_st.h"
+#include "fsutil.h"
 #include "test_util.h"
 
 #define FX RT_FIXTURES_DIR "/hf"
@@ -87,6 +88,52 @@ static void test_parse(void) {
     CU_ASSERT_EQUAL(parse("[1,2]", 0), RT_ERR_FORMAT);
     CU_ASSERT_EQUAL(parse("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1),
                     RT_ERR_UNSUPPORTED);
+}
+
+/* config.json values a fuzzer tries (tests/fuzz/fuzz_hf.c): each refused
+ * with one error naming config.json and the key. n_positions above
+ * retort's context limit was refused naming "model.seq_len" (the
+ * CKPT_HF_MAX_POSITIONS bound was above STUDENT_MAX_SEQ_LEN, so the check
+ * of the student config answered first). */
+static void test_config_values(void) {
+    static const struct {
+        const char *json, *key;
+    } cases[] = {
+        {"\"n_positions\": 65537", "n_positions"},
+        {"\"n_positions\": 9223372036854775807", "n_positions"},
+        {"\"n_layer\": 1e30", "n_layer"},
+        {"\"n_embd\": \"32\"", "n_embd"},
+        {"\"n_head\": null", "n_head"},
+        {"\"vocab_size\": -1", "vocab_size"},
+        {"\"n_inner\": {}", "n_inner"},
+        {"\"n_head\": 3", "n_head"}, /* 32 % 3 != 0 */
+    };
+    char *dir = rt_test_join(tmpdir, "config_values");
+    char *cfg = rt_test_join(dir, "config.json");
+    CU_ASSERT_FATAL(data_mkdir_p(dir) == RT_OK);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char json[512];
+        int n = snprintf(json, sizeof json, "{%s", cases[k].json);
+        static const char *const base[] = {"\"n_layer\": 2", "\"n_head\": 4", "\"n_embd\": 32",
+                                           "\"vocab_size\": 257", "\"n_positions\": 48"};
+        for (size_t b = 0; b < sizeof base / sizeof base[0]; b++)
+            if (!strstr(base[b], cases[k].key))
+                n += snprintf(json + n, sizeof json - (size_t)n, ", %s", base[b]);
+        snprintf(json + n, sizeof json - (size_t)n, "}");
+        CU_ASSERT_FATAL(data_write_text(cfg, json) == RT_OK);
+        ckpt_hf *h = NULL;
+        student_config c;
+        CU_ASSERT(ckpt_hf_open(dir, &h, &c) == RT_ERR_FORMAT);
+        CU_ASSERT_PTR_NULL(h);
+        if (!strstr(rt_last_error(), cases[k].key)) {
+            printf("\n  %s -> %s", json, rt_last_error());
+            CU_FAIL("the error does not name the key");
+        }
+        CU_ASSERT(strstr(rt_last_error(), cfg) == rt_last_error()); /* starts with the file */
+        CU_ASSERT(strstr(rt_last_error(), "model.") == NULL);       /* not a retort INI key */
+    }
+    free(cfg);
+    free(dir);
 }
 
 /* Logits of the first T positions: a window model equals the full one. */
@@ -291,6 +338,7 @@ int main(void) {
         {"roundtrip_and_head", test_roundtrip_and_head},
         {"bf16_bits", test_bf16_bits},
         {"nonfinite", test_nonfinite},
+        {"config_values", test_config_values},
     };
     if (!rt_test_suite("hf", setup, teardown, cases, sizeof cases / sizeof cases[0], "RT_TEST_ONLY"))
         return 1;
