@@ -31,8 +31,11 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-$asan}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$here/lsan.supp:print_suppressions=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export OMP_NUM_THREADS=1
+# A harness's dictionary (tests/fuzz/NAME.dict: keys of a JSON format) is used when there is one.
+dict=()
+[ -f "$here/$name.dict" ] && dict=(-dict="$here/$name.dict")
 "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=262144 \
-       -print_final_stats=1 -artifact_prefix="$work/crashes/" "$@" \
+       -print_final_stats=1 -artifact_prefix="$work/crashes/" "${dict[@]}" "$@" \
        "$work/corpus" "$seeds" >"$work/log" 2>&1
 rc=$?
 grep -E '^(stat::number_of_executed_units|stat::new_units_added|Done )' "$work/log" | tr '\n' ' '
