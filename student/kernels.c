@@ -9,7 +9,6 @@
  * count. All of them are memory-bound and a small part of a step. */
 #include <math.h>
 #include <omp.h>
-#include <stdlib.h>
 
 #include "student_internal.h"
 
@@ -208,13 +207,12 @@ static inline __m512 exp2_nonpos_x16(__m512 t) {
 
 /* One row of student_attn_softmax's inference case (bf16 probabilities
  * only): h[0..end) <- bf16(softmax(c' a[0..n))) with keys n.. zero, in
- * 16-column vectors, the last one masked. e: the row's exponentials (the
- * thread's scratch row, so that the scores' cache lines stay clean);
- * next: the next row's scores, prefetched while the exponentials of this
- * one are computed (each row of a T = 1,024 plane is its own 4 KiB page,
- * where the hardware prefetcher starts cold). */
-static void softmax_row_bf16(uint16_t *h, float *e, const float *a, const float *next, int n,
-                             int end, float c) {
+ * 16-column vectors, the last one masked; the exponentials go over the
+ * scores in a, which nothing reads afterwards. next: the next row's
+ * scores, prefetched while the exponentials of this one are computed (each
+ * row of a T = 1,024 plane is its own 4 KiB page, where the hardware
+ * prefetcher starts cold). */
+static void softmax_row_bf16(uint16_t *h, float *a, const float *next, int n, int end, float c) {
     const int nv = (n + 15) / 16, tail = n - 16 * (nv - 1); /* lanes of the last vector */
     const __mmask16 last = (__mmask16)(0xffffu >> (16 - tail));
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
@@ -235,25 +233,26 @@ static void softmax_row_bf16(uint16_t *h, float *e, const float *a, const float 
     for (v = 0; v + 1 < nv; v++) {
         _mm_prefetch((const char *)(next + 16 * v), _MM_HINT_T0);
         const __m512 y = exp2_nonpos_x16(_mm512_fmsub_ps(_mm512_loadu_ps(a + 16 * v), vc, vcm));
-        _mm512_storeu_ps(e + 16 * v, y);
+        _mm512_storeu_ps(a + 16 * v, y);
         sum = _mm512_add_ps(sum, y);
     }
     _mm_prefetch((const char *)(next + 16 * v), _MM_HINT_T0);
     _mm_prefetch((const char *)(next + 16 * v + 16), _MM_HINT_T0);
-    __m512 y = exp2_nonpos_x16(_mm512_fmsub_ps(_mm512_mask_loadu_ps(ninf, last, a + 16 * v), vc, vcm));
-    y = _mm512_maskz_mov_ps(last, y);
-    _mm512_storeu_ps(e + 16 * v, y);
+    const __m512 xl = _mm512_mask_loadu_ps(ninf, last, a + 16 * v);
+    const __m512 y = _mm512_maskz_mov_ps(last, exp2_nonpos_x16(_mm512_fmsub_ps(xl, vc, vcm)));
+    _mm512_mask_storeu_ps(a + 16 * v, last, y);
     sum = _mm512_add_ps(sum, y);
     const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
-    for (v = 0; v + 1 < nv; v++)
-        _mm256_storeu_si256((__m256i *)(h + 16 * v),
-                            (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(e + 16 * v), inv)));
+    for (v = 0; v + 1 < nv; v++) {
+        const __m512 p = _mm512_mul_ps(_mm512_loadu_ps(a + 16 * v), inv);
+        _mm256_storeu_si256((__m256i *)(h + 16 * v), (__m256i)_mm512_cvtneps_pbh(p));
+    }
     /* the last vector: its columns up to the row's end (the plane's last
      * rows need not have 16 columns left) */
     const int room = end - 16 * v;
     const __mmask16 out = (__mmask16)(0xffffu >> (16 - (room < 16 ? room : 16)));
-    _mm256_mask_storeu_epi16(h + 16 * v, out,
-                             (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(e + 16 * v), inv)));
+    const __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(last, a + 16 * v), inv);
+    _mm256_mask_storeu_epi16(h + 16 * v, out, (__m256i)_mm512_cvtneps_pbh(p));
     for (int s = 16 * nv; s < end; s++) h[s] = 0;
 }
 #else
@@ -265,48 +264,44 @@ void student_attn_softmax(float *att, uint16_t *att_bf, int64_t planes, int T, i
     const float c = scale * 1.44269504088896341f; /* exp(scale x) = 2^(c x) */
     /* inference (bf16 probabilities only) on a CPU with AVX-512 BF16 */
     const int row_bf16 = SOFTMAX_ROW_BF16 && att_bf && !keep_f32;
-#pragma omp parallel
-    {
-        float *scratch = row_bf16 ? malloc((size_t)(T + 16) * sizeof *scratch) : NULL;
-#pragma omp for collapse(2) schedule(static)
-        for (int64_t p = 0; p < planes; p++) {
-            for (int i = i0; i < i1; i++) {
-                float *a = att + (p * T + i) * (int64_t)T;
-                const int n = i + 1, end = student_att_row_end(T, nb, i); /* keys 0..i visible */
-                uint16_t *h = att_bf ? att_bf + (p * T + i) * (int64_t)T : NULL;
+    (void)row_bf16;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t p = 0; p < planes; p++) {
+        for (int i = i0; i < i1; i++) {
+            float *a = att + (p * T + i) * (int64_t)T;
+            const int n = i + 1, end = student_att_row_end(T, nb, i); /* keys 0..i visible */
+            uint16_t *h = att_bf ? att_bf + (p * T + i) * (int64_t)T : NULL;
 #if SOFTMAX_ROW_BF16
-                if (scratch) {
-                    softmax_row_bf16(h, scratch, a, a + T, n, end, c);
-                    continue;
-                }
-#endif
-                float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-                for (int s = 0; s < n; s++) mx = a[s] > mx ? a[s] : mx;
-                const float cm = c * mx;
-                float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-                for (int s = 0; s < n; s++) {
-                    float e = student_exp2_nonpos(a[s] * c - cm);
-                    a[s] = e;
-                    sum += e;
-                }
-                const float inv = 1.0f / sum;
-                if (h) {
-#pragma omp simd
-                    for (int s = 0; s < n; s++) {
-                        a[s] *= inv;
-                        h[s] = student_f2bf(a[s]);
-                    }
-                    for (int s = n; s < end; s++) h[s] = 0;
-                } else {
-#pragma omp simd
-                    for (int s = 0; s < n; s++) a[s] *= inv;
-                }
-                for (int s = n; s < end; s++) a[s] = 0.0f;
+            if (row_bf16) {
+                softmax_row_bf16(h, a, a + T, n, end, c);
+                continue;
             }
+#endif
+            float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+            for (int s = 0; s < n; s++) mx = a[s] > mx ? a[s] : mx;
+            const float cm = c * mx;
+            float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+            for (int s = 0; s < n; s++) {
+                float e = student_exp2_nonpos(a[s] * c - cm);
+                a[s] = e;
+                sum += e;
+            }
+            const float inv = 1.0f / sum;
+            if (h) {
+#pragma omp simd
+                for (int s = 0; s < n; s++) {
+                    a[s] *= inv;
+                    h[s] = student_f2bf(a[s]);
+                }
+                for (int s = n; s < end; s++) h[s] = 0;
+            } else {
+#pragma omp simd
+                for (int s = 0; s < n; s++) a[s] *= inv;
+            }
+            for (int s = n; s < end; s++) a[s] = 0.0f;
         }
-        free(scratch);
     }
 }
 

@@ -216,8 +216,9 @@ void student_colsum_add(float *db, uint16_t *d_bf, const float *d, int64_t rows,
  * range (student_att_row_end) become 0, and columns past that are neither
  * read nor written (no matmul reads them). A bf16 copy of the same
  * columns goes to att_bf if not NULL (the P V matmul input in bf16 and
- * int8 modes); with att_bf and !keep_f32 (inference: no backward reads
- * the f32 probabilities) att is left holding unnormalized exponentials. */
+ * int8 modes); with att_bf and !keep_f32 (a model that never runs the
+ * backward, the only reader of the f32 probabilities) att is scratch
+ * afterwards: exponentials or probabilities, unspecified. */
 void student_attn_softmax(float *att, uint16_t *att_bf, int64_t planes, int T, int i0, int i1,
                           int nb, float scale, int keep_f32);
 /* In place: datt <- scale * P * (dP - rowsum(P * dP)) (softmax backward with
